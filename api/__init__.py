@@ -1,0 +1,1 @@
+"""API: the FastAPI app, the web UI, the settings model and the ``twinspect`` CLI."""

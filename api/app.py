@@ -1,0 +1,38 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.routers import live, metrics, pages, push
+from api.services import Services
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(services: Services) -> FastAPI:
+    """Build the app around running services; the lifespan starts and stops the engine."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.engine.start()
+        try:
+            yield
+        finally:
+            services.engine.stop()
+
+    app = FastAPI(title="twinspect", version="0.1.0", lifespan=lifespan,
+                  description="Vision inspection of production lines with a synchronized digital twin.")
+    app.state.services = services
+    errors.install(app)
+    for router in (pages.router, live.router, push.router, metrics.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    return app

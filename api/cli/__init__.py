@@ -1,0 +1,1 @@
+"""The ``twinspect`` command line."""

@@ -1,0 +1,131 @@
+"""``twinspect demo / serve / replay``: run the inspection engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli.common import ConfigOption, DataDirOption, settings_from
+from api.settings import Settings
+
+
+def default_boards() -> Path:
+    """The DeepPCB folder: $TWINSPECT_DEEPPCB, else ../shared/datasets/deeppcb-trainval beside the checkout."""
+    env = os.environ.get("TWINSPECT_DEEPPCB")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "datasets" / "deeppcb-trainval"
+
+
+def _simulated_line(settings: Settings, boards: Path, cameras: int, realtime: bool, fps: float,
+                    defect_rate: float, replay: bool, speed: float = 300.0, spacing: float = 120.0) -> Settings:
+    """Settings with the line replaced by N simulated cameras over ``boards``."""
+    from camera.config import SimulatedCamera
+    from inspection.parts import PartsConfig
+    from inspection.trigger import LineTriggerConfig
+
+    cams = [SimulatedCamera(type="simulated", id=f"cam{i + 1}", boards=boards, mode="replay" if replay else "endless",
+                            realtime=realtime, fps=fps, defect_rate=defect_rate, split_count=cameras, split_index=i,
+                            speed_px_s=speed, spacing_px=spacing,
+                            seed=i if not replay else 0)
+            for i in range(cameras)]
+    w, h = cams[0].width, cams[0].height
+    trigger = LineTriggerConfig(start=(w / 2, 0.0), end=(w / 2, float(h)), direction="right_to_left")
+    parts = PartsConfig(**{**settings.line.parts.model_dump(), "trigger": trigger})
+    line = settings.line.model_copy(update={"cameras": cams, "parts": parts})
+    return settings.model_copy(update={"line": line})
+
+
+def _serve(settings: Settings, engine_settings: Settings, banner: str) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from api.live_view import LiveView
+    from api.runtime import build_engine
+    from api.services import Services
+
+    engine = build_engine(engine_settings)
+    app = create_app(Services(LiveView(engine)))
+    url = f"http://{settings.server.host}:{settings.server.port}/"
+    typer.echo(f"twinspect: {banner} at {url}")
+    typer.echo("  open it in a browser: live frames with tracked boards, the last verdicts with their evidence, "
+               f"counters; metrics at {url}metrics; data in {settings.data_dir}; Ctrl-C stops")
+    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="warning")
+
+
+def demo_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    boards: Annotated[Path | None, typer.Option(
+        help="DeepPCB folder (or any folder of board images); default: $TWINSPECT_DEEPPCB or "
+             "../shared/datasets/deeppcb-trainval.")] = None,
+    cameras: Annotated[int, typer.Option(help="Simulated cameras.")] = 1,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """A simulated PCB line on the shipped weights, with the live page on http://HOST:PORT/."""
+    settings = settings_from(config, data_dir)
+    settings = settings.model_copy(update={"server": settings.server.model_copy(update={"host": host, "port": port})})
+    boards = boards or default_boards()
+    line = _simulated_line(settings, boards, cameras, realtime=True, fps=15.0, defect_rate=0.5, replay=False)
+    _serve(settings, line, f"simulated PCB line ({cameras} camera(s), boards from {boards})")
+
+
+def serve_cmd(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Run the cameras of the config file with the engine, API and web UI."""
+    settings = settings_from(config, data_dir)
+    _serve(settings, settings, f"line {settings.line.line_id} with {len(settings.line.cameras)} camera(s)")
+
+
+def replay_cmd(
+    boards: Annotated[Path, typer.Option(help="DeepPCB folder (ground truth from its labels) or image folder.")],
+    defect_rate: Annotated[float, typer.Option(help="Share of defective boards (DeepPCB layout).")] = 0.5,
+    fps: Annotated[float, typer.Option(help="Simulated camera frame rate (sets the motion per frame).")] = 15.0,
+    cameras: Annotated[int, typer.Option(help="Simulated cameras sharing the boards.")] = 1,
+    speed: Annotated[float, typer.Option(help="Belt speed in frame pixels per second.")] = 300.0,
+    spacing: Annotated[float, typer.Option(help="Gap between boards in pixels.")] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per board, then a summary line.")] = False,
+    store: Annotated[bool, typer.Option(help="Store inspections (in --data-dir, else a temporary folder).")] = True,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run the whole pipeline over every board in DIR as fast as the machine allows."""
+    from api.runtime import build_engine
+    from camera.errors import CameraError
+    from camera.simulated import BoardPool, replay_sequence
+    from inspection.replay import ReplayReport
+
+    if not 0 < defect_rate <= 1:
+        raise CameraError(f"--defect-rate: must be in (0, 1], got {defect_rate}")
+    settings = settings_from(config, data_dir)
+    with tempfile.TemporaryDirectory(prefix="twinspect-replay-") as tmp:
+        if data_dir is None:
+            settings = settings.model_copy(update={"data_dir": Path(tmp)})
+        line = _simulated_line(settings, boards, cameras, realtime=False, fps=fps, defect_rate=defect_rate,
+                               replay=True, speed=speed, spacing=spacing)
+        sequence = replay_sequence(BoardPool.load(boards), defect_rate, seed=0)
+        engine = build_engine(line, store=store)
+        report = ReplayReport(sequence, write=lambda s: print(s, flush=True), emit_lines=as_json)
+        engine.add_listener(report)
+        t0 = time.monotonic()
+        engine.start()
+        finished = engine.wait(timeout=None)
+        wall = time.monotonic() - t0
+        frames = sum(loop.frames for loop in engine.loops)
+        seen = sum(loop.parts.counters.seen for loop in engine.loops)
+        engine.stop()
+    summary = report.summary(seen, frames, wall, engine.clock.mean_ms())
+    if as_json:
+        print(json.dumps({"summary": summary}), flush=True)
+    else:
+        for k, v in summary.items():
+            typer.echo(f"{k:16s} {v}")
+    if not finished:
+        sys.exit(1)

@@ -1,0 +1,52 @@
+"""Entry point of the ``twinspect`` command: sub-commands and the error boundary.
+
+Every error a user can cause (bad path, bad file, bad field) ends as one line on
+stderr naming the file or field, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from typer._click import exceptions as click_exc
+
+from api.cli import config_cmd, datasets, line, models, train
+from inspection.errors import InspectionError
+
+app = typer.Typer(help="twinspect: vision inspection of production lines with a synchronized digital twin.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(models.app, name="models")
+app.add_typer(config_cmd.app, name="config")
+app.command("train")(train.train_cmd)
+app.command("eval")(models.eval_cmd)
+app.command("predict")(models.predict_cmd)
+app.command("export")(models.export_cmd)
+app.command("demo")(line.demo_cmd)
+app.command("serve")(line.serve_cmd)
+app.command("replay")(line.replay_cmd)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    command = typer.main.get_command(app)
+    try:
+        command(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except click_exc.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except InspectionError as exc:
+        print(f"twinspect: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""``twinspect eval / predict / export / models``: the ML engineer's model commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Model registry: list and register models.", no_args_is_help=True)
+
+WeightsOption = Annotated[Path, typer.Option("--weights", "-w", help="Registry entry (weights/NAME) or .onnx/.pt.")]
+
+
+def eval_cmd(
+    weights: WeightsOption,
+    data: Annotated[Path, typer.Option(help="Data YAML of the dataset.")] = Path("datasets/deeppcb/data.yaml"),
+    split: Annotated[str, typer.Option(help="Split to score: val or test.")] = "val",
+    conf: Annotated[float, typer.Option(help="Confidence for precision / recall / F1 and the DeepPCB F-score.")] = 0.25,
+    backend: Annotated[str | None, typer.Option(help="onnx or torch (default: from the file type).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+) -> None:
+    """Score weights: mAP50, mAP50-95, per-class AP, P/R/F1 at --conf, DeepPCB F-score."""
+    from inspection.evaluate import evaluate_weights
+
+    if backend not in (None, "onnx", "torch"):
+        raise typer.BadParameter("must be 'onnx' or 'torch'", param_hint="--backend")
+    result = evaluate_weights(weights, data, split=split, conf=conf, backend=backend)  # type: ignore[arg-type]
+    s = result.summary()
+    if as_json:
+        typer.echo(json.dumps({"weights": str(weights), "split": split, **s}))
+        return
+    typer.echo(f"{weights} on {split}: {s['images']} images, {s['instances']} boxes")
+    typer.echo(f"mAP50 {s['map50']:.4f}   mAP50-95 {s['map50_95']:.4f}")
+    typer.echo(f"at conf {conf}: precision {s['precision']:.4f}  recall {s['recall']:.4f}  F1 {s['f1']:.4f}")
+    typer.echo(f"DeepPCB F-score (IoU > 0.33, same type): {s['deeppcb_fscore']:.4f} "
+               f"(P {s['deeppcb_precision']:.4f}, R {s['deeppcb_recall']:.4f})")
+    typer.echo(f"{'class':10s} {'AP50':>7s} {'AP50-95':>8s}")
+    for name, ap in s["per_class_ap50"].items():
+        ap95 = s["per_class_ap50_95"][name]
+        typer.echo(f"{name:10s} {ap if ap is not None else float('nan'):7.4f} "
+                   f"{ap95 if ap95 is not None else float('nan'):8.4f}")
+
+
+def predict_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    weights: WeightsOption,
+    conf: Annotated[float, typer.Option(help="Minimum confidence of a reported box.")] = 0.25,
+    iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image per line.")] = False,
+    batch: Annotated[int, typer.Option(help="Images per inference call.")] = 1,
+) -> None:
+    """Detect defects with ONNX Runtime (the serving path; no torch)."""
+    from inspection.errors import ModelError
+    from inspection.images import expand_paths, read_image
+    from inspection.models import load_detector
+
+    if not 0.0 <= conf <= 1.0:
+        raise ModelError(f"conf: must be between 0 and 1, got {conf}")
+    files = expand_paths(paths)
+    detector = load_detector(weights, conf=conf, iou=iou, backend="onnx")
+    for i in range(0, len(files), max(1, batch)):
+        chunk = files[i:i + max(1, batch)]
+        frames = [read_image(p) for p in chunk]
+        for path, frame, det in zip(chunk, frames, detector.detect(frames), strict=True):
+            if as_json:
+                typer.echo(json.dumps({"image": str(path), "width": frame.shape[1], "height": frame.shape[0],
+                                       "boxes": det.boxes_json()}))
+            else:
+                counts: dict[str, int] = {}
+                for k in det.class_id:
+                    counts[det.class_names[int(k)]] = counts.get(det.class_names[int(k)], 0) + 1
+                summary = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no defects"
+                typer.echo(f"{path}: {summary}")
+
+
+def export_cmd(
+    weights: WeightsOption,
+    fmt: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    half: Annotated[bool, typer.Option(help="FP16 weights (needs a GPU).")] = False,
+    dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch dimension (fixed image size).")] = False,
+    imgsz: Annotated[str | None, typer.Option(help="Input size: 640, or HEIGHTxWIDTH such as 192x320 for "
+                                                   "16:9 frames (default: the model card's).")] = None,
+    device: Annotated[str, typer.Option(help="'cpu' or a CUDA index.")] = "cpu",
+    check: Annotated[int, typer.Option(help="Images used for the ONNX vs PyTorch check (0: skip).")] = 8,
+    int8: Annotated[bool, typer.Option(help="Also write model.int8.onnx (static quantization) and eval both.")] = False,
+    calib_data: Annotated[Path | None, typer.Option(help="Data YAML to calibrate INT8 on and eval "
+                                                          "(default: the model card's training data).")] = None,
+) -> None:
+    """Export to ONNX, then compare ONNX Runtime with PyTorch and print the largest box difference."""
+    from inspection.errors import ModelError
+    from inspection.export import check_parity, export_onnx, parse_imgsz
+    from inspection.models import weights_file
+    from inspection.registry import read_card, resolve_model_dir, write_card
+
+    if fmt != "onnx":
+        raise ModelError(f"format: only 'onnx' is supported, got {fmt!r}")
+    pt = weights_file(weights, backend="torch")
+    card = None
+    if pt.parent.joinpath("card.json").is_file():
+        card = read_card(pt.parent)
+    size = parse_imgsz(imgsz) if imgsz else (card["imgsz"] if card else 640)
+    onnx_path = export_onnx(pt, imgsz=size, half=half, dynamic_batch=dynamic_batch, device=device)
+    typer.echo(f"exported {onnx_path}")
+    if card is not None:
+        card["export"] = {"format": "onnx", "half": half, "dynamic_batch": dynamic_batch,
+                          "imgsz": list(size) if isinstance(size, tuple) else size}
+    if int8:
+        _export_int8(onnx_path, calib_data or (Path(card["training_data"]["yaml"]) if card else None), card)
+    if card is not None:
+        write_card(resolve_model_dir(pt.parent), card)
+    if check:
+        images = _sample_images(card, check)
+        if not images:
+            typer.echo("parity check skipped: no sample images (the model card's dataset is not imported)")
+            return
+        p = check_parity(pt, onnx_path, images)
+        typer.echo(f"parity on {p.images} images: torch {p.boxes_torch} boxes, onnx {p.boxes_onnx} boxes, "
+                   f"{p.unmatched} unmatched; largest box difference {p.max_box_diff_px:.3f} px, "
+                   f"largest confidence difference {p.max_conf_diff:.4f}")
+
+
+def _export_int8(onnx_path: Path, data: Path | None, card: dict | None) -> None:  # type: ignore[type-arg]
+    from inspection.errors import ModelError
+    from inspection.evaluate import evaluate_weights
+    from inspection.registry import quantize_and_check
+
+    if data is None:
+        raise ModelError("--calib-data: needed for INT8 (the weights have no model card naming their dataset)")
+    info = quantize_and_check(onnx_path, data, "val")
+    fp32 = evaluate_weights(onnx_path, data, split="val").summary()
+    i8 = info["val_metrics"]
+    typer.echo(f"INT8 {onnx_path.with_name(info['file'])}: mAP50 {i8['map50']} vs fp32 {fp32['map50']}, "
+               f"mAP50-95 {i8['map50_95']} vs {fp32['map50_95']}, DeepPCB F {i8['deeppcb_fscore']} vs "
+               f"{fp32['deeppcb_fscore']} (val split of {data})")
+    if card is not None:  # both files were just written: the card gets both measurements
+        card["int8"] = info
+        card["val_metrics"] = {**fp32, "split": "val"}
+
+
+def _sample_images(card: dict | None, n: int) -> list:  # type: ignore[type-arg]
+    from inspection.datasets.yolo import load_data_yaml
+    from inspection.errors import DatasetError
+    from inspection.images import read_image
+
+    if not card:
+        return []
+    try:
+        spec = load_data_yaml(Path(card["training_data"]["yaml"]))
+        split = "val" if "val" in spec.splits else next(iter(spec.splits))
+        return [read_image(p) for p in spec.images(split)[:n]]
+    except (DatasetError, FileNotFoundError):
+        return []
+
+
+@app.command("register")
+def register_cmd(
+    run: Annotated[Path, typer.Argument(help="Training run folder (DATA_DIR/runs/NAME).")],
+    task: Annotated[str, typer.Option(help="defect or part.")],
+    data: Annotated[Path, typer.Option(help="Data YAML the run was trained on.")],
+    checkpoint: Annotated[str, typer.Option(help="best.pt or last.pt.")] = "best.pt",
+    name: Annotated[str | None, typer.Option(help="Registry name (default: TASK-ARCH).")] = None,
+    weights_dir: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("weights"),
+) -> None:
+    """Register a run's checkpoint (finished or in progress) as a new model version."""
+    from inspection.registry import register_run
+
+    entry = register_run(run, task=task, registry=weights_dir, data=data, name=name, checkpoint=checkpoint)
+    typer.echo(f"registered {entry}")
+
+
+@app.command("list")
+def list_cmd(weights_dir: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("weights")) -> None:
+    """List registered models with their headline metrics."""
+    for card_path in sorted(weights_dir.glob("*/card.json")):
+        card = json.loads(card_path.read_text())
+        vm = card.get("val_metrics", {})
+        typer.echo(f"{card_path.parent.name:28s} {card['task']:7s} imgsz {card['imgsz']:4d}  "
+                   f"epochs {card['epochs']['trained']:3d}  mAP50 {vm.get('map50')}  "
+                   f"DeepPCB-F {vm.get('deeppcb_fscore')}")

@@ -1,0 +1,56 @@
+"""One table mapping package exceptions to HTTP responses with a reason."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from camera.errors import CameraError, FrameRejected, UnknownCamera
+from inspection.errors import DatasetError, ImageError, InspectionError, ModelError, RulesError
+from inspection.store.errors import (
+    DuplicateInspectionError,
+    EvidenceNotFoundError,
+    InspectionNotFoundError,
+    InvalidCursorError,
+    StoreUnavailableError,
+)
+
+
+class NotFound(InspectionError):
+    """An id in the URL names nothing."""
+
+
+class Unauthorized(InspectionError):
+    """Missing or wrong token."""
+
+
+STATUS: list[tuple[type[Exception], int]] = [
+    (NotFound, 404),
+    (InspectionNotFoundError, 404),
+    (EvidenceNotFoundError, 404),
+    (DuplicateInspectionError, 409),
+    (InvalidCursorError, 400),
+    (StoreUnavailableError, 503),
+    (RulesError, 422),
+    (UnknownCamera, 404),
+    (Unauthorized, 401),
+    (FrameRejected, 422),
+    (ImageError, 422),
+    (DatasetError, 422),
+    (ModelError, 422),
+    (CameraError, 409),
+    (InspectionError, 400),
+]
+
+
+def install(app: FastAPI) -> None:
+    """Register a handler for each package exception, most specific first."""
+
+    def handler_for(status: int):  # type: ignore[no-untyped-def]
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc), "error": exc.__class__.__name__}, status_code=status)
+
+        return handle
+
+    for exc_type, status in STATUS:
+        app.add_exception_handler(exc_type, handler_for(status))

@@ -1,0 +1,91 @@
+"""The engine as the live page sees it: status JSON, annotated frames, evidence images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspection.annotate import draw
+from inspection.engine import Engine
+from inspection.store import encode_jpeg
+from inspection.trigger import LineTriggerConfig
+
+TRIGGER_COLOR = (0, 215, 255)
+
+
+class LiveView:
+    """Implements api.services.EngineView over a running Engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
+
+    def start(self) -> None:
+        self.engine.start()
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+    def metrics(self) -> bytes:
+        return self.engine.telemetry.render()
+
+    def push(self, camera_id: str, data: bytes, content_type: str | None) -> int:
+        return self.engine.push(camera_id, data, content_type)
+
+    def camera_token_ok(self, camera_id: str, token: str | None) -> bool:
+        return self.engine.camera_token_ok(camera_id, token)
+
+    def status(self) -> dict[str, Any]:
+        eng = self.engine
+        seen = sum(loop.parts.counters.seen for loop in eng.loops)
+        inspected = sum(loop.parts.counters.inspected for loop in eng.loops)
+        outcomes = dict(eng.outcomes)
+        cameras = []
+        for cid, src in eng.sources.items():
+            st = src.stats()
+            cameras.append({"camera_id": cid, "state": st.state.value, "online": st.online, "fps": st.fps,
+                            "frames_in": st.frames_in, "dropped": st.dropped, "reconnects": st.reconnects,
+                            "last_error": st.last_error})
+        recent = []
+        for done, _ in eng.sink.recent_list():
+            v = done.verdict
+            recent.append({"part_id": v.part_id, "camera_id": v.camera_id, "outcome": v.outcome.value,
+                           "defects": v.defects.boxes_json(), "reasons": list(v.reasons),
+                           "board": done.truth.name if done.truth else None, "t_wall": done.t_wall})
+        return {
+            "line_id": eng.config.line_id,
+            "line_state": eng.line_state().value,
+            "counters": {"boards_seen": seen, "inspected": inspected,
+                         "uninspected": sum(loop.parts.counters.uninspected for loop in eng.loops),
+                         "coverage": inspected / seen if seen else 1.0,
+                         **{k: int(v) for k, v in outcomes.items()},
+                         "fps": sum(c["fps"] for c in cameras)},
+            "cameras": cameras,
+            "recent": recent,
+        }
+
+    def latest_jpeg(self, camera_id: str) -> bytes | None:
+        loop = next((lp for lp in self.engine.loops if lp.camera_id == camera_id), None)
+        if loop is None or loop.latest is None:
+            return None
+        frame, boards = loop.latest
+        cached = self._jpeg_cache.get(camera_id)
+        if cached and cached[0] == frame.seq:
+            return cached[1]
+        image = draw(frame.image, boards, thickness=3)
+        trig = self.engine.config.parts.trigger
+        if isinstance(trig, LineTriggerConfig):
+            cv2.line(image, tuple(int(v) for v in trig.start), tuple(int(v) for v in trig.end), TRIGGER_COLOR, 2)
+        else:
+            cv2.polylines(image, [np.array(trig.polygon, np.int32)], True, TRIGGER_COLOR, 2)
+        data = encode_jpeg(image, 80)
+        self._jpeg_cache[camera_id] = (frame.seq, data)
+        return data
+
+    def evidence_jpeg(self, part_id: str) -> bytes | None:
+        for done, jpeg in self.engine.sink.recent_list():
+            if done.verdict.part_id == part_id:
+                return jpeg
+        return None

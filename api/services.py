@@ -1,0 +1,42 @@
+"""What the API needs from the rest of twinspect, passed to ``create_app``.
+
+The app never builds the engine or reads config itself; ``main()`` (the CLI) builds a
+``Services`` and hands it over, and tests hand over their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class EngineView(Protocol):
+    """The running inspection engine as the API sees it."""
+
+    def status(self) -> dict[str, Any]:
+        """Line state, counters, coverage, cameras with their state, recent verdicts."""
+
+    def latest_jpeg(self, camera_id: str) -> bytes | None:
+        """The latest annotated frame of a camera, JPEG-encoded, or None before the first frame."""
+
+    def evidence_jpeg(self, part_id: str) -> bytes | None:
+        """The evidence crop (with boxes) of a recent verdict, or None if unknown."""
+
+    def push(self, camera_id: str, data: bytes, content_type: str | None) -> int:
+        """Feed a pushed image to a push camera; returns its frame sequence number."""
+
+    def camera_token_ok(self, camera_id: str, token: str | None) -> bool:
+        """Whether ``token`` may push frames for ``camera_id``."""
+
+    def metrics(self) -> bytes:
+        """Prometheus text format."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Services:
+    engine: EngineView
+    max_push_bytes: int = 8 * 1024 * 1024

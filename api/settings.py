@@ -1,0 +1,162 @@
+"""The one settings model: ``twinspect.yaml`` plus ``TWINSPECT_*`` environment overrides.
+
+Built once in ``main()`` (or a CLI command) and passed down; nothing reads the
+environment at import time or in a loop. Environment variables override the file:
+``TWINSPECT_DATA_DIR=/srv/tw`` or, for nested fields, ``TWINSPECT_MODELS__DEFECT__CONF=0.3``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from camera.config import CameraConfig
+from inspection.errors import InspectionError
+from inspection.parts import PartsConfig
+from inspection.rules import RulesConfig
+
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+class ConfigError(InspectionError):
+    """The config file is missing, not YAML, or has bad fields (one line per field)."""
+
+
+def default_data_dir() -> Path:
+    """Per-user data folder: ``$XDG_DATA_HOME/twinspect`` or ``~/.local/share/twinspect``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "twinspect"
+
+
+class ModelSettings(BaseModel):
+    """One detector: its weights and how its boxes are filtered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: Path = Field(description="Model folder in weights/ (with card.json) or an .onnx/.pt file.")
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum confidence of a kept box.")
+    iou: float = Field(0.45, gt=0.0, le=1.0, description="IoU above which NMS suppresses the lower box.")
+    backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="onnx: ONNX Runtime with our letterbox and NMS (the serving path); "
+        "torch: Ultralytics' PyTorch predict (imports torch).")
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="ONNX model to serve: fp32, or int8 (ONNX Runtime static quantization, faster on CPU; "
+        "its accuracy is on the model card).")
+    providers: list[str] = Field(
+        default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        description="ONNX Runtime providers in order of preference; the first available is used.")
+
+
+class ModelsSettings(BaseModel):
+    """The two models of an inspection line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    defect: ModelSettings = Field(
+        default_factory=lambda: ModelSettings(weights=SHIPPED_WEIGHTS / "defect-yolov8n"),
+        description="Defect model run on each board crop (DeepPCB classes).")
+    part: ModelSettings = Field(
+        default_factory=lambda: ModelSettings(weights=SHIPPED_WEIGHTS / "part-yolov8n", conf=0.4),
+        description="Part model that finds whole boards in the overview frame.")
+
+
+class LineSettings(BaseModel):
+    """One inspection line: its cameras, how parts are tracked and triggered, and the verdict rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line_id: str = Field("line-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Line id.")
+    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras watching the line.")
+    parts: PartsConfig = Field(default_factory=PartsConfig, description="Tracking and trigger settings.")
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="How defect boxes become a verdict.")
+    max_batch: int = Field(8, ge=1, le=64, description="Largest inference batch across cameras.")
+    max_wait_ms: float = Field(4.0, ge=0, le=1000, description="Longest wait to fill a batch, in ms.")
+    camera_tokens: dict[str, str] = Field(default_factory=dict,
+                                          description="Bearer token each push camera must send, by camera id.")
+
+
+class StorageSettings(BaseModel):
+    """Where inspections are stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite (WAL) in the data dir.")
+
+
+class ServerSettings(BaseModel):
+    """The HTTP server of the API and web UI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+
+
+class Settings(BaseSettings):
+    """twinspect configuration (``twinspect.yaml``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINSPECT_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="Where runs, the database, evidence images and the event log live.")
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$",
+                           description="Logging level: DEBUG, INFO, WARNING or ERROR.")
+    models: ModelsSettings = Field(default_factory=ModelsSettings, description="The part and defect models.")
+    line: LineSettings = Field(default_factory=LineSettings, description="The inspection line.")
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage of inspections.")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return env_settings, init_settings
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def database_url(self) -> str:
+        return self.storage.database_url or f"sqlite:///{self.data_dir / 'twinspect.db'}"
+
+
+def format_errors(exc: ValidationError, source: str) -> list[str]:
+    """One line per bad field: ``FILE: dotted.path: message``."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{source}: {path}: {err['msg']}")
+    return lines
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of settings")
+    return data
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Settings from a YAML file (optional) and the environment; ConfigError lists every bad field."""
+    data = read_yaml(path) if path is not None else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        lines = format_errors(exc, str(path) if path else "environment")
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,159 @@
+"""Benchmarks of the inspection engine (issue 3), measured side by side in one run.
+
+    python bench/bench_pipeline.py [--boards DIR] [--n 20] [--latency-s 60] [--soak-min 10]
+
+1. efficiency: `replay` frames/s and boards/s vs the pure ONNX Runtime `session.run` rate of
+   the two models on the same frames and crops (no letterbox, no NMS, no tracking):
+   efficiency = (frames x part run + boards x defect run) / replay wall time;
+2. latency: capture -> verdict p50 / p99 with 4 simulated cameras at 15 fps in real time;
+3. memory: resident set size of the engine over a soak run (MB at start, at end, slope).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from api.cli.line import _simulated_line  # noqa: E402
+from api.runtime import build_engine  # noqa: E402
+from api.settings import load_settings  # noqa: E402
+from camera.simulated import BoardPool, LineMotion, LineScene, replay_sequence  # noqa: E402
+from inspection.models import weights_file  # noqa: E402
+from inspection.onnx_detector import OnnxDetector  # noqa: E402
+from inspection.preprocess import letterbox, to_tensor  # noqa: E402
+from inspection.replay import ReplayReport  # noqa: E402
+from inspection.verdict_sink import Inspected  # noqa: E402
+
+
+def subset(src: Path, n: int, dest: Path) -> Path:
+    from tests.conftest import real_board_subset
+
+    os.environ.setdefault("TWINSPECT_DEEPPCB", str(src))
+    return real_board_subset(dest, n)
+
+
+def session_rate(det: OnnxDetector, images: list[np.ndarray]) -> float:
+    """Seconds of pure session.run over already letterboxed tensors, one image per call."""
+    tensors = [to_tensor([letterbox(im, det.imgsz)[0]]) for im in images]
+    det.session.run(None, {det.input_name: tensors[0]})
+    t0 = time.perf_counter()
+    for t in tensors:
+        det.session.run(None, {det.input_name: t})
+    return time.perf_counter() - t0
+
+
+def efficiency(boards: Path) -> None:
+    settings = load_settings(None)
+    pool = BoardPool.load(boards)
+    seq = replay_sequence(pool, 0.5, seed=0)
+    scene = LineScene(pool, motion=LineMotion(), sequence=seq)
+    frames, crops, seen = [], [], set()
+    while (step := scene.step()) is not None:
+        frames.append(step[0])
+        for t in step[1]:  # the crop of each board once, when it is fully in view
+            x1, y1, x2, y2 = t.xyxy.astype(int)
+            if t.appearance not in seen and x1 > 0 and x2 < step[0].shape[1]:
+                seen.add(t.appearance)
+                crops.append(step[0][y1:y2, x1:x2])
+    part = OnnxDetector(weights_file(settings.models.part.weights, "onnx"))
+    defect = OnnxDetector(weights_file(settings.models.defect.weights, "onnx"))
+    ideal = session_rate(part, frames) + session_rate(defect, crops)
+    with tempfile.TemporaryDirectory() as tmp:
+        s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 1, realtime=False,
+                            fps=15.0, defect_rate=0.5, replay=True)
+        engine = build_engine(s)
+        report = ReplayReport(seq, write=lambda _: None, emit_lines=False)
+        engine.add_listener(report)
+        t0 = time.monotonic()
+        engine.start()
+        engine.wait()
+        wall = time.monotonic() - t0
+        done_frames = sum(loop.frames for loop in engine.loops)
+        engine.stop()
+    print(f"[efficiency] {len(seq)} boards, {len(frames)} frames ({done_frames} processed), {len(crops)} crops")
+    print(f"  pure session.run: {ideal:.2f} s = {len(frames) / ideal:.1f} frames/s, {len(seq) / ideal:.2f} boards/s")
+    print(f"  replay pipeline:  {wall:.2f} s = {done_frames / wall:.1f} frames/s, {len(seq) / wall:.2f} boards/s")
+    print(f"  efficiency (session.run time / replay time): {ideal / wall:.2f}")
+
+
+def latency(boards: Path, seconds: float) -> None:
+    settings = load_settings(None)
+    lat: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 4, realtime=True,
+                            fps=15.0, defect_rate=0.5, replay=False)
+        engine = build_engine(s)
+        engine.add_listener(lambda e: lat.append(e.latency_s) if isinstance(e, Inspected) else None)
+        engine.start()
+        time.sleep(seconds)
+        dropped = sum(src.stats().dropped for src in engine.sources.values())
+        frames_in = sum(src.stats().frames_in for src in engine.sources.values())
+        engine.stop()
+    a = np.array(lat) * 1000
+    print(f"[latency] 4 cameras x 15 fps for {seconds:.0f} s: {len(a)} verdicts, frames in {frames_in}, "
+          f"dropped {dropped}")
+    if a.size:
+        print(f"  capture -> verdict: p50 {np.percentile(a, 50):.0f} ms, p99 {np.percentile(a, 99):.0f} ms, "
+              f"max {a.max():.0f} ms")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def soak(boards: Path, minutes: float) -> None:
+    settings = load_settings(None)
+    samples: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 1, realtime=True,
+                            fps=15.0, defect_rate=0.5, replay=False)
+        engine = build_engine(s)
+        engine.start()
+        t0 = time.monotonic()
+        while (t := time.monotonic() - t0) < minutes * 60:
+            samples.append((t, rss_mb()))
+            time.sleep(5)
+        verdicts = sum(engine.outcomes.values())
+        engine.stop()
+    t, m = np.array(samples).T
+    half = len(m) // 2
+    slope = np.polyfit(t[half:] / 60, m[half:], 1)[0] if half > 1 else float("nan")
+    print(f"[memory] {minutes:.0f} min, {verdicts} verdicts: RSS {m[0]:.0f} MB at start, {m.max():.0f} MB peak, "
+          f"{m[-1]:.0f} MB at end; slope over the second half {slope:+.2f} MB/min")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--deeppcb", type=Path, default=REPO.parent / "shared" / "datasets" / "deeppcb-trainval")
+    ap.add_argument("--n", type=int, default=20, help="tested boards (templates are mixed in 1:1)")
+    ap.add_argument("--latency-s", type=float, default=60)
+    ap.add_argument("--soak-min", type=float, default=10)
+    ap.add_argument("--only", choices=["efficiency", "latency", "soak"],
+                    help="run one part (a soak in a fresh process measures memory without the others' residue)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        boards = subset(args.deeppcb, args.n, Path(tmp) / "boards")
+        if args.only in (None, "efficiency"):
+            efficiency(boards)
+        if args.only in (None, "latency") and args.latency_s > 0:
+            latency(boards, args.latency_s)
+        if args.only in (None, "soak") and args.soak_min > 0:
+            soak(boards, args.soak_min)
+
+
+if __name__ == "__main__":
+    main()

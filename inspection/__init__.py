@@ -1,0 +1,1 @@
+"""Inspection: datasets, models (train / eval / export / predict), metrics and detectors."""

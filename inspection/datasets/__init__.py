@@ -1,0 +1,1 @@
+"""Dataset importers and the YOLO dataset layout twinspect trains on."""

@@ -1,0 +1,186 @@
+"""Importer for the upstream DeepPCB layout.
+
+Reads ``PCBData/trainval.txt`` (and ``PCBData/test.txt`` when present): one line per
+board, ``groupG/G/ID.jpg groupG/G_not/ID.txt``. The tested board is ``ID_test.jpg``,
+its aligned defect-free template ``ID_temp.jpg``; each label line is
+``x1,y1,x2,y2,type`` (commas or spaces) with type 1..6.
+
+Validation runs over everything first and reports every offending file; nothing is
+written unless all of it is good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from inspection.classes import DEEPPCB_CLASSES
+from inspection.datasets.yolo import Box, YoloDatasetWriter
+from inspection.errors import DatasetError
+from inspection.hashing import tree_sha256
+
+_SEP = re.compile(r"[,\s]+")
+
+
+@dataclass(frozen=True)
+class Board:
+    """One DeepPCB board: its tested image, its template and its defects."""
+
+    board_id: str
+    test_image: Path
+    template_image: Path
+    label_file: Path
+    boxes: tuple[Box, ...]
+    size: tuple[int, int]
+
+
+def find_pcbdata(src: Path) -> Path:
+    """Accept either the folder holding ``PCBData`` or ``PCBData`` itself."""
+    src = Path(src)
+    if not src.exists():
+        raise DatasetError(f"{src}: no such folder")
+    for cand in (src / "PCBData", src):
+        if (cand / "trainval.txt").is_file() or (cand / "test.txt").is_file():
+            return cand
+    raise DatasetError(f"{src}: not a DeepPCB folder (no PCBData/trainval.txt or test.txt)")
+
+
+def read_list(pcb: Path, list_name: str) -> list[tuple[Path, Path, int]]:
+    """Lines of one list file as (image path as listed, label path, line number)."""
+    path = pcb / list_name
+    entries = []
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DatasetError(f"{path}:{lineno}: expected 'image label', got {raw!r}")
+        entries.append((pcb / parts[0], pcb / parts[1], lineno))
+    return entries
+
+
+def parse_label_file(path: Path, size: tuple[int, int], problems: list[str]) -> list[Box]:
+    """Boxes of one label file; each problem is appended as 'file:line: reason'."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: unreadable label file ({exc.__class__.__name__})")
+        return []
+    lines = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    if not lines:
+        problems.append(f"{path}: empty label file")
+        return []
+    w, h = size
+    boxes = []
+    for n, line in lines:
+        fields = _SEP.split(line)
+        if len(fields) != 5:
+            problems.append(f"{path}:{n}: expected 5 fields x1,y1,x2,y2,type, got {line!r}")
+            continue
+        try:
+            x1, y1, x2, y2 = (float(v) for v in fields[:4])
+            kind = int(fields[4])
+        except ValueError:
+            problems.append(f"{path}:{n}: not numbers: {line!r}")
+            continue
+        if not 1 <= kind <= len(DEEPPCB_CLASSES):
+            problems.append(f"{path}:{n}: unknown defect type {kind} (expected 1-6)")
+            continue
+        if x1 < 0 or y1 < 0 or x2 > w or y2 > h or x2 <= x1 or y2 <= y1:
+            problems.append(f"{path}:{n}: box {x1:g},{y1:g},{x2:g},{y2:g} outside the "
+                            f"{w}x{h} image or empty")
+            continue
+        boxes.append(Box(x1, y1, x2, y2, kind - 1))
+    return boxes
+
+
+def image_size(path: Path, problems: list[str]) -> tuple[int, int] | None:
+    """(width, height) of an image after a full decode, or None with a problem noted."""
+    if not path.is_file():
+        problems.append(f"{path}: missing image")
+        return None
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        problems.append(f"{path}: unreadable or corrupt image")
+        return None
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def load_boards(pcb: Path, list_name: str, progress: Callable[[Iterable[Any]], Iterable[Any]],
+                problems: list[str]) -> list[Board]:
+    """Read and validate every board of one list; problems are collected, not raised."""
+    boards = []
+    for listed, label, _ in progress(read_list(pcb, list_name)):
+        stem = listed.with_suffix("")
+        test_img = stem.with_name(stem.name + "_test.jpg")
+        temp_img = stem.with_name(stem.name + "_temp.jpg")
+        size = image_size(test_img, problems)
+        tsize = image_size(temp_img, problems)
+        if not label.is_file():
+            problems.append(f"{label}: missing label file")
+            continue
+        if size is None or tsize is None:
+            continue
+        boxes = parse_label_file(label, size, problems)
+        boards.append(Board(stem.name, test_img, temp_img, label, tuple(boxes), size))
+    return boards
+
+
+def is_validation(board_id: str, val_percent: int) -> bool:
+    """Deterministic split by image id: the same id always lands in the same split."""
+    bucket = int(hashlib.sha256(board_id.encode()).hexdigest()[:8], 16) % 100
+    return bucket < val_percent
+
+
+def import_deeppcb(src: Path, out: Path, val_percent: int = 20, background_percent: int = 10,
+                   progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> dict[str, Any]:
+    """Import DeepPCB into a YOLO dataset at ``out`` and return its card.
+
+    ``background_percent`` of the training boards also contribute their defect-free
+    template as a background image (no boxes), which teaches the model that clean
+    copper is not a defect. Validation and test splits hold tested boards only, as the
+    DeepPCB protocol scores them.
+    """
+    if not 0 < val_percent < 100:
+        raise DatasetError(f"val_percent: must be between 1 and 99, got {val_percent}")
+    if not 0 <= background_percent <= 100:
+        raise DatasetError(f"background_percent: must be between 0 and 100, got {background_percent}")
+    pcb = find_pcbdata(src)
+    lists = [n for n in ("trainval.txt", "test.txt") if (pcb / n).is_file()]
+    problems: list[str] = []
+    per_list = {name: load_boards(pcb, name, progress, problems) for name in lists}
+    if problems:
+        raise DatasetError(f"{src}: {len(problems)} problem(s), nothing imported", problems)
+    writer = YoloDatasetWriter(out, DEEPPCB_CLASSES)
+    try:
+        used: list[Path] = [pcb / n for n in lists]
+        for list_name, boards in per_list.items():
+            for b in boards:
+                if list_name == "test.txt":
+                    split = "test"
+                else:
+                    split = "val" if is_validation(b.board_id, val_percent) else "train"
+                writer.add(split, b.test_image.name, None, b.size, list(b.boxes), source=b.test_image)
+                used += [b.test_image, b.label_file]
+                if split == "train" and is_validation(b.board_id + "/template", background_percent):
+                    writer.add(split, b.template_image.name, None, b.size, [], source=b.template_image)
+                    used.append(b.template_image)
+        source_hash = tree_sha256(used, pcb)
+        return writer.commit(source_hash, {
+            "name": out.name,
+            "source": "DeepPCB (Tang et al. 2019), upstream PCBData layout",
+            "split_rule": f"val = sha256(board id) % 100 < {val_percent}; "
+                          f"train templates as background: {background_percent}%",
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+    except BaseException:
+        writer.abort()
+        raise
+

@@ -1,0 +1,50 @@
+"""Open a detector from a registry entry or a weights file, choosing the backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from inspection.detections import Detector
+from inspection.errors import ModelError
+from inspection.onnx_detector import DEFAULT_PROVIDERS, OnnxDetector
+from inspection.registry import resolve_model_dir
+
+Backend = Literal["onnx", "torch"]
+
+
+Precision = Literal["fp32", "int8"]
+
+
+def weights_file(weights: Path, backend: Backend = "onnx", precision: Precision = "fp32") -> Path:
+    """The model file to load: a registry entry gives model.onnx (model.int8.onnx) / model.pt; a file is itself."""
+    weights = Path(weights)
+    if not weights.exists():
+        raise ModelError(f"{weights}: no such weights file or model folder")
+    if weights.is_dir() or weights.suffix == "":
+        folder = resolve_model_dir(weights)
+        if backend == "torch":
+            return folder / "model.pt"
+        path = folder / ("model.int8.onnx" if precision == "int8" else "model.onnx")
+        if not path.is_file():
+            raise ModelError(f"{path}: this model has no {precision} ONNX file (twinspect export --int8 makes one)")
+        return path
+    return weights
+
+
+def load_detector(weights: Path, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
+                  providers: Sequence[str] = DEFAULT_PROVIDERS, backend: Backend | None = None,
+                  precision: Precision = "fp32") -> Detector:
+    """An OnnxDetector for .onnx (the serving path), an UltralyticsDetector for .pt."""
+    path = weights_file(weights, backend or "onnx", precision)
+    kind = backend or ("torch" if path.suffix == ".pt" else "onnx")
+    if kind == "onnx":
+        if path.suffix != ".onnx":
+            raise ModelError(f"{path}: expected an .onnx file for the ONNX Runtime backend")
+        return OnnxDetector(path, conf=conf, iou=iou, max_det=max_det, providers=providers)
+    if path.suffix != ".pt":
+        raise ModelError(f"{path}: expected a .pt file for the PyTorch backend")
+    from inspection.torch_detector import UltralyticsDetector
+
+    return UltralyticsDetector(path, conf=conf, iou=iou, max_det=max_det)

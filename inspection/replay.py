@@ -1,0 +1,83 @@
+"""``twinspect replay``: run the whole pipeline over a finite board sequence and report.
+
+Per board one JSON line (as verdicts arrive), then one summary line. With ground
+truth (DeepPCB layout), a board counts as flagged when its verdict is fail or
+uncertain (it goes to a person), and board recall / precision compare flagged boards
+with the defective ones.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from camera.simulated import BoardPass
+from inspection.parts import PartUninspected
+from inspection.verdict import Outcome
+from inspection.verdict_sink import Inspected
+
+
+@dataclass
+class ReplayReport:
+    """A listener that writes per-board lines and gathers the summary."""
+
+    sequence: Sequence[BoardPass]
+    write: Callable[[str], None]
+    emit_lines: bool = True
+    inspected: dict[int, Inspected] = field(default_factory=dict)  # by board appearance
+    unmatched: list[Inspected] = field(default_factory=list)  # verdicts not matched to a shown board
+    uninspected_events: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, PartUninspected):
+            with self._lock:
+                self.uninspected_events += 1
+            return
+        if not isinstance(event, Inspected):
+            return
+        with self._lock:
+            if event.truth is not None:
+                self.inspected[event.truth.appearance] = event
+            else:
+                self.unmatched.append(event)
+            if self.emit_lines:
+                self.write(json.dumps(board_line(event)))
+
+    def summary(self, boards_seen: int, frames: int, wall_s: float, stage_ms: dict[str, float]) -> dict[str, Any]:
+        with self._lock:
+            done = list(self.inspected.values()) + self.unmatched
+            out: dict[str, Any] = {
+                "boards_shown": len(self.sequence), "boards_seen": boards_seen, "inspected": len(done),
+                "uninspected": self.uninspected_events,
+                "verdicts": {o.value: sum(d.verdict.outcome is o for d in done) for o in Outcome},
+                "frames": frames, "wall_s": round(wall_s, 3),
+                "fps": round(frames / wall_s, 2) if wall_s else 0.0,
+                "boards_per_s": round(len(done) / wall_s, 3) if wall_s else 0.0,
+                "stage_ms": stage_ms,
+            }
+            truth_known = [b for b in self.sequence if b.sprite.defective is not None]
+            if truth_known:
+                out.update(_recall_precision(truth_known, self.inspected))
+            return out
+
+
+def board_line(done: Inspected) -> dict[str, Any]:
+    v = done.verdict
+    return {"board": done.truth.name if done.truth else None, "verdict": v.outcome.value,
+            "defects": v.defects.boxes_json(), "frames_seen": done.frames_seen,
+            "latency_ms": round(1000 * done.latency_s, 1), "part_id": v.part_id}
+
+
+def _recall_precision(shown: Sequence[BoardPass], inspected: dict[int, Inspected]) -> dict[str, Any]:
+    """Recall over every defective board shown (missed and uninspected ones count against it)."""
+    defective = [b for b in shown if b.sprite.defective]
+    flagged = [b for b in shown if b.appearance in inspected
+               and inspected[b.appearance].verdict.outcome is not Outcome.PASS]
+    hit = sum(1 for b in flagged if b.sprite.defective)
+    return {"board_recall": round(hit / len(defective), 4) if defective else None,
+            "board_precision": round(hit / len(flagged), 4) if flagged else None,
+            "defective_shown": len(defective), "flagged": len(flagged)}

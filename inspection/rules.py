@@ -1,0 +1,83 @@
+"""Verdict rules: the defect model's boxes on a board crop -> one pass / fail / uncertain verdict.
+
+Per box (class ``c``, confidence ``p``, area ``a`` in crop px²):
+- ``a < min_area_px2``: ignored (too small to matter, or noise);
+- ``p >= threshold(c)``: a clear defect -> the part fails;
+- ``uncertain_low <= p < threshold(c)``: a possible defect -> the part is uncertain,
+  unless a clear defect makes it fail;
+- lower: ignored.
+``threshold(c)`` is ``class_thresholds[c]`` when given, else ``fail_threshold``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from inspection.detections import Detections
+from inspection.errors import RulesError
+from inspection.parts import InspectRequest
+from inspection.verdict import Outcome, Verdict
+
+
+class RulesConfig(BaseModel):
+    """How defect boxes on a board crop become a verdict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fail_threshold: float = Field(0.5, ge=0, le=1, description="Confidence at or above which a box is a clear "
+                                  "defect (fail), for every class without its own threshold.")
+    class_thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class fail thresholds by "
+                                               "class name, overriding fail_threshold, e.g. {'spur': 0.7}.")
+    uncertain_low: float = Field(0.25, ge=0, le=1, description="Boxes with confidence in [uncertain_low, "
+                                 "class threshold) make the part uncertain when nothing is a clear fail; "
+                                 "lower boxes are ignored.")
+    min_area_px2: float = Field(0.0, ge=0, description="Boxes smaller than this area (crop pixels²) are "
+                                "ignored.")
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> RulesConfig:
+        for name, value in {"fail_threshold": self.fail_threshold, **self.class_thresholds}.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"threshold of {name} must be in [0, 1], got {value}")
+            if value < self.uncertain_low:
+                raise ValueError(f"threshold of {name} ({value}) is below uncertain_low ({self.uncertain_low})")
+        return self
+
+    def thresholds(self, class_names: tuple[str, ...]) -> np.ndarray:
+        """(K,) fail threshold of each class id of a model with ``class_names``."""
+        unknown = sorted(set(self.class_thresholds) - set(class_names))
+        if unknown:
+            raise RulesError(f"class_thresholds name classes the defect model does not have: {unknown} "
+                             f"(model classes: {list(class_names)})")
+        return np.array([self.class_thresholds.get(n, self.fail_threshold) for n in class_names], np.float64)
+
+
+def apply_rules(request: InspectRequest, defects: Detections, config: RulesConfig) -> Verdict:
+    """The verdict of one part from the defect boxes found on its crop (crop pixels)."""
+    thr_by_class = config.thresholds(defects.class_names)
+    box = defects.xyxy.astype(np.float64)
+    area = (box[:, 2] - box[:, 0]).clip(0) * (box[:, 3] - box[:, 1]).clip(0)
+    conf = defects.confidence.astype(np.float64)
+    thr = thr_by_class[defects.class_id] if len(defects) else np.zeros(0)
+    big = area >= config.min_area_px2
+    clear = big & (conf >= thr)
+    maybe = big & ~clear & (conf >= config.uncertain_low)
+    outcome = Outcome.FAIL if clear.any() else Outcome.UNCERTAIN if maybe.any() else Outcome.PASS
+    kept = np.nonzero(clear | maybe)[0]
+    kept = kept[np.lexsort((-conf[kept], ~clear[kept]))]  # clear defects first, then by confidence
+    reasons = tuple(_reason(defects, int(k), bool(clear[k]), float(thr[k]), config.uncertain_low) for k in kept)
+    return Verdict(part_id=request.part_id, camera_id=request.camera_id, track_id=request.track_id,
+                   outcome=outcome, defects=defects.filter(kept), crop=request.crop,
+                   board_xyxy=request.crop_xyxy.astype(np.float32), frame_seq=request.frame_seq,
+                   t_capture=request.t_capture, reasons=reasons)
+
+
+def _reason(defects: Detections, k: int, clear: bool, threshold: float, low: float) -> str:
+    name = defects.class_names[int(defects.class_id[k])]
+    x1, y1, x2, y2 = (round(float(v)) for v in defects.xyxy[k])
+    conf = float(defects.confidence[k])
+    where = f"at ({x1},{y1})-({x2},{y2})"
+    if clear:
+        return f"fail: {name} {conf:.2f} >= {threshold:.2f} {where}"
+    return f"uncertain: {name} {conf:.2f} in [{low:.2f}, {threshold:.2f}) {where}"

@@ -1,0 +1,144 @@
+"""Values that go into and come out of the inspection store (never ORM objects)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from inspection.store.evidence import EvidenceStore, encode_jpeg
+from inspection.verdict import Outcome, Verdict
+
+
+class ReviewStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    CORRECTED = "corrected"
+
+
+class BoxSource(StrEnum):
+    MODEL = "model"
+    REVIEW = "review"
+
+
+@dataclass(frozen=True)
+class BoxRecord:
+    """One defect box in crop pixels."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    confidence: float
+    class_name: str
+    source: BoxSource = BoxSource.MODEL
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a time-zone aware datetime, got naive {value.isoformat()}")
+
+
+@dataclass(frozen=True)
+class InspectionRecord:
+    """One inspection to store: a verdict plus where and by which model it was made."""
+
+    id: str  # UUID string
+    part_id: str
+    line_id: str
+    camera_id: str
+    track_id: int
+    outcome: Outcome
+    reasons: tuple[str, ...]
+    model_name: str
+    model_version: str
+    frame_seq: int
+    captured_at: datetime  # aware; stored and returned as UTC
+    evidence_sha256: str  # the JPEG of the crop in the EvidenceStore
+    board_xyxy: tuple[float, float, float, float]  # where the crop was taken in the frame
+    crop_width: int
+    crop_height: int
+    boxes: tuple[BoxRecord, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require_aware("captured_at", self.captured_at)
+
+    @classmethod
+    def from_verdict(cls, verdict: Verdict, *, line_id: str, model_name: str, model_version: str,
+                     captured_at: datetime, evidence: EvidenceStore, jpeg_quality: int = 90,
+                     record_id: str | None = None) -> InspectionRecord:
+        """Encode the verdict's crop as JPEG into ``evidence`` and build the record.
+
+        The evidence file is written (durably) before the record exists, so a stored
+        record never names a missing file.
+        """
+        sha = evidence.put(encode_jpeg(verdict.crop, jpeg_quality))
+        dets = verdict.defects
+        boxes = tuple(
+            BoxRecord(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(c), dets.class_names[int(k)])
+            for b, c, k in zip(dets.xyxy, dets.confidence, dets.class_id, strict=True)
+        )
+        x1, y1, x2, y2 = (float(v) for v in verdict.board_xyxy[:4])
+        return cls(
+            id=record_id or str(uuid.uuid4()), part_id=verdict.part_id, line_id=line_id,
+            camera_id=verdict.camera_id, track_id=int(verdict.track_id), outcome=Outcome(verdict.outcome),
+            reasons=tuple(verdict.reasons), model_name=model_name, model_version=model_version,
+            frame_seq=int(verdict.frame_seq), captured_at=captured_at, evidence_sha256=sha,
+            board_xyxy=(x1, y1, x2, y2), crop_width=int(verdict.crop.shape[1]),
+            crop_height=int(verdict.crop.shape[0]), boxes=boxes,
+        )
+
+
+@dataclass(frozen=True)
+class StoredInspection:
+    """An inspection as read back: the record's fields plus what the store and QA added."""
+
+    id: str
+    part_id: str
+    line_id: str
+    camera_id: str
+    track_id: int
+    outcome: Outcome
+    reasons: tuple[str, ...]
+    model_name: str
+    model_version: str
+    frame_seq: int
+    captured_at: datetime  # UTC
+    created_at: datetime  # UTC, when the store committed it
+    evidence_sha256: str
+    board_xyxy: tuple[float, float, float, float]
+    crop_width: int
+    crop_height: int
+    boxes: tuple[BoxRecord, ...]
+    review_status: ReviewStatus
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    version: int  # bumped on every change; updates name the version they read
+
+
+@dataclass(frozen=True)
+class InspectionFilter:
+    """What ``InspectionStore.list`` and ``counts`` select; None means any."""
+
+    outcome: Outcome | None = None
+    review_status: ReviewStatus | None = None
+    line_id: str | None = None
+    camera_id: str | None = None
+    created_from: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
+
+    def __post_init__(self) -> None:
+        for name in ("created_from", "created_before"):
+            value = getattr(self, name)
+            if value is not None:
+                _require_aware(name, value)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, newest first; pass ``next_cursor`` back for the next page."""
+
+    items: tuple[StoredInspection, ...]
+    next_cursor: str | None  # None when this is the last page

@@ -1,0 +1,32 @@
+"""The per-part result of an inspection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from inspection.detections import Detections
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True, eq=False)
+class Verdict:
+    """One verdict per part: outcome, evidence crop, and defects in board-crop coordinates."""
+
+    part_id: str  # stable id: "<run id>-<camera>-<track id>-<first frame seq>"
+    camera_id: str
+    track_id: int
+    outcome: Outcome
+    defects: Detections  # boxes in crop pixels (all kept boxes, each with its class)
+    crop: np.ndarray  # BGR crop of the board from the full-resolution frame
+    board_xyxy: np.ndarray  # (4,) where the crop was taken in the frame
+    frame_seq: int  # the frame the crop came from
+    t_capture: float  # monotonic capture time of that frame
+    reasons: tuple[str, ...] = ()  # why fail / uncertain, human readable

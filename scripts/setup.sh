@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set up everything twinspect needs on a fresh machine of this kind, idempotently.
+#
+# - Python environment: a virtual environment keyed by the hash of requirements.lock (the
+#   single source of the dependency versions; pyproject.toml lists the same packages loosely),
+#   kept outside the checkout (default ~/.cache/twinspect/venvs/<hash>) so that a fresh
+#   clone (CI) reuses it instead of reinstalling gigabytes; the project itself is
+#   installed editable into it, pointing at this checkout.
+# - Debian packages listed in scripts/apt-packages.txt (ffmpeg for stream tests, chromium
+#   for browser tests and screenshots), installed with apt-get when missing.
+# Prints the path of the environment's bin/ folder on its last line.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+log() { echo "[setup] $*" >&2; }
+
+apt_file="$repo/scripts/apt-packages.txt"
+if [ -s "$apt_file" ]; then
+  missing=()
+  while read -r pkg; do
+    [ -z "$pkg" ] || [[ "$pkg" == \#* ]] && continue
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done < "$apt_file"
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >&2
+  fi
+fi
+
+lock_hash="$(sha256sum requirements.lock | cut -c1-16)"
+venvs="$HOME/.cache/twinspect/venvs"
+venv="${TWINSPECT_VENV:-$venvs/$lock_hash}"
+stamp="$venv/.twinspect-lock"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
+  log "creating Python environment $venv (first time: a few minutes, ~6.5 GB with CUDA-enabled torch)"
+  start=$(date +%s)
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.lock >&2
+  echo "$lock_hash" > "$stamp"
+  log "environment ready in $(( $(date +%s) - start )) s, $(du -sh "$venv" | cut -f1)"
+  if [ -z "${TWINSPECT_VENV:-}" ]; then  # environments of older locks are several GB each: drop them
+    for old in "$venvs"/*; do [ "$old" = "$venv" ] || rm -rf "$old"; done
+  fi
+else
+  log "reusing Python environment $venv (requirements.lock unchanged)"
+fi
+
+# Point the editable install at this checkout (cheap when it already does).
+here="$("$venv/bin/python" -P -c 'import api, pathlib; print(pathlib.Path(api.__file__).resolve().parents[1])' 2>/dev/null || true)"
+if [ "$here" != "$repo" ]; then
+  log "installing twinspect (editable) from $repo"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$repo" >&2
+fi
+echo "$venv/bin"

@@ -1,0 +1,143 @@
+"""Shared fixtures: a DeepPCB-layout factory, frame and detection factories, a socket guard."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspection.detections import Detections
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def draw_board(rng: np.random.Generator, size: int = 640) -> np.ndarray:
+    """A binarised board-like image: white traces and pads on black."""
+    img = np.zeros((size, size), np.uint8)
+    for _ in range(12):
+        x1, y1, x2, y2 = (int(v) for v in rng.integers(0, size, 4))
+        cv2.line(img, (x1, y1), (x2, y1), 255, int(rng.integers(4, 14)))
+        cv2.line(img, (x2, y1), (x2, y2), 255, int(rng.integers(4, 14)))
+    for _ in range(8):
+        cv2.circle(img, tuple(int(v) for v in rng.integers(20, size - 20, 2)), int(rng.integers(6, 16)), 255, -1)
+    return img
+
+
+def make_deeppcb(root: Path, boards: int = 6, sep: str = ",", seed: int = 0,
+                 size: int = 640, lists: tuple[str, ...] = ("trainval.txt",)) -> Path:
+    """Write a small DeepPCB-layout folder; defect boxes are real marks drawn on the board."""
+    rng = np.random.default_rng(seed)
+    pcb = root / "PCBData"
+    group = "group12000"
+    img_dir, lbl_dir = pcb / group / "12000", pcb / group / "12000_not"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lbl_dir.mkdir(parents=True, exist_ok=True)
+    lines: dict[str, list[str]] = {name: [] for name in lists}
+    for i in range(boards):
+        board_id = f"12000{i:03d}"
+        temp = draw_board(rng, size)
+        test = temp.copy()
+        rows = []
+        for _ in range(int(rng.integers(2, 5))):
+            x1, y1 = (int(v) for v in rng.integers(10, size - 60, 2))
+            w, h = (int(v) for v in rng.integers(20, 45, 2))
+            kind = int(rng.integers(1, 7))
+            cv2.rectangle(test, (x1 + 4, y1 + 4), (x1 + w - 4, y1 + h - 4), 255 if kind % 2 else 0, -1)
+            rows.append(sep.join(str(v) for v in (x1, y1, x1 + w, y1 + h, kind)))
+        cv2.imwrite(str(img_dir / f"{board_id}_test.jpg"), test)
+        cv2.imwrite(str(img_dir / f"{board_id}_temp.jpg"), temp)
+        (lbl_dir / f"{board_id}.txt").write_text("\n".join(rows) + "\n")
+        list_name = lists[i % len(lists)]
+        lines[list_name].append(f"{group}/12000/{board_id}.jpg {group}/12000_not/{board_id}.txt")
+    for name, entries in lines.items():
+        (pcb / name).write_text("\n".join(entries) + "\n")
+    return root
+
+
+@pytest.fixture
+def deeppcb_factory(tmp_path: Path) -> Callable[..., Path]:
+    """Build a DeepPCB-layout folder under tmp_path; keyword args as make_deeppcb."""
+    counter = iter(range(1000))
+
+    def build(**kwargs: object) -> Path:
+        return make_deeppcb(tmp_path / f"deeppcb{next(counter)}", **kwargs)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture
+def detections_factory() -> Callable[..., Detections]:
+    """Detections from plain lists: boxes [[x1,y1,x2,y2], ...], confidences, class ids."""
+
+    def build(boxes: list[list[float]], conf: list[float] | None = None, cls: list[int] | None = None,
+              names: tuple[str, ...] = ("a", "b")) -> Detections:
+        n = len(boxes)
+        return Detections(np.asarray(boxes, np.float32).reshape(n, 4),
+                          np.asarray(conf if conf is not None else [0.9] * n, np.float32),
+                          np.asarray(cls if cls is not None else [0] * n, np.int64), names)
+
+    return build
+
+
+def deeppcb_source() -> Path:
+    """The real DeepPCB train/val folder (CI has ../shared beside the checkout)."""
+    import os
+
+    src = Path(os.environ.get("TWINSPECT_DEEPPCB", REPO.parent / "shared" / "datasets" / "deeppcb-trainval"))
+    if not (src / "PCBData" / "trainval.txt").is_file():
+        pytest.fail(f"real DeepPCB data not found at {src} (set TWINSPECT_DEEPPCB)")
+    return src
+
+
+@pytest.fixture(scope="session")
+def real_deeppcb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real DeepPCB boards imported by the project's importer; returns the data YAML."""
+    from inspection.datasets.deeppcb import import_deeppcb
+
+    out = tmp_path_factory.mktemp("real") / "deeppcb"
+    import_deeppcb(deeppcb_source(), out)
+    return out / "data.yaml"
+
+
+def real_board_subset(dest: Path, n: int, offset: int = 0) -> Path:
+    """A DeepPCB-layout folder with ``n`` real boards (tested image, template, labels) from the shared data."""
+    import shutil
+
+    src = deeppcb_source() / "PCBData"
+    lines = (src / "trainval.txt").read_text().split("\n")[offset:offset + n]
+    pcb = dest / "PCBData"
+    for line in lines:
+        img, label = line.split()
+        stem = (src / img).with_suffix("")
+        for suffix in ("_test.jpg", "_temp.jpg"):
+            target = pcb / Path(img).parent / (stem.name + suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(stem.with_name(stem.name + suffix), target)
+        (pcb / label).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / label, pcb / label)
+    (pcb / "trainval.txt").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
+    """Poll ``pred`` until it holds or ``timeout`` seconds pass; its last answer."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()

@@ -1,0 +1,28 @@
+"""ruff and mypy stay clean over the product packages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+PACKAGES = ["inspection", "camera", "sync", "api"]
+
+
+def test_ruff_is_clean():
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", *PACKAGES, "tests", "bench"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_is_clean():
+    r = subprocess.run([sys.executable, "-m", "mypy", *PACKAGES], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_serving_path_does_not_import_torch():
+    code = ("import sys; import api.cli.main, inspection.models, inspection.onnx_detector, inspection.evaluate; "
+            "print('torch' in sys.modules, 'ultralytics' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False False"
