@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routers import live, metrics, pages, push
+from api.routers import events, live, metrics, pages, push, twin
 from api.services import Services
 
 STATIC = Path(__file__).parent / "static"
@@ -21,17 +21,23 @@ def create_app(services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services.engine.start()
+        if services.sync is not None:
+            services.sync.start()
+        if services.engine is not None:
+            services.engine.start()
         try:
             yield
         finally:
-            services.engine.stop()
+            if services.engine is not None:
+                services.engine.stop()
+            if services.sync is not None:
+                services.sync.stop()
 
     app = FastAPI(title="twinspect", version="0.1.0", lifespan=lifespan,
                   description="Vision inspection of production lines with a synchronized digital twin.")
     app.state.services = services
     errors.install(app)
-    for router in (pages.router, live.router, push.router, metrics.router):
+    for router in (pages.router, live.router, push.router, metrics.router, events.router, twin.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -14,6 +14,7 @@ from inspection.store.errors import (
     InvalidCursorError,
     StoreUnavailableError,
 )
+from sync.errors import BadOffset, BrokerError, InvalidEvent, OffsetExpired, SyncError, UnknownEventType, UnknownLine
 
 
 class NotFound(InspectionError):
@@ -40,6 +41,13 @@ STATUS: list[tuple[type[Exception], int]] = [
     (ModelError, 422),
     (CameraError, 409),
     (InspectionError, 400),
+    (UnknownLine, 404),
+    (UnknownEventType, 400),
+    (BadOffset, 400),
+    (OffsetExpired, 410),
+    (InvalidEvent, 422),
+    (BrokerError, 503),
+    (SyncError, 400),
 ]
 
 

@@ -66,6 +66,9 @@ class LiveView:
             "recent": recent,
         }
 
+    def boards_in_view(self) -> dict[str, int]:
+        return {loop.camera_id: (len(loop.latest[1]) if loop.latest else 0) for loop in self.engine.loops}
+
     def latest_jpeg(self, camera_id: str) -> bytes | None:
         loop = next((lp for lp in self.engine.loops if lp.camera_id == camera_id), None)
         if loop is None or loop.latest is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import Engine as DbEngine
+
 from api.settings import ModelSettings, Settings
 from camera.config import build_source
 from camera.source import FrameSource
@@ -15,6 +17,8 @@ from inspection.models import load_detector
 from inspection.registry import resolve_model_dir
 from inspection.store import EvidenceStore, InspectionStore, open_database
 from inspection.verdict_sink import ModelInfo
+from sync.recorder import EngineRecorder
+from sync.service import SyncService
 
 
 def model_info(weights: Path) -> ModelInfo:
@@ -31,8 +35,26 @@ def _detector(model: ModelSettings, conf: float) -> Detector:
                          precision=model.precision)
 
 
-def build_engine(settings: Settings, sources: list[FrameSource] | None = None, store: bool = True) -> Engine:
-    """Load both models, open storage, build the sources from the config (unless given)."""
+def open_storage(settings: Settings, db: DbEngine | None = None) -> tuple[InspectionStore, EvidenceStore]:
+    """The inspection store and evidence folder of the data dir (database migrated to head)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    evidence = EvidenceStore(settings.data_dir / "evidence")
+    return InspectionStore(db or open_database(settings.database_url), evidence), evidence
+
+
+def open_sync(settings: Settings, forwarders: bool = True) -> SyncService:
+    """The event log, twins and broker forwarders on the data dir's database."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SyncService.open(open_database(settings.database_url), settings.sync, forwarders=forwarders)
+
+
+def build_engine(settings: Settings, sources: list[FrameSource] | None = None, store: bool = True,
+                 sync: SyncService | None = None) -> Engine:
+    """Load both models, open storage, build the sources from the config (unless given).
+
+    With ``sync`` (opened on the same database), every engine event goes to its event log,
+    and verdicts are committed together with their part.inspected events.
+    """
     line = settings.line
     part = _detector(settings.models.part, settings.models.part.conf)
     if part.class_names != ("board",):
@@ -44,11 +66,16 @@ def build_engine(settings: Settings, sources: list[FrameSource] | None = None, s
         sources = [build_source(c) for c in line.cameras]
     if not sources:
         raise ModelError("line.cameras: no camera configured")
-    inspections = evidence = None
-    if store:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        evidence = EvidenceStore(settings.data_dir / "evidence")
-        inspections = InspectionStore(open_database(settings.database_url), evidence)
+    inspections, evidence = open_storage(settings, sync.log.engine if sync else None) if store else (None, None)
     config = EngineConfig(line_id=line.line_id, parts=line.parts, rules=line.rules, max_batch=line.max_batch,
                           max_wait_ms=line.max_wait_ms, camera_tokens=dict(line.camera_tokens))
-    return Engine(config, sources, part, defect, model_info(settings.models.defect.weights), inspections, evidence)
+    models = {"defect": model_info(settings.models.defect.weights), "part": model_info(settings.models.part.weights)}
+    if sync is None:
+        return Engine(config, sources, part, defect, models["defect"], inspections, evidence)
+    recorder = EngineRecorder(sync.log, sync.twins, line.line_id, settings.sync.edge_id, models)
+    engine = Engine(config, sources, part, defect, models["defect"], inspections, evidence,
+                    outbox=recorder.outbox, outbox_flush=sync.log.flush)
+    engine.add_listener(recorder)
+    engine.on_start.append(lambda: recorder.start(engine.sources))
+    engine.on_stop.append(recorder.stop)
+    return engine

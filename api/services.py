@@ -7,7 +7,10 @@ The app never builds the engine or reads config itself; ``main()`` (the CLI) bui
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sync.service import SyncService
 
 
 class EngineView(Protocol):
@@ -36,7 +39,14 @@ class EngineView(Protocol):
     def stop(self) -> None: ...
 
 
+    def boards_in_view(self) -> dict[str, int]:
+        """Boards each camera tracks right now."""
+
+
 @dataclass
 class Services:
-    engine: EngineView
+    engine: EngineView | None  # None on a hub: it serves feeds and twins, it runs no cameras
+    sync: SyncService | None = None
     max_push_bytes: int = 8 * 1024 * 1024
+    heartbeat_s: float = 15.0
+    max_page: int = 1000

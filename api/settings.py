@@ -19,6 +19,7 @@ from camera.config import CameraConfig
 from inspection.errors import InspectionError
 from inspection.parts import PartsConfig
 from inspection.rules import RulesConfig
+from sync.config import SyncSettings
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -70,7 +71,8 @@ class LineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    line_id: str = Field("line-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Line id.")
+    line_id: str = Field("line-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                         description="Line id (letters, digits, - and _: it is an MQTT topic level and a NATS token).")
     cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras watching the line.")
     parts: PartsConfig = Field(default_factory=PartsConfig, description="Tracking and trigger settings.")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="How defect boxes become a verdict.")
@@ -110,6 +112,7 @@ class Settings(BaseSettings):
     line: LineSettings = Field(default_factory=LineSettings, description="The inspection line.")
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage of inspections.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
+    sync: SyncSettings = Field(default_factory=SyncSettings, description="Event log, feeds, MQTT, NATS, twin.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

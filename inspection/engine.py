@@ -31,7 +31,7 @@ from inspection.parts import LineState, PartsConfig, PartsUpdate, PartTracker
 from inspection.rules import RulesConfig
 from inspection.store import EvidenceStore, InspectionStore
 from inspection.telemetry import CameraFigures, Telemetry
-from inspection.verdict_sink import Inspected, ModelInfo, PendingInspection, VerdictSink
+from inspection.verdict_sink import Inspected, ModelInfo, Outbox, PendingInspection, VerdictSink
 from inspection.worker import BatchStats, InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ class Engine:
 
     def __init__(self, config: EngineConfig, sources: list[FrameSource], part_detector: Detector,
                  defect_detector: Detector, model: ModelInfo, store: InspectionStore | None = None,
-                 evidence: EvidenceStore | None = None) -> None:
+                 evidence: EvidenceStore | None = None, outbox: Outbox | None = None,
+                 outbox_flush: Callable[[float], bool] | None = None) -> None:
         ids = [s.camera_id for s in sources]  # type: ignore[attr-defined]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
@@ -166,7 +167,10 @@ class Engine:
                                            on_batch=self._on_batch)
         self.defect_worker = InferenceWorker(defect_detector, "defect", config.max_batch, config.max_wait_ms,
                                              on_batch=self._on_batch)
-        self.sink = VerdictSink(config.rules, config.line_id, model, store, evidence, self.listeners)
+        self.sink = VerdictSink(config.rules, config.line_id, model, store, evidence, self.listeners,
+                                outbox=outbox, outbox_flush=outbox_flush)
+        self.on_start: list[Callable[[], None]] = []  # run after the sources started (event recorders)
+        self.on_stop: list[Callable[[], None]] = []  # run after the last verdict was handed on
         self.listeners.append(self._count_verdict)
         self.loops = [_CameraLoop(self, s) for s in sources]
         self.outcomes: dict[str, int] = {"pass": 0, "fail": 0, "uncertain": 0}
@@ -191,6 +195,8 @@ class Engine:
             s.start()
         for loop in self.loops:
             loop.thread.start()
+        for hook in self.on_start:
+            hook()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every camera loop to end (finite sources), then for every verdict; True if all did."""
@@ -212,6 +218,8 @@ class Engine:
             loop.thread.join(max(0.0, deadline - time.monotonic()))
         self._drain(deadline)
         self.sink.stop(max(1.0, deadline - time.monotonic()))
+        for hook in self.on_stop:
+            hook()
         self.part_worker.stop()
         self.defect_worker.stop()
         self._started = False

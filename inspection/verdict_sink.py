@@ -3,6 +3,10 @@
 Runs on one thread of its own so that neither the cameras nor the inference workers
 pay for rules, JPEG encoding or database commits. Records are committed in batches
 (up to ``batch`` records or every ``interval_s``), each batch in one transaction.
+
+With an ``outbox`` (the event log), a batch is handed to it instead: it commits the
+inspection rows and their ``part.inspected`` events in one transaction, so the feed
+never announces a verdict the database lacks, nor the reverse.
 """
 
 from __future__ import annotations
@@ -56,14 +60,19 @@ class ModelInfo:
 
 _FLUSH = object()
 
+# (finished inspections with their records, a callable adding the records to an open transaction)
+Outbox = Callable[[list[tuple[Inspected, InspectionRecord | None]], Callable[[Any], None] | None], None]
+
 
 class VerdictSink:
     """Applies the rules, stores verdicts in batches, and publishes each to the listeners."""
 
     def __init__(self, rules: RulesConfig, line_id: str, model: ModelInfo, store: InspectionStore | None,
                  evidence: EvidenceStore | None, listeners: list[Callable[[Any], None]], recent: int = 24,
-                 batch: int = 64, interval_s: float = 0.2) -> None:
+                 batch: int = 64, interval_s: float = 0.2, outbox: Outbox | None = None,
+                 outbox_flush: Callable[[float], bool] | None = None) -> None:
         self.rules, self.line_id, self.model = rules, line_id, model
+        self.outbox, self.outbox_flush = outbox, outbox_flush
         self.store, self.evidence, self.listeners = store, evidence, listeners
         self.batch, self.interval_s = batch, interval_s
         self.recent: deque[tuple[Inspected, bytes]] = deque(maxlen=recent)
@@ -83,7 +92,10 @@ class VerdictSink:
         """Wait until everything queued so far is stored and published."""
         done = threading.Event()
         self._queue.put((_FLUSH, done))
-        return done.wait(timeout)
+        t0 = time.monotonic()
+        if not done.wait(timeout):
+            return False
+        return self.outbox_flush is None or self.outbox_flush(max(0.1, timeout - (time.monotonic() - t0)))
 
     def stop(self, timeout: float = 30.0) -> None:
         self.drain(timeout)
@@ -95,7 +107,7 @@ class VerdictSink:
             return list(self.recent)
 
     def _run(self) -> None:
-        pending: list[InspectionRecord] = []
+        pending: list[tuple[Inspected, InspectionRecord | None]] = []
         last_commit = time.monotonic()
         while not self._stop.is_set() or not self._queue.empty():
             try:
@@ -106,9 +118,9 @@ class VerdictSink:
             if isinstance(item, tuple) and item and item[0] is _FLUSH:
                 flush_event = item[1]
             elif isinstance(item, PendingInspection):
-                record = self._handle(item)
-                if record is not None:
-                    pending.append(record)
+                handled = self._handle(item)
+                if handled is not None:
+                    pending.append(handled)
             due = time.monotonic() - last_commit >= self.interval_s
             if pending and (flush_event is not None or len(pending) >= self.batch or due):
                 self._commit(pending)
@@ -116,7 +128,11 @@ class VerdictSink:
             if flush_event is not None:
                 flush_event.set()
 
-    def _commit(self, records: list[InspectionRecord]) -> None:
+    def _commit(self, handled: list[tuple[Inspected, InspectionRecord | None]]) -> None:
+        records = [rec for _, rec in handled if rec is not None]
+        if self.outbox is not None:
+            self.outbox(handled, self.store.adder(records) if self.store is not None and records else None)
+            return
         if self.store is None:
             return
         try:
@@ -131,7 +147,7 @@ class VerdictSink:
                 log.exception("storing inspection %s failed", record.part_id)
                 self.failed += 1
 
-    def _handle(self, item: PendingInspection) -> InspectionRecord | None:
+    def _handle(self, item: PendingInspection) -> tuple[Inspected, InspectionRecord | None] | None:
         req = item.request
         if item.defects is None:
             log.error("inspection of %s failed: %s", req.part_id, item.error)
@@ -144,8 +160,8 @@ class VerdictSink:
         for listener in self.listeners:
             listener(done)
         if self.store is None or self.evidence is None:
-            return None
-        return InspectionRecord.from_verdict(verdict, line_id=self.line_id, model_name=self.model.name,
-                                             model_version=self.model.version,
-                                             captured_at=datetime.fromtimestamp(req.t_wall, UTC),
-                                             evidence=self.evidence)
+            return (done, None) if self.outbox is not None else None
+        return done, InspectionRecord.from_verdict(verdict, line_id=self.line_id, model_name=self.model.name,
+                                                   model_version=self.model.version,
+                                                   captured_at=datetime.fromtimestamp(req.t_wall, UTC),
+                                                   evidence=self.evidence)

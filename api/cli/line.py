@@ -48,11 +48,13 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str) -> None:
 
     from api.app import create_app
     from api.live_view import LiveView
-    from api.runtime import build_engine
+    from api.runtime import build_engine, open_sync
     from api.services import Services
 
-    engine = build_engine(engine_settings)
-    app = create_app(Services(LiveView(engine)))
+    sync = open_sync(settings)
+    engine = build_engine(engine_settings, sync=sync)
+    app = create_app(Services(LiveView(engine), sync, heartbeat_s=settings.sync.feeds.heartbeat_s,
+                              max_page=settings.sync.feeds.max_page))
     url = f"http://{settings.server.host}:{settings.server.port}/"
     typer.echo(f"twinspect: {banner} at {url}")
     typer.echo("  open it in a browser: live frames with tracked boards, the last verdicts with their evidence, "
@@ -97,7 +99,7 @@ def replay_cmd(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the whole pipeline over every board in DIR as fast as the machine allows."""
-    from api.runtime import build_engine
+    from api.runtime import build_engine, open_sync
     from camera.errors import CameraError
     from camera.simulated import BoardPool, replay_sequence
     from inspection.replay import ReplayReport
@@ -111,16 +113,21 @@ def replay_cmd(
         line = _simulated_line(settings, boards, cameras, realtime=False, fps=fps, defect_rate=defect_rate,
                                replay=True, speed=speed, spacing=spacing)
         sequence = replay_sequence(BoardPool.load(boards), defect_rate, seed=0)
-        engine = build_engine(line, store=store)
+        sync = open_sync(settings) if store else None
+        engine = build_engine(line, store=store, sync=sync)
         report = ReplayReport(sequence, write=lambda s: print(s, flush=True), emit_lines=as_json)
         engine.add_listener(report)
         t0 = time.monotonic()
+        if sync is not None:
+            sync.start()
         engine.start()
         finished = engine.wait(timeout=None)
         wall = time.monotonic() - t0
         frames = sum(loop.frames for loop in engine.loops)
         seen = sum(loop.parts.counters.seen for loop in engine.loops)
         engine.stop()
+        if sync is not None:
+            sync.stop(drain_s=60.0)
     summary = report.summary(seen, frames, wall, engine.clock.mean_ms())
     if as_json:
         print(json.dumps({"summary": summary}), flush=True)

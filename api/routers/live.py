@@ -15,7 +15,10 @@ NO_CACHE = {"Cache-Control": "no-store"}
 
 
 def _engine(request: Request) -> Any:
-    return request.app.state.services.engine
+    engine = request.app.state.services.engine
+    if engine is None:
+        raise NotFound("this process runs no cameras (a hub): see /api/v1/twin and /api/v1/events")
+    return engine
 
 
 @router.get("/status", summary="Line state, counters, cameras and recent verdicts")

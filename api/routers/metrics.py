@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
-    return Response(request.app.state.services.engine.metrics(), media_type=CONTENT_TYPE_LATEST)
+    engine = request.app.state.services.engine
+    body = engine.metrics() if engine is not None else generate_latest()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

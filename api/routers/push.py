@@ -26,7 +26,7 @@ async def push_frame(camera_id: str, request: Request,
                      content_type: Annotated[str | None, Header()] = None) -> PushAccepted:
     services = request.app.state.services
     token = authorization.removeprefix("Bearer ").strip() if authorization else None
-    if not services.engine.camera_token_ok(camera_id, token):
+    if services.engine is None or not services.engine.camera_token_ok(camera_id, token):
         raise Unauthorized(f"camera {camera_id!r}: missing or wrong camera token (Authorization: Bearer ...)")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > services.max_push_bytes:

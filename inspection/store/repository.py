@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Engine, and_, exc, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, exc, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from inspection.store.db import write_bind
@@ -153,6 +153,18 @@ class InspectionStore:
 
     def save(self, record: InspectionRecord) -> None:
         self.save_many([record])
+
+    def adder(self, records: Sequence[InspectionRecord]) -> Callable[[Connection], None]:
+        """A callable adding ``records`` inside a transaction someone else owns (the event log's outbox)."""
+        created_at = self._clock()
+        rows = [_to_row(rec, created_at) for rec in records]
+
+        def add(conn: Connection) -> None:
+            with Session(bind=conn) as session:
+                session.add_all(rows)
+                session.flush()
+
+        return add
 
     def get(self, inspection_id: str) -> StoredInspection:
         with self._session() as session:

@@ -1,0 +1,125 @@
+"""The event feed: HTTP pull, Server-Sent Events and WebSocket, all resumable from an offset.
+
+Every event is sent as its CloudEvents JSON text plus the ``offset`` extension (its
+position in this log). Resume with ``after=OFFSET`` (pull, WebSocket) or the
+``Last-Event-ID`` header (SSE, which browsers send by themselves on reconnect). A
+consumer reads the log at its own pace: one that is slow or away never slows the
+pipeline, and catches up from the log when it comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from api.errors import NotFound
+from sync.errors import BadOffset, SyncError, UnknownLine
+from sync.events import EVENT_TYPES, check_type
+from sync.log import EventLog
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+TypeFilter = Annotated[list[str] | None,
+                       Query(alias="type", description=f"Only these types: {', '.join(EVENT_TYPES)}.")]
+LineFilter = Annotated[str | None, Query(description="Only events of this line.")]
+
+
+class EventPage(BaseModel):
+    events: list[dict[str, Any]] = Field(description="CloudEvents 1.0 JSON, in offset order, each with `offset`.")
+    next_after: int = Field(description="Pass as `after` to get the next page.")
+    head: int = Field(description="Offset of the newest event in the log.")
+
+
+def event_log(request: Request | WebSocket) -> EventLog:
+    sync = request.app.state.services.sync
+    if sync is None:
+        raise NotFound("this process keeps no event log")
+    return sync.log  # type: ignore[no-any-return]
+
+
+def _filters(log: EventLog, types: list[str] | None, line: str | None) -> tuple[list[str] | None, str | None]:
+    wanted = [check_type(t) for t in types] if types else None
+    if line is not None and line not in log.lines():
+        raise UnknownLine(f"no events for line {line!r} (lines: {', '.join(sorted(log.lines())) or 'none yet'})")
+    return wanted, line
+
+
+def parse_offset(value: str, what: str) -> int:
+    try:
+        offset = int(value)
+    except ValueError:
+        raise BadOffset(f"{what} {value!r}: not an offset (a whole number >= 0)") from None
+    if offset < 0:
+        raise BadOffset(f"{what} {value!r}: must be >= 0")
+    return offset
+
+
+@router.get("", summary="Events after an offset (HTTP pull)", response_model=EventPage)
+def pull(request: Request, after: Annotated[int, Query(ge=0, description="Last offset already seen.")] = 0,
+         limit: Annotated[int, Query(ge=1, le=100_000, description="Most events to return.")] = 100,
+         types: TypeFilter = None, line: LineFilter = None) -> Response:
+    log = event_log(request)
+    wanted, line = _filters(log, types, line)
+    found, scanned = log.scan(after, min(limit, request.app.state.services.max_page), wanted, line)
+    body = '{"events":[' + ",".join(e.with_offset() for e in found) + f'],"next_after":{scanned},"head":{log.head}}}'
+    return Response(body, media_type="application/json")
+
+
+async def _sse(log: EventLog, after: int, wanted: list[str] | None, line: str | None,
+               heartbeat_s: float, request: Request) -> AsyncIterator[str]:
+    yield f"retry: 1000\n: twinspect event stream from offset {after}\n\n"
+    while True:
+        found, scanned = await anyio.to_thread.run_sync(log.scan, after, 500, wanted, line)
+        if found:
+            yield "".join(f"id: {e.offset}\ndata: {e.with_offset()}\n\n" for e in found)
+        after = scanned
+        if len(found) < 500 and not await log.async_wait(after, heartbeat_s):
+            if await request.is_disconnected():
+                return
+            yield f": heartbeat {after}\n\n"
+
+
+@router.get("/stream", summary="Server-Sent Events from an offset (Last-Event-ID), with heartbeats",
+            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
+def stream(request: Request, last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+           after: Annotated[int | None, Query(ge=0, description="Start after this offset (else Last-Event-ID, "
+                                              "else the current head: only new events).")] = None,
+           types: TypeFilter = None, line: LineFilter = None) -> StreamingResponse:
+    log = event_log(request)
+    wanted, line = _filters(log, types, line)
+    start = parse_offset(last_event_id, "Last-Event-ID") if last_event_id is not None else after
+    if start is None:
+        start = log.head
+    log.check_after(start)
+    gen = _sse(log, start, wanted, line, request.app.state.services.heartbeat_s, request)
+    return StreamingResponse(gen, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.websocket("/ws")
+async def websocket_feed(ws: WebSocket, after: int | None = None, types: TypeFilter = None,
+                         line: LineFilter = None) -> None:
+    """One text message per event (CloudEvents JSON with `offset`); `?after=N` resumes."""
+    await ws.accept()
+    try:
+        log = event_log(ws)
+        wanted, line = _filters(log, types, line)
+        start = log.head if after is None else after
+        log.check_after(start)
+    except (SyncError, NotFound) as error:
+        await ws.close(code=1008, reason=str(error)[:120])
+        return
+    try:
+        while True:
+            found, start = await anyio.to_thread.run_sync(log.scan, start, 500, wanted, line)
+            for e in found:
+                await ws.send_text(e.with_offset())
+            if len(found) < 500:
+                await log.async_wait(start, ws.app.state.services.heartbeat_s)
+    except (WebSocketDisconnect, RuntimeError):
+        return

@@ -1,0 +1,130 @@
+"""Events as CloudEvents 1.0 JSON, with the per-line ``sequence`` and ``lineid`` extensions.
+
+A producer makes a ``Draft`` (type, source, subject, data; its UUID and time are fixed
+at creation, so a re-published draft keeps its identity). The event log turns drafts
+into ``Event``s: it gives each the next ``sequence`` of its line and an ``offset`` in the
+log, and freezes the CloudEvents JSON text (``body``) that every feed and broker sends
+verbatim.
+
+    {"specversion": "1.0", "id": "9b1d...", "source": "/twinspect/edge-1/cam1",
+     "type": "io.twinspect.part.inspected", "time": "2026-11-21T16:00:00.123Z",
+     "subject": "lx3k-cam1-7-120", "datacontenttype": "application/json",
+     "lineid": "line-1", "sequence": 42, "data": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sync.errors import InvalidEvent, UnknownEventType
+
+TYPE_PREFIX = "io.twinspect."
+EVENT_TYPES: tuple[str, ...] = (
+    "part.entered", "part.inspected", "part.uninspected", "part.exited",
+    "line.started", "line.stopped", "camera.online", "camera.offline",
+    "review.corrected", "model.activated", "twin.drift",
+)
+SPEC_VERSION = "1.0"
+LINE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+
+def check_type(short_type: str) -> str:
+    """``short_type`` (``part.inspected``) or its full name; returns the short one."""
+    name = short_type.removeprefix(TYPE_PREFIX)
+    if name not in EVENT_TYPES:
+        raise UnknownEventType(f"unknown event type {short_type!r}; known: {', '.join(EVENT_TYPES)}")
+    return name
+
+
+def check_line_id(line_id: str) -> str:
+    if not LINE_ID_RE.match(line_id):
+        raise InvalidEvent(f"line id {line_id!r}: use 1-100 letters, digits, '-' or '_' (it is an MQTT/NATS token)")
+    return line_id
+
+
+def rfc3339(t: float | datetime | None = None) -> str:
+    """UTC time as RFC 3339 with milliseconds and a Z (``None``: now)."""
+    if t is None:
+        dt = datetime.now(UTC)
+    elif isinstance(t, datetime):
+        dt = t.astimezone(UTC)
+    else:
+        dt = datetime.fromtimestamp(t, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def dumps(value: Any) -> str:
+    """The canonical JSON text used for event bodies and twin documents (sorted keys, compact)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An event before the log has given it a sequence."""
+
+    type: str  # short type, e.g. "part.inspected"
+    line_id: str
+    source: str  # URI reference of the producer, e.g. "/twinspect/edge-1/cam1"
+    data: Mapping[str, Any]
+    subject: str | None = None  # the part id for part.* events
+    time: str = field(default_factory=rfc3339)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", check_type(self.type))
+        check_line_id(self.line_id)
+
+    def envelope(self, sequence: int) -> dict[str, Any]:
+        ce: dict[str, Any] = {
+            "specversion": SPEC_VERSION, "id": self.id, "source": self.source, "type": TYPE_PREFIX + self.type,
+            "time": self.time, "datacontenttype": "application/json", "lineid": self.line_id,
+            "sequence": sequence, "data": dict(self.data),
+        }
+        if self.subject is not None:
+            ce["subject"] = self.subject
+        return ce
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event in the log: its CloudEvents JSON text plus the fields the log indexes."""
+
+    offset: int  # position in this log (gap-free, from 1)
+    sequence: int  # position in its line's stream (gap-free, from 1)
+    line_id: str
+    type: str  # short type
+    id: str
+    time: str
+    body: str  # canonical CloudEvents JSON text
+
+    @classmethod
+    def from_draft(cls, draft: Draft, offset: int, sequence: int) -> Event:
+        return cls(offset, sequence, draft.line_id, draft.type, draft.id, draft.time, dumps(draft.envelope(sequence)))
+
+    @classmethod
+    def from_body(cls, body: str | bytes, offset: int = 0) -> Event:
+        """Parse a CloudEvents JSON text made by another twinspect log (an edge, for the hub)."""
+        try:
+            ce = json.loads(body)
+            short = check_type(str(ce["type"]))
+            line_id = check_line_id(str(ce["lineid"]))
+            sequence = int(ce["sequence"])
+            if ce.get("specversion") != SPEC_VERSION or sequence < 1:
+                raise ValueError("specversion must be 1.0 and sequence >= 1")
+            return cls(offset, sequence, line_id, short, str(ce["id"]), str(ce["time"]), dumps(ce))
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidEvent(f"not a twinspect CloudEvent: {error}") from None
+
+    def cloudevent(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.body)
+        return value
+
+    def with_offset(self) -> str:
+        """The body with the log offset added as the ``offset`` extension (what the feeds send)."""
+        return self.body[:-1] + f',"offset":{self.offset}}}'

@@ -1,0 +1,347 @@
+"""The durable, append-only event log (the outbox every feed, twin and broker reads).
+
+Write, then publish: an event is visible to nobody (feeds, twin, MQTT, NATS) until the
+transaction that stores it has committed. One writer per log gives every event the next
+``offset`` of the log and the next ``sequence`` of its line inside that transaction, so
+both are gap-free even across crashes: a batch that did not commit never took numbers
+that anyone saw.
+
+- ``publish(drafts, extra)`` queues drafts for the writer thread, which commits whatever
+  has accumulated in one transaction (natural batching: no timer, no added latency);
+  ``extra(conn)`` runs in the same transaction (the inspection rows of a verdict).
+- ``append(drafts)`` commits at once in the caller's thread and returns the events.
+- ``ingest(events)`` appends events that already carry their line's sequence (the hub,
+  from edges), skipping any it already has by id or sequence.
+- ``read(after, limit)`` serves from an in-memory ring of recent events, else the
+  database; ``wait`` / ``async_wait`` block until something past an offset is committed.
+- Listeners run in the committing thread, in offset order, after each commit.
+
+Retention (``prune_before``) deletes the oldest events; reading before the oldest kept
+offset raises ``OffsetExpired``. The newest event is never pruned, so the head survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from inspection.store.db import write_bind
+from sync.errors import BadOffset, OffsetExpired
+from sync.events import Draft, Event
+from sync.tables import event_lines, events, sync_cursors
+
+log = logging.getLogger(__name__)
+
+Extra = Callable[[Connection], None]
+Listener = Callable[[Sequence[Event]], None]
+
+
+@dataclass
+class _Submission:
+    drafts: Sequence[Draft]
+    extra: Extra | None
+
+
+def _upsert(conn: Connection, table, key: dict, values: dict) -> None:  # type: ignore[no-untyped-def]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**key, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))
+
+
+class EventLog:
+    """See the module docstring."""
+
+    def __init__(self, engine: Engine, *, ring_size: int = 50_000, batch_max: int = 5_000) -> None:
+        self.engine = engine
+        self._write_engine = write_bind(engine)
+        self.batch_max = batch_max
+        self._ring: deque[Event] = deque(maxlen=ring_size)
+        self._cond = threading.Condition()
+        self._write_lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._queue: list[_Submission] = []
+        self._queue_cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._busy = False
+        self.failed = 0  # submissions dropped because their transaction failed
+        self._head, self._first, self._sequences = self._load()
+
+    # state -------------------------------------------------------------------------------------
+    def _load(self) -> tuple[int, int, dict[str, int]]:
+        with self.engine.connect() as conn:
+            head = conn.execute(select(func.max(events.c.offset))).scalar() or 0
+            first = conn.execute(select(func.min(events.c.offset))).scalar() or head + 1
+            seqs = {row.line_id: int(row.last_sequence) for row in conn.execute(select(event_lines))}
+        return int(head), int(first), seqs
+
+    @property
+    def head(self) -> int:
+        """Offset of the newest committed event (0 when empty)."""
+        return self._head
+
+    @property
+    def first(self) -> int:
+        """Oldest offset still kept (head + 1 when empty)."""
+        return self._first
+
+    def lines(self) -> dict[str, int]:
+        """Every line with events, and its last sequence."""
+        with self._cond:
+            return dict(self._sequences)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # writing -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="event-log", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit everything queued, then stop the writer thread."""
+        if self._thread is None:
+            return
+        with self._queue_cond:
+            self._stopping = True
+            self._queue_cond.notify_all()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def publish(self, drafts: Sequence[Draft], extra: Extra | None = None) -> None:
+        """Queue drafts (and their rows) for the writer thread; returns at once."""
+        if not drafts and extra is None:
+            return
+        with self._queue_cond:
+            self._queue.append(_Submission(drafts, extra))
+            self._queue_cond.notify()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything published so far is committed (or dropped)."""
+        with self._queue_cond:
+            return self._queue_cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._queue_cond:
+                self._queue_cond.wait_for(lambda: self._queue or self._stopping)
+                if not self._queue and self._stopping:
+                    return
+                batch, n = [], 0
+                while self._queue and (n == 0 or n + len(self._queue[0].drafts) <= self.batch_max):
+                    sub = self._queue.pop(0)
+                    batch.append(sub)
+                    n += len(sub.drafts)
+                self._busy = True
+            try:
+                self._commit_submissions(batch)
+            finally:
+                with self._queue_cond:
+                    self._busy = False
+                    self._queue_cond.notify_all()
+
+    def _commit_submissions(self, batch: list[_Submission]) -> None:
+        try:
+            self._commit([d for s in batch for d in s.drafts], [s.extra for s in batch if s.extra])
+            return
+        except Exception:
+            if len(batch) == 1:
+                log.exception("event log: a submission of %d events failed; dropped", len(batch[0].drafts))
+                self.failed += 1
+                return
+            log.exception("event log: a batch of %d submissions failed; retrying one by one", len(batch))
+        for sub in batch:
+            self._commit_submissions([sub])
+
+    def append(self, drafts: Sequence[Draft], extra: Extra | None = None) -> list[Event]:
+        """Commit ``drafts`` now (in the caller's thread) and return them as events."""
+        return self._commit(list(drafts), [extra] if extra else [])
+
+    def ingest(self, incoming: Iterable[Event]) -> list[Event]:
+        """Append events made by another log (keeping their line sequence); skip known ones."""
+        items = list(incoming)
+        if not items:
+            return []
+        with self._write_lock:
+            with self.engine.connect() as conn:
+                known = set(conn.execute(select(events.c.id).where(events.c.id.in_([e.id for e in items]))).scalars())
+            fresh, seqs = [], dict(self._sequences)
+            for ev in items:
+                if ev.id in known or ev.sequence <= seqs.get(ev.line_id, 0):
+                    continue
+                if ev.sequence != seqs.get(ev.line_id, 0) + 1:
+                    log.warning("line %s: sequence jumps from %d to %d (an edge lost events?)",
+                                ev.line_id, seqs.get(ev.line_id, 0), ev.sequence)
+                seqs[ev.line_id] = ev.sequence
+                known.add(ev.id)
+                fresh.append(ev)
+            return self._commit(fresh, [])
+
+    def _commit(self, items: Sequence[Draft | Event], extras: Sequence[Extra]) -> list[Event]:
+        with self._write_lock:
+            offset, seqs = self._head, dict(self._sequences)
+            out: list[Event] = []
+            for item in items:
+                offset += 1
+                if isinstance(item, Draft):
+                    seqs[item.line_id] = seqs.get(item.line_id, 0) + 1
+                    out.append(Event.from_draft(item, offset, seqs[item.line_id]))
+                else:
+                    seqs[item.line_id] = max(seqs.get(item.line_id, 0), item.sequence)
+                    out.append(Event(offset, item.sequence, item.line_id, item.type, item.id, item.time, item.body))
+            touched = {e.line_id for e in out}
+            with self._write_engine.begin() as conn:
+                for extra in extras:
+                    extra(conn)
+                if out:
+                    conn.execute(events.insert(), [
+                        {"offset": e.offset, "id": e.id, "line_id": e.line_id, "sequence": e.sequence,
+                         "type": e.type, "time": e.time, "body": e.body} for e in out])
+                for line in touched:
+                    _upsert(conn, event_lines, {"line_id": line}, {"last_sequence": seqs[line]})
+            with self._cond:
+                self._head, self._sequences = offset, seqs
+                if self._first > offset:  # the log was empty
+                    self._first = out[0].offset if out else self._first
+                self._ring.extend(out)
+                self._cond.notify_all()
+            for listener in self._listeners:
+                try:
+                    listener(out)
+                except Exception:
+                    log.exception("event log listener %r failed", listener)
+            if out:
+                self._wake_async()
+            return out
+
+    # reading -----------------------------------------------------------------------------------
+    def check_after(self, after: int) -> None:
+        """Raise unless events after ``after`` can be read (expired or past the end)."""
+        if after < 0:
+            raise BadOffset(f"offset {after}: must be >= 0")
+        if after > self._head:
+            raise BadOffset(f"offset {after} is past the end of the log (last offset {self._head})")
+        if after + 1 < self._first:
+            raise OffsetExpired(f"offset {after} is older than retention: the oldest kept event has offset "
+                                f"{self._first}; resume from {self._first - 1} or rebuild from the twin",
+                                self._first)
+
+    def read(self, after: int, limit: int = 1000, types: Sequence[str] | None = None,
+             line: str | None = None) -> list[Event]:
+        """Up to ``limit`` events with offset > ``after``, in offset order, optionally filtered."""
+        return self.scan(after, limit, types, line)[0]
+
+    def scan(self, after: int, limit: int = 1000, types: Sequence[str] | None = None,
+             line: str | None = None) -> tuple[list[Event], int]:
+        """``read``, plus the offset up to which the log was looked at (resume a filtered read there)."""
+        self.check_after(after)
+        wanted = set(types) if types else None
+
+        def keep(e: Event) -> bool:
+            return (wanted is None or e.type in wanted) and (line is None or e.line_id == line)
+
+        with self._cond:
+            head = self._head
+            ring0 = self._ring[0].offset if self._ring else None
+            if ring0 is not None and ring0 <= after + 1:
+                out: list[Event] = []
+                for i in range(after + 1 - ring0, len(self._ring)):
+                    e = self._ring[i]
+                    if keep(e):
+                        out.append(e)
+                        if len(out) >= limit:
+                            return out, e.offset
+                return out, head
+        query = select(events).where(events.c.offset > after)
+        if wanted is not None:
+            query = query.where(events.c.type.in_(sorted(wanted)))
+        if line is not None:
+            query = query.where(events.c.line_id == line)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(events.c.offset).limit(limit)).all()
+        found = [Event(r.offset, r.sequence, r.line_id, r.type, r.id, r.time, r.body) for r in rows]
+        return found, (found[-1].offset if len(found) >= limit else head)
+
+    def iter_all(self, after: int = 0, upto: int | None = None, chunk: int = 20_000,
+                 line: str | None = None) -> Iterable[Event]:
+        """Every event (of ``line``) with ``after`` < offset <= ``upto`` (default: head), in order."""
+        end = self._head if upto is None else upto
+        while after < end:
+            batch = self.read(after, chunk, line=line)
+            for e in batch:
+                if e.offset > end:
+                    return
+                yield e
+            if len(batch) < chunk:
+                return
+            after = batch[-1].offset
+
+    def wait(self, after: int, timeout: float) -> bool:
+        """Block until the head passes ``after``; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._head > after, timeout)
+
+    async def async_wait(self, after: int, timeout: float) -> bool:
+        """``wait`` for asyncio code: never blocks the event loop."""
+        if self._head > after:
+            return True
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        self._async_waiters.add(waiter)
+        try:
+            if self._head > after:
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter[1].wait(), timeout)
+            return self._head > after
+        finally:
+            self._async_waiters.discard(waiter)
+
+    def _wake_async(self) -> None:
+        for loop, ev in list(self._async_waiters):
+            try:
+                loop.call_soon_threadsafe(ev.set)
+            except RuntimeError:  # that loop is closed
+                self._async_waiters.discard((loop, ev))
+
+    # cursors and retention -----------------------------------------------------------------------
+    def cursor(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(sync_cursors.c.offset).where(sync_cursors.c.name == name)).scalar()
+        return int(value or 0)
+
+    def set_cursor(self, name: str, offset: int) -> None:
+        with self._write_engine.begin() as conn:
+            _upsert(conn, sync_cursors, {"name": name}, {"offset": offset})
+
+    def offset_before_time(self, time_iso: str) -> int:
+        """The last offset whose event time is before ``time_iso`` (0 if none)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(events.c.offset)).where(events.c.time < time_iso)).scalar()
+        return int(value or 0)
+
+    def prune_before(self, offset: int, extra: Extra | None = None) -> int:
+        """Delete events with offset < ``offset`` (never the newest); returns how many."""
+        with self._write_lock:
+            cut = min(offset, self._head)
+            if cut <= self._first:
+                return 0
+            with self._write_engine.begin() as conn:
+                if extra is not None:
+                    extra(conn)
+                n = conn.execute(delete(events).where(events.c.offset < cut)).rowcount
+            with self._cond:
+                self._first = cut
+                while self._ring and self._ring[0].offset < cut:
+                    self._ring.popleft()
+            return int(n or 0)

@@ -1,0 +1,170 @@
+"""JSON Schemas of every event type: the CloudEvents envelope plus that type's ``data``.
+
+The pydantic models below are the single source; ``python -m sync.schemas`` writes
+``sync/schemas/<type>.json`` (kept in the repo; a test checks they are current), and the
+API serves them at ``/api/v1/schemas``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sync.events import EVENT_TYPES, TYPE_PREFIX
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+Verdict = Literal["pass", "fail", "uncertain"]
+Box = list[float]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class DefectBox(BaseModel):
+    xyxy: Box = Field(description="Box in board-crop pixels: x1, y1, x2, y2.", min_length=4, max_length=4)
+    confidence: float = Field(ge=0, le=1)
+    class_name: str
+
+
+class PartEnteredData(_Data):
+    part_id: str
+    camera_id: str
+    track_id: int
+    box: Box = Field(description="First box seen, frame pixels.", min_length=4, max_length=4)
+    frame_seq: int
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class PartInspectedData(_Data):
+    part_id: str
+    camera_id: str
+    track_id: int
+    inspection_id: str | None = Field(description="The stored inspection; null when not stored.")
+    verdict: Verdict
+    defects: list[DefectBox]
+    reasons: list[str]
+    board_box: Box = Field(min_length=4, max_length=4, description="Where the crop was taken, frame pixels.")
+    frame_seq: int
+    latency_ms: float = Field(description="Frame capture to verdict.")
+    model: ModelRef | None
+
+
+class PartUninspectedData(_Data):
+    part_id: str
+    camera_id: str
+    reason: str
+    frame_seq: int
+
+
+class PartExitedData(_Data):
+    part_id: str
+    camera_id: str
+    inspected: bool
+    frame_seq: int
+
+
+class LineStateData(_Data):
+    camera_id: str = Field(description="The camera whose observation changed the line state.")
+    frame_seq: int
+    cameras: dict[str, Literal["unknown", "running", "stopped"]]
+
+
+class CameraStateData(_Data):
+    camera_id: str
+    state: Literal["starting", "running", "reconnecting", "stopped"]
+    last_error: str | None
+
+
+class ReviewCorrectedData(_Data):
+    inspection_id: str
+    part_id: str
+    before: Verdict
+    after: Verdict
+    action: str
+    reviewer: str
+    boxes: list[DefectBox] = Field(default_factory=list, description="Boxes after the review.")
+
+
+class ModelActivatedData(_Data):
+    role: Literal["defect", "part"]
+    name: str
+    version: str
+
+
+class Difference(BaseModel):
+    field: str
+    expected: Any
+    observed: Any
+
+
+class TwinDriftData(_Data):
+    differences: list[Difference] = Field(min_length=1)
+    expected: dict[str, Any]
+
+
+DATA_MODELS: dict[str, type[BaseModel]] = {
+    "part.entered": PartEnteredData, "part.inspected": PartInspectedData,
+    "part.uninspected": PartUninspectedData, "part.exited": PartExitedData,
+    "line.started": LineStateData, "line.stopped": LineStateData,
+    "camera.online": CameraStateData, "camera.offline": CameraStateData,
+    "review.corrected": ReviewCorrectedData, "model.activated": ModelActivatedData,
+    "twin.drift": TwinDriftData,
+}
+assert set(DATA_MODELS) == set(EVENT_TYPES)
+
+
+def event_schema(short_type: str) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of one event type, envelope included."""
+    data = DATA_MODELS[short_type].model_json_schema(ref_template="#/$defs/{model}")
+    defs = data.pop("$defs", {})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://twinspect.io/schemas/{short_type}.json",
+        "title": TYPE_PREFIX + short_type,
+        "type": "object",
+        "required": ["specversion", "id", "source", "type", "time", "datacontenttype", "lineid", "sequence", "data"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "format": "uuid"},
+            "source": {"type": "string", "minLength": 1},
+            "type": {"const": TYPE_PREFIX + short_type},
+            "time": {"type": "string", "format": "date-time"},
+            "subject": {"type": "string"},
+            "datacontenttype": {"const": "application/json"},
+            "lineid": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"},
+            "sequence": {"type": "integer", "minimum": 1,
+                         "description": "Position in the line's stream: strictly increasing, no gaps."},
+            "offset": {"type": "integer", "minimum": 1,
+                       "description": "Position in the serving log (feeds only; resume with it)."},
+            "data": data,
+        },
+        "$defs": defs,
+    }
+
+
+def all_schemas() -> dict[str, dict[str, Any]]:
+    return {t: event_schema(t) for t in EVENT_TYPES}
+
+
+def write_schemas(folder: Path = SCHEMA_DIR) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for t, schema in all_schemas().items():
+        path = folder / f"{t}.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":
+    for p in write_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
+        print(p)
