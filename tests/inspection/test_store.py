@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+import sync.tables  # noqa: F401 - the event log tables live in the same metadata
 from inspection.detections import Detections
 from inspection.store import (
     DuplicateInspectionError,
@@ -174,7 +175,7 @@ def test_opening_an_existing_database_again_is_a_no_op(db_url: str, tmp_path: Pa
         for _ in range(2):
             again = open_database(db_url)
             with again.connect() as conn:
-                assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+                assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
             assert InspectionStore(again, evidence).counts()[Outcome.FAIL] == 1
             again.dispose()
     assert not [r for r in caplog.records if "migrating" in r.getMessage()]
@@ -228,7 +229,7 @@ def test_concurrent_first_opens_migrate_once(tmp_path: Path):
         eng.dispose()
     assert errors == []
     with sqlite3.connect(tmp_path / "race.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
 
 
 def test_opening_an_up_to_date_database_does_not_wait_for_a_writer(tmp_path: Path):
