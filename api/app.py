@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routers import events, live, metrics, pages, push, twin
+from api.routers import events, live, metrics, pages, push, session, twin
 from api.services import Services
 
 STATIC = Path(__file__).parent / "static"
@@ -33,11 +33,14 @@ def create_app(services: Services) -> FastAPI:
             if services.sync is not None:
                 services.sync.stop()
 
+    if services.tokens is None:
+        raise ValueError("Services.tokens is required: every endpoint checks its caller's role")
     app = FastAPI(title="twinspect", version="0.1.0", lifespan=lifespan,
                   description="Vision inspection of production lines with a synchronized digital twin.")
     app.state.services = services
     errors.install(app)
-    for router in (pages.router, live.router, push.router, metrics.router, events.router, twin.router):
+    for router in (pages.router, live.router, push.router, metrics.router, events.router, twin.router,
+                   session.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -25,6 +25,10 @@ class Unauthorized(InspectionError):
     """Missing or wrong token."""
 
 
+class Forbidden(InspectionError):
+    """A valid token whose role may not do this, or a cookie request without its CSRF header."""
+
+
 STATUS: list[tuple[type[Exception], int]] = [
     (NotFound, 404),
     (InspectionNotFoundError, 404),
@@ -35,6 +39,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (RulesError, 422),
     (UnknownCamera, 404),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (FrameRejected, 422),
     (ImageError, 422),
     (DatasetError, 422),

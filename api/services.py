@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from api.tokens import TokenStore
     from sync.service import SyncService
 
 
@@ -47,6 +48,7 @@ class EngineView(Protocol):
 class Services:
     engine: EngineView | None  # None on a hub: it serves feeds and twins, it runs no cameras
     sync: SyncService | None = None
+    tokens: TokenStore | None = None  # required by create_app: every endpoint checks its caller's role
     max_push_bytes: int = 8 * 1024 * 1024
     heartbeat_s: float = 15.0
     max_page: int = 1000

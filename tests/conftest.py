@@ -141,3 +141,20 @@ def wait_until(pred: Callable[[], bool], timeout: float = 5.0, step: float = 0.0
             return True
         time.sleep(step)
     return pred()
+
+
+@pytest.fixture
+def token_store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A TokenStore on a fresh database of the test's own."""
+    from api.tokens import TokenStore
+    from inspection.store import open_database
+
+    engine = open_database(f"sqlite:///{tmp_path / 'tokens.db'}")
+    yield TokenStore(engine)
+    engine.dispose()
+
+
+def bearer_for(token_store, role: str = "admin") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Authorization headers with a new token of ``role``."""
+    _, clear = token_store.create(role, f"test-{role}")
+    return {"Authorization": f"Bearer {clear}"}

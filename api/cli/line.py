@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -43,22 +44,33 @@ def _simulated_line(settings: Settings, boards: Path, cameras: int, realtime: bo
     return settings.model_copy(update={"line": line})
 
 
-def _serve(settings: Settings, engine_settings: Settings, banner: str) -> None:
+def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_token: bool = False) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.errors import NotFound
     from api.live_view import LiveView
     from api.runtime import build_engine, open_sync
     from api.services import Services
+    from api.tokens import Role, TokenStore
 
     sync = open_sync(settings)
+    tokens = TokenStore(sync.log.engine)
     engine = build_engine(engine_settings, sync=sync)
-    app = create_app(Services(LiveView(engine), sync, heartbeat_s=settings.sync.feeds.heartbeat_s,
+    app = create_app(Services(LiveView(engine), sync, tokens, heartbeat_s=settings.sync.feeds.heartbeat_s,
                               max_page=settings.sync.feeds.max_page))
     url = f"http://{settings.server.host}:{settings.server.port}/"
     typer.echo(f"twinspect: {banner} at {url}")
-    typer.echo("  open it in a browser: live frames with tracked boards, the last verdicts with their evidence, "
-               f"counters; metrics at {url}metrics; data in {settings.data_dir}; Ctrl-C stops")
+    typer.echo("  open it in a browser: the review queue, live frames with tracked boards, the dashboard; "
+               f"metrics at {url}metrics; data in {settings.data_dir}; Ctrl-C stops")
+    if demo_token:
+        with contextlib.suppress(NotFound):
+            tokens.revoke("demo-admin")  # one demo token at a time
+        _, clear = tokens.create(Role.ADMIN, "demo-admin")
+        typer.echo(f"  sign in at {url}signin with the demo admin token (new at every start):")
+        typer.echo(f"  {clear}")
+    else:
+        typer.echo("  sign in with a token from: twinspect tokens create --role qa")
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="warning")
 
 
@@ -77,7 +89,7 @@ def demo_cmd(
     settings = settings.model_copy(update={"server": settings.server.model_copy(update={"host": host, "port": port})})
     boards = boards or default_boards()
     line = _simulated_line(settings, boards, cameras, realtime=True, fps=15.0, defect_rate=0.5, replay=False)
-    _serve(settings, line, f"simulated PCB line ({cameras} camera(s), boards from {boards})")
+    _serve(settings, line, f"simulated PCB line ({cameras} camera(s), boards from {boards})", demo_token=True)
 
 
 def serve_cmd(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:

@@ -12,14 +12,16 @@ import sys
 import typer
 from typer._click import exceptions as click_exc
 
-from api.cli import config_cmd, datasets, line, models, train
+from api.cli import config_cmd, datasets, line, models, tokens, train
 from inspection.errors import InspectionError
+from sync.errors import SyncError
 
 app = typer.Typer(help="twinspect: vision inspection of production lines with a synchronized digital twin.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(tokens.app, name="tokens")
 app.command("train")(train.train_cmd)
 app.command("eval")(models.eval_cmd)
 app.command("predict")(models.predict_cmd)
@@ -43,7 +45,7 @@ def main() -> None:
     except click_exc.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except InspectionError as exc:
+    except (InspectionError, SyncError) as exc:
         print(f"twinspect: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

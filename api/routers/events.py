@@ -13,16 +13,18 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.errors import NotFound
+from api.auth import READERS, require, require_ws
+from api.errors import Forbidden, NotFound, Unauthorized
 from sync.errors import BadOffset, SyncError, UnknownLine
 from sync.events import EVENT_TYPES, check_type
 from sync.log import EventLog
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
+readers = [Depends(require(*READERS))]
 
 TypeFilter = Annotated[list[str] | None,
                        Query(alias="type", description=f"Only these types: {', '.join(EVENT_TYPES)}.")]
@@ -59,7 +61,7 @@ def parse_offset(value: str, what: str) -> int:
     return offset
 
 
-@router.get("", summary="Events after an offset (HTTP pull)", response_model=EventPage)
+@router.get("", summary="Events after an offset (HTTP pull)", response_model=EventPage, dependencies=readers)
 def pull(request: Request, after: Annotated[int, Query(ge=0, description="Last offset already seen.")] = 0,
          limit: Annotated[int, Query(ge=1, le=100_000, description="Most events to return.")] = 100,
          types: TypeFilter = None, line: LineFilter = None) -> Response:
@@ -85,7 +87,8 @@ async def _sse(log: EventLog, after: int, wanted: list[str] | None, line: str | 
 
 
 @router.get("/stream", summary="Server-Sent Events from an offset (Last-Event-ID), with heartbeats",
-            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
+            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}},
+            dependencies=readers)
 def stream(request: Request, last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
            after: Annotated[int | None, Query(ge=0, description="Start after this offset (else Last-Event-ID, "
                                               "else the current head: only new events).")] = None,
@@ -105,6 +108,11 @@ def stream(request: Request, last_event_id: Annotated[str | None, Header(alias="
 async def websocket_feed(ws: WebSocket, after: int | None = None, types: TypeFilter = None,
                          line: LineFilter = None) -> None:
     """One text message per event (CloudEvents JSON with `offset`); `?after=N` resumes."""
+    try:
+        require_ws(ws, *READERS)
+    except (Unauthorized, Forbidden) as error:
+        await ws.close(code=1008, reason=str(error)[:120])
+        return
     await ws.accept()
     try:
         log = event_log(ws)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from api.auth import READERS, require
 from api.errors import NotFound
 
-router = APIRouter(prefix="/api/v1/live", tags=["live"])
+router = APIRouter(prefix="/api/v1/live", tags=["live"], dependencies=[Depends(require(*READERS))])
 
 NO_CACHE = {"Cache-Control": "no-store"}
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-router = APIRouter(tags=["metrics"])
+from api.auth import require
+from api.tokens import Role
+
+router = APIRouter(tags=["metrics"], dependencies=[Depends(require(*Role))])
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")

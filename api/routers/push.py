@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 
 from api.errors import Unauthorized
+from api.tokens import Role
 from camera.errors import FrameRejected
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
@@ -26,8 +27,13 @@ async def push_frame(camera_id: str, request: Request,
                      content_type: Annotated[str | None, Header()] = None) -> PushAccepted:
     services = request.app.state.services
     token = authorization.removeprefix("Bearer ").strip() if authorization else None
-    if services.engine is None or not services.engine.camera_token_ok(camera_id, token):
-        raise Unauthorized(f"camera {camera_id!r}: missing or wrong camera token (Authorization: Bearer ...)")
+    if services.engine is None:
+        raise Unauthorized("this process runs no cameras")
+    if not services.engine.camera_token_ok(camera_id, token):
+        principal = services.tokens.verify(token)
+        if principal is None or principal.role not in (Role.CAMERA, Role.ADMIN):
+            raise Unauthorized(f"camera {camera_id!r}: send its camera token or an API token with the camera role "
+                               "(Authorization: Bearer ...)")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > services.max_push_bytes:
         raise FrameRejected(f"body of {declared} bytes is over the limit of {services.max_push_bytes}")

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import READERS, require
 from api.errors import NotFound
+from api.tokens import Role
 from sync.events import EVENT_TYPES, Draft, check_type
 from sync.schemas import all_schemas, event_schema
 from sync.service import SyncService
 
 router = APIRouter(prefix="/api/v1", tags=["twin"])
+readers = [Depends(require(*READERS))]
 
 
 def _sync(request: Request) -> SyncService:
@@ -24,7 +27,7 @@ def _sync(request: Request) -> SyncService:
     return sync  # type: ignore[no-any-return]
 
 
-@router.get("/twin", summary="Lines with a twin, and their revisions")
+@router.get("/twin", summary="Lines with a twin, and their revisions", dependencies=readers)
 def lines(request: Request) -> dict[str, Any]:
     twins = _sync(request).twins
     return {"lines": [{"line_id": line, "revision": twins.revision(line), "href": f"/api/v1/twin/{line}"}
@@ -32,7 +35,8 @@ def lines(request: Request) -> dict[str, Any]:
 
 
 @router.get("/twin/{line}", summary="The twin document of a line (ETag = revision; ?at=REVISION rebuilds the past)",
-            responses={200: {"content": {"application/json": {}}}, 304: {"description": "Not modified"}})
+            responses={200: {"content": {"application/json": {}}}, 304: {"description": "Not modified"}},
+            dependencies=readers)
 def twin(line: str, request: Request, at: Annotated[int | None, Query(ge=0, description="Revision to rebuild.")] = None,
          if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
     twins = _sync(request).twins
@@ -89,7 +93,7 @@ def _differences(expected: ExpectedState, doc: dict[str, Any], boards: dict[str,
 
 
 @router.post("/twin/{line}/expected", summary="Compare a twin engine's expected state with what the cameras see",
-             response_model=DriftReport)
+             response_model=DriftReport, dependencies=[Depends(require(Role.TWIN))])
 def expected_state(line: str, body: ExpectedState, request: Request) -> DriftReport:
     sync = _sync(request)
     _, text = sync.twins.document_text(line)
@@ -104,11 +108,12 @@ def expected_state(line: str, body: ExpectedState, request: Request) -> DriftRep
     return DriftReport(drift=bool(diffs), differences=diffs, unchecked=unchecked, offset=offset)
 
 
-@router.get("/schemas", summary="JSON Schema of every event type", tags=["events"])
+@router.get("/schemas", summary="JSON Schema of every event type", tags=["events"], dependencies=readers)
 def schemas() -> dict[str, Any]:
     return {"types": list(EVENT_TYPES), "schemas": all_schemas()}
 
 
-@router.get("/schemas/{event_type}", summary="JSON Schema of one event type", tags=["events"])
+@router.get("/schemas/{event_type}", summary="JSON Schema of one event type", tags=["events"],
+            dependencies=readers)
 def schema(event_type: str) -> JSONResponse:
     return JSONResponse(event_schema(check_type(event_type)))

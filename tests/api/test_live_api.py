@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from camera.errors import FrameRejected, UnknownCamera
+from tests.conftest import bearer_for
 
 
 class FakeView:
@@ -51,9 +52,10 @@ class FakeView:
 
 
 @pytest.fixture
-def client():
+def client(token_store):
     view = FakeView()
-    with TestClient(create_app(Services(view, max_push_bytes=50_000))) as c:
+    app = create_app(Services(view, tokens=token_store, max_push_bytes=50_000))
+    with TestClient(app, headers=bearer_for(token_store, "qa")) as c:
         yield c, view
     assert view.stopped
 
@@ -97,7 +99,7 @@ def test_push_accepts_an_image_with_the_camera_token(client):
 
 
 @pytest.mark.parametrize(("headers", "body", "status", "reason"), [
-    ({}, b"x", 401, "camera token"),
+    ({"Authorization": ""}, b"x", 401, "camera token"),
     ({"Authorization": "Bearer wrong"}, b"x", 401, "camera token"),
     ({"Authorization": "Bearer s3cret"}, b"not an image", 422, "not a JPEG or PNG"),
     ({"Authorization": "Bearer s3cret"}, b"\x89PNG" + b"0" * 60_000, 422, "over the limit"),

@@ -14,11 +14,11 @@ from api.runtime import build_engine
 from api.services import Services
 from api.settings import load_settings
 from camera.simulated import BoardPool, LineMotion, LineScene, replay_sequence
-from tests.conftest import real_board_subset
+from tests.conftest import bearer_for, real_board_subset
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, token_store):
     boards = real_board_subset(tmp_path / "boards", 2, offset=80)
     cfg = tmp_path / "twinspect.yaml"
     cfg.write_text(f"""
@@ -32,7 +32,8 @@ line:
     trigger: {{type: line, start: [640, 0], end: [640, 720], direction: right_to_left}}
 """)
     engine = build_engine(load_settings(cfg))
-    with TestClient(create_app(Services(LiveView(engine), max_push_bytes=3_000_000))) as client:
+    app = create_app(Services(LiveView(engine), tokens=token_store, max_push_bytes=3_000_000))
+    with TestClient(app, headers=bearer_for(token_store, "qa")) as client:
         yield client, boards, engine
 
 

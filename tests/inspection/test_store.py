@@ -22,7 +22,8 @@ from sqlalchemy import Engine, create_engine, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-import sync.tables  # noqa: F401 - the event log tables live in the same metadata
+import api.tokens  # noqa: F401 - the token table lives in the same metadata
+import sync.tables  # noqa: F401 - so do the event log tables
 from inspection.detections import Detections
 from inspection.store import (
     DuplicateInspectionError,
@@ -175,7 +176,8 @@ def test_opening_an_existing_database_again_is_a_no_op(db_url: str, tmp_path: Pa
         for _ in range(2):
             again = open_database(db_url)
             with again.connect() as conn:
-                assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+                versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+                assert versions == [head_revision()]
             assert InspectionStore(again, evidence).counts()[Outcome.FAIL] == 1
             again.dispose()
     assert not [r for r in caplog.records if "migrating" in r.getMessage()]

@@ -11,9 +11,11 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from api.services import Services
+from api.tokens import TokenStore
 from sync.config import SyncSettings
 from sync.schemas import SCHEMA_DIR, all_schemas
 from sync.service import SyncService
+from tests.conftest import bearer_for
 from tests.sync.conftest import story
 
 
@@ -26,7 +28,9 @@ def sync(db: Engine) -> Iterator[SyncService]:
 
 @pytest.fixture
 def client(sync: SyncService) -> Iterator[TestClient]:
-    with TestClient(create_app(Services(None, sync, heartbeat_s=0.2, max_page=50))) as c:
+    tokens = TokenStore(sync.log.engine)
+    app = create_app(Services(None, sync, tokens, heartbeat_s=0.2, max_page=50))
+    with TestClient(app, headers=bearer_for(tokens, "twin")) as c:
         yield c
 
 
@@ -81,7 +85,8 @@ def test_twin_etag_304_and_past_revisions(client: TestClient, sync: SyncService)
     assert client.get("/api/v1/twin/line-1", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
     past = client.get("/api/v1/twin/line-1", params={"at": 7})
     assert past.headers["etag"] == '"7"' and past.json()["revision"] == 7
-    assert client.get("/api/v1/twin").json()["lines"][0] == {"line_id": "line-1", "revision": sync.twins.revision("line-1"),
+    revision = sync.twins.revision("line-1")
+    assert client.get("/api/v1/twin").json()["lines"][0] == {"line_id": "line-1", "revision": revision,
                                                               "href": "/api/v1/twin/line-1"}
 
 

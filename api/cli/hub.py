@@ -1,0 +1,47 @@
+"""``twinspect hub``: one hub for many edge boxes (NATS JetStream in, event log + twins + API out)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.cli.common import ConfigOption, DataDirOption, settings_from
+
+
+def hub_cmd(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: server.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: server.port).")] = None,
+) -> None:
+    """Consume every edge's events from NATS JetStream, keep every line's twin, serve the API."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.services import Services
+    from inspection.store import open_database
+    from sync.hub import Hub
+    from sync.service import SyncService
+
+    settings = settings_from(config, data_dir)
+    server = settings.server.model_copy(update={"host": host or settings.server.host,
+                                                "port": port or settings.server.port})
+    nats = settings.sync.nats
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sync = SyncService.open(open_database(settings.database_url), settings.sync, forwarders=False)
+    hub = Hub(sync.log, nats)
+    app = create_app(Services(engine=None, sync=sync, heartbeat_s=settings.sync.feeds.heartbeat_s,
+                              max_page=settings.sync.feeds.max_page))
+    url = f"http://{server.host}:{server.port}/"
+    typer.echo(f"twinspect: hub at {url}, consuming stream {nats.stream} ({nats.subject_prefix}.>) "
+               f"from {nats.url} as {nats.durable}")
+    typer.echo(f"  twins at {url}api/v1/twin/LINE, events at {url}api/v1/events?after=N; "
+               f"data in {settings.data_dir}; Ctrl-C stops")
+    hub.start()
+    try:
+        uvicorn.run(app, host=server.host, port=server.port, log_level="warning")
+    finally:
+        hub.stop()
+        typer.echo(f"twinspect: hub stopped: {hub.ingested} events stored, {hub.duplicates} duplicates dropped, "
+                   f"{hub.malformed} malformed messages terminated")
