@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -49,6 +50,10 @@ class Forwarder(ABC):
     def close(self) -> None:
         """Close the broker connection (after the loop stopped)."""
 
+    def after_step(self) -> None:
+        """Called after every loop step, busy or idle, while connected (e.g. publish retained state)."""
+        return None
+
     # loop ---------------------------------------------------------------------------------------
     @property
     def lag(self) -> int:
@@ -56,6 +61,7 @@ class Forwarder(ABC):
         return max(0, self.log.head - self.cursor)
 
     def start(self) -> None:
+        self._stop.clear()
         self.cursor = self.log.cursor(self.name)
         self._thread = threading.Thread(target=self._run, name=f"forward-{self.name}", daemon=True)
         self._thread.start()
@@ -83,19 +89,27 @@ class Forwarder(ABC):
         return min(self.retry_max_s, 0.2 * 2 ** min(attempt, 8)) * (0.5 + random.random() / 2)
 
     def _run(self) -> None:
-        attempt = 0
+        attempt, failing_since = 0, 0.0
         while not self._stop.is_set():
             try:
                 if not self.connected():
                     self.connect()
                 sent = self._step()
+                self.after_step()
+                if attempt:
+                    log.info("%s: back after %.1f s; lag %d events", self.name, time.monotonic() - failing_since,
+                             self.lag)
                 attempt = 0
                 if not sent:
                     self.log.wait(self.cursor, 0.5)
             except Exception as error:  # broker away or refused: keep the cursor, retry with backoff
                 attempt += 1
                 delay = self._backoff(attempt)
-                log.warning("%s: %s; retrying in %.1f s (lag %d events)", self.name, error, delay, self.lag)
+                if attempt == 1:
+                    failing_since = time.monotonic()
+                    log.warning("%s: %s; retrying with backoff (lag %d events)", self.name, error, self.lag)
+                else:
+                    log.debug("%s: %s; retrying in %.1f s (lag %d events)", self.name, error, delay, self.lag)
                 self._stop.wait(delay)
 
     def _step(self) -> int:
