@@ -15,8 +15,9 @@ verbatim.
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,31 @@ def rfc3339(t: float | datetime | None = None) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+class _UuidPool(threading.local):
+    """Random version-4 UUID strings from a per-thread pool of ``os.urandom`` bytes (one syscall per 256)."""
+
+    def __init__(self) -> None:
+        self.buf, self.pos = b"", 0
+
+    def next(self) -> str:
+        if self.pos >= len(self.buf):
+            self.buf, self.pos = os.urandom(16 * 256), 0
+        raw = bytearray(self.buf[self.pos:self.pos + 16])
+        self.pos += 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_uuids = _UuidPool()
+os.register_at_fork(after_in_child=lambda: _uuids.__init__())  # a child never repeats its parent's ids
+
+
+def new_event_id() -> str:
+    return _uuids.next()
+
+
 def dumps(value: Any) -> str:
     """The canonical JSON text used for event bodies and twin documents (sorted keys, compact)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -74,7 +100,7 @@ class Draft:
     data: Mapping[str, Any]
     subject: str | None = None  # the part id for part.* events
     time: str = field(default_factory=rfc3339)
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_event_id)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", check_type(self.type))
@@ -102,10 +128,12 @@ class Event:
     id: str
     time: str
     body: str  # canonical CloudEvents JSON text
+    parsed: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # the body as a dict, if known
 
     @classmethod
     def from_draft(cls, draft: Draft, offset: int, sequence: int) -> Event:
-        return cls(offset, sequence, draft.line_id, draft.type, draft.id, draft.time, dumps(draft.envelope(sequence)))
+        ce = draft.envelope(sequence)
+        return cls(offset, sequence, draft.line_id, draft.type, draft.id, draft.time, dumps(ce), ce)
 
     @classmethod
     def from_body(cls, body: str | bytes, offset: int = 0) -> Event:
@@ -122,6 +150,9 @@ class Event:
             raise InvalidEvent(f"not a twinspect CloudEvent: {error}") from None
 
     def cloudevent(self) -> dict[str, Any]:
+        """The body as a dict (shared: do not change it)."""
+        if self.parsed is not None:
+            return self.parsed
         value: dict[str, Any] = json.loads(self.body)
         return value
 

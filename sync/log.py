@@ -50,6 +50,11 @@ class _Submission:
     extra: Extra | None
 
 
+def astuple_light(e: Event) -> tuple[int, int, str, str, str, str, str]:
+    """An event's fields without its parsed body (the ring keeps text only: 50,000 dicts would be a lot)."""
+    return e.offset, e.sequence, e.line_id, e.type, e.id, e.time, e.body
+
+
 def _upsert(conn: Connection, table, key: dict, values: dict) -> None:  # type: ignore[no-untyped-def]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).values(**key, **values)
@@ -214,7 +219,7 @@ class EventLog:
                 self._head, self._sequences = offset, seqs
                 if self._first > offset:  # the log was empty
                     self._first = out[0].offset if out else self._first
-                self._ring.extend(out)
+                self._ring.extend(e if e.parsed is None else Event(*astuple_light(e)) for e in out)
                 self._cond.notify_all()
             for listener in self._listeners:
                 try:
@@ -263,14 +268,15 @@ class EventLog:
                         if len(out) >= limit:
                             return out, e.offset
                 return out, head
-        query = select(events).where(events.c.offset > after)
+        c = events.c
+        query = select(c.offset, c.sequence, c.line_id, c.type, c.id, c.time, c.body).where(c.offset > after)
         if wanted is not None:
             query = query.where(events.c.type.in_(sorted(wanted)))
         if line is not None:
             query = query.where(events.c.line_id == line)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(events.c.offset).limit(limit)).all()
-        found = [Event(r.offset, r.sequence, r.line_id, r.type, r.id, r.time, r.body) for r in rows]
+        found = [Event(*row) for row in rows]
         return found, (found[-1].offset if len(found) >= limit else head)
 
     def iter_all(self, after: int = 0, upto: int | None = None, chunk: int = 20_000,
