@@ -99,7 +99,7 @@ class TokenStore:
             return None
         return Principal(row.id, row.name, Role(row.role))
 
-    def list(self) -> list[TokenInfo]:
+    def all(self) -> list[TokenInfo]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at)).all()
         return [TokenInfo(r.id, r.name, Role(r.role), r.created_at, r.revoked_at) for r in rows]

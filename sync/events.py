@@ -64,6 +64,9 @@ class _UuidPool(threading.local):
     """Random version-4 UUID strings from a per-thread pool of ``os.urandom`` bytes (one syscall per 256)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.buf, self.pos = b"", 0
 
     def next(self) -> str:
@@ -78,7 +81,7 @@ class _UuidPool(threading.local):
 
 
 _uuids = _UuidPool()
-os.register_at_fork(after_in_child=lambda: _uuids.__init__())  # a child never repeats its parent's ids
+os.register_at_fork(after_in_child=lambda: _uuids.reset())  # a child never repeats its parent's ids
 
 
 def new_event_id() -> str:

@@ -20,6 +20,7 @@ def hub_cmd(
 
     from api.app import create_app
     from api.services import Services
+    from api.tokens import TokenStore
     from inspection.store import open_database
     from sync.hub import Hub
     from sync.service import SyncService
@@ -31,13 +32,14 @@ def hub_cmd(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sync = SyncService.open(open_database(settings.database_url), settings.sync, forwarders=False)
     hub = Hub(sync.log, nats)
-    app = create_app(Services(engine=None, sync=sync, heartbeat_s=settings.sync.feeds.heartbeat_s,
-                              max_page=settings.sync.feeds.max_page))
+    app = create_app(Services(engine=None, sync=sync, tokens=TokenStore(sync.log.engine),
+                              heartbeat_s=settings.sync.feeds.heartbeat_s, max_page=settings.sync.feeds.max_page))
     url = f"http://{server.host}:{server.port}/"
     typer.echo(f"twinspect: hub at {url}, consuming stream {nats.stream} ({nats.subject_prefix}.>) "
                f"from {nats.url} as {nats.durable}")
     typer.echo(f"  twins at {url}api/v1/twin/LINE, events at {url}api/v1/events?after=N; "
                f"data in {settings.data_dir}; Ctrl-C stops")
+    typer.echo("  read them with a token from: twinspect tokens create --role twin")
     hub.start()
     try:
         uvicorn.run(app, host=server.host, port=server.port, log_level="warning")

@@ -12,7 +12,7 @@ import sys
 import typer
 from typer._click import exceptions as click_exc
 
-from api.cli import config_cmd, datasets, line, models, tokens, train
+from api.cli import config_cmd, datasets, hub, line, models, tokens, train
 from inspection.errors import InspectionError
 from sync.errors import SyncError
 
@@ -29,6 +29,7 @@ app.command("export")(models.export_cmd)
 app.command("demo")(line.demo_cmd)
 app.command("serve")(line.serve_cmd)
 app.command("replay")(line.replay_cmd)
+app.command("hub")(hub.hub_cmd)
 
 
 def main() -> None:

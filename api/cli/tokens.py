@@ -33,7 +33,7 @@ def create_cmd(role: Annotated[Role, typer.Option(help="What the token may do.")
 @app.command("list")
 def list_cmd(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Every token: id, role, name, created, revoked."""
-    for t in open_tokens(config, data_dir).list():
+    for t in open_tokens(config, data_dir).all():
         revoked = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
         typer.echo(f"{t.id}  {t.role.value:6s}  {t.name}  created {t.created_at:%Y-%m-%d %H:%M}  {revoked}")
 

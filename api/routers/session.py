@@ -73,7 +73,7 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 def list_tokens(request: Request, _: Admin) -> list[TokenOut]:
     return [TokenOut(id=t.id, name=t.name, role=t.role, created_at=t.created_at.isoformat(),
                      revoked_at=t.revoked_at.isoformat() if t.revoked_at else None)
-            for t in token_store(request).list()]
+            for t in token_store(request).all()]
 
 
 @router.post("/tokens", response_model=TokenOut, status_code=201, summary="Create a token")

@@ -131,3 +131,18 @@ def test_schemas_are_served_and_the_committed_files_are_current(client: TestClie
     for kind, schema in all_schemas().items():
         assert json.loads((SCHEMA_DIR / f"{kind}.json").read_text()) == schema, f"run python -m sync.schemas ({kind})"
     assert client.get("/api/v1/schemas/io.twinspect.part.inspected").json()["title"] == "io.twinspect.part.inspected"
+
+
+def test_offsets_older_than_retention_are_410_with_the_oldest_kept(client: TestClient, sync: SyncService):
+    from sync.retention import prune
+
+    assert prune(sync.log, sync.twins, max_events=10) > 0
+    before = _untouched(sync)
+    r = client.get("/api/v1/events", params={"after": 0})
+    assert r.status_code == 410 and f"oldest kept event has offset {sync.log.first}" in r.json()["detail"]
+    r = client.get("/api/v1/events/stream", headers={"Last-Event-ID": "3"})
+    assert r.status_code == 410
+    assert client.get("/api/v1/events", params={"after": sync.log.first - 1}).json()["events"][0]["offset"] == \
+        sync.log.first
+    assert client.get("/api/v1/twin/line-1", params={"at": 2}).status_code == 410
+    assert _untouched(sync) == before

@@ -1,0 +1,202 @@
+"""Forward the event log to NATS JetStream (edge side), and the stream setup the hub shares.
+
+Every event goes to the subject ``<prefix>.<line>.<type>`` (``twinspect.line-1.part.inspected``)
+with its CloudEvents JSON text as payload and its id as ``Nats-Msg-Id``, so JetStream drops a
+re-published event inside the stream's duplicate window. Publishes of a batch are written in
+log order on one connection (so the stream holds each line in sequence order) and their
+PubAcks are awaited together; ``send`` reports the confirmed prefix of the batch.
+
+nats-py is asyncio and the ``Forwarder`` is a thread: the forwarder owns a private event loop
+in a helper thread and calls into it synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from sync.config import NatsSettings
+from sync.errors import BrokerError
+from sync.events import Event
+from sync.forwarder import Forwarder
+from sync.log import EventLog
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MSG_ID = "Nats-Msg-Id"
+CHUNK = 256  # publishes in flight at once
+
+
+def subject(settings: NatsSettings, event: Event) -> str:
+    """``<prefix>.<line>.<type>``; line ids and types are valid subject tokens (sync.events checks)."""
+    return f"{settings.subject_prefix}.{event.line_id}.{event.type}"
+
+
+def stream_subjects(settings: NatsSettings) -> list[str]:
+    return [f"{settings.subject_prefix}.>"]
+
+
+async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Create the stream, or make an existing one take our subjects and duplicate window.
+
+    An existing stream keeps every other setting (limits, replicas) an operator gave it.
+    """
+    for _ in range(3):  # another edge (or the hub) may create it at the same moment
+        try:
+            info = await js.stream_info(settings.stream)
+        except NotFoundError:
+            try:
+                await js.add_stream(name=settings.stream, subjects=stream_subjects(settings),
+                                    duplicate_window=settings.duplicate_window_s)
+                log.info("nats: created stream %s on %s", settings.stream, stream_subjects(settings)[0])
+                return
+            except BadRequestError as error:  # created meanwhile (10058 "already in use"): look again
+                log.info("nats: stream %s: %s", settings.stream, error.description)
+                continue
+        config: StreamConfig = info.config
+        subjects = list(config.subjects or [])
+        wanted = stream_subjects(settings)[0]
+        if wanted in subjects and abs((config.duplicate_window or 0) - settings.duplicate_window_s) < 1e-6:
+            return
+        if wanted not in subjects:
+            subjects.append(wanted)
+        await js.update_stream(config.evolve(subjects=subjects, duplicate_window=settings.duplicate_window_s))
+        log.info("nats: updated stream %s (subjects %s, duplicate window %.0f s)", settings.stream, subjects,
+                 settings.duplicate_window_s)
+        return
+    raise BrokerError(f"nats: stream {settings.stream}: could not create or read it")
+
+
+async def connect(settings: NatsSettings, name: str, timeout_s: int = 2) -> Client:
+    """A connection that reconnects by itself forever once it has connected (raises if it cannot at first)."""
+
+    async def on_error(error: Exception) -> None:  # while reconnecting: one refused attempt every 0.5 s
+        log.log(logging.DEBUG if isinstance(error, OSError) else logging.WARNING, "nats %s: %s", name, error)
+
+    async def on_disconnected() -> None:
+        if not (nc.is_closed or nc.is_draining):
+            log.warning("nats %s: disconnected from %s; reconnecting", name, settings.url)
+
+    async def on_reconnected() -> None:
+        log.info("nats %s: reconnected to %s", name, settings.url)
+
+    nc = Client()
+    try:
+        # nats-py applies max_reconnect_attempts to the first connect too (-1 would retry it forever):
+        # try twice there, then never give up once connected.
+        await nc.connect(settings.url, name=name, connect_timeout=timeout_s, max_reconnect_attempts=1,
+                         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, used as seconds
+                         allow_reconnect=True, error_cb=on_error,
+                         disconnected_cb=on_disconnected, reconnected_cb=on_reconnected)
+    except Exception as error:  # NoServersError, OSError, TimeoutError
+        raise BrokerError(f"nats: cannot connect to {settings.url}: {type(error).__name__}: {error}") from None
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``call`` runs a coroutine on it and waits for the result."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise TimeoutError(f"no answer in {timeout:.0f} s") from None
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5.0)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class NatsForwarder(Forwarder):
+    """Publishes the event log to a JetStream stream, at least once, deduplicated by event id."""
+
+    def __init__(self, event_log: EventLog, settings: NatsSettings, edge_id: str, *, batch: int = 500,
+                 ack_timeout_s: float = 5.0) -> None:
+        super().__init__(event_log, f"nats-{settings.stream}", batch=batch)
+        self.settings, self.edge_id, self.ack_timeout_s = settings, edge_id, ack_timeout_s
+        self.duplicates = 0  # events JetStream already had (PubAck.duplicate): re-sends after a restart
+        self._loop: LoopThread | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+
+    def connect(self) -> None:
+        if self._loop is None:
+            self._loop = LoopThread(f"nats-{self.edge_id}")
+        if self._nc is not None:  # closed for good: drop it and start over
+            self._close_connection()
+        self._nc = self._loop.call(connect(self.settings, f"twinspect-edge-{self.edge_id}"), 10.0)
+        self._js = self._nc.jetstream()
+        try:
+            self._loop.call(ensure_stream(self._js, self.settings), 10.0)
+        except Exception:
+            self._close_connection()
+            raise
+        log.info("nats: edge %s publishes to stream %s on %s", self.edge_id, self.settings.stream, self.settings.url)
+
+    def connected(self) -> bool:
+        # While nats-py reconnects, the connection is not closed: sends fail and are retried on it.
+        return self._nc is not None and not self._nc.is_closed
+
+    def send(self, batch: Sequence[Event]) -> int:
+        if self._loop is None or self._js is None:
+            raise ConnectionError("nats: not connected")
+        return self._loop.call(self._send(self._js, batch), self.ack_timeout_s * (len(batch) // CHUNK + 2))
+
+    async def _send(self, js: JetStreamContext, batch: Sequence[Event]) -> int:
+        confirmed = 0
+        for start in range(0, len(batch), CHUNK):
+            chunk = batch[start:start + CHUNK]
+            futures: list[asyncio.Future[Any]] = []
+            for event in chunk:  # written in order on one connection: the stream keeps log order
+                futures.append(await js.publish_async(subject(self.settings, event), event.body.encode(),
+                                                      stream=self.settings.stream, headers={MSG_ID: event.id}))
+            await asyncio.wait(futures, timeout=self.ack_timeout_s)
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+            for n, future in enumerate(futures):
+                error = None if future.cancelled() else future.exception()
+                if future.cancelled() or error is not None:
+                    log.warning("nats: event %s not confirmed: %s", chunk[n].id, error or "no PubAck in time")
+                    return confirmed
+                if future.result().duplicate:
+                    self.duplicates += 1
+                confirmed += 1
+        return confirmed
+
+    def _close_connection(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and self._loop is not None and not nc.is_closed:
+            try:
+                self._loop.call(nc.drain(), 10.0)
+            except Exception as error:
+                log.warning("nats: draining the connection: %s; closing it", error)
+                with contextlib.suppress(Exception):
+                    self._loop.call(nc.close(), 5.0)
+
+    def close(self) -> None:
+        self._close_connection()
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
