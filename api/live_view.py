@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import cv2
@@ -11,15 +12,21 @@ from inspection.annotate import draw
 from inspection.engine import Engine
 from inspection.store import encode_jpeg
 from inspection.trigger import LineTriggerConfig
+from sync.errors import UnknownLine
+from sync.twin import TwinStore
 
 TRIGGER_COLOR = (0, 215, 255)
 
 
 class LiveView:
-    """Implements api.services.EngineView over a running Engine."""
+    """Implements api.services.EngineView over a running Engine.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    With the line's twin, the counters are the twin's: they survive restarts (the engine's
+    own counters start at zero with every run).
+    """
+
+    def __init__(self, engine: Engine, twins: TwinStore | None = None) -> None:
+        self.engine, self.twins = engine, twins
         self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
 
     def start(self) -> None:
@@ -42,7 +49,7 @@ class LiveView:
         seen = sum(loop.parts.counters.seen for loop in eng.loops)
         inspected = sum(loop.parts.counters.inspected for loop in eng.loops)
         outcomes = dict(eng.outcomes)
-        cameras = []
+        cameras: list[dict[str, Any]] = []
         for cid, src in eng.sources.items():
             st = src.stats()
             cameras.append({"camera_id": cid, "state": st.state.value, "online": st.online, "fps": st.fps,
@@ -54,17 +61,32 @@ class LiveView:
             recent.append({"part_id": v.part_id, "camera_id": v.camera_id, "outcome": v.outcome.value,
                            "defects": v.defects.boxes_json(), "reasons": list(v.reasons),
                            "board": done.truth.name if done.truth else None, "t_wall": done.t_wall})
+        counters: dict[str, Any] = {"boards_seen": seen, "inspected": inspected,
+                                    "uninspected": sum(loop.parts.counters.uninspected for loop in eng.loops),
+                                    "coverage": inspected / seen if seen else 1.0,
+                                    **{k: int(v) for k, v in outcomes.items()}}
+        counters.update(self._twin_counters())
+        counters["fps"] = sum(c["fps"] for c in cameras)
         return {
             "line_id": eng.config.line_id,
             "line_state": eng.line_state().value,
-            "counters": {"boards_seen": seen, "inspected": inspected,
-                         "uninspected": sum(loop.parts.counters.uninspected for loop in eng.loops),
-                         "coverage": inspected / seen if seen else 1.0,
-                         **{k: int(v) for k, v in outcomes.items()},
-                         "fps": sum(c["fps"] for c in cameras)},
+            "counters": counters,
             "cameras": cameras,
             "recent": recent,
         }
+
+    def _twin_counters(self) -> dict[str, Any]:
+        """Counters of the line's twin (all runs on this data dir), or nothing before its first event."""
+        if self.twins is None:
+            return {}
+        try:
+            doc = json.loads(self.twins.document_text(self.engine.config.line_id)[1])
+        except UnknownLine:
+            return {}
+        c, q = doc["features"]["counters"]["properties"], doc["features"]["quality"]["properties"]
+        return {"boards_seen": c["entered"], "inspected": c["inspected"], "uninspected": c["uninspected"],
+                "coverage": q["coverage"] if q["coverage"] is not None else 1.0, **c["verdicts"],
+                "revision": doc["revision"]}
 
     def boards_in_view(self) -> dict[str, int]:
         return {loop.camera_id: (len(loop.latest[1]) if loop.latest else 0) for loop in self.engine.loops}

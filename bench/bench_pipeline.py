@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from api.cli.line import _simulated_line  # noqa: E402
-from api.runtime import build_engine  # noqa: E402
+from api.runtime import build_engine, open_sync  # noqa: E402
 from api.settings import load_settings  # noqa: E402
 from camera.simulated import BoardPool, LineMotion, LineScene, replay_sequence  # noqa: E402
 from inspection.models import weights_file  # noqa: E402
@@ -71,15 +71,18 @@ def efficiency(boards: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 1, realtime=False,
                             fps=15.0, defect_rate=0.5, replay=True)
-        engine = build_engine(s)
+        sync = open_sync(s)
+        engine = build_engine(s, sync=sync)
         report = ReplayReport(seq, write=lambda _: None, emit_lines=False)
         engine.add_listener(report)
         t0 = time.monotonic()
+        sync.start()
         engine.start()
         engine.wait()
         wall = time.monotonic() - t0
         done_frames = sum(loop.frames for loop in engine.loops)
         engine.stop()
+        sync.stop()
     print(f"[efficiency] {len(seq)} boards, {len(frames)} frames ({done_frames} processed), {len(crops)} crops")
     print(f"  pure session.run: {ideal:.2f} s = {len(frames) / ideal:.1f} frames/s, {len(seq) / ideal:.2f} boards/s")
     print(f"  replay pipeline:  {wall:.2f} s = {done_frames / wall:.1f} frames/s, {len(seq) / wall:.2f} boards/s")
@@ -92,13 +95,16 @@ def latency(boards: Path, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 4, realtime=True,
                             fps=15.0, defect_rate=0.5, replay=False)
-        engine = build_engine(s)
+        sync = open_sync(s)
+        engine = build_engine(s, sync=sync)
         engine.add_listener(lambda e: lat.append(e.latency_s) if isinstance(e, Inspected) else None)
+        sync.start()
         engine.start()
         time.sleep(seconds)
         dropped = sum(src.stats().dropped for src in engine.sources.values())
         frames_in = sum(src.stats().frames_in for src in engine.sources.values())
         engine.stop()
+        sync.stop()
     a = np.array(lat) * 1000
     print(f"[latency] 4 cameras x 15 fps for {seconds:.0f} s: {len(a)} verdicts, frames in {frames_in}, "
           f"dropped {dropped}")
@@ -121,19 +127,23 @@ def soak(boards: Path, minutes: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 1, realtime=True,
                             fps=15.0, defect_rate=0.5, replay=False)
-        engine = build_engine(s)
+        sync = open_sync(s)
+        engine = build_engine(s, sync=sync)
+        sync.start()
         engine.start()
         t0 = time.monotonic()
         while (t := time.monotonic() - t0) < minutes * 60:
             samples.append((t, rss_mb()))
             time.sleep(5)
         verdicts = sum(engine.outcomes.values())
+        events = sync.log.head
         engine.stop()
+        sync.stop()
     t, m = np.array(samples).T
     half = len(m) // 2
     slope = np.polyfit(t[half:] / 60, m[half:], 1)[0] if half > 1 else float("nan")
-    print(f"[memory] {minutes:.0f} min, {verdicts} verdicts: RSS {m[0]:.0f} MB at start, {m.max():.0f} MB peak, "
-          f"{m[-1]:.0f} MB at end; slope over the second half {slope:+.2f} MB/min")
+    print(f"[memory] {minutes:.0f} min, {verdicts} verdicts, {events} events: RSS {m[0]:.0f} MB at start, "
+          f"{m.max():.0f} MB peak, {m[-1]:.0f} MB at end; slope over the second half {slope:+.2f} MB/min")
 
 
 def main() -> None:

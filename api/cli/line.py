@@ -57,7 +57,7 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
     sync = open_sync(settings)
     tokens = TokenStore(sync.log.engine)
     engine = build_engine(engine_settings, sync=sync)
-    app = create_app(Services(LiveView(engine), sync, tokens, heartbeat_s=settings.sync.feeds.heartbeat_s,
+    app = create_app(Services(LiveView(engine, sync.twins), sync, tokens, heartbeat_s=settings.sync.feeds.heartbeat_s,
                               max_page=settings.sync.feeds.max_page))
     url = f"http://{settings.server.host}:{settings.server.port}/"
     typer.echo(f"twinspect: {banner} at {url}")

@@ -44,3 +44,22 @@ def test_replay_events_match_the_store_and_validate(tmp_path: Path):
     assert counters["inspected"] == 10 and sum(counters["verdicts"].values()) == 10
     assert counters["verdicts"]["fail"] + counters["verdicts"]["uncertain"] == summary["flagged"]
     db.dispose()
+
+
+def test_live_counters_come_from_the_twin_and_survive_a_restart(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from api.live_view import LiveView
+    from inspection.parts import LineState
+    from tests.sync.conftest import story
+
+    db = open_database(f"sqlite:///{tmp_path / 'live.db'}")
+    EventLog(db).append(story(14))  # an earlier run on this data dir
+    fresh_engine = SimpleNamespace(loops=[], sources={}, outcomes={"pass": 0, "fail": 0, "uncertain": 0},
+                                   sink=SimpleNamespace(recent_list=list), config=SimpleNamespace(line_id="line-1"),
+                                   line_state=lambda: LineState.RUNNING)
+    status = LiveView(fresh_engine, TwinStore(EventLog(db))).status()  # type: ignore[arg-type]
+    assert status["counters"]["boards_seen"] == 14 and status["counters"]["uninspected"] == 2
+    assert status["counters"]["inspected"] == 12 == sum(status["counters"][k] for k in ("pass", "fail", "uncertain"))
+    assert LiveView(fresh_engine).status()["counters"]["boards_seen"] == 0  # type: ignore[arg-type]
+    db.dispose()
