@@ -215,17 +215,17 @@ class EventLog:
                          "type": e.type, "time": e.time, "body": e.body} for e in out])
                 for line in touched:
                     _upsert(conn, event_lines, {"line_id": line}, {"last_sequence": seqs[line]})
+            for listener in self._listeners:  # before readers see them: a twin is never behind its feed
+                try:
+                    listener(out)
+                except Exception:
+                    log.exception("event log listener %r failed", listener)
             with self._cond:
                 self._head, self._sequences = offset, seqs
                 if self._first > offset:  # the log was empty
                     self._first = out[0].offset if out else self._first
                 self._ring.extend(e if e.parsed is None else Event(*astuple_light(e)) for e in out)
                 self._cond.notify_all()
-            for listener in self._listeners:
-                try:
-                    listener(out)
-                except Exception:
-                    log.exception("event log listener %r failed", listener)
             if out:
                 self._wake_async()
             return out
@@ -269,7 +269,8 @@ class EventLog:
                             return out, e.offset
                 return out, head
         c = events.c
-        query = select(c.offset, c.sequence, c.line_id, c.type, c.id, c.time, c.body).where(c.offset > after)
+        query = (select(c.offset, c.sequence, c.line_id, c.type, c.id, c.time, c.body)
+                 .where(c.offset > after, c.offset <= head))  # never past the head it reports as scanned
         if wanted is not None:
             query = query.where(events.c.type.in_(sorted(wanted)))
         if line is not None:

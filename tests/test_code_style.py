@@ -11,13 +11,13 @@ PACKAGES = ["inspection", "camera", "sync", "api"]
 
 
 def test_ruff_is_clean():
-    r = subprocess.run([sys.executable, "-m", "ruff", "check", *PACKAGES, "tests", "bench"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", *PACKAGES, "tests", "bench", "examples"], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_mypy_is_clean():
-    r = subprocess.run([sys.executable, "-m", "mypy", *PACKAGES], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mypy", *PACKAGES, "examples"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -9,6 +9,7 @@ pipeline, and catches up from the log when it comes back.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -122,12 +123,21 @@ async def websocket_feed(ws: WebSocket, after: int | None = None, types: TypeFil
     except (SyncError, NotFound) as error:
         await ws.close(code=1008, reason=str(error)[:120])
         return
-    try:
-        while True:
-            found, start = await anyio.to_thread.run_sync(log.scan, start, 500, wanted, line)
-            for e in found:
-                await ws.send_text(e.with_offset())
-            if len(found) < 500:
-                await log.async_wait(start, ws.app.state.services.heartbeat_s)
-    except (WebSocketDisconnect, RuntimeError):
-        return
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_until_closed, ws, tg.cancel_scope)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                found, start = await anyio.to_thread.run_sync(log.scan, start, 500, wanted, line)
+                for e in found:
+                    await ws.send_text(e.with_offset())
+                if len(found) < 500:
+                    await log.async_wait(start, ws.app.state.services.heartbeat_s)
+        tg.cancel_scope.cancel()
+
+
+async def _until_closed(ws: WebSocket, scope: anyio.CancelScope) -> None:
+    """Drain what the client sends; when it goes away, cancel its feed (an idle feed never notices otherwise)."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass
+    scope.cancel()
