@@ -147,6 +147,9 @@ def soak(boards: Path, minutes: float) -> None:
 
 
 def main() -> None:
+    from api.cli.main import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as the twinspect command does
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deeppcb", type=Path, default=REPO.parent / "shared" / "datasets" / "deeppcb-trainval")
     ap.add_argument("--n", type=int, default=20, help="tested boards (templates are mixed in 1:1)")
