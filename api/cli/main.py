@@ -41,16 +41,15 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     resident set grew 4.7 MB/min with the default and 0.8 MB/min with 2 arenas
     (bench/bench_pipeline.py --only soak). Same as MALLOC_ARENA_MAX=2; no-op off glibc.
     """
+    import contextlib
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     if name is None or "MALLOC_ARENA_MAX" in os.environ:
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL(name).mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def main() -> None:
