@@ -35,14 +35,14 @@ def weights_file(weights: Path, backend: Backend = "onnx", precision: Precision 
 
 def load_detector(weights: Path, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
                   providers: Sequence[str] = DEFAULT_PROVIDERS, backend: Backend | None = None,
-                  precision: Precision = "fp32") -> Detector:
+                  precision: Precision = "fp32", threads: int = 0) -> Detector:
     """An OnnxDetector for .onnx (the serving path), an UltralyticsDetector for .pt."""
     path = weights_file(weights, backend or "onnx", precision)
     kind = backend or ("torch" if path.suffix == ".pt" else "onnx")
     if kind == "onnx":
         if path.suffix != ".onnx":
             raise ModelError(f"{path}: expected an .onnx file for the ONNX Runtime backend")
-        return OnnxDetector(path, conf=conf, iou=iou, max_det=max_det, providers=providers)
+        return OnnxDetector(path, conf=conf, iou=iou, max_det=max_det, providers=providers, threads=threads)
     if path.suffix != ".pt":
         raise ModelError(f"{path}: expected a .pt file for the PyTorch backend")
     from inspection.torch_detector import UltralyticsDetector
