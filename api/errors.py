@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from camera.errors import CameraError, FrameRejected, UnknownCamera
 from inspection.errors import DatasetError, ImageError, InspectionError, ModelError, RulesError
+from inspection.review import InvalidReview, ReviewConflict, ReviewError
 from inspection.store.errors import (
     DuplicateInspectionError,
     EvidenceNotFoundError,
@@ -14,6 +15,8 @@ from inspection.store.errors import (
     InvalidCursorError,
     StoreUnavailableError,
 )
+from inspection.store.reviews import ConcurrentUpdate
+from inspection.store.stats import StatsRangeError
 from sync.errors import BadOffset, BrokerError, InvalidEvent, OffsetExpired, SyncError, UnknownEventType, UnknownLine
 
 
@@ -29,12 +32,21 @@ class Forbidden(InspectionError):
     """A valid token whose role may not do this, or a cookie request without its CSRF header."""
 
 
+class InvalidQuery(InspectionError):
+    """A query parameter that parses but cannot be used (a time outside the range a database can store)."""
+
+
 STATUS: list[tuple[type[Exception], int]] = [
     (NotFound, 404),
+    (InvalidQuery, 422),
     (InspectionNotFoundError, 404),
     (EvidenceNotFoundError, 404),
     (DuplicateInspectionError, 409),
     (InvalidCursorError, 400),
+    (InvalidReview, 422),
+    (ConcurrentUpdate, 409),
+    (ReviewError, 400),
+    (StatsRangeError, 422),
     (StoreUnavailableError, 503),
     (RulesError, 422),
     (UnknownCamera, 404),
@@ -67,3 +79,10 @@ def install(app: FastAPI) -> None:
 
     for exc_type, status in STATUS:
         app.add_exception_handler(exc_type, handler_for(status))
+    app.add_exception_handler(ReviewConflict, _conflict)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    """409 with the inspection's current state, so the client can show what the other reviewer did."""
+    current = exc.current if isinstance(exc, ReviewConflict) else None
+    return JSONResponse({"detail": str(exc), "error": exc.__class__.__name__, "current": current}, status_code=409)

@@ -6,11 +6,13 @@ The app never builds the engine or reads config itself; ``main()`` (the CLI) bui
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from api.tokens import TokenStore
+    from inspection.store import InspectionStore
     from sync.service import SyncService
 
 
@@ -52,3 +54,6 @@ class Services:
     max_push_bytes: int = 8 * 1024 * 1024
     heartbeat_s: float = 15.0
     max_page: int = 1000
+    inspections: InspectionStore | None = None  # stored inspections and their evidence (QA review, stats, export)
+    model_dirs: dict[str, Path] = field(default_factory=dict)  # active model weights by role (defect, part)
+    class_names: tuple[str, ...] = ()  # the defect classes in model order; empty: the DeepPCB classes

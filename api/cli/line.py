@@ -58,7 +58,10 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
     tokens = TokenStore(sync.log.engine)
     engine = build_engine(engine_settings, sync=sync)
     app = create_app(Services(LiveView(engine, sync.twins), sync, tokens, heartbeat_s=settings.sync.feeds.heartbeat_s,
-                              max_page=settings.sync.feeds.max_page))
+                              max_page=settings.sync.feeds.max_page, inspections=engine.sink.store,
+                              model_dirs={"defect": engine_settings.models.defect.weights,
+                                          "part": engine_settings.models.part.weights},
+                              class_names=tuple(engine.defect_worker.detector.class_names)))
     url = f"http://{settings.server.host}:{settings.server.port}/"
     typer.echo(f"twinspect: {banner} at {url}")
     typer.echo("  open it in a browser: the review queue, live frames with tracked boards, the dashboard; "

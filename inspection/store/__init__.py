@@ -21,19 +21,24 @@ from inspection.store.errors import (
 )
 from inspection.store.evidence import EvidenceStore, encode_jpeg
 from inspection.store.records import (
+    AuditEntry,
     BoxRecord,
     BoxSource,
     InspectionFilter,
     InspectionRecord,
     Page,
     ReviewStatus,
+    SortOrder,
     StoredInspection,
 )
 from inspection.store.repository import InspectionStore
+from inspection.store.reviews import AuditDraft, ConcurrentUpdate, ReviewChange
+from inspection.store.stats import Bucket, Stats, StatsRangeError, TrendPoint
 
 __all__ = [
-    "BoxRecord", "BoxSource", "DuplicateInspectionError", "EvidenceError", "EvidenceNotFoundError",
-    "EvidenceStore", "InspectionFilter", "InspectionNotFoundError", "InspectionRecord", "InspectionStore",
-    "InvalidCursorError", "NotADatabaseError", "Page", "ReviewStatus", "SchemaVersionError", "StoreError",
-    "StoreUnavailableError", "StoredInspection", "encode_jpeg", "head_revision", "open_database",
+    "AuditDraft", "AuditEntry", "BoxRecord", "BoxSource", "Bucket", "ConcurrentUpdate", "DuplicateInspectionError",
+    "EvidenceError", "EvidenceNotFoundError", "EvidenceStore", "InspectionFilter", "InspectionNotFoundError",
+    "InspectionRecord", "InspectionStore", "InvalidCursorError", "NotADatabaseError", "Page", "ReviewChange",
+    "ReviewStatus", "SchemaVersionError", "SortOrder", "Stats", "StatsRangeError", "StoreError",
+    "StoreUnavailableError", "StoredInspection", "TrendPoint", "encode_jpeg", "head_revision", "open_database",
 ]

@@ -1,8 +1,8 @@
 """Storage models (SQLAlchemy 2 typed ORM). Never handed to callers: see records.py.
 
 The schema is created and changed only by the Alembic scripts in migrations/; a test
-checks that these models and the migrated database agree. Later tables (audit log,
-API tokens) get their own module and migration.
+checks that these models and the migrated database agree. The API token table lives in
+api/tokens.py, the event log's tables in sync/tables.py (same metadata, same history).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -21,8 +22,11 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
+    Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -39,6 +43,9 @@ NAMING = {
 OUTCOMES = ("pass", "fail", "uncertain")
 REVIEW_STATUSES = ("pending", "confirmed", "rejected", "corrected")
 BOX_SOURCES = ("model", "review")
+REVIEW_ACTIONS = ("confirm", "reject", "relabel", "add_box", "comment")
+# The review queue's order: uncertain parts first, then failed ones, then passed ones.
+RISK_RANK = {"uncertain": 0, "fail": 1, "pass": 2}
 
 
 def in_list(column: str, values: tuple[str, ...]) -> str:
@@ -105,6 +112,10 @@ class InspectionRow(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # denormalised for the review queue (ORDER BY risk_rank, max_confidence): kept in step
+    # with outcome and the boxes that are not rejected by every write (_to_row, reviews)
+    max_confidence: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    risk_rank: Mapped[int] = mapped_column(SmallInteger, default=2, server_default=text("2"))
 
     boxes: Mapped[list[BoxRow]] = relationship(
         back_populates="inspection", cascade="all, delete-orphan", passive_deletes=True, order_by="BoxRow.id")
@@ -120,6 +131,13 @@ class InspectionRow(Base):
         Index("ix_inspections_line_created", "line_id", "created_at", "id"),
         Index("ix_inspections_camera_created", "camera_id", "created_at", "id"),
         Index("ix_inspections_created", "created_at", "id"),
+        # The risk queue (sort=risk), all parts or by review status: index order, then a
+        # tiny sort of the rows with equal (risk_rank, max_confidence) newest first.
+        Index("ix_inspections_risk", "risk_rank", "max_confidence", "created_at", "id"),
+        Index("ix_inspections_status_risk", "review_status", "risk_rank", "max_confidence", "created_at", "id"),
+        # Stats: covering indexes, so counts and trends never read the table itself.
+        Index("ix_inspections_stats", "created_at", "outcome", "review_status"),
+        Index("ix_inspections_line_stats", "line_id", "created_at", "outcome", "review_status"),
     )
 
 
@@ -135,10 +153,33 @@ class BoxRow(Base):
     confidence: Mapped[float] = mapped_column(Float)
     class_name: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(16), default="model", server_default=text("'model'"))
+    rejected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     inspection: Mapped[InspectionRow] = relationship(back_populates="boxes")
 
     __table_args__ = (
         CheckConstraint(in_list("source", BOX_SOURCES), name="source"),
         Index("ix_boxes_inspection_id", "inspection_id"),
+        Index("ix_boxes_pareto", "inspection_id", "rejected", "class_name"),  # covering: stats join
+    )
+
+
+class AuditRow(Base):
+    """One review action on an inspection: who, when, what it was before and after."""
+
+    __tablename__ = "review_audit"
+
+    id: Mapped[int] = mapped_column(BoxId, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[str] = mapped_column(String(36), ForeignKey("inspections.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    before: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    after: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(in_list("action", REVIEW_ACTIONS), name="action"),
+        Index("ix_review_audit_inspection", "inspection_id", "id"),
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from inspection.store.evidence import EvidenceStore, encode_jpeg
 from inspection.verdict import Outcome, Verdict
@@ -23,9 +24,14 @@ class BoxSource(StrEnum):
     REVIEW = "review"
 
 
+class SortOrder(StrEnum):
+    NEWEST = "newest"  # created_at desc, id desc
+    RISK = "risk"  # uncertain, fail, pass; then lowest max confidence; then newest
+
+
 @dataclass(frozen=True)
 class BoxRecord:
-    """One defect box in crop pixels."""
+    """One defect box in crop pixels; ``id`` is set on boxes read back from the store."""
 
     x1: float
     y1: float
@@ -34,6 +40,12 @@ class BoxRecord:
     confidence: float
     class_name: str
     source: BoxSource = BoxSource.MODEL
+    rejected: bool = False  # a reviewer marked it a false positive (kept for the audit trail)
+    id: int | None = field(default=None, compare=False)
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -117,6 +129,36 @@ class StoredInspection:
     reviewed_at: datetime | None
     version: int  # bumped on every change; updates name the version they read
 
+    @property
+    def live_boxes(self) -> tuple[BoxRecord, ...]:
+        """The boxes no reviewer rejected."""
+        return tuple(b for b in self.boxes if not b.rejected)
+
+    @property
+    def max_confidence(self) -> float:
+        """Highest confidence of the live boxes (0 without any): the review queue's second key."""
+        return max((b.confidence for b in self.live_boxes), default=0.0)
+
+    @property
+    def defect_classes(self) -> tuple[str, ...]:
+        """Sorted unique classes of the live boxes."""
+        return tuple(sorted({b.class_name for b in self.live_boxes}))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One review action as recorded: who (token name and role), when, the state before and after."""
+
+    id: int
+    inspection_id: str
+    at: datetime  # UTC
+    actor: str
+    role: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    comment: str | None
+
 
 @dataclass(frozen=True)
 class InspectionFilter:
@@ -128,6 +170,7 @@ class InspectionFilter:
     camera_id: str | None = None
     created_from: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
+    defect_class: str | None = None  # has a live (not rejected) box of this class
 
     def __post_init__(self) -> None:
         for name in ("created_from", "created_before"):

@@ -7,36 +7,39 @@ crash loses at most the batch in flight, never part of one.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, exc, func, or_, select
+from sqlalchemy import Connection, Engine, Select, exc, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from inspection.store.db import write_bind
 from inspection.store.errors import (
     DuplicateInspectionError,
     InspectionNotFoundError,
-    InvalidCursorError,
     StoreError,
     StoreUnavailableError,
 )
 from inspection.store.evidence import EvidenceStore
-from inspection.store.models import BoxRow, InspectionRow
+from inspection.store.models import RISK_RANK, BoxRow, InspectionRow
+from inspection.store.queries import after, conditions, decode_cursor, encode_cursor, order_by
 from inspection.store.records import (
+    AuditEntry,
     BoxRecord,
     BoxSource,
     InspectionFilter,
     InspectionRecord,
     Page,
     ReviewStatus,
+    SortOrder,
     StoredInspection,
 )
+from inspection.store.reviews import ReviewChange, read_audit, review_writer
+from inspection.store.stats import Bucket, Stats, compute_stats
 from inspection.verdict import Outcome
+
+__all__ = ["MAX_PAGE", "InspectionStore", "decode_cursor", "encode_cursor", "list_statement"]
 
 MAX_PAGE = 1000
 
@@ -54,8 +57,10 @@ def _to_row(rec: InspectionRecord, created_at: datetime) -> InspectionRow:
         created_at=created_at, evidence_sha256=rec.evidence_sha256, board_x1=x1, board_y1=y1, board_x2=x2,
         board_y2=y2, crop_width=rec.crop_width, crop_height=rec.crop_height,
         review_status=ReviewStatus.PENDING.value, version=1,
+        max_confidence=max((b.confidence for b in rec.boxes if not b.rejected), default=0.0),
+        risk_rank=RISK_RANK[Outcome(rec.outcome).value],
         boxes=[BoxRow(x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2, confidence=b.confidence, class_name=b.class_name,
-                      source=BoxSource(b.source).value) for b in rec.boxes],
+                      source=BoxSource(b.source).value, rejected=b.rejected) for b in rec.boxes],
     )
 
 
@@ -67,55 +72,20 @@ def _to_stored(row: InspectionRow) -> StoredInspection:
         created_at=row.created_at, evidence_sha256=row.evidence_sha256,
         board_xyxy=(row.board_x1, row.board_y1, row.board_x2, row.board_y2),
         crop_width=row.crop_width, crop_height=row.crop_height,
-        boxes=tuple(BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_name, BoxSource(b.source))
-                    for b in row.boxes),
+        boxes=tuple(BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_name, BoxSource(b.source),
+                              bool(b.rejected), b.id) for b in row.boxes),
         review_status=ReviewStatus(row.review_status), reviewed_by=row.reviewed_by,
         reviewed_at=row.reviewed_at, version=row.version,
     )
 
 
-def encode_cursor(created_at: datetime, inspection_id: str) -> str:
-    raw = json.dumps([created_at.astimezone(UTC).isoformat(), inspection_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, inspection_id = json.loads(raw)
-        created_at = datetime.fromisoformat(stamp)
-        if created_at.tzinfo is None or not isinstance(inspection_id, str):
-            raise ValueError("naive time or non-string id")
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
-        raise InvalidCursorError(f"not a cursor this store handed out: {cursor[:80]!r}") from error
-    return created_at, inspection_id
-
-
-def _conditions(flt: InspectionFilter | None) -> list[ColumnElement[bool]]:
-    if flt is None:
-        return []
-    col = InspectionRow
-    conds: list[ColumnElement[bool]] = []
-    if flt.outcome is not None:
-        conds.append(col.outcome == Outcome(flt.outcome).value)
-    if flt.review_status is not None:
-        conds.append(col.review_status == ReviewStatus(flt.review_status).value)
-    if flt.line_id is not None:
-        conds.append(col.line_id == flt.line_id)
-    if flt.camera_id is not None:
-        conds.append(col.camera_id == flt.camera_id)
-    if flt.created_from is not None:
-        conds.append(col.created_at >= flt.created_from)
-    if flt.created_before is not None:
-        conds.append(col.created_at < flt.created_before)
-    return conds
-
-
-def _after(cursor: str) -> ColumnElement[bool]:
-    """Rows strictly after the cursor in (created_at desc, id desc) order."""
-    created_at, inspection_id = decode_cursor(cursor)
-    col = InspectionRow
-    return or_(col.created_at < created_at, and_(col.created_at == created_at, col.id < inspection_id))
+def list_statement(flt: InspectionFilter | None, cursor: str | None, limit: int,
+                   sort: SortOrder = SortOrder.NEWEST) -> Select[InspectionRow]:
+    """The SELECT of one page (without loading the boxes): what ``list`` runs, for EXPLAIN in tests."""
+    conds = conditions(flt)
+    if cursor is not None:
+        conds.append(after(cursor, sort))
+    return select(InspectionRow).where(*conds).order_by(*order_by(sort)).limit(limit)
 
 
 class InspectionStore:
@@ -175,29 +145,57 @@ class InspectionStore:
 
     def counts(self, flt: InspectionFilter | None = None) -> dict[Outcome, int]:
         """Number of inspections per outcome (every outcome present, zero when none)."""
-        stmt = (select(InspectionRow.outcome, func.count()).where(*_conditions(flt))
+        stmt = (select(InspectionRow.outcome, func.count()).where(*conditions(flt))
                 .group_by(InspectionRow.outcome))
         with self._session() as session:
             found = {Outcome(outcome): int(n) for outcome, n in session.execute(stmt)}
         return {outcome: found.get(outcome, 0) for outcome in Outcome}
 
     def list(self, flt: InspectionFilter | None = None, *, cursor: str | None = None,
-             limit: int = 50) -> Page:
-        """Inspections newest first (created_at desc, id desc), ``limit`` at a time.
+             limit: int = 50, sort: SortOrder | str = SortOrder.NEWEST) -> Page:
+        """Inspections in ``sort`` order (newest first by default), ``limit`` at a time.
 
         Keyset pagination: the cursor names the last row handed out, so rows inserted
-        meanwhile never shift a page and deep pages cost the same as the first.
+        meanwhile never shift a page and deep pages cost the same as the first. A cursor
+        only continues the sort order it came from.
         """
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be 1..{MAX_PAGE}, got {limit}")
-        conds = _conditions(flt)
-        if cursor is not None:
-            conds.append(_after(cursor))
-        stmt = (select(InspectionRow).options(selectinload(InspectionRow.boxes)).where(*conds)
-                .order_by(InspectionRow.created_at.desc(), InspectionRow.id.desc()).limit(limit + 1))
+        sort = SortOrder(sort)
+        stmt = list_statement(flt, cursor, limit + 1, sort).options(selectinload(InspectionRow.boxes))
         with self._session() as session:
             rows = session.scalars(stmt).all()
             items = tuple(_to_stored(row) for row in rows[:limit])
         more = len(rows) > limit
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
+        next_cursor = encode_cursor(items[-1], sort) if more else None
         return Page(items=items, next_cursor=next_cursor)
+
+    def iterate(self, flt: InspectionFilter | None = None, chunk: int = 500) -> Iterator[StoredInspection]:
+        """Every inspection ``flt`` selects, newest first, read a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.list(flt, cursor=cursor, limit=chunk)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # reviews and stats ---------------------------------------------------------------------------
+    def review_writer(self, change: ReviewChange) -> Callable[[Connection], None]:
+        """The writes of one review, to run inside a transaction someone else owns (the event log's outbox)."""
+        return review_writer(change)
+
+    def apply_review(self, change: ReviewChange) -> None:
+        """The writes of one review in a transaction of the store's own."""
+        with self._session(write=True) as session:
+            review_writer(change)(session.connection())
+
+    def audit(self, inspection_id: str) -> tuple[AuditEntry, ...]:
+        """The audit trail of one inspection, oldest first (empty for an unknown id)."""
+        with self._session() as session:
+            return read_audit(session.connection(), inspection_id)
+
+    def stats(self, flt: InspectionFilter | None = None, bucket: Bucket | str = Bucket.HOUR) -> Stats:
+        """Counts, review totals, defect Pareto and trend of what ``flt`` selects (see stats.py)."""
+        with self._session() as session:
+            return compute_stats(session.connection(), flt, Bucket(bucket))

@@ -75,9 +75,11 @@ def test_lifespan_starts_engine_and_serves_status(client):
 
 def test_live_page_and_metrics(client):
     c, _ = client
-    r = c.get("/")
+    r = c.get("/live")
     assert r.status_code == 200 and "twinspect" in r.text and "/static/live.js" in r.text
     assert c.get("/static/live.js").status_code == 200
+    r = c.get("/")  # the review queue is the home page
+    assert r.status_code == 200 and "/static/queue.js" in r.text
     r = c.get("/metrics")
     assert r.status_code == 200 and "twinspect_boards_seen_total" in r.text
 

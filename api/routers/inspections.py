@@ -1,0 +1,162 @@
+"""Stored inspections: list (filters, two sort orders, cursor pages), detail, evidence, audit, review.
+
+Reading needs the ``qa`` or ``ml`` role; reviewing needs ``qa`` (``admin`` passes both).
+A review that changes the verdict commits its writes together with a ``review.corrected``
+event on the event log (one transaction: the outbox), so the twin follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import Connection
+
+from api.auth import require
+from api.errors import InvalidQuery, NotFound
+from api.schemas_qa import (
+    AuditOut,
+    ConflictOut,
+    InspectionDetail,
+    InspectionPage,
+    ReviewBody,
+    ReviewStatusName,
+    Verdict,
+    audit_out,
+    detail,
+    summary,
+)
+from api.services import Services
+from api.thumbnails import thumbnail
+from api.tokens import Principal, Role
+from inspection.classes import DEEPPCB_CLASSES
+from inspection.review import Commit, ReviewConflict, Reviewer, ReviewPlan, ReviewRequest, run_review
+from inspection.store import InspectionFilter, InspectionStore, ReviewStatus
+from inspection.verdict import Outcome
+from sync.events import Draft
+
+router = APIRouter(prefix="/api/v1/inspections", tags=["inspections"])
+readers = [Depends(require(Role.QA, Role.ML))]
+Reviewing = Annotated[Principal, Depends(require(Role.QA))]
+
+Line = Annotated[str | None, Query(max_length=100, description="Only this line.")]
+Since = Annotated[datetime | None, Query(alias="from", description="Stored at or after (ISO 8601; naive = UTC).")]
+Until = Annotated[datetime | None, Query(alias="to", description="Stored before (ISO 8601; naive = UTC).")]
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def inspection_store(request: Request) -> InspectionStore:
+    store = services(request).inspections
+    if store is None:
+        raise NotFound("this process stores no inspections")
+    return store
+
+
+def class_names(request: Request) -> tuple[str, ...]:
+    return services(request).class_names or DEEPPCB_CLASSES
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A query time in UTC; a naive one is read as UTC."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidQuery(f"{value.isoformat()}: outside the times that can be stored (years 1-9999 UTC)") from None
+
+
+@router.get("", response_model=InspectionPage, dependencies=readers,
+            summary="Stored inspections, filtered; sort=risk is the review queue")
+def list_inspections(
+    request: Request,
+    line: Line = None,
+    camera: Annotated[str | None, Query(max_length=100, description="Only this camera.")] = None,
+    verdict: Annotated[Verdict | None, Query(description="Only this (current) verdict.")] = None,
+    defect_class: Annotated[str | None, Query(max_length=100, description="Has a live box of this class.")] = None,
+    review_status: Annotated[ReviewStatusName | None, Query(description="Only this review status.")] = None,
+    since: Since = None,
+    until: Until = None,
+    sort: Annotated[Literal["newest", "risk"], Query(
+        description="newest: newest first. risk: uncertain, then fail, then pass; the least confident "
+                    "first; then newest.")] = "newest",
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> InspectionPage:
+    flt = InspectionFilter(outcome=Outcome(verdict) if verdict else None,
+                           review_status=ReviewStatus(review_status) if review_status else None,
+                           line_id=line, camera_id=camera, created_from=utc(since), created_before=utc(until),
+                           defect_class=defect_class)
+    page = inspection_store(request).list(flt, cursor=cursor, limit=limit, sort=sort)
+    return InspectionPage(items=[summary(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+def load_detail(request: Request, inspection_id: str) -> InspectionDetail:
+    store = inspection_store(request)
+    item = store.get(inspection_id)
+    return detail(item, store.audit(inspection_id), class_names(request))
+
+
+@router.get("/{inspection_id}", response_model=InspectionDetail, dependencies=readers,
+            summary="One inspection: boxes, reasons, review state, audit trail")
+def get_inspection(inspection_id: str, request: Request) -> InspectionDetail:
+    return load_detail(request, inspection_id)
+
+
+@router.get("/{inspection_id}/evidence.jpg", dependencies=readers, response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}},
+            summary="The evidence crop (size: longest side in pixels, for thumbnails)")
+def evidence(inspection_id: str, request: Request,
+             size: Annotated[int | None, Query(ge=16, le=2048, description="Longest side in pixels.")] = None
+             ) -> Response:
+    store = inspection_store(request)
+    sha = store.get(inspection_id).evidence_sha256
+    data = store.evidence.get(sha) if size is None else thumbnail(sha, size, lambda: store.evidence.get(sha))
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/{inspection_id}/audit", response_model=list[AuditOut], dependencies=readers,
+            summary="Every review action on an inspection, oldest first")
+def audit(inspection_id: str, request: Request) -> list[AuditOut]:
+    store = inspection_store(request)
+    store.get(inspection_id)  # 404 for an unknown id
+    return [audit_out(e) for e in store.audit(inspection_id)]
+
+
+def _committer(request: Request, store: InspectionStore) -> Commit:
+    sync = services(request).sync
+
+    def commit(plan: ReviewPlan, write: Callable[[Connection], None]) -> None:
+        if sync is None or not plan.verdict_changed:
+            store.apply_review(plan.change)
+            return
+        item = plan.inspection
+        draft = Draft("review.corrected", item.line_id, f"/twinspect/{sync.settings.edge_id}/qa",
+                      plan.event_data(), subject=item.part_id)
+        sync.log.append([draft], extra=write)
+
+    return commit
+
+
+@router.post("/{inspection_id}/review", response_model=InspectionDetail,
+             responses={409: {"model": ConflictOut, "description": "Reviewed by someone else, or a stale version"},
+                        422: {"description": "Unknown box or class, box outside the crop, missing field"}},
+             summary="Review: confirm, reject (false positive), relabel a box, add a missed box, comment")
+def review(inspection_id: str, body: ReviewBody, request: Request, principal: Reviewing) -> InspectionDetail:
+    store = inspection_store(request)
+    req = ReviewRequest(action=body.action, version=body.version, box_id=body.box_id, class_name=body.class_name,
+                        xyxy=tuple(body.xyxy) if body.xyxy is not None else None,  # type: ignore[arg-type]
+                        comment=body.comment)
+    try:
+        run_review(store, inspection_id, req, Reviewer(principal.name, principal.role.value), class_names(request),
+                   _committer(request, store))
+    except ReviewConflict as conflict:
+        current = load_detail(request, inspection_id).model_dump(mode="json")
+        raise conflict.with_current(current) from None
+    return load_detail(request, inspection_id)

@@ -1,0 +1,191 @@
+"""Request and response models of the QA API (inspections, reviews, stats, models).
+
+Kept apart from the storage values (inspection/store/records.py): ``summary``, ``detail``
+and ``audit_out`` turn those into what the API promises, so storage can change without
+changing the contract.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inspection.review import ReviewAction, box_json
+from inspection.store import AuditEntry, StoredInspection
+
+Verdict = Literal["pass", "fail", "uncertain"]
+ReviewStatusName = Literal["pending", "confirmed", "rejected", "corrected"]
+Coord = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class InspectionSummary(BaseModel):
+    id: str
+    part_id: str
+    line_id: str
+    camera_id: str
+    verdict: Verdict = Field(description="The current verdict (after review).")
+    review_status: ReviewStatusName
+    captured_at: datetime
+    created_at: datetime
+    max_confidence: float = Field(description="Highest confidence of the boxes not rejected; 0 without boxes.")
+    defect_classes: list[str] = Field(description="Sorted unique classes of the boxes not rejected.")
+    model: ModelRef
+    thumbnail_url: str
+    evidence_url: str
+    version: int = Field(description="Bumped by every review; send it back in a review to detect stale views.")
+
+
+class InspectionPage(BaseModel):
+    items: list[InspectionSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` (same filters and sort) for the next page.")
+
+
+class BoxOut(BaseModel):
+    id: int
+    xyxy: list[float] = Field(description="x1, y1, x2, y2 in crop pixels.")
+    confidence: float
+    class_name: str
+    source: Literal["model", "review"]
+    rejected: bool
+
+
+class CropSize(BaseModel):
+    width: int
+    height: int
+
+
+class ReviewState(BaseModel):
+    status: ReviewStatusName
+    by: str | None
+    at: datetime | None
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    actor: str = Field(description="Name of the token that acted.")
+    role: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    comment: str | None
+
+
+class InspectionDetail(InspectionSummary):
+    boxes: list[BoxOut]
+    reasons: list[str]
+    board_box: list[float] = Field(description="Where the crop was taken in the frame, x1, y1, x2, y2 pixels.")
+    frame_seq: int
+    crop: CropSize
+    review: ReviewState
+    class_names: list[str] = Field(description="The defect classes, in model order (keys 1-6 in the UI).")
+    audit: list[AuditOut]
+
+
+class ReviewBody(BaseModel):
+    """One review action; fields an action does not use must be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: ReviewAction
+    version: int | None = Field(None, description="The version you reviewed; a stale one answers 409.")
+    box_id: int | None = Field(None, description="relabel (required), reject (optional: only this box).")
+    class_name: str | None = Field(None, max_length=100, description="relabel, add_box: one of class_names.")
+    xyxy: list[Coord] | None = Field(None, min_length=4, max_length=4,
+                                     description="add_box: x1, y1, x2, y2 inside the crop, in crop pixels.")
+    comment: str | None = Field(None, max_length=2000, description="comment (required); optional on the others.")
+
+
+class ConflictOut(BaseModel):
+    detail: str
+    error: str
+    current: InspectionDetail
+
+
+class Counts(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    pass_: int = Field(alias="pass")
+    fail: int
+    uncertain: int
+
+
+class ParetoItem(BaseModel):
+    class_name: str
+    count: int = Field(description="Boxes of this class not rejected by a reviewer.")
+    share: float
+    cumulative: float
+
+
+class TrendItem(BaseModel):
+    start: datetime
+    inspected: int
+    pass_: int = Field(alias="pass")
+    fail: int
+    uncertain: int
+    yield_: float | None = Field(alias="yield")
+
+
+class StatsOut(BaseModel):
+    counts: Counts
+    inspected: int
+    yield_: float | None = Field(alias="yield", description="pass / inspected; null when nothing was inspected.")
+    throughput_per_hour: float = Field(description="Inspected per hour over the window: `from` (or the first "
+                                       "inspection) to `to` (or now).")
+    pareto: list[ParetoItem]
+    trend: list[TrendItem]
+    reviewed: int = Field(description="Inspections with a review status other than pending.")
+    corrected: int = Field(description="Inspections a reviewer rejected or corrected.")
+
+
+class ModelOut(BaseModel):
+    role: str
+    name: str
+    version: str
+    path: str
+    card: dict[str, Any] | None = Field(description="card.json of the registered model; null for a bare file.")
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelOut]
+
+
+# -- storage values -> API models -----------------------------------------------------------------
+
+def summary_fields(item: StoredInspection) -> dict[str, Any]:
+    base = f"/api/v1/inspections/{item.id}"
+    return {
+        "id": item.id, "part_id": item.part_id, "line_id": item.line_id, "camera_id": item.camera_id,
+        "verdict": item.outcome.value, "review_status": item.review_status.value, "captured_at": item.captured_at,
+        "created_at": item.created_at, "max_confidence": item.max_confidence,
+        "defect_classes": list(item.defect_classes),
+        "model": ModelRef(name=item.model_name, version=item.model_version),
+        "thumbnail_url": f"{base}/evidence.jpg?size=160", "evidence_url": f"{base}/evidence.jpg",
+        "version": item.version,
+    }
+
+
+def summary(item: StoredInspection) -> InspectionSummary:
+    return InspectionSummary(**summary_fields(item))
+
+
+def audit_out(entry: AuditEntry) -> AuditOut:
+    return AuditOut(at=entry.at, actor=entry.actor, role=entry.role, action=entry.action, before=entry.before,
+                    after=entry.after, comment=entry.comment)
+
+
+def detail(item: StoredInspection, audit: tuple[AuditEntry, ...], class_names: tuple[str, ...]) -> InspectionDetail:
+    return InspectionDetail(
+        **summary_fields(item),
+        boxes=[BoxOut(**box_json(b)) for b in item.boxes],
+        reasons=list(item.reasons), board_box=list(item.board_xyxy), frame_seq=item.frame_seq,
+        crop=CropSize(width=item.crop_width, height=item.crop_height),
+        review=ReviewState(status=item.review_status.value, by=item.reviewed_by, at=item.reviewed_at),
+        class_names=list(class_names), audit=[audit_out(e) for e in audit],
+    )

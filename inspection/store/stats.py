@@ -1,0 +1,128 @@
+"""Aggregates over stored inspections for the dashboard: counts, review totals, Pareto, trend.
+
+Everything is computed in SQL (GROUP BY over the covering indexes ``ix_inspections_stats``,
+``ix_inspections_line_stats`` and ``ix_boxes_pareto``), so the cost grows with the rows
+selected, never with Python objects built per row. Counts are of the current verdicts
+(after review); the Pareto counts boxes no reviewer rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, DateTime, String, case, func, select
+
+from inspection.store.errors import StoreError
+from inspection.store.models import BoxRow, InspectionRow
+from inspection.store.queries import conditions
+from inspection.store.records import InspectionFilter, ReviewStatus
+from inspection.verdict import Outcome
+
+MAX_BUCKETS = 10_000
+
+
+class Bucket(StrEnum):
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+
+BUCKET_SECONDS = {Bucket.MINUTE: 60, Bucket.HOUR: 3600, Bucket.DAY: 86400}
+# SQLite: (length of the 'YYYY-MM-DD HH:MM' prefix kept, what makes it ISO 8601 again)
+_SQLITE_PREFIX = {Bucket.MINUTE: (16, ""), Bucket.HOUR: (13, ":00"), Bucket.DAY: (10, "")}
+
+
+class StatsRangeError(StoreError):
+    """The selection spans more time buckets than one answer may hold."""
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    start: datetime  # UTC start of the bucket
+    counts: dict[Outcome, int]
+
+
+@dataclass(frozen=True)
+class Stats:
+    counts: dict[Outcome, int]  # every outcome present
+    reviewed: int  # review status other than pending
+    corrected: int  # rejected or corrected by a reviewer
+    first: datetime | None  # created_at of the oldest / newest selected inspection
+    last: datetime | None
+    pareto: tuple[tuple[str, int], ...]  # (class, live boxes), most frequent first
+    trend: tuple[TrendPoint, ...]  # non-empty buckets, oldest first
+
+    @property
+    def inspected(self) -> int:
+        return sum(self.counts.values())
+
+
+def _bucket_column(conn: Connection, bucket: Bucket) -> ColumnElement[Any]:
+    if conn.dialect.name == "sqlite":  # created_at is stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text
+        return func.substr(InspectionRow.created_at, 1, _SQLITE_PREFIX[bucket][0], type_=String)
+    if conn.dialect.name == "postgresql":
+        return func.date_trunc(bucket.value, func.timezone("UTC", InspectionRow.created_at), type_=DateTime)
+    raise StoreError(f"stats: no time buckets for database dialect {conn.dialect.name!r}")
+
+
+def _bucket_start(value: Any, bucket: Bucket) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime.fromisoformat(str(value) + _SQLITE_PREFIX[bucket][1]).replace(tzinfo=UTC)
+
+
+def _span(conn: Connection, conds: list[ColumnElement[bool]]) -> tuple[datetime | None, datetime | None]:
+    col = InspectionRow.created_at
+    first = conn.execute(select(func.min(col)).where(*conds)).scalar()
+    last = conn.execute(select(func.max(col)).where(*conds)).scalar()
+    return _aware(first), _aware(last)
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite min()/max() hand back the stored text
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _pareto(conn: Connection, conds: list[ColumnElement[bool]]) -> tuple[tuple[str, int], ...]:
+    n = func.count().label("n")
+    query = select(BoxRow.class_name, n).where(BoxRow.rejected.is_(False)).group_by(BoxRow.class_name)
+    if conds:
+        query = query.join(InspectionRow, InspectionRow.id == BoxRow.inspection_id).where(*conds)
+    rows = conn.execute(query).all()
+    return tuple(sorted(((str(name), int(count)) for name, count in rows), key=lambda r: (-r[1], r[0])))
+
+
+def compute_stats(conn: Connection, flt: InspectionFilter | None, bucket: Bucket = Bucket.HOUR) -> Stats:
+    """Counts, review totals, Pareto and trend of the inspections ``flt`` selects."""
+    conds = conditions(flt)
+    first, last = _span(conn, conds)
+    if first is not None and last is not None:
+        buckets = (last - first) / timedelta(seconds=BUCKET_SECONDS[bucket]) + 1
+        if buckets > MAX_BUCKETS:
+            raise StatsRangeError(f"the selection spans about {int(buckets)} {bucket.value} buckets "
+                                  f"(at most {MAX_BUCKETS}): choose a larger bucket or a shorter time range")
+    label = _bucket_column(conn, bucket).label("bucket")
+    col = InspectionRow
+    reviewed_expr = col.review_status != ReviewStatus.PENDING.value
+    corrected_expr = col.review_status.in_([ReviewStatus.REJECTED.value, ReviewStatus.CORRECTED.value])
+    sums = [func.sum(case((cond, 1), else_=0)) for cond in
+            (*(col.outcome == o.value for o in Outcome), reviewed_expr, corrected_expr)]
+    rows = conn.execute(select(label, *sums).where(*conds).group_by(label)).all()  # one sort key: the bucket
+    counts = dict.fromkeys(Outcome, 0)
+    points, reviewed, corrected = [], 0, 0
+    for value, *per_outcome, n_reviewed, n_corrected in rows:
+        point = {outcome: int(n) for outcome, n in zip(Outcome, per_outcome, strict=True)}
+        points.append(TrendPoint(_bucket_start(value, bucket), point))
+        for outcome, n in point.items():
+            counts[outcome] += n
+        reviewed += int(n_reviewed)
+        corrected += int(n_corrected)
+    return Stats(counts=counts, reviewed=reviewed, corrected=corrected, first=first, last=last,
+                 pareto=_pareto(conn, conds), trend=tuple(sorted(points, key=lambda p: p.start)))
