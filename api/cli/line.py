@@ -87,7 +87,7 @@ def demo_cmd(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """A simulated PCB line on the shipped weights, with the live page on http://HOST:PORT/."""
+    """A simulated PCB line on the shipped weights, with the web UI on http://HOST:PORT/ (prints an admin token)."""
     settings = settings_from(config, data_dir)
     settings = settings.model_copy(update={"server": settings.server.model_copy(update={"host": host, "port": port})})
     boards = boards or default_boards()
