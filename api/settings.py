@@ -55,17 +55,30 @@ class ModelSettings(BaseModel):
         description="ONNX Runtime providers in order of preference; the first available is used.")
 
 
+class DefectModelSettings(ModelSettings):
+    """The defect model; every field has a default, so one field can be overridden alone."""
+
+    weights: Path = Field(SHIPPED_WEIGHTS / "defect-yolov8n",
+                          description="Model folder in weights/ (with card.json) or an .onnx/.pt file.")
+
+
+class PartModelSettings(ModelSettings):
+    """The part model; every field has a default, so one field can be overridden alone."""
+
+    weights: Path = Field(SHIPPED_WEIGHTS / "part-yolov8n",
+                          description="Model folder in weights/ (with card.json) or an .onnx/.pt file.")
+    conf: float = Field(0.4, ge=0.0, le=1.0, description="Minimum confidence of a kept box.")
+
+
 class ModelsSettings(BaseModel):
     """The two models of an inspection line."""
 
     model_config = ConfigDict(extra="forbid")
 
-    defect: ModelSettings = Field(
-        default_factory=lambda: ModelSettings(weights=SHIPPED_WEIGHTS / "defect-yolov8n"),
-        description="Defect model run on each board crop (DeepPCB classes).")
-    part: ModelSettings = Field(
-        default_factory=lambda: ModelSettings(weights=SHIPPED_WEIGHTS / "part-yolov8n", conf=0.4),
-        description="Part model that finds whole boards in the overview frame.")
+    defect: DefectModelSettings = Field(default_factory=DefectModelSettings,
+                                        description="Defect model run on each board crop (DeepPCB classes).")
+    part: PartModelSettings = Field(default_factory=PartModelSettings,
+                                    description="Part model that finds whole boards in the overview frame.")
 
 
 class LineSettings(BaseModel):

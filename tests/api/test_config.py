@@ -44,10 +44,10 @@ def test_config_check_cli(tmp_path):
     r = run_cli("config", "check", str(good))
     assert r.returncode == 0 and "OK" in r.stdout
     bad = tmp_path / "bad.yaml"
-    bad.write_text("models:\n  part:\n    iou: 0\n")
+    bad.write_text("models:\n  part:\n    iou: 0\n    threads: -1\n")
     r = run_cli("config", "check", str(bad))
     assert r.returncode == 2
-    assert "models.part.iou" in r.stderr and "models.part.weights" in r.stderr
+    assert "models.part.iou" in r.stderr and "models.part.threads" in r.stderr
 
 
 def test_config_check_not_yaml_and_missing(tmp_path):
@@ -57,3 +57,13 @@ def test_config_check_not_yaml_and_missing(tmp_path):
     assert r.returncode == 2 and "not valid YAML at line" in r.stderr
     r = run_cli("config", "check", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "config file not found" in r.stderr
+
+
+def test_one_nested_field_can_be_overridden_from_the_environment(monkeypatch):
+    from api.settings import SHIPPED_WEIGHTS, load_settings
+
+    monkeypatch.setenv("TWINSPECT_MODELS__DEFECT__CONF", "0.3")
+    monkeypatch.setenv("TWINSPECT_MODELS__PART__THREADS", "1")
+    s = load_settings(None)
+    assert s.models.defect.conf == 0.3 and s.models.defect.weights == SHIPPED_WEIGHTS / "defect-yolov8n"
+    assert s.models.part.threads == 1 and s.models.part.conf == 0.4
