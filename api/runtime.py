@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from sqlalchemy import Engine as DbEngine
@@ -32,9 +31,8 @@ def model_info(weights: Path) -> ModelInfo:
 
 
 def _detector(model: ModelSettings, conf: float) -> Detector:
-    threads = model.threads or max(1, (os.cpu_count() or 2) // 2)
     return load_detector(model.weights, conf=conf, iou=model.iou, providers=model.providers, backend=model.backend,
-                         precision=model.precision, threads=threads)
+                         precision=model.precision, threads=model.threads)
 
 
 def open_storage(settings: Settings, db: DbEngine | None = None) -> tuple[InspectionStore, EvidenceStore]:

@@ -48,8 +48,8 @@ class ModelSettings(BaseModel):
     precision: Literal["fp32", "int8"] = Field(
         "fp32", description="ONNX model to serve: fp32, or int8 (ONNX Runtime static quantization, faster on CPU; "
         "its accuracy is on the model card).")
-    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads of this model; 0 = half the "
-                         "CPU cores (the part and defect models run side by side, so each gets half).")
+    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads of this model; 0 = ONNX "
+                         "Runtime's default (all cores; measured faster here than one core per model).")
     providers: list[str] = Field(
         default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
         description="ONNX Runtime providers in order of preference; the first available is used.")
