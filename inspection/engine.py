@@ -164,7 +164,7 @@ class Engine:
         self.listeners: list[Listener] = []
         self.stopping = threading.Event()
         self.part_worker = InferenceWorker(part_detector, "part", config.max_batch, config.max_wait_ms,
-                                           on_batch=self._on_batch)
+                                           on_batch=self._on_batch, submitters=len(sources))
         self.defect_worker = InferenceWorker(defect_detector, "defect", config.max_batch, config.max_wait_ms,
                                              on_batch=self._on_batch)
         self.sink = VerdictSink(config.rules, config.line_id, model, store, evidence, self.listeners,

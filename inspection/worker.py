@@ -3,8 +3,11 @@
 Cameras (or the pipeline's per-camera loops) call :meth:`InferenceWorker.submit`, which
 returns a ``Future``; a single thread collects requests until ``max_batch`` images are
 waiting or the oldest has waited ``max_wait_ms``, runs the detector once on the whole
-batch and resolves each future. Batch sizes and latencies are observed through the
-optional ``on_batch`` callback (the metrics hook).
+batch and resolves each future. When the worker knows how many submitters there are and
+each waits for its answer (the part model: one frame per camera in flight), a batch
+that holds one image of each goes at once instead of waiting out ``max_wait_ms``: one
+camera never pays the batching wait. Batch sizes and latencies are observed through
+the optional ``on_batch`` callback (the metrics hook).
 """
 
 from __future__ import annotations
@@ -48,12 +51,14 @@ class InferenceWorker:
     """Runs one detector on batches gathered from many submitters."""
 
     def __init__(self, detector: Detector, name: str, max_batch: int = 8, max_wait_ms: float = 5.0,
-                 on_batch: Callable[[BatchStats], None] | None = None, max_queue: int = 256) -> None:
+                 on_batch: Callable[[BatchStats], None] | None = None, max_queue: int = 256,
+                 submitters: int | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch: must be at least 1")
         self.detector, self.name = detector, name
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000.0
         self.on_batch = on_batch
+        self.submitters = submitters  # at most this many requests can be waiting at once (None: unknown)
         self._queue: queue.Queue[_Request | object] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name=f"infer-{name}", daemon=True)
         self._started = False
@@ -87,7 +92,8 @@ class InferenceWorker:
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
         batch = [first]
         deadline = first.t_submit + self.max_wait_s
-        while len(batch) < self.max_batch:
+        full = min(self.max_batch, self.submitters or self.max_batch)
+        while len(batch) < full:
             remaining = deadline - time.monotonic()
             try:
                 item = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
