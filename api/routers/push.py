@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 
-from api.errors import Unauthorized
+from api.errors import Forbidden, Unauthorized
 from api.tokens import Role
 from camera.errors import FrameRejected
 
@@ -31,9 +31,11 @@ async def push_frame(camera_id: str, request: Request,
         raise Unauthorized("this process runs no cameras")
     if not services.engine.camera_token_ok(camera_id, token):
         principal = services.tokens.verify(token)
-        if principal is None or principal.role not in (Role.CAMERA, Role.ADMIN):
-            raise Unauthorized(f"camera {camera_id!r}: send its camera token or an API token with the camera role "
-                               "(Authorization: Bearer ...)")
+        if principal is None:
+            raise Unauthorized(f"camera {camera_id!r}: missing or wrong camera token; send its camera token or an "
+                               "API token with the camera role (Authorization: Bearer ...)")
+        if principal.role not in (Role.CAMERA, Role.ADMIN):
+            raise Forbidden(f"role {principal.role.value!r} may not push frames; it needs camera or admin")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > services.max_push_bytes:
         raise FrameRejected(f"body of {declared} bytes is over the limit of {services.max_push_bytes}")

@@ -66,7 +66,7 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/models"): QA_ML,
     ("GET", "/api/v1/export"): frozenset({"ml"}),
 }
-WRONG_ROLE_STATUS = {("POST", "/api/v1/cameras/{camera_id}/frames"): 401}  # a camera push answers 401 to any bad token
+WRONG_ROLE_STATUS: dict[tuple[str, str], int] = {}  # every route answers 403 to a valid token of the wrong role
 
 
 class FakeEngine:
