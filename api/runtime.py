@@ -45,7 +45,8 @@ def open_storage(settings: Settings, db: DbEngine | None = None) -> tuple[Inspec
 def open_sync(settings: Settings, forwarders: bool = True) -> SyncService:
     """The event log, twins and broker forwarders on the data dir's database."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SyncService.open(open_database(settings.database_url), settings.sync, forwarders=forwarders)
+    return SyncService.open(open_database(settings.database_url), settings.sync, forwarders=forwarders,
+                            evidence_dir=settings.data_dir / "evidence")
 
 
 def build_engine(settings: Settings, sources: list[FrameSource] | None = None, store: bool = True,

@@ -57,3 +57,6 @@ class Services:
     inspections: InspectionStore | None = None  # stored inspections and their evidence (QA review, stats, export)
     model_dirs: dict[str, Path] = field(default_factory=dict)  # active model weights by role (defect, part)
     class_names: tuple[str, ...] = ()  # the defect classes in model order; empty: the DeepPCB classes
+    # A review that changes a verdict goes out as a review.corrected event on the line's stream. Not on a
+    # hub: each line's stream (its sequence) belongs to its edge; there a review changes the hub's rows only.
+    review_events: bool = True

@@ -59,6 +59,9 @@ class NatsSettings(BaseModel):
                                 description="Subjects are <prefix>.<line>.<type>.")
     duplicate_window_s: float = Field(120.0, gt=0, description="JetStream de-duplication window (Nats-Msg-Id).")
     durable: str = Field("twinspect-hub", pattern=r"^[A-Za-z0-9_-]+$", description="Durable consumer of the hub.")
+    evidence_bucket: str = Field("TWINSPECT_EVIDENCE", pattern=r"^[A-Za-z0-9_-]+$",
+                                 description="JetStream object store bucket of the evidence JPEGs (named by sha256): "
+                                             "edges put them, the hub fetches them.")
 
 
 class SyncSettings(BaseModel):

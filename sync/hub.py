@@ -11,6 +11,10 @@ or below its line's last one. JetStream can deliver out of order (an edge that r
 a broken connection, a redelivery after a hub crash), so an event that leaves a gap is held
 back, unacked, until the missing ones arrive; after ``gap_wait_s`` the hub accepts the gap
 and goes on. Malformed messages are logged and terminated (never redelivered, never stall).
+
+With a ``projection`` (``sync.hub_store.InspectionProjection``), every event stored, or found
+already stored, is also handed to ``projection.apply`` before it is acked (the hub's copy of
+the edges' inspections), and the evidence it queued is fetched after each step.
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from inspection.store import StoreUnavailableError
 from sync.config import NatsSettings
 from sync.errors import InvalidEvent, SyncError
 from sync.events import Event
@@ -38,7 +44,11 @@ from sync.log import EventLog
 from sync.nats import connect, ensure_stream
 from sync.schemas import DATA_MODELS
 
+if TYPE_CHECKING:
+    from sync.hub_store import InspectionProjection
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,9 @@ class Hub:
 
     def __init__(self, event_log: EventLog, settings: NatsSettings, *, batch: int = 500,
                  fetch_timeout_s: float = 1.0, ack_wait_s: float = 30.0, gap_wait_s: float = 60.0,
-                 max_ack_pending: int = 20_000) -> None:
+                 max_ack_pending: int = 20_000, projection: InspectionProjection | None = None) -> None:
         self.log, self.settings, self.batch = event_log, settings, batch
+        self.projection = projection
         self.fetch_timeout_s, self.ack_wait_s, self.gap_wait_s = fetch_timeout_s, ack_wait_s, gap_wait_s
         self.max_ack_pending = max_ack_pending
         self.ingested = 0  # events appended to the log
@@ -81,6 +92,7 @@ class Hub:
         self._gap_since: dict[str, float] = {}
         self._skipped: dict[str, set[int]] = {}  # sequences terminated as invalid: not waited for
         self._progress_at = 0.0
+        self._js: JetStreamContext | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -114,7 +126,8 @@ class Hub:
                     if nc is None or nc.is_closed:
                         nc, sub = await connect(self.settings, f"twinspect-hub-{self.settings.durable}"), None
                     if sub is None:
-                        sub = await self._subscribe(nc.jetstream())
+                        self._js = nc.jetstream()
+                        sub = await self._subscribe(self._js)
                     await self._step(sub)
                     self.state = "running" if nc.is_connected else "reconnecting"
                     attempt = 0
@@ -157,7 +170,7 @@ class Hub:
         except TimeoutError:  # nats.errors.TimeoutError is one: nothing came
             msgs = []
         last = self.log.lines()
-        known: list[Msg] = []
+        known: list[_Item] = []
         for msg in msgs:
             item = await self._parse(msg, last)
             if item is None:
@@ -165,17 +178,20 @@ class Hub:
             held = self._held.setdefault(item.event.line_id, {})
             before = held.get(item.event.sequence)
             if item.event.sequence <= last.get(item.event.line_id, 0):
-                known.append(msg)
+                known.append(item)  # stored before: projected again (idempotent) in case a crash came between
             elif before is not None and _stream_seq(before) != _stream_seq(item):
-                known.append(msg)  # another copy of a held event: the held message stays unacked until stored
+                known.append(item)  # another copy of a held event: the held message stays unacked until stored
             else:
                 held[item.event.sequence] = item  # new, or a redelivery of a held message (ack its newest copy)
         if not await self._release(last):
             return  # stopping while the database is away: nothing acked, all is delivered again
+        if known and not await self._project([it.event for it in known], [it.msg for it in known]):
+            return
         self.duplicates += len(known)
-        for msg in known:
-            await msg.ack()
+        for item in known:
+            await item.msg.ack()
         await self._keep_held()
+        await self._fetch_evidence()
 
     async def _parse(self, msg: Msg, last: dict[str, int]) -> _Item | None:
         """The message's event, or None when it is malformed (then terminated)."""
@@ -218,7 +234,7 @@ class Hub:
         if not items:
             return True
         fresh = await self._ingest([it.event for it in items], [it.msg for it in items])
-        if fresh is None:
+        if fresh is None or not await self._project([it.event for it in items], [it.msg for it in items]):
             return False
         self.ingested += len(fresh)
         self.duplicates += len(items) - len(fresh)
@@ -228,20 +244,52 @@ class Hub:
 
     async def _ingest(self, events: list[Event], msgs: Sequence[Msg]) -> list[Event] | None:
         """``log.ingest`` in a worker thread, retried while the database is away (None: stopping)."""
+        return await self._retrying(lambda: asyncio.to_thread(self.log.ingest, events), "storing", events, msgs)
+
+    async def _project(self, events: list[Event], msgs: Sequence[Msg]) -> bool:
+        """``projection.apply``, retried while its database is away; False: stopping before it was done.
+
+        Any other failure is logged and the events go on without their rows: it never stalls the hub.
+        """
+        if self.projection is None:
+            return True
+        projection = self.projection
+
+        async def apply() -> bool:
+            try:
+                await projection.apply(events)
+            except StoreUnavailableError:
+                raise
+            except Exception:
+                log.exception("hub: inspections of %d events not stored", len(events))
+            return True
+
+        return await self._retrying(apply, "storing inspections of", events, msgs) is not None
+
+    async def _retrying(self, work: Callable[[], Awaitable[T]], what: str, events: list[Event],
+                        msgs: Sequence[Msg]) -> T | None:
         attempt = 0
         while True:
             try:
-                return await asyncio.to_thread(self.log.ingest, events)
+                return await work()
             except Exception as error:
                 if self._stopping.is_set():
                     return None
                 attempt += 1
                 delay = min(5.0, 0.2 * 2 ** min(attempt, 8))
-                log.warning("hub: storing %d events failed: %s; retrying in %.1f s", len(events), error, delay)
+                log.warning("hub: %s %d events failed: %s; retrying in %.1f s", what, len(events), error, delay)
                 for msg in msgs:  # keep JetStream from redelivering them meanwhile
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
                 await self._pause(delay)
+
+    async def _fetch_evidence(self) -> None:
+        if self.projection is None or self._js is None:
+            return
+        try:
+            await self.projection.fetch_due(self._js)
+        except Exception:  # never stops the stream; the queue is tried again after the next step
+            log.exception("hub: fetching evidence failed")
 
     async def _keep_held(self) -> None:
         now = time.monotonic()

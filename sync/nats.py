@@ -6,6 +6,12 @@ re-published event inside the stream's duplicate window. Publishes of a batch ar
 log order on one connection (so the stream holds each line in sequence order) and their
 PubAcks are awaited together; ``send`` reports the confirmed prefix of the batch.
 
+Evidence: with an ``evidence_dir`` (the edge's EvidenceStore), the JPEG a ``part.inspected``
+event names by ``evidence_sha256`` is put into the JetStream object store bucket
+``evidence_bucket`` under that sha (unless already there) before the event is published, so
+the hub finds it when the event arrives. A JPEG missing on disk is logged and skipped: the
+feed never waits for it.
+
 nats-py is asyncio and the ``Forwarder`` is a thread: the forwarder owns a private event loop
 in a helper thread and calls into it synchronously.
 """
@@ -16,15 +22,19 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
+from inspection.store import EvidenceError, EvidenceNotFoundError, EvidenceStore
 from sync.config import NatsSettings
 from sync.errors import BrokerError
 from sync.events import Event
@@ -76,6 +86,29 @@ async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> None:
                  settings.duplicate_window_s)
         return
     raise BrokerError(f"nats: stream {settings.stream}: could not create or read it")
+
+
+async def evidence_bucket(js: JetStreamContext, settings: NatsSettings, create: bool = True) -> ObjectStore:
+    """The evidence object store; created when missing and ``create`` (else ``BucketNotFoundError``)."""
+    try:
+        return await js.object_store(settings.evidence_bucket)
+    except BucketNotFoundError:
+        if not create:
+            raise
+    try:
+        store = await js.create_object_store(settings.evidence_bucket)
+        log.info("nats: created object store %s", settings.evidence_bucket)
+        return store
+    except BadRequestError:  # created meanwhile by another edge
+        return await js.object_store(settings.evidence_bucket)
+
+
+def evidence_sha(event: Event) -> str | None:
+    """The evidence JPEG a part.inspected event names, if any."""
+    if event.type != "part.inspected":
+        return None
+    sha = (event.cloudevent().get("data") or {}).get("evidence_sha256")
+    return sha if isinstance(sha, str) else None
 
 
 async def connect(settings: NatsSettings, name: str, timeout_s: int = 2) -> Client:
@@ -132,13 +165,18 @@ class NatsForwarder(Forwarder):
     """Publishes the event log to a JetStream stream, at least once, deduplicated by event id."""
 
     def __init__(self, event_log: EventLog, settings: NatsSettings, edge_id: str, *, batch: int = 500,
-                 ack_timeout_s: float = 5.0) -> None:
+                 ack_timeout_s: float = 5.0, evidence_dir: Path | None = None) -> None:
         super().__init__(event_log, f"nats-{settings.stream}", batch=batch)
         self.settings, self.edge_id, self.ack_timeout_s = settings, edge_id, ack_timeout_s
         self.duplicates = 0  # events JetStream already had (PubAck.duplicate): re-sends after a restart
+        self.evidence = EvidenceStore(evidence_dir) if evidence_dir is not None else None
+        self.evidence_put = 0  # JPEGs put into the bucket
+        self.evidence_missing = 0  # JPEGs named by an event but not on disk (skipped)
+        self._uploaded: OrderedDict[str, None] = OrderedDict()  # shas known to be in the bucket (bounded)
         self._loop: LoopThread | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._bucket: ObjectStore | None = None
 
     def connect(self) -> None:
         if self._loop is None:
@@ -149,6 +187,8 @@ class NatsForwarder(Forwarder):
         self._js = self._nc.jetstream()
         try:
             self._loop.call(ensure_stream(self._js, self.settings), 10.0)
+            if self.evidence is not None:
+                self._bucket = self._loop.call(evidence_bucket(self._js, self.settings), 10.0)
         except Exception:
             self._close_connection()
             raise
@@ -167,6 +207,11 @@ class NatsForwarder(Forwarder):
         confirmed = 0
         for start in range(0, len(batch), CHUNK):
             chunk = batch[start:start + CHUNK]
+            try:
+                await self._put_evidence(chunk)
+            except Exception as put_error:  # bucket away: publish nothing of this chunk, retried with backoff
+                log.warning("nats: putting evidence failed: %s: %s", type(put_error).__name__, put_error)
+                return confirmed
             futures: list[asyncio.Future[Any]] = []
             for event in chunk:  # written in order on one connection: the stream keeps log order
                 futures.append(await js.publish_async(subject(self.settings, event), event.body.encode(),
@@ -185,8 +230,35 @@ class NatsForwarder(Forwarder):
                 confirmed += 1
         return confirmed
 
+    async def _put_evidence(self, chunk: Sequence[Event]) -> None:
+        """Put the JPEG of each part.inspected event of ``chunk`` into the bucket unless it is there."""
+        if self.evidence is None or self._bucket is None:
+            return
+        for event in chunk:
+            sha = evidence_sha(event)
+            if sha is None or sha in self._uploaded:
+                continue
+            try:
+                await self._bucket.get_info(sha)
+            except ObjectNotFoundError:
+                try:
+                    data = await asyncio.to_thread(self.evidence.get, sha)
+                except EvidenceNotFoundError:
+                    self.evidence_missing += 1
+                    log.warning("nats: event %s names evidence %s, not on disk; sent without it", event.id, sha)
+                    continue
+                except EvidenceError as error:  # corrupt or unreadable: the hub could not use it either
+                    self.evidence_missing += 1
+                    log.error("nats: event %s: %s; sent without its evidence", event.id, error)
+                    continue
+                await self._bucket.put(sha, data)
+                self.evidence_put += 1
+            self._uploaded[sha] = None
+            if len(self._uploaded) > 10_000:
+                self._uploaded.popitem(last=False)
+
     def _close_connection(self) -> None:
-        nc, self._nc, self._js = self._nc, None, None
+        nc, self._nc, self._js, self._bucket = self._nc, None, None, None
         if nc is not None and self._loop is not None and not nc.is_closed:
             try:
                 self._loop.call(nc.drain(), 10.0)

@@ -108,6 +108,8 @@ class EngineRecorder:
             "defects": v.defects.boxes_json(), "reasons": list(v.reasons), "board_box": _box(v.board_xyxy),
             "frame_seq": v.frame_seq, "latency_ms": round(done.latency_s * 1000.0, 2),
             "model": {"name": model.name, "version": model.version} if model else None,
+            "evidence_sha256": record.evidence_sha256 if record else None,
+            "crop": {"width": record.crop_width, "height": record.crop_height} if record else None,
         }
         return self._draft("part.inspected", data, v.camera_id, v.part_id, rfc3339(done.t_wall))
 

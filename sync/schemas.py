@@ -44,6 +44,11 @@ class ModelRef(BaseModel):
     version: str
 
 
+class CropSize(BaseModel):
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+
+
 class PartInspectedData(_Data):
     part_id: str
     camera_id: str
@@ -56,6 +61,10 @@ class PartInspectedData(_Data):
     frame_seq: int
     latency_ms: float = Field(description="Frame capture to verdict.")
     model: ModelRef | None
+    evidence_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                        description="sha256 of the evidence JPEG (the object's name in the "
+                                                    "evidence bucket); null when not stored.")
+    crop: CropSize | None = Field(None, description="Size of the board crop in pixels; null when not stored.")
 
 
 class PartUninspectedData(_Data):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -22,8 +23,13 @@ from sync.twin import TwinStore
 log = logging.getLogger(__name__)
 
 
-def build_forwarders(event_log: EventLog, twins: TwinStore, settings: SyncSettings) -> list[Forwarder]:
-    """The broker forwarders the config enables (imported only when enabled)."""
+def build_forwarders(event_log: EventLog, twins: TwinStore, settings: SyncSettings,
+                     evidence_dir: Path | None = None) -> list[Forwarder]:
+    """The broker forwarders the config enables (imported only when enabled).
+
+    ``evidence_dir``: the edge's evidence folder; NATS then also puts the JPEGs of its inspections
+    into the evidence bucket for the hub.
+    """
     out: list[Forwarder] = []
     if settings.mqtt.enabled:
         from sync.mqtt import MqttForwarder
@@ -32,7 +38,7 @@ def build_forwarders(event_log: EventLog, twins: TwinStore, settings: SyncSettin
     if settings.nats.enabled:
         from sync.nats import NatsForwarder
 
-        out.append(NatsForwarder(event_log, settings.nats, settings.edge_id))
+        out.append(NatsForwarder(event_log, settings.nats, settings.edge_id, evidence_dir=evidence_dir))
     return out
 
 
@@ -47,10 +53,11 @@ class SyncService:
         self._retention: threading.Thread | None = None
 
     @classmethod
-    def open(cls, db: Engine, settings: SyncSettings, *, forwarders: bool = True) -> SyncService:
+    def open(cls, db: Engine, settings: SyncSettings, *, forwarders: bool = True,
+             evidence_dir: Path | None = None) -> SyncService:
         event_log = EventLog(db)
         twins = TwinStore(event_log)
-        fw = build_forwarders(event_log, twins, settings) if forwarders else []
+        fw = build_forwarders(event_log, twins, settings, evidence_dir) if forwarders else []
         return cls(event_log, twins, settings, fw)
 
     def start(self) -> None:

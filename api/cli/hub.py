@@ -21,8 +21,11 @@ def hub_cmd(
     from api.app import create_app
     from api.services import Services
     from api.tokens import TokenStore
-    from inspection.store import open_database
+    from inspection.errors import ModelError
+    from inspection.registry import read_card
+    from inspection.store import EvidenceStore, InspectionStore, open_database
     from sync.hub import Hub
+    from sync.hub_store import InspectionProjection
     from sync.service import SyncService
 
     settings = settings_from(config, data_dir)
@@ -31,14 +34,22 @@ def hub_cmd(
     nats = settings.sync.nats
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sync = SyncService.open(open_database(settings.database_url), settings.sync, forwarders=False)
-    hub = Hub(sync.log, nats)
+    inspections = InspectionStore(sync.log.engine, EvidenceStore(settings.data_dir / "evidence"))
+    projection = InspectionProjection(inspections, nats)
+    hub = Hub(sync.log, nats, projection=projection)
+    try:  # the classes the QA UI offers for relabelling: the shipped defect model's, if its card is here
+        class_names = tuple(read_card(settings.models.defect.weights)["class_names"])
+    except (ModelError, OSError, KeyError, ValueError):
+        class_names = ()
     app = create_app(Services(engine=None, sync=sync, tokens=TokenStore(sync.log.engine),
-                              heartbeat_s=settings.sync.feeds.heartbeat_s, max_page=settings.sync.feeds.max_page))
+                              heartbeat_s=settings.sync.feeds.heartbeat_s, max_page=settings.sync.feeds.max_page,
+                              inspections=inspections, class_names=class_names, review_events=False))
     url = f"http://{server.host}:{server.port}/"
     typer.echo(f"twinspect: hub at {url}, consuming stream {nats.stream} ({nats.subject_prefix}.>) "
                f"from {nats.url} as {nats.durable}")
     typer.echo(f"  twins at {url}api/v1/twin/LINE, events at {url}api/v1/events?after=N; "
                f"data in {settings.data_dir}; Ctrl-C stops")
+    typer.echo(f"  inspections (QA) at {url}api/v1/inspections, evidence from bucket {nats.evidence_bucket}")
     typer.echo("  read them with a token from: twinspect tokens create --role twin")
     hub.start()
     try:
@@ -46,4 +57,5 @@ def hub_cmd(
     finally:
         hub.stop()
         typer.echo(f"twinspect: hub stopped: {hub.ingested} events stored, {hub.duplicates} duplicates dropped, "
-                   f"{hub.malformed} malformed messages terminated")
+                   f"{hub.malformed} malformed messages terminated, {projection.stored} "
+                   f"inspections stored ({projection.pending} evidence images still missing)")

@@ -130,7 +130,7 @@ def audit(inspection_id: str, request: Request) -> list[AuditOut]:
 
 
 def _committer(request: Request, store: InspectionStore) -> Commit:
-    sync = services(request).sync
+    sync = services(request).sync if services(request).review_events else None
 
     def commit(plan: ReviewPlan, write: Callable[[Connection], None]) -> None:
         if sync is None or not plan.verdict_changed:

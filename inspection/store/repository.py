@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, Select, exc, func, select
+from sqlalchemy import Connection, Engine, Select, exc, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from inspection.store.db import write_bind
@@ -120,6 +120,30 @@ class InspectionStore:
         rows = [_to_row(rec, created_at) for rec in records]
         with self._session(write=True) as session:
             session.add_all(rows)
+
+    def save_new(self, records: Sequence[InspectionRecord]) -> list[InspectionRecord]:
+        """Store, in one transaction, the records whose id and part are not stored yet; returns those.
+
+        For copies of inspections made elsewhere (the hub's copy of its edges' inspections): a
+        record already stored (a redelivered event) or whose part already has an inspection is
+        skipped, so calling it again with the same records changes nothing.
+        """
+        if not records:
+            return []
+        ids, parts = {r.id for r in records}, {r.part_id for r in records}
+        created_at = self._clock()
+        with self._session(write=True) as session:
+            found = session.execute(select(InspectionRow.id, InspectionRow.part_id)
+                                    .where(or_(InspectionRow.id.in_(ids), InspectionRow.part_id.in_(parts)))).all()
+            seen_ids, seen_parts = {row.id for row in found}, {row.part_id for row in found}
+            new = []
+            for rec in records:
+                if rec.id not in seen_ids and rec.part_id not in seen_parts:
+                    seen_ids.add(rec.id)
+                    seen_parts.add(rec.part_id)
+                    new.append(rec)
+            session.add_all([_to_row(rec, created_at) for rec in new])
+        return new
 
     def save(self, record: InspectionRecord) -> None:
         self.save_many([record])
