@@ -13,7 +13,7 @@ from camera.source import FrameSource
 from inspection.detections import Detector
 from inspection.engine import Engine, EngineConfig
 from inspection.errors import ModelError
-from inspection.models import load_detector
+from inspection.models import concurrency, load_detector
 from inspection.registry import resolve_model_dir
 from inspection.store import EvidenceStore, InspectionStore, open_database
 from inspection.verdict_sink import ModelInfo
@@ -30,9 +30,11 @@ def model_info(weights: Path) -> ModelInfo:
         return ModelInfo(Path(weights).stem, "unregistered")
 
 
-def _detector(model: ModelSettings, conf: float) -> Detector:
+def _detector(model: ModelSettings, conf: float) -> tuple[Detector, int]:
+    """The model's detector and how many runners serve it."""
+    runners, threads = concurrency(model.providers, model.backend, model.runners, model.threads)
     return load_detector(model.weights, conf=conf, iou=model.iou, providers=model.providers, backend=model.backend,
-                         precision=model.precision, threads=model.threads)
+                         precision=model.precision, threads=threads), runners
 
 
 def open_storage(settings: Settings, db: DbEngine | None = None) -> tuple[InspectionStore, EvidenceStore]:
@@ -57,19 +59,20 @@ def build_engine(settings: Settings, sources: list[FrameSource] | None = None, s
     and verdicts are committed together with their part.inspected events.
     """
     line = settings.line
-    part = _detector(settings.models.part, settings.models.part.conf)
+    part, part_runners = _detector(settings.models.part, settings.models.part.conf)
     if part.class_names != ("board",):
         raise ModelError(f"{settings.models.part.weights}: the part model must have the single class 'board', "
                          f"has {list(part.class_names)}")
     defect_conf = min(settings.models.defect.conf, line.rules.uncertain_low)
-    defect = _detector(settings.models.defect, defect_conf)
+    defect, defect_runners = _detector(settings.models.defect, defect_conf)
     if sources is None:
         sources = [build_source(c) for c in line.cameras]
     if not sources:
         raise ModelError("line.cameras: no camera configured")
     inspections, evidence = open_storage(settings, sync.log.engine if sync else None) if store else (None, None)
     config = EngineConfig(line_id=line.line_id, parts=line.parts, rules=line.rules, max_batch=line.max_batch,
-                          max_wait_ms=line.max_wait_ms, camera_tokens=dict(line.camera_tokens))
+                          max_wait_ms=line.max_wait_ms, camera_tokens=dict(line.camera_tokens),
+                          part_runners=part_runners, defect_runners=defect_runners)
     models = {"defect": model_info(settings.models.defect.weights), "part": model_info(settings.models.part.weights)}
     if sync is None:
         return Engine(config, sources, part, defect, models["defect"], inspections, evidence)

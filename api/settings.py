@@ -48,8 +48,12 @@ class ModelSettings(BaseModel):
     precision: Literal["fp32", "int8"] = Field(
         "fp32", description="ONNX model to serve: fp32, or int8 (ONNX Runtime static quantization, faster on CPU; "
         "its accuracy is on the model card).")
-    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads of this model; 0 = ONNX "
-                         "Runtime's default (all cores; measured faster here than one core per model).")
+    runners: int = Field(0, ge=0, le=64, description="Images of this model run side by side (each camera keeps "
+                         "that many frames in flight, results in order); 0 = automatic: one per CPU core (at most "
+                         "4) on the CPU provider, 1 on a GPU.")
+    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads of each runner; 0 = automatic: "
+                         "the cores shared out between the runners on the CPU provider, ONNX Runtime's default on "
+                         "a GPU.")
     providers: list[str] = Field(
         default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
         description="ONNX Runtime providers in order of preference; the first available is used.")

@@ -1,11 +1,15 @@
 """Benchmark: our ONNX Runtime serving path vs Ultralytics predict, same boards, one run.
 
-    python bench/bench_predict.py [--weights weights/defect-yolov8n] [--boards DIR] [--n 100]
+    python bench/bench_predict.py [--weights weights/defect-yolov8n] [--n 100] [--rounds 3]
 
-All three paths get the same decoded images (BGR arrays) one at a time, so the figures
-compare preprocessing + inference + NMS, not JPEG decoding:
+Every path gets the same decoded images (BGR arrays), so the figures compare
+preprocessing + inference + NMS, not JPEG decoding; the paths take turns, round after
+round, and the medians are compared:
 
-- ours:         inspection.onnx_detector.OnnxDetector (letterbox + ORT + numpy NMS)
+- ours:         inspection.onnx_detector.OnnxDetector (letterbox + ORT + numpy NMS), one image
+                at a time with ONNX Runtime's default threads, and as the engine and
+                ``twinspect predict`` run it: images side by side on single-threaded runners
+                (one per core, results in order), fp32 and INT8
 - ul-pt:        ultralytics YOLO(model.pt).predict
 - ul-onnx:      ultralytics YOLO(model.onnx).predict
 
@@ -24,13 +28,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from inspection.datasets.yolo import load_data_yaml  # noqa: E402
 from inspection.images import read_image  # noqa: E402
 from inspection.metrics import DetectionMetrics  # noqa: E402
-from inspection.models import weights_file  # noqa: E402
+from inspection.models import concurrency, weights_file  # noqa: E402
+from inspection.onnx_detector import DEFAULT_PROVIDERS  # noqa: E402
 
 
 def timed(fn, images, warmup=5):  # type: ignore[no-untyped-def]
@@ -41,6 +48,20 @@ def timed(fn, images, warmup=5):  # type: ignore[no-untyped-def]
     for img in images:
         out.append(fn(img))
     return time.perf_counter() - t0, out
+
+
+def side_by_side(det, images, runners):  # type: ignore[no-untyped-def]
+    """Seconds for all images through ``runners`` side by side (the engine's worker), answers in order."""
+    from inspection.worker import InferenceWorker, detect_in_order
+
+    worker = InferenceWorker(det, "bench", max_batch=1, max_wait_ms=0, runners=runners).start()
+    for _ in detect_in_order(worker, enumerate(images[:5])):
+        pass
+    t0 = time.perf_counter()
+    out = [d for _, _, d in detect_in_order(worker, enumerate(images))]
+    t = time.perf_counter() - t0
+    worker.stop()
+    return t, out
 
 
 def score(spec, paths, images, preds):  # type: ignore[no-untyped-def]
@@ -58,6 +79,7 @@ def main() -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--conf", type=float, default=0.001, help="low, so the accuracy check sees the whole curve")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds over every path (medians)")
     args = ap.parse_args()
 
     spec = load_data_yaml(args.data)
@@ -68,41 +90,58 @@ def main() -> None:
     print(f"{len(images)} boards from {spec.split_dir(args.split)}, imgsz 640, batch 1, "
           f"{os.cpu_count()} CPU cores")
 
+    from inspection.offline import ultralytics
     from inspection.onnx_detector import OnnxDetector
 
-    ours = OnnxDetector(onnx_path, conf=args.conf, iou=0.6)
-    t_ours, det_ours = timed(lambda im: ours.detect([im])[0], images)
-    int8_path = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
-    ours8 = OnnxDetector(int8_path, conf=args.conf, iou=0.6) if int8_path.is_file() else None
-    t_ours8, det_ours8 = timed(lambda im: ours8.detect([im])[0], images) if ours8 else (0.0, [])
+    def ours_one(path: Path, threads: int = 0):  # type: ignore[no-untyped-def]
+        det = OnnxDetector(path, conf=args.conf, iou=0.6, threads=threads)
+        return lambda: timed(lambda im: det.detect([im])[0], images)
 
-    from inspection.offline import ultralytics
+    def ul_one(path: Path):  # type: ignore[no-untyped-def]
+        model = ul.YOLO(str(path), task="detect")
+
+        def run():  # type: ignore[no-untyped-def]
+            t, res = timed(lambda im: model.predict(im, imgsz=640, conf=args.conf, iou=0.6, verbose=False)[0], images)
+            return t, [(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(),
+                        r.boxes.cls.cpu().numpy().astype(int)) for r in res]
+        return run
+
+    def detections(dets):  # type: ignore[no-untyped-def]
+        return [(d.xyxy, d.confidence, d.class_id) for d in dets]
 
     ul = ultralytics()
-    results = {}
-    for label, path in (("ul-pt", pt_path), ("ul-onnx", onnx_path)):
-        model = ul.YOLO(str(path), task="detect")
-        t, res = timed(lambda im, m=model: m.predict(im, imgsz=640, conf=args.conf, iou=0.6, verbose=False)[0],
-                       images)
-        preds = [(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int))
-                 for r in res]
-        results[label] = (t, preds)
+    runners, threads = concurrency(DEFAULT_PROVIDERS, "onnx")
+    int8_path = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    paths_run = {"ours fp32, one at a time": ours_one(onnx_path)}
+    par = f"{runners} runners x {threads} thread"
+    fp32_par = OnnxDetector(onnx_path, conf=args.conf, iou=0.6, threads=threads)
+    paths_run[f"ours fp32, {par}"] = lambda: side_by_side(fp32_par, images, runners)
+    if int8_path.is_file():
+        paths_run["ours INT8, one at a time"] = ours_one(int8_path)
+        int8_par = OnnxDetector(int8_path, conf=args.conf, iou=0.6, threads=threads)
+        paths_run[f"ours INT8, {par}"] = lambda: side_by_side(int8_par, images, runners)
+    paths_run["Ultralytics pt predict"] = ul_one(pt_path)
+    paths_run["Ultralytics onnx predict"] = ul_one(onnx_path)
+
+    times: dict[str, list[float]] = {k: [] for k in paths_run}
+    preds: dict[str, list] = {}  # type: ignore[type-arg]
+    for r in range(args.rounds):  # alternating rounds: a noisy host cannot favour one path
+        for label, run in paths_run.items():
+            t, out = run()
+            times[label].append(t)
+            preds.setdefault(label, out if label.startswith("Ultralytics") else detections(out))
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {1000 * v[-1] / len(images):.1f}" for k, v in times.items()))
 
     n = len(images)
-    map_ours = score(spec, paths, images, [(d.xyxy, d.confidence, d.class_id) for d in det_ours])
-    rows = [("ours (ONNX Runtime fp32)", t_ours, map_ours)]
-    if ours8:
-        rows.append(("ours (ONNX Runtime INT8)", t_ours8,
-                     score(spec, paths, images, [(d.xyxy, d.confidence, d.class_id) for d in det_ours8])))
-    rows += [(f"Ultralytics {k[3:]} predict", t, score(spec, paths, images, p)) for k, (t, p) in results.items()]
-    print(f"{'path':28s} {'img/s':>8s} {'ms/img':>8s} {'mAP50':>7s}")
-    for label, t, m in rows:
-        print(f"{label:28s} {n / t:8.1f} {1000 * t / n:8.1f} {m:7.3f}")
-    print(f"ratio ours / Ultralytics pt predict:   {results['ul-pt'][0] / t_ours:.2f}x")
-    print(f"ratio ours / Ultralytics onnx predict: {results['ul-onnx'][0] / t_ours:.2f}x")
-    if ours8:
-        print(f"ratio ours INT8 / Ultralytics pt predict:   {results['ul-pt'][0] / t_ours8:.2f}x")
-        print(f"ratio ours INT8 / Ultralytics onnx predict: {results['ul-onnx'][0] / t_ours8:.2f}x")
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"median of {args.rounds} rounds:")
+    print(f"{'path':34s} {'img/s':>8s} {'ms/img':>8s} {'mAP50':>7s}")
+    for label, t in med.items():
+        print(f"{label:34s} {n / t:8.1f} {1000 * t / n:8.1f} {score(spec, paths, images, preds[label]):7.3f}")
+    for label, t in med.items():
+        if label.startswith("ours"):
+            print(f"ratio {label} / Ultralytics: pt predict {med['Ultralytics pt predict'] / t:.2f}x, "
+                  f"onnx predict {med['Ultralytics onnx predict'] / t:.2f}x")
 
     cli = [str(Path(sys.executable).parent / "twinspect"), "predict", "-w", str(args.weights), "--json",
            "--conf", "0.25", *map(str, paths)]

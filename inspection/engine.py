@@ -14,6 +14,7 @@ import hmac
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ class EngineConfig:
     max_batch: int = 8
     max_wait_ms: float = 4.0
     camera_tokens: dict[str, str] = field(default_factory=dict)
+    part_runners: int = 1  # images of each model run side by side (see InferenceWorker)
+    defect_runners: int = 1
 
 
 @dataclass
@@ -82,23 +85,33 @@ class _CameraLoop:
         self.thread = threading.Thread(target=self.run, name=f"camera-{self.camera_id}", daemon=True)
 
     def run(self) -> None:
+        """Keep frames at the part model (one running and one waiting per runner); track results in order.
+
+        In real time a frame is usually done before the next arrives, so this adds no latency;
+        in a backlog (replay) no runner ever waits for this thread to hand it a frame.
+        """
         eng = self.engine
+        depth = 2 * eng.part_worker.runners
+        pending: deque[tuple[Frame, float, Future[Detections]]] = deque()
         while not eng.stopping.is_set():
-            frame = self.source.read(timeout=0.25)
-            if frame is None:
-                if self.source.drained:  # closed and empty: a finite source has delivered everything
-                    break
+            frame = self.source.read(timeout=0.0 if pending else 0.25) if len(pending) < depth else None
+            if frame is not None:
+                pending.append((frame, time.monotonic(), eng.part_worker.submit(frame.image)))
                 continue
-            self.step(frame)
+            if pending:  # the pipeline is full, or no frame is waiting: finish the oldest
+                self.step(*pending.popleft())
+            elif self.source.drained:  # closed and empty: a finite source has delivered everything
+                break
+        while pending:
+            self.step(*pending.popleft())
         self.handle(self.parts.close(), None)
 
-    def step(self, frame: Frame) -> None:
+    def step(self, frame: Frame, t_submit: float, boards_future: Future[Detections]) -> None:
         eng = self.engine
-        t0 = time.monotonic()
-        boards = eng.part_worker.detect(frame.image)
+        boards = boards_future.result(30.0)
         t1 = time.monotonic()
         update = self.parts.update(boards, frame)
-        eng.clock.add("part_model", t1 - t0)
+        eng.clock.add("part_model", t1 - t_submit)
         eng.clock.add("tracking", time.monotonic() - t1)
         self.frames += 1
         for tid in update.tracks.track_id.tolist():
@@ -164,9 +177,10 @@ class Engine:
         self.listeners: list[Listener] = []
         self.stopping = threading.Event()
         self.part_worker = InferenceWorker(part_detector, "part", config.max_batch, config.max_wait_ms,
-                                           on_batch=self._on_batch, submitters=len(sources))
+                                           on_batch=self._on_batch, submitters=len(sources),
+                                           runners=config.part_runners)
         self.defect_worker = InferenceWorker(defect_detector, "defect", config.max_batch, config.max_wait_ms,
-                                             on_batch=self._on_batch)
+                                             on_batch=self._on_batch, runners=config.defect_runners)
         self.sink = VerdictSink(config.rules, config.line_id, model, store, evidence, self.listeners,
                                 outbox=outbox, outbox_flush=outbox_flush)
         self.on_start: list[Callable[[], None]] = []  # run after the sources started (event recorders)

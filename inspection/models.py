@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from inspection.detections import Detector
 from inspection.errors import ModelError
-from inspection.onnx_detector import DEFAULT_PROVIDERS, OnnxDetector
+from inspection.onnx_detector import DEFAULT_PROVIDERS, OnnxDetector, pick_providers
 from inspection.registry import resolve_model_dir
 
 Backend = Literal["onnx", "torch"]
 
 
 Precision = Literal["fp32", "int8"]
+
+MAX_AUTO_RUNNERS = 4
+
+
+def concurrency(providers: Sequence[str], backend: Backend = "onnx", runners: int = 0, threads: int = 0,
+                cores: int | None = None) -> tuple[int, int]:
+    """How one model runs: (runners side by side, ONNX Runtime intra-op threads each; 0 = its default).
+
+    0 means automatic. On the CPU provider automatic is one runner per core (at most
+    MAX_AUTO_RUNNERS), the cores shared out between them: a small model gains little from
+    intra-op threads (the part model: 11.7 ms with two, 12.3 with one) but two images at
+    once on two cores go 1.5x faster. On a GPU provider, and for the PyTorch backend, one
+    runner with the runtime's own threads.
+    """
+    cores = cores or os.cpu_count() or 1
+    if backend == "torch" or pick_providers(providers)[0] != "CPUExecutionProvider":
+        return runners or 1, threads
+    runners = runners or min(cores, MAX_AUTO_RUNNERS)
+    return runners, threads or max(1, cores // runners)
 
 
 def weights_file(weights: Path, backend: Backend = "onnx", precision: Precision = "fp32") -> Path:

@@ -1,9 +1,13 @@
 """One inference worker per model, shared by all cameras, batching their images.
 
 Cameras (or the pipeline's per-camera loops) call :meth:`InferenceWorker.submit`, which
-returns a ``Future``; a single thread collects requests until ``max_batch`` images are
+returns a ``Future``; a runner thread collects requests until ``max_batch`` images are
 waiting or the oldest has waited ``max_wait_ms``, runs the detector once on the whole
-batch and resolves each future. When the worker knows how many submitters there are and
+batch and resolves each future. With ``runners`` > 1, that many threads do this side by
+side on the same detector (ONNX Runtime sessions may be run concurrently): on a CPU, two
+single-threaded runs of a small model on two cores go faster than one run spread over
+both (measured here: 1.5x for the part model), so each camera keeps ``runners`` frames in
+flight and gets its results back in order. When the worker knows how many submitters there are and
 each waits for its answer (the part model: one frame per camera in flight), a batch
 that holds one image of each goes at once instead of waiting out ``max_wait_ms``: one
 camera never pays the batching wait. Batch sizes and latencies are observed through
@@ -16,9 +20,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,33 +52,43 @@ class _Request:
 
 _STOP = object()
 
+T = TypeVar("T")
+
 
 class InferenceWorker:
     """Runs one detector on batches gathered from many submitters."""
 
     def __init__(self, detector: Detector, name: str, max_batch: int = 8, max_wait_ms: float = 5.0,
                  on_batch: Callable[[BatchStats], None] | None = None, max_queue: int = 256,
-                 submitters: int | None = None) -> None:
+                 submitters: int | None = None, runners: int = 1) -> None:
         if max_batch < 1:
             raise ValueError("max_batch: must be at least 1")
+        if runners < 1:
+            raise ValueError("runners: must be at least 1")
         self.detector, self.name = detector, name
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000.0
         self.on_batch = on_batch
         self.submitters = submitters  # at most this many requests can be waiting at once (None: unknown)
+        self.runners = runners
         self._queue: queue.Queue[_Request | object] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._run, name=f"infer-{name}", daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f"infer-{name}-{i}", daemon=True)
+                         for i in range(runners)]
         self._started = False
 
     def start(self) -> InferenceWorker:
         if not self._started:
-            self._thread.start()
+            for t in self._threads:
+                t.start()
             self._started = True
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._started:
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
+            for _ in self._threads:
+                self._queue.put(_STOP)
+            deadline = time.monotonic() + timeout
+            for t in self._threads:
+                t.join(max(0.0, deadline - time.monotonic()))
             self._started = False
 
     @property
@@ -129,3 +145,30 @@ class InferenceWorker:
             r.future.set_result(det)
         if self.on_batch is not None:
             self.on_batch(BatchStats(self.name, len(batch), t1 - t0, t0 - min(r.t_submit for r in batch)))
+
+
+def detect_in_order(worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray]],
+                    depth: int | None = None) -> Iterator[tuple[T, np.ndarray, Detections]]:
+    """Detect over a stream of (tag, image), ``depth`` images in flight (default: two per runner
+    and batch), answers in input order. Reading the next item overlaps the inference of the others;
+    if reading fails, the answers of the items before it come out first, then the error."""
+    depth = depth or 2 * worker.runners * worker.max_batch
+    pending: deque[tuple[T, np.ndarray, Future[Detections]]] = deque()
+    source = iter(items)
+    while True:
+        try:
+            tag, image = next(source)
+        except StopIteration:
+            break
+        except Exception:
+            while pending:
+                t, im, fut = pending.popleft()
+                yield t, im, fut.result()
+            raise
+        pending.append((tag, image, worker.submit(image)))
+        if len(pending) >= depth:
+            t, im, fut = pending.popleft()
+            yield t, im, fut.result()
+    while pending:
+        t, im, fut = pending.popleft()
+        yield t, im, fut.result()

@@ -50,20 +50,28 @@ def predict_cmd(
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image per line.")] = False,
     batch: Annotated[int, typer.Option(help="Images per inference call.")] = 1,
+    runners: Annotated[int, typer.Option(help="Images run side by side (0: one per CPU core, at most 4; "
+                                          "1 on a GPU).")] = 0,
 ) -> None:
     """Detect defects with ONNX Runtime (the serving path; no torch)."""
     from inspection.errors import ModelError
     from inspection.images import expand_paths, read_image
-    from inspection.models import load_detector
+    from inspection.models import concurrency, load_detector
+    from inspection.onnx_detector import DEFAULT_PROVIDERS
+    from inspection.worker import InferenceWorker, detect_in_order
 
     if not 0.0 <= conf <= 1.0:
         raise ModelError(f"conf: must be between 0 and 1, got {conf}")
+    if batch < 1:
+        raise ModelError(f"batch: must be at least 1, got {batch}")
+    if runners < 0:
+        raise ModelError(f"runners: must be 0 (automatic) or more, got {runners}")
     files = expand_paths(paths)
-    detector = load_detector(weights, conf=conf, iou=iou, backend="onnx")
-    for i in range(0, len(files), max(1, batch)):
-        chunk = files[i:i + max(1, batch)]
-        frames = [read_image(p) for p in chunk]
-        for path, frame, det in zip(chunk, frames, detector.detect(frames), strict=True):
+    runners, threads = concurrency(DEFAULT_PROVIDERS, "onnx", runners)
+    detector = load_detector(weights, conf=conf, iou=iou, backend="onnx", threads=threads)
+    worker = InferenceWorker(detector, "predict", max_batch=batch, max_wait_ms=0, runners=runners).start()
+    try:
+        for path, frame, det in detect_in_order(worker, ((p, read_image(p)) for p in files)):
             if as_json:
                 typer.echo(json.dumps({"image": str(path), "width": frame.shape[1], "height": frame.shape[0],
                                        "boxes": det.boxes_json()}))
@@ -73,6 +81,8 @@ def predict_cmd(
                     counts[det.class_names[int(k)]] = counts.get(det.class_names[int(k)], 0) + 1
                 summary = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no defects"
                 typer.echo(f"{path}: {summary}")
+    finally:
+        worker.stop()
 
 
 def export_cmd(

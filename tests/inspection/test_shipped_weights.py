@@ -65,3 +65,20 @@ def test_export_parity_on_real_boards(real_deeppcb, tmp_path):
     assert parity.unmatched <= max(1, parity.boxes_torch // 20)
     assert parity.max_box_diff_px < 1.0
     assert parity.max_conf_diff < 0.01
+
+
+def test_predict_with_runners_side_by_side_gives_the_same_lines_in_file_order(real_deeppcb):
+    from typer.testing import CliRunner
+
+    from api.cli.main import app
+
+    images = load_data_yaml(real_deeppcb).images("val")[:9]
+    outputs = {}
+    for runners in ("1", "2", "3"):
+        result = CliRunner().invoke(app, ["predict", "-w", str(REPO / "weights" / "defect-yolov8n"), "--json",
+                                          "--runners", runners, *map(str, images)])
+        assert result.exit_code == 0, result.output
+        outputs[runners] = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [row["image"] for row in outputs["2"]] == [str(p) for p in images]
+    assert outputs["1"] == outputs["2"] == outputs["3"]
+    assert sum(len(row["boxes"]) for row in outputs["1"]) > 0

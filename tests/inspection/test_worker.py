@@ -78,3 +78,66 @@ def test_detector_failure_reaches_every_caller_of_the_batch():
     worker.detector = EchoDetector()
     assert worker.detect(img(7)).xyxy[0, 0] == 7
     worker.stop()
+
+
+class MeetingDetector(EchoDetector):
+    """Each call waits at a barrier for ``parties`` calls at once: it only returns if they overlap."""
+
+    def __init__(self, parties: int, timeout: float) -> None:
+        super().__init__(delay=0.0)
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+
+    def detect(self, images):
+        self.barrier.wait()
+        return super().detect(images)
+
+
+@pytest.mark.parametrize(("runners", "overlap"), [(2, True), (1, False)])
+def test_runners_run_images_side_by_side(runners, overlap):
+    det = MeetingDetector(parties=2, timeout=1.0 if overlap else 0.3)
+    worker = InferenceWorker(det, "part", max_batch=1, max_wait_ms=0, runners=runners).start()
+    futures = [worker.submit(img(v)) for v in (7, 9)]
+    errors = [f.exception(10) for f in futures]
+    worker.stop()
+    if overlap:  # both calls were inside the detector at the same time, each got its own answer
+        assert errors == [None, None]
+        assert [float(f.result().xyxy[0, 0]) for f in futures] == [7.0, 9.0]
+    else:  # one runner: the first call waits alone at the barrier and breaks it
+        assert any(isinstance(e, threading.BrokenBarrierError) for e in errors)
+
+
+def test_stop_ends_every_runner():
+    worker = InferenceWorker(EchoDetector(0.0), "part", runners=3).start()
+    assert float(worker.detect(img(3)).xyxy[0, 0]) == 3.0
+    worker.stop()
+    assert not any(t.is_alive() for t in worker._threads)
+
+
+def test_runners_must_be_positive():
+    with pytest.raises(ValueError, match="runners"):
+        InferenceWorker(EchoDetector(), "part", runners=0)
+
+
+def test_detect_in_order_keeps_input_order_and_reports_a_bad_item_after_the_good_ones():
+    from inspection.worker import detect_in_order
+
+    class Jitter(EchoDetector):
+        def detect(self, images):
+            time.sleep(0.02 if int(images[0][0, 0, 0]) % 2 == 0 else 0.0)  # even images finish last
+            return super().detect(images)
+
+    worker = InferenceWorker(Jitter(0.0), "predict", max_batch=1, max_wait_ms=0, runners=3).start()
+    got = [(tag, float(det.xyxy[0, 0])) for tag, _, det in detect_in_order(worker, ((v, img(v)) for v in range(12)))]
+    assert got == [(v, float(v)) for v in range(12)]
+
+    def items():
+        for v in range(5):
+            yield v, img(v)
+        raise OSError("corrupt.jpg: cannot be decoded")
+
+    seen = []
+    with pytest.raises(OSError, match="corrupt"):
+        for tag, _, _ in detect_in_order(worker, items()):
+            seen.append(tag)
+    worker.stop()
+    assert seen == [0, 1, 2, 3, 4]
