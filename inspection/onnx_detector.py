@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from inspection.detections import Detections
 from inspection.errors import ModelError
+from inspection.graph import serving_bytes
 from inspection.nms import decode
 from inspection.preprocess import Letterbox, as_bgr, letterbox, to_tensor
 
@@ -50,7 +51,8 @@ class OnnxDetector:
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=pick_providers(providers))
+            model = serving_bytes(path) or str(path)
+            self.session = ort.InferenceSession(model, opts, providers=pick_providers(providers))
         except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,  # type: ignore[attr-defined]
                 ort.capi.onnxruntime_pybind11_state.Fail) as exc:  # type: ignore[attr-defined]
             raise ModelError(f"{path}: not an ONNX model ({str(exc).splitlines()[0][:120]})") from exc

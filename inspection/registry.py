@@ -110,7 +110,7 @@ def quantize_and_check(onnx_path: Path, data: Path, split: str, calibration: int
     int8 = quantize_int8(onnx_path, data, calibration=calibration)
     metrics = evaluate_weights(int8, data, split=split).summary()
     return {"file": int8.name, "calibration_images": calibration, "format": "ONNX Runtime static QDQ, "
-            "per-channel, Detect head in fp32", "val_metrics": {**metrics, "split": split}}
+            "per-channel, Detect head outputs and decoding in fp32", "val_metrics": {**metrics, "split": split}}
 
 
 def _base_card(name: str, version: int, task: str, model: Any, args: dict[str, Any], data: Path,

@@ -1,9 +1,18 @@
-"""A real HTTP/MJPEG stream server (ffmpeg) killed and restarted under the OpenCV source."""
+"""Real stream servers killed and restarted under the OpenCV source: HTTP/MJPEG (ffmpeg) and RTSP.
+
+The RTSP server is ``tests/camera/rtsp_server.py``: RTSP control in Python, RTP/JPEG from
+ffmpeg, interleaved in the TCP connection as OpenCV's FFmpeg backend asks. It is killed
+with its whole process group (SIGKILL), ffmpeg included.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -12,7 +21,7 @@ import pytest
 from camera.frame import SourceState
 from camera.opencv_source import OpenCVSource
 from camera.source import ReconnectPolicy
-from tests.conftest import free_port, wait_until
+from tests.conftest import REPO, free_port, wait_until
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 
@@ -41,9 +50,34 @@ class MjpegServer:
             self.proc.wait(5)
 
 
-@pytest.fixture
-def server() -> Iterator[MjpegServer]:
-    srv = MjpegServer(free_port())
+class RtspServer:
+    """tests/camera/rtsp_server.py in its own process group, serving a 160x120 test pattern at 15 fps."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"rtsp://127.0.0.1:{port}/live"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.camera.rtsp_server", "--port", str(self.port)],
+                                     cwd=REPO, start_new_session=True, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(self._listening, timeout=10), "RTSP test server did not start"
+
+    def _listening(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its ffmpeg, the hard way
+        if self.proc is not None:
+            self.proc.wait(5)
+
+
+@pytest.fixture(params=["http-mjpeg", "rtsp"])
+def server(request) -> Iterator[MjpegServer | RtspServer]:
+    srv = MjpegServer(free_port()) if request.param == "http-mjpeg" else RtspServer(free_port())
     srv.start()
     try:
         yield srv
@@ -51,7 +85,7 @@ def server() -> Iterator[MjpegServer]:
         srv.kill()
 
 
-def test_stream_killed_goes_offline_and_resumes_when_restarted(server: MjpegServer):
+def test_stream_killed_goes_offline_and_resumes_when_restarted(server: MjpegServer | RtspServer):
     policy = ReconnectPolicy(initial_delay_s=0.1, max_delay_s=0.4, jitter=0.1, stall_timeout_s=2.0)
     cam = OpenCVSource("line1", server.url, open_timeout_s=2.0, read_timeout_s=1.0, policy=policy, buffer_size=4)
     cam.start()
