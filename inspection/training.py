@@ -44,6 +44,8 @@ class TrainRequest:
     seed: int = 0
     lr0: float | None = None  # initial learning rate (Ultralytics default 0.01); lower to fine-tune
     close_mosaic: int | None = None  # last epochs without mosaic (Ultralytics default 10)
+    warmup_epochs: float | None = None  # learning-rate warm-up (Ultralytics default 3; 0 to fine-tune)
+    optimizer: str = "auto"  # Ultralytics' auto picks the optimizer and lr0 itself (lr0 needs an explicit one)
 
 
 def check_classes(task: Task, spec: DatasetSpec) -> None:
@@ -105,9 +107,10 @@ def train(req: TrainRequest) -> Path:
     model.add_callback("on_fit_epoch_end", _epoch_printer(req.epochs))
     model.train(data=str(data_yaml), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch,
                 device=req.device, project=str(req.runs_dir), name=req.name, exist_ok=True,
-                workers=req.workers, patience=req.patience, seed=req.seed, deterministic=False,
+                workers=req.workers, patience=req.patience, seed=req.seed, deterministic=False, optimizer=req.optimizer,
                 plots=True, verbose=False,
-                **{k: v for k, v in (("lr0", req.lr0), ("close_mosaic", req.close_mosaic)) if v is not None})
+                **{k: v for k, v in (("lr0", req.lr0), ("close_mosaic", req.close_mosaic),
+                                     ("warmup_epochs", req.warmup_epochs)) if v is not None})
     return folder
 
 

@@ -64,3 +64,23 @@ def test_every_command_has_help():
                 ["models", "register", "--help"], ["config", "check", "--help"]):
         r = run_cli(*cmd)
         assert r.returncode == 0 and "Usage" in r.stdout, cmd
+
+
+def test_train_lr0_without_an_optimizer_is_refused_before_anything_runs(tmp_path):
+    # Ultralytics' auto optimizer would silently ignore lr0: say so instead of training with another rate
+    r = run_cli("train", "--task", "defect", "--data", str(tmp_path / "none.yaml"), "--lr0", "0.001",
+                "--data-dir", str(tmp_path / "data"))
+    assert r.returncode == 2
+    assert "--lr0" in r.stderr and "--optimizer" in r.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_predict_bad_runners_and_batch(tmp_path):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
+    r = run_cli("predict", "-w", "weights/defect-yolov8n", "--runners", "-1", str(img))
+    assert r.returncode == 2
+    assert "runners" in _error_line(r.stderr)
+    r = run_cli("predict", "-w", "weights/defect-yolov8n", "--batch", "0", str(img))
+    assert r.returncode == 2
+    assert "batch" in _error_line(r.stderr)
