@@ -84,17 +84,13 @@ def parallel_rate(det: OnnxDetector, boxed: list[np.ndarray], runners: int) -> f
     return time.perf_counter() - t0
 
 
-def _replay_once(settings, boards: Path) -> tuple[float, int, int]:
-    """Wall seconds of one whole replay, frames processed, boards inspected."""
-    seq_len = 0
+def _replay_once(settings, boards: Path, seq) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Wall seconds of one whole replay of ``seq`` (the boards in DIR), frames processed."""
     with tempfile.TemporaryDirectory() as tmp:
         s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 1, realtime=False,
                             fps=15.0, defect_rate=0.5, replay=True)
         sync = open_sync(s)
         engine = build_engine(s, sync=sync)
-        pool = BoardPool.load(boards)
-        seq = replay_sequence(pool, 0.5, seed=0)
-        seq_len = len(seq)
         report = ReplayReport(seq, write=lambda _: None, emit_lines=False)
         engine.add_listener(report)
         t0 = time.monotonic()
@@ -105,7 +101,7 @@ def _replay_once(settings, boards: Path) -> tuple[float, int, int]:
         done_frames = sum(loop.frames for loop in engine.loops)
         engine.stop()
         sync.stop()
-    return wall, done_frames, seq_len
+    return wall, done_frames
 
 
 def efficiency(boards: Path, rounds: int) -> None:
@@ -140,7 +136,7 @@ def efficiency(boards: Path, rounds: int) -> None:
         ideals.append(session_rate(part, part_tensors) + session_rate(defect, defect_tensors))
         layouts.append(parallel_rate(part_l, part_tensors, layout["part"][0])
                        + parallel_rate(defect_l, defect_tensors, layout["defect"][0]))
-        wall, done_frames, _ = _replay_once(settings, boards)
+        wall, done_frames = _replay_once(settings, boards, seq)
         walls.append(wall)
         print(f"  round {r + 1}: pure {ideals[-1]:.2f} s, pure in the engine's layout {layouts[-1]:.2f} s, "
               f"replay {wall:.2f} s")

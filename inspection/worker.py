@@ -6,11 +6,12 @@ waiting or the oldest has waited ``max_wait_ms``, runs the detector once on the 
 batch and resolves each future. With ``runners`` > 1, that many threads do this side by
 side on the same detector (ONNX Runtime sessions may be run concurrently): on a CPU, two
 single-threaded runs of a small model on two cores go faster than one run spread over
-both (measured here: 1.5x for the part model), so each camera keeps ``runners`` frames in
-flight and gets its results back in order. When the worker knows how many submitters there are and
-each waits for its answer (the part model: one frame per camera in flight), a batch
-that holds one image of each goes at once instead of waiting out ``max_wait_ms``: one
-camera never pays the batching wait. Batch sizes and latencies are observed through
+both (measured here: 1.5x for the part model), so each camera keeps two frames per
+runner in flight and gets its results back in order (``detect_in_order`` does the same
+for any stream of images). When the worker knows how many submitters there are (the part
+model: one per camera), a batch of that many images goes at once instead of waiting out
+``max_wait_ms``: one camera never pays the batching wait, and with one camera its frames
+spread over the runners one at a time. Batch sizes and latencies are observed through
 the optional ``on_batch`` callback (the metrics hook).
 """
 
@@ -68,7 +69,7 @@ class InferenceWorker:
         self.detector, self.name = detector, name
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000.0
         self.on_batch = on_batch
-        self.submitters = submitters  # at most this many requests can be waiting at once (None: unknown)
+        self.submitters = submitters  # a batch this big goes at once (None: unknown, wait up to max_wait_ms)
         self.runners = runners
         self._queue: queue.Queue[_Request | object] = queue.Queue(maxsize=max_queue)
         self._threads = [threading.Thread(target=self._run, name=f"infer-{name}-{i}", daemon=True)
@@ -154,21 +155,19 @@ def detect_in_order(worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray
     if reading fails, the answers of the items before it come out first, then the error."""
     depth = depth or 2 * worker.runners * worker.max_batch
     pending: deque[tuple[T, np.ndarray, Future[Detections]]] = deque()
-    source = iter(items)
-    while True:
-        try:
-            tag, image = next(source)
-        except StopIteration:
-            break
-        except Exception:
-            while pending:
-                t, im, fut = pending.popleft()
-                yield t, im, fut.result()
-            raise
-        pending.append((tag, image, worker.submit(image)))
-        if len(pending) >= depth:
-            t, im, fut = pending.popleft()
-            yield t, im, fut.result()
+
+    def oldest() -> tuple[T, np.ndarray, Detections]:
+        tag, image, fut = pending.popleft()
+        return tag, image, fut.result()
+
+    try:
+        for tag, image in items:
+            pending.append((tag, image, worker.submit(image)))
+            if len(pending) >= depth:
+                yield oldest()
+    except Exception:  # reading the next item failed: the answers before it come out first
+        while pending:
+            yield oldest()
+        raise
     while pending:
-        t, im, fut = pending.popleft()
-        yield t, im, fut.result()
+        yield oldest()
