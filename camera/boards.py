@@ -24,6 +24,16 @@ class BoardSprite:
     source: Path | np.ndarray  # image file, or HxW uint8 grey image
     defective: bool | None  # None when unknown (plain folder)
     defects: np.ndarray  # (N, 5) x1, y1, x2, y2, class id in image pixels; empty if none/unknown
+    product: str | None = None  # recipe name of this board's product (DeepPCB: one product per board)
+
+    @property
+    def board_id(self) -> str:
+        """The board's id: the file name without ``_test`` / ``_temp`` and extension."""
+        stem = Path(self.name).stem
+        for tail in ("_test", "_temp"):
+            if stem.endswith(tail):
+                return stem[: -len(tail)]
+        return stem
 
     @property
     def image(self) -> np.ndarray:
@@ -36,6 +46,11 @@ def _grey(path: Path) -> np.ndarray:
     if img is None:
         raise DatasetError(f"{path}: not a readable image")
     return img
+
+
+def deeppcb_product(board_id: str) -> str:
+    """The recipe name of one DeepPCB board: each board is its own product, its template the golden."""
+    return f"deeppcb-{board_id}"
 
 
 def load_deeppcb_boards(pcb: Path, list_name: str = "trainval.txt") -> tuple[list[BoardSprite], list[BoardSprite]]:
@@ -54,8 +69,9 @@ def load_deeppcb_boards(pcb: Path, list_name: str = "trainval.txt") -> tuple[lis
         arr = np.array([[b.x1, b.y1, b.x2, b.y2, b.class_id] for b in boxes], np.float32).reshape(-1, 5)
         if not temp_path.is_file():
             problems.append(f"{temp_path}: missing template image")
-        tested.append(BoardSprite(test_path.name, test_path, True, arr))
-        templates.append(BoardSprite(temp_path.name, temp_path, False, np.zeros((0, 5), np.float32)))
+        product = deeppcb_product(stem.name)
+        tested.append(BoardSprite(test_path.name, test_path, True, arr, product))
+        templates.append(BoardSprite(temp_path.name, temp_path, False, np.zeros((0, 5), np.float32), product))
     if problems:
         raise DatasetError(f"{pcb}: {len(problems)} bad label file(s)", problems)
     return tested, templates

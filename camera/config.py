@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,7 +101,12 @@ class SimulatedCamera(_Camera):
 
     type: Literal["simulated"] = Field(description="Simulated conveyor line.")
     boards: Path = Field(description="DeepPCB folder (tested boards and templates) or a folder of part images.")
-    list_name: str = Field("trainval.txt", description="DeepPCB list file whose boards are shown.")
+    list_name: str | None = Field(None, description="DeepPCB list file whose boards are shown (default: "
+                                  "trainval.txt, else test.txt).")
+    split: Literal["all", "train", "val"] = Field(
+        "all", description="DeepPCB boards shown: all, or one side of the importer's deterministic split "
+        "(val = sha256(board id) % 100 < val_percent).")
+    val_percent: int = Field(20, ge=1, le=99, description="The validation share of that split.")
     mode: Literal["endless", "replay"] = Field(
         "endless", description="endless: random boards forever; replay: each tested board once, then stop.")
     width: int = Field(1280, ge=64, description="Frame width in pixels.")
@@ -111,7 +117,12 @@ class SimulatedCamera(_Camera):
     spacing_px: float = Field(120.0, ge=0, description="Gap between consecutive boards in pixels.")
     spacing_jitter_px: float = Field(0.0, ge=0, description="Random variation of the gap, +- pixels.")
     y_jitter_px: float = Field(0.0, ge=0, description="Random vertical offset of each board, +- pixels.")
-    angle_jitter_deg: float = Field(0.0, ge=0, le=45, description="Random board rotation, +- degrees.")
+    angle_jitter_deg: float = Field(2.0, ge=0, le=45, description="Random board rotation, +- degrees.")
+    scale_jitter: float = Field(0.03, ge=0, le=0.5, description="Random board size, a factor 1 +- this.")
+    perspective: float = Field(0.008, ge=0, le=0.1, description="Random keystone: each board corner moves by up "
+                               "to this share of the board side.")
+    light_jitter: float = Field(0.1, ge=0, le=0.5, description="Random board lighting: gain 1 +- this, offset "
+                                "+- 40x this grey levels.")
     defect_rate: float = Field(0.5, gt=0, le=1, description="Share of defective boards (DeepPCB boards only).")
     seed: int = Field(0, description="Seed of board order, placement and belt texture.")
     realtime: bool = Field(True, description="Sleep to the fps; else as fast as the consumer reads, no drops.")
@@ -162,14 +173,26 @@ def build_source(config: CameraConfig) -> FrameSource:
     return _build_simulated(config, common)
 
 
+def split_filter(split: str, val_percent: int) -> Callable[[str], bool] | None:
+    """Board-id filter of one side of the importer's split (None: every board)."""
+    if split == "all":
+        return None
+    from inspection.datasets.deeppcb import is_validation
+
+    want_val = split == "val"
+    return lambda board_id: is_validation(board_id, val_percent) == want_val
+
+
 def _build_simulated(config: SimulatedCamera, common: dict[str, Any]) -> FrameSource:
     from camera.simulated import BoardPool, LineMotion, SimulatedLine, replay_sequence, split_sequence
     from camera.synth import LineStyle
 
-    pool = BoardPool.load(config.boards, config.list_name)
+    pool = BoardPool.load(config.boards, config.list_name, split_filter(config.split, config.val_percent))
     motion = LineMotion(speed_px_s=config.speed_px_s, fps=config.fps, spacing_px=config.spacing_px,
                         spacing_jitter_px=config.spacing_jitter_px, y_jitter_px=config.y_jitter_px,
-                        angle_jitter_deg=config.angle_jitter_deg, defect_rate=config.defect_rate, seed=config.seed)
+                        angle_jitter_deg=config.angle_jitter_deg, scale_jitter=config.scale_jitter,
+                        perspective=config.perspective, light_jitter=config.light_jitter,
+                        defect_rate=config.defect_rate, seed=config.seed)
     sequence = None
     if config.mode == "replay":
         full = replay_sequence(pool, config.defect_rate, config.seed)

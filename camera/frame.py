@@ -25,6 +25,7 @@ class BoardTruth:
     name: str  # source image file name, e.g. 00041000_test.jpg
     xyxy: np.ndarray  # (4,) visible box in frame pixels
     defective: bool | None  # None when unknown
+    product: str | None = None  # the board's recipe (product) when the line knows it, like a barcode reader
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +45,26 @@ class BoardPool:
     unknown: tuple[BoardSprite, ...] = ()
 
     @staticmethod
-    def load(source: Path, list_name: str = "trainval.txt") -> BoardPool:
-        """A DeepPCB layout (``*_test.jpg`` defective, ``*_temp.jpg`` good) or any folder of part images."""
+    def load(source: Path, list_name: str | None = None, only: Callable[[str], bool] | None = None) -> BoardPool:
+        """A DeepPCB layout (``*_test.jpg`` defective, ``*_temp.jpg`` good) or any folder of part images.
+
+        ``list_name``: the DeepPCB list to show (default: trainval.txt, else test.txt);
+        ``only``: keep the boards whose id it accepts (e.g. one split).
+        """
         source = Path(source)
         if not source.exists():
             raise CameraError(f"{source}: no such board folder")
+        pcb = source / "PCBData" if (source / "PCBData").is_dir() else source
+        if list_name is None:
+            list_name = "trainval.txt" if (pcb / "trainval.txt").is_file() or not (pcb / "test.txt").is_file() \
+                else "test.txt"
         if (source / "PCBData").is_dir() or (source / list_name).is_file():
+            if not (pcb / list_name).is_file():
+                raise CameraError(f"{pcb / list_name}: no such DeepPCB list in {source}")
             tested, templates = load_deeppcb_boards(source, list_name)
+            if only is not None:
+                tested = [b for b in tested if only(b.board_id)]
+                templates = [b for b in templates if only(b.board_id)]
             return BoardPool(tuple(tested), tuple(templates))
         return BoardPool(unknown=tuple(load_folder_boards(source)))
 
@@ -120,6 +133,8 @@ class LineMotion:
     y_jitter_px: float = 0.0  # boards are centred vertically, +- this
     scale_jitter: float = 0.0  # board size varies by a factor 1 +- this
     angle_jitter_deg: float = 0.0  # board rotation +- this
+    perspective: float = 0.0  # each board corner moves by up to this share of the side (slight keystone)
+    light_jitter: float = 0.0  # board brightness gain 1 +- this, offset +- 40x this grey levels
     defect_rate: float = 0.5  # endless mode: probability that a board is defective
     seed: int = 0
 
@@ -183,7 +198,11 @@ class LineScene:
             size = max(8, int(round(s.board_px * scale)))
             y = (s.height - size) / 2 + (float(self._rng.uniform(-m.y_jitter_px, m.y_jitter_px)) if m.y_jitter_px
                                          else 0.0)
-            placement = Placement(board.sprite, self._next_x, y, scale, angle)
+            persp = tuple(float(v) for v in self._rng.uniform(-m.perspective, m.perspective, 8)) if m.perspective \
+                else ()
+            gain, bias = ((1.0 + float(self._rng.uniform(-m.light_jitter, m.light_jitter)),
+                           float(self._rng.uniform(-40, 40) * m.light_jitter)) if m.light_jitter else (1.0, 0.0))
+            placement = Placement(board.sprite, self._next_x, y, scale, angle, persp, gain, bias)
             patch = board_patch(placement, size)
             a8 = patch[..., 3]
             opaque = bool(a8.min() == 255)
@@ -215,7 +234,7 @@ class LineScene:
             box = _paste(frame, board, x0)
             if box is not None:
                 sprite = board.placement.sprite
-                truth.append(BoardTruth(board.appearance, sprite.name, box, sprite.defective))
+                truth.append(BoardTruth(board.appearance, sprite.name, box, sprite.defective, sprite.product))
         for board in gone:
             self.on_belt.remove(board)
         self.tick += 1

@@ -61,6 +61,9 @@ class Placement:
     y: float
     scale: float = 1.0
     angle: float = 0.0  # degrees
+    perspective: tuple[float, ...] = ()  # 8 corner offsets (dx, dy of TL, TR, BR, BL) as shares of the side
+    gain: float = 1.0  # board brightness: grey * gain + bias (lighting differs board to board)
+    bias: float = 0.0
 
 
 def belt_texture(style: LineStyle, rng: np.random.Generator) -> np.ndarray:
@@ -77,11 +80,28 @@ def belt_texture(style: LineStyle, rng: np.random.Generator) -> np.ndarray:
     return belt
 
 
+def _keystone(img: np.ndarray, alpha: np.ndarray, offsets: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` and its alpha with each corner moved by ``offsets`` (shares of the side): a slight perspective."""
+    size = img.shape[0]
+    src = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float32)
+    dst = src + np.array(offsets, np.float32).reshape(4, 2) * size
+    dst -= dst.min(axis=0)
+    side = int(np.ceil(dst.max()))
+    m = cv2.getPerspectiveTransform(src, dst)
+    return (cv2.warpPerspective(img, m, (side, side), flags=cv2.INTER_LINEAR),
+            cv2.warpPerspective(alpha, m, (side, side), flags=cv2.INTER_NEAREST))
+
+
 def board_patch(p: Placement, size: int) -> np.ndarray:
-    """The board scaled (and rotated) as BGR with an alpha mask, of side ``size``."""
+    """The board scaled (keystoned, re-lit and rotated) as BGR with an alpha mask, of side about ``size``."""
     img = cv2.resize(p.sprite.image, (size, size), interpolation=cv2.INTER_AREA)
-    bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if p.gain != 1.0 or p.bias:
+        img = np.clip(img.astype(np.float32) * p.gain + p.bias + 0.5, 0, 255).astype(np.uint8)
     alpha: np.ndarray = np.full((size, size), 255, np.uint8)
+    if p.perspective:
+        img, alpha = _keystone(img, alpha, p.perspective)
+        size = img.shape[0]
+    bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if abs(p.angle) > 0.01:
         diag = int(np.ceil(size * (abs(np.cos(np.radians(p.angle))) + abs(np.sin(np.radians(p.angle))))))
         m: np.ndarray = cv2.getRotationMatrix2D((size / 2, size / 2), p.angle, 1.0)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,11 @@ from camera.frame import BoardTruth, Frame
 from camera.push import PushSource
 from camera.source import FrameSource
 from inspection.detections import Detections, Detector
+from inspection.errors import ModelError
 from inspection.nms import box_iou
-from inspection.parts import LineState, PartsConfig, PartsUpdate, PartTracker
+from inspection.parts import InspectRequest, LineState, PartsConfig, PartsUpdate, PartTracker
+from inspection.recipes.model import Golden
+from inspection.reference_stage import Prepared, ReferenceStage
 from inspection.rules import RulesConfig
 from inspection.store import EvidenceStore, InspectionStore
 from inspection.telemetry import CameraFigures, Telemetry
@@ -164,7 +167,7 @@ class Engine:
     def __init__(self, config: EngineConfig, sources: list[FrameSource], part_detector: Detector,
                  defect_detector: Detector, model: ModelInfo, store: InspectionStore | None = None,
                  evidence: EvidenceStore | None = None, outbox: Outbox | None = None,
-                 outbox_flush: Callable[[float], bool] | None = None) -> None:
+                 outbox_flush: Callable[[float], bool] | None = None, reference: ReferenceStage | None = None) -> None:
         ids = [s.camera_id for s in sources]  # type: ignore[attr-defined]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
@@ -183,6 +186,9 @@ class Engine:
                                              on_batch=self._on_batch, runners=config.defect_runners)
         self.sink = VerdictSink(config.rules, config.line_id, model, store, evidence, self.listeners,
                                 outbox=outbox, outbox_flush=outbox_flush)
+        self.reference = reference  # set when the defect model compares each board with its golden
+        self._aligners = ThreadPoolExecutor(max(1, config.defect_runners), thread_name_prefix="align") \
+            if reference is not None else None
         self.on_start: list[Callable[[], None]] = []  # run after the sources started (event recorders)
         self.on_stop: list[Callable[[], None]] = []  # run after the last verdict was handed on
         self.listeners.append(self._count_verdict)
@@ -236,6 +242,8 @@ class Engine:
             hook()
         self.part_worker.stop()
         self.defect_worker.stop()
+        if self._aligners is not None:
+            self._aligners.shutdown(wait=True)
         self._started = False
 
     def _drain(self, deadline: float | None) -> bool:
@@ -255,22 +263,65 @@ class Engine:
             except Exception:  # a broken listener must not stop the line
                 log.exception("listener %r failed on %s", listener, type(event).__name__)
 
-    def submit_inspection(self, req: Any, truth: BoardTruth | None, frames_seen: int) -> None:
+    def submit_inspection(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
         with self._inflight_lock:
             self._inflight += 1
+        if self._aligners is not None:
+            self._aligners.submit(self._prepare_and_submit, req, truth, frames_seen)
+        else:
+            self._submit_defect(req, req.crop, truth, frames_seen, None)
+
+    def _prepare_and_submit(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
+        """On an aligner thread: register the crop to its golden, then hand the reference input on."""
+        assert self.reference is not None
         t0 = time.monotonic()
-        fut = self.defect_worker.submit(req.crop)
+        try:
+            box = req.board_xyxy - req.crop_xyxy[[0, 1, 0, 1]].astype(np.float32)
+            prepared = self.reference.prepare(req.crop, box, truth.product if truth is not None else None)
+        except Exception as exc:  # never lose a board: it becomes uncertain with the reason
+            log.exception("preparing %s for the reference model failed", req.part_id)
+            prepared = Prepared(None, None, None, None, f"reference preparation failed: {exc}")
+        self.clock.add("align", time.monotonic() - t0)
+        if prepared.image is None:
+            empty = Detections.empty(self.defect_worker.detector.class_names)
+            self.sink.put(PendingInspection(req, empty, None, truth, frames_seen, prepared))
+            self._done_inflight()
+            return
+        self._submit_defect(req, prepared.image, truth, frames_seen, prepared)
+
+    def _submit_defect(self, req: InspectRequest, image: np.ndarray, truth: BoardTruth | None, frames_seen: int,
+                       prepared: Prepared | None) -> None:
+        t0 = time.monotonic()
+        fut = self.defect_worker.submit(image)
 
         def done(f: Future[Detections]) -> None:
             self.clock.add("defect_model", time.monotonic() - t0)
             exc = f.exception()
             self.sink.put(PendingInspection(req, None if exc else f.result(), str(exc) if exc else None,
-                                            truth, frames_seen))
-            with self._inflight_lock:
-                self._inflight -= 1
-                self._inflight_lock.notify_all()
+                                            truth, frames_seen, prepared))
+            self._done_inflight()
 
         fut.add_done_callback(done)
+
+    def _done_inflight(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+            self._inflight_lock.notify_all()
+
+    def set_line_recipe(self, recipe: str | None) -> Golden | None:
+        """Compare this line's boards with another recipe's golden from the next board on.
+
+        Raises ModelError when the defect model takes no golden, RecipeNotFound for an
+        unknown recipe (nothing changes then).
+        """
+        if self.reference is None:
+            raise ModelError("the defect model compares no golden (its input is 'image'): a line recipe "
+                             "has no effect")
+        return self.reference.set_recipe(recipe)
+
+    @property
+    def line_recipe(self) -> str | None:
+        return self.reference.recipe if self.reference is not None else None
 
     def _on_batch(self, stats: BatchStats) -> None:
         self.telemetry.observe_batch(stats)

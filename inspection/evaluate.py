@@ -12,7 +12,7 @@ from inspection.datasets.yolo import load_data_yaml
 from inspection.errors import DatasetError, ModelError
 from inspection.images import read_image
 from inspection.metrics import DetectionMetrics
-from inspection.models import Backend, load_detector
+from inspection.models import Backend, load_detector, require_input
 
 # Low confidence for AP (the whole precision/recall curve), NMS IoU as in Ultralytics' val.
 EVAL_CONF = 0.001
@@ -54,6 +54,7 @@ def evaluate_weights(weights: Path, data: Path, split: str = "val", conf: float 
     images = spec.images(split)
     if not images:
         raise DatasetError(f"{spec.split_dir(split)}: split '{split}' has no images")
+    require_input(weights, spec.input, f"dataset {spec.yaml_path}")
     detector = load_detector(weights, conf=EVAL_CONF, iou=EVAL_IOU, backend=backend)
     if detector.class_names != spec.names:
         raise ModelError(f"{weights}: model classes {list(detector.class_names)} do not match "

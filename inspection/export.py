@@ -40,8 +40,19 @@ def _fix_spatial_dims(path: Path, imgsz: ImageSize) -> None:
     onnx.save(model, str(path))
 
 
+def _set_input_kind(path: Path, input_kind: str) -> None:
+    """Record in the ONNX metadata which input the model expects (see inspection.models.model_input)."""
+    from inspection.models import INPUT_METADATA_KEY
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props[INPUT_METADATA_KEY] = input_kind
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+
+
 def export_onnx(weights: Path, imgsz: ImageSize = 640, half: bool = False, dynamic_batch: bool = False,
-                device: str = "cpu", opset: int | None = None) -> Path:
+                device: str = "cpu", opset: int | None = None, input_kind: str | None = None) -> Path:
     """Export a .pt to ``<same stem>.onnx`` beside it and return that path.
 
     With ``dynamic_batch`` the batch dimension is dynamic (one session serves batches of
@@ -67,6 +78,8 @@ def export_onnx(weights: Path, imgsz: ImageSize = 640, half: bool = False, dynam
         shutil.move(str(out), target)
     if dynamic_batch:
         _fix_spatial_dims(target, imgsz)
+    if input_kind is not None:
+        _set_input_kind(target, input_kind)
     return target
 
 

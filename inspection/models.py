@@ -10,7 +10,10 @@ from typing import Literal
 from inspection.detections import Detector
 from inspection.errors import ModelError
 from inspection.onnx_detector import DEFAULT_PROVIDERS, OnnxDetector, pick_providers
-from inspection.registry import resolve_model_dir
+from inspection.reference import INPUT_KINDS
+from inspection.registry import read_card, resolve_model_dir
+
+INPUT_METADATA_KEY = "twinspect_input"  # ONNX metadata: which input a model expects ("image" / "reference")
 
 Backend = Literal["onnx", "torch"]
 
@@ -68,3 +71,35 @@ def load_detector(weights: Path, conf: float = 0.25, iou: float = 0.45, max_det:
     from inspection.torch_detector import UltralyticsDetector
 
     return UltralyticsDetector(path, conf=conf, iou=iou, max_det=max_det)
+
+
+def model_input(weights: Path) -> str:
+    """What a model expects: 'image' (a board alone) or 'reference' (board, golden, difference).
+
+    A registered model's card says so (cards written before reference models say nothing:
+    'image'); a bare ONNX file carries it in its metadata when twinspect exported it.
+    """
+    weights = Path(weights)
+    try:
+        kind = str(read_card(weights).get("input", "image"))
+    except ModelError:
+        kind = _onnx_input(weights) if weights.suffix == ".onnx" and weights.is_file() else "image"
+    if kind not in INPUT_KINDS:
+        raise ModelError(f"{weights}: unknown model input {kind!r} (expected one of {', '.join(INPUT_KINDS)})")
+    return kind
+
+
+def _onnx_input(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((p.value for p in model.metadata_props if p.key == INPUT_METADATA_KEY), "image")
+
+
+def require_input(weights: Path, provided: str, where: str) -> None:
+    """Refuse a model whose input is not what ``where`` provides, naming both."""
+    kind = model_input(weights)
+    if kind != provided:
+        hint = (" (compare each board with its golden: a recipe, --golden, or a DeepPCB pair)" if kind == "reference"
+                else "")
+        raise ModelError(f"{weights}: the model expects '{kind}' input{hint}, but {where} provides '{provided}' input")

@@ -86,7 +86,7 @@ def register_run(run: Path, task: str, registry: Path, data: Path, name: str | N
         from inspection.evaluate import evaluate_weights
         from inspection.export import export_onnx
 
-        export_onnx(tmp / "model.pt", imgsz=card["imgsz"], dynamic_batch=True)
+        export_onnx(tmp / "model.pt", imgsz=card["imgsz"], dynamic_batch=True, input_kind=card["input"])
         card["export"] = {"format": "onnx", "half": False, "dynamic_batch": True, "imgsz": card["imgsz"]}
         spec = load_data_yaml(data)
         split = "val" if "val" in spec.splits else next(iter(spec.splits))
@@ -134,6 +134,7 @@ def _base_card(name: str, version: int, task: str, model: Any, args: dict[str, A
         "architecture": _architecture(model, args),
         "initial_weights": str(args["model"]) if str(args.get("model", "")).endswith(".pt") else None,
         "class_names": names,
+        "input": spec.input,  # "image", or "reference": board, aligned golden and |difference| (3 planes)
         "imgsz": int(args.get("imgsz", 640)),
         "training_data": {"yaml": str(data), "source_sha256": ds_card.get("source_sha256"),
                           "split_rule": ds_card.get("split_rule"), "splits": ds_card.get("splits")},
@@ -157,6 +158,9 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines = [f"# Model card: {card['name']} v{card['version']}", "",
              f"- task: {card['task']} ({card['architecture']}, imgsz {card['imgsz']})",
              f"- classes: {', '.join(card['class_names'])}",
+             f"- input: {card.get('input', 'image')}"
+             + (" (board, aligned golden board and their difference as three planes)"
+                if card.get("input") == "reference" else " (the board alone)"),
              f"- epochs trained: {card['epochs']['trained']} of {card['epochs']['planned']} planned"
              + (f", starting from `{card['initial_weights']}`" if card.get("initial_weights") else ""),
              f"- training data sha256: `{card['training_data']['source_sha256']}`",

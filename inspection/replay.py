@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from camera.simulated import BoardPass
 from inspection.parts import PartUninspected
 from inspection.verdict import Outcome
@@ -62,14 +64,55 @@ class ReplayReport:
             truth_known = [b for b in self.sequence if b.sprite.defective is not None]
             if truth_known:
                 out.update(_recall_precision(truth_known, self.inspected))
+                got = [self.inspected[b.appearance] for b in truth_known if b.appearance in self.inspected]
+                out["good_boards"] = _group([d for d in got if d.truth is not None and not d.truth.defective])
+                out["defective_boards"] = _group([d for d in got if d.truth is not None and d.truth.defective])
+            alignment = _alignment(done)
+            if alignment is not None:
+                out["alignment"] = alignment
             return out
 
 
 def board_line(done: Inspected) -> dict[str, Any]:
     v = done.verdict
-    return {"board": done.truth.name if done.truth else None, "verdict": v.outcome.value,
-            "defects": v.defects.boxes_json(), "frames_seen": done.frames_seen,
+    line = {"board": done.truth.name if done.truth else None, "verdict": v.outcome.value,
+            "defects": v.defects.boxes_json(), "reasons": list(v.reasons), "frames_seen": done.frames_seen,
             "latency_ms": round(1000 * done.latency_s, 1), "part_id": v.part_id}
+    if v.reference is not None:
+        line.update(recipe=v.reference.recipe, golden_sha256=v.reference.golden_sha256,
+                    alignment_score=v.reference.alignment_score)
+    return line
+
+
+def _fires(done: Inspected, marker: str) -> bool:
+    return any(marker in r for r in done.verdict.reasons)
+
+
+def _group(done: list[Inspected]) -> dict[str, Any]:
+    """Verdicts of one group of boards (good or defective), with how often each golden rule fired."""
+    n = len(done)
+
+    def share(k: int) -> float | None:
+        return round(k / n, 4) if n else None
+
+    fail = sum(d.verdict.outcome is Outcome.FAIL for d in done)
+    unsure = sum(d.verdict.outcome is Outcome.UNCERTAIN for d in done)
+    unexplained = sum(_fires(d, "unexplained difference") for d in done)
+    misaligned = sum(_fires(d, "alignment failed") for d in done)
+    return {"inspected": n, "fail": fail, "uncertain": unsure, "pass": n - fail - unsure,
+            "fail_rate": share(fail), "uncertain_rate": share(unsure),
+            "unexplained_difference": unexplained, "unexplained_difference_rate": share(unexplained),
+            "alignment_failed": misaligned}
+
+
+def _alignment(done: list[Inspected]) -> dict[str, Any] | None:
+    scores = np.array([d.verdict.reference.alignment_score for d in done if d.verdict.reference is not None
+                       and np.isfinite(d.verdict.reference.alignment_score)])
+    if not scores.size:
+        return None
+    return {"boards": int(scores.size), "score_min": round(float(scores.min()), 4),
+            "score_p1": round(float(np.percentile(scores, 1)), 4),
+            "score_p50": round(float(np.median(scores)), 4)}
 
 
 def _recall_precision(shown: Sequence[BoardPass], inspected: dict[int, Inspected]) -> dict[str, Any]:

@@ -7,6 +7,15 @@ Per box (class ``c``, confidence ``p``, area ``a`` in crop px²):
   unless a clear defect makes it fail;
 - lower: ignored.
 ``threshold(c)`` is ``class_thresholds[c]`` when given, else ``fail_threshold``.
+
+Golden-reference inspection adds two rules (see :mod:`inspection.reference_stage`):
+- a board that could not be compared with its golden (no recipe, no golden, alignment
+  failed) is ``uncertain`` with that reason; it is never passed;
+- a region where the board differs from its golden that no defect box explains
+  (:mod:`inspection.differences`) makes a board that would pass ``uncertain``, with the
+  reason ``unexplained difference at (x1,y1)-(x2,y2)``.
+With a reference model the verdict's crop is the board registered to its golden, and the
+boxes are in those (golden) pixels.
 """
 
 from __future__ import annotations
@@ -15,9 +24,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inspection.detections import Detections
+from inspection.differences import DifferenceConfig, unexplained
 from inspection.errors import RulesError
 from inspection.parts import InspectRequest
+from inspection.reference_stage import Prepared
 from inspection.verdict import Outcome, Verdict
+
+MAX_DIFFERENCE_REASONS = 5
 
 
 class RulesConfig(BaseModel):
@@ -34,6 +47,9 @@ class RulesConfig(BaseModel):
                                  "lower boxes are ignored.")
     min_area_px2: float = Field(0.0, ge=0, description="Boxes smaller than this area (crop pixels²) are "
                                 "ignored.")
+    differences: DifferenceConfig = Field(default_factory=DifferenceConfig, description="Reference models: "
+                                          "differences from the golden that no defect box explains make a "
+                                          "board uncertain.")
 
     @model_validator(mode="after")
     def _check_thresholds(self) -> RulesConfig:
@@ -53,8 +69,15 @@ class RulesConfig(BaseModel):
         return np.array([self.class_thresholds.get(n, self.fail_threshold) for n in class_names], np.float64)
 
 
-def apply_rules(request: InspectRequest, defects: Detections, config: RulesConfig) -> Verdict:
-    """The verdict of one part from the defect boxes found on its crop (crop pixels)."""
+def apply_rules(request: InspectRequest, defects: Detections, config: RulesConfig,
+                prepared: Prepared | None = None) -> Verdict:
+    """The verdict of one part from the defect boxes found on its crop (or its aligned board)."""
+    if prepared is not None and not prepared.ok:
+        return Verdict(part_id=request.part_id, camera_id=request.camera_id, track_id=request.track_id,
+                       outcome=Outcome.UNCERTAIN, defects=Detections.empty(defects.class_names), crop=request.crop,
+                       board_xyxy=request.crop_xyxy.astype(np.float32), frame_seq=request.frame_seq,
+                       t_capture=request.t_capture, reasons=(f"uncertain: {prepared.problem}",),
+                       reference=prepared.info)
     thr_by_class = config.thresholds(defects.class_names)
     box = defects.xyxy.astype(np.float64)
     area = (box[:, 2] - box[:, 0]).clip(0) * (box[:, 3] - box[:, 1]).clip(0)
@@ -67,10 +90,31 @@ def apply_rules(request: InspectRequest, defects: Detections, config: RulesConfi
     kept = np.nonzero(clear | maybe)[0]
     kept = kept[np.lexsort((-conf[kept], ~clear[kept]))]  # clear defects first, then by confidence
     reasons = tuple(_reason(defects, int(k), bool(clear[k]), float(thr[k]), config.uncertain_low) for k in kept)
+    if prepared is not None and prepared.differences is not None:
+        lonely = unexplained(prepared.differences, defects.xyxy)
+        if lonely.size and outcome is Outcome.PASS:
+            outcome = Outcome.UNCERTAIN
+        reasons += _difference_reasons(prepared, lonely)
+    crop = prepared.aligned if prepared is not None and prepared.aligned is not None else request.crop
     return Verdict(part_id=request.part_id, camera_id=request.camera_id, track_id=request.track_id,
-                   outcome=outcome, defects=defects.filter(kept), crop=request.crop,
+                   outcome=outcome, defects=defects.filter(kept), crop=crop,
                    board_xyxy=request.crop_xyxy.astype(np.float32), frame_seq=request.frame_seq,
-                   t_capture=request.t_capture, reasons=reasons)
+                   t_capture=request.t_capture, reasons=reasons,
+                   reference=prepared.info if prepared is not None else None)
+
+
+def _difference_reasons(prepared: Prepared, lonely: np.ndarray) -> tuple[str, ...]:
+    """One reason per unexplained difference, largest first, at most MAX_DIFFERENCE_REASONS."""
+    assert prepared.differences is not None
+    d = prepared.differences
+    order = lonely[np.argsort(-d.area[lonely], kind="stable")]
+    out = []
+    for k in order[:MAX_DIFFERENCE_REASONS]:
+        x1, y1, x2, y2 = (int(v) for v in d.xyxy[k])
+        out.append(f"uncertain: unexplained difference at ({x1},{y1})-({x2},{y2}), {int(d.area[k])} px²")
+    if order.size > MAX_DIFFERENCE_REASONS:
+        out.append(f"uncertain: {order.size - MAX_DIFFERENCE_REASONS} more unexplained difference(s)")
+    return tuple(out)
 
 
 def _reason(defects: Detections, k: int, clear: bool, threshold: float, low: float) -> str:

@@ -56,6 +56,17 @@ def check_classes(task: Task, spec: DatasetSpec) -> None:
                            f"'{task}' (expects {list(expected)})")
 
 
+# Augmentations that treat the three planes as colour (HSV jitter, BGR<->RGB swaps). A
+# reference image's planes are data (board, golden, difference): they must reach the
+# network exactly as composed, as they do at serving time.
+PLANE_MIXING_OFF: dict[str, float] = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "bgr": 0.0}
+
+
+def augmentation(spec: DatasetSpec) -> dict[str, float]:
+    """Ultralytics augmentation overrides for a dataset's input kind."""
+    return dict(PLANE_MIXING_OFF) if spec.input == "reference" else {}
+
+
 def run_dir(req: TrainRequest) -> Path:
     return req.runs_dir / req.name
 
@@ -108,7 +119,7 @@ def train(req: TrainRequest) -> Path:
     model.train(data=str(data_yaml), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch,
                 device=req.device, project=str(req.runs_dir), name=req.name, exist_ok=True,
                 workers=req.workers, patience=req.patience, seed=req.seed, deterministic=False, optimizer=req.optimizer,
-                plots=True, verbose=False,
+                plots=True, verbose=False, **augmentation(spec),
                 **{k: v for k, v in (("lr0", req.lr0), ("close_mosaic", req.close_mosaic),
                                      ("warmup_epochs", req.warmup_epochs)) if v is not None})
     return folder

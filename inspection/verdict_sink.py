@@ -25,6 +25,7 @@ from camera.frame import BoardTruth
 from inspection.annotate import draw
 from inspection.detections import Detections
 from inspection.parts import InspectRequest
+from inspection.reference_stage import Prepared
 from inspection.rules import RulesConfig, apply_rules
 from inspection.store import EvidenceStore, InspectionRecord, InspectionStore, encode_jpeg
 from inspection.verdict import Verdict
@@ -50,6 +51,7 @@ class PendingInspection:
     error: str | None
     truth: BoardTruth | None
     frames_seen: int
+    prepared: Prepared | None = None  # reference models: the aligned board, its golden and differences
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ class VerdictSink:
             log.error("inspection of %s failed: %s", req.part_id, item.error)
             self.failed += 1
             return None
-        verdict = apply_rules(req, item.defects, self.rules)
+        verdict = apply_rules(req, item.defects, self.rules, item.prepared)
         done = Inspected(verdict, item.truth, item.frames_seen, time.monotonic() - req.t_capture, req.t_wall)
         with self._lock:
             self.recent.appendleft((done, encode_jpeg(draw(verdict.crop, verdict.defects), 85)))

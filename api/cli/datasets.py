@@ -22,6 +22,10 @@ def import_deeppcb_cmd(
     background_percent: Annotated[
         int, typer.Option(help="Share of training boards whose defect-free template is added as a background.")
     ] = 10,
+    input_kind: Annotated[str, typer.Option(
+        "--input", help="'image' (the tested board alone) or 'reference' (board, aligned golden and their "
+                        "difference as three planes, PNG).")] = "image",
+    seed: Annotated[int, typer.Option(help="Seed of the reference pairs' misregistration jitter.")] = 0,
 ) -> None:
     """Import DeepPCB into a YOLO dataset with a deterministic validation split and a card."""
     from inspection.datasets.deeppcb import import_deeppcb
@@ -30,7 +34,7 @@ def import_deeppcb_cmd(
         return tqdm(items, desc="checking boards", unit="board", leave=False)
 
     card = import_deeppcb(src, out, val_percent=val_percent, background_percent=background_percent,
-                          progress=progress)
+                          progress=progress, input_kind=input_kind, seed=seed)
     for split, st in card["splits"].items():
         typer.echo(f"{split:5s} {st['images']:5d} images  {st['boxes']:5d} boxes  "
                    + " ".join(f"{k}={v}" for k, v in st["boxes_per_class"].items()))

@@ -26,7 +26,8 @@ def default_boards() -> Path:
 
 
 def _simulated_line(settings: Settings, boards: Path, cameras: int, realtime: bool, fps: float,
-                    defect_rate: float, replay: bool, speed: float = 300.0, spacing: float = 120.0) -> Settings:
+                    defect_rate: float, replay: bool, speed: float = 300.0, spacing: float = 120.0,
+                    list_name: str | None = None, split: str = "all") -> Settings:
     """Settings with the line replaced by N simulated cameras over ``boards``."""
     from camera.config import SimulatedCamera
     from inspection.parts import PartsConfig
@@ -34,7 +35,7 @@ def _simulated_line(settings: Settings, boards: Path, cameras: int, realtime: bo
 
     cams = [SimulatedCamera(type="simulated", id=f"cam{i + 1}", boards=boards, mode="replay" if replay else "endless",
                             realtime=realtime, fps=fps, defect_rate=defect_rate, split_count=cameras, split_index=i,
-                            speed_px_s=speed, spacing_px=spacing,
+                            speed_px_s=speed, spacing_px=spacing, list_name=list_name, split=split,  # type: ignore[arg-type]
                             seed=i if not replay else 0)
             for i in range(cameras)]
     w, h = cams[0].width, cams[0].height
@@ -108,6 +109,10 @@ def replay_cmd(
     cameras: Annotated[int, typer.Option(help="Simulated cameras sharing the boards.")] = 1,
     speed: Annotated[float, typer.Option(help="Belt speed in frame pixels per second.")] = 300.0,
     spacing: Annotated[float, typer.Option(help="Gap between boards in pixels.")] = 120.0,
+    list_name: Annotated[str | None, typer.Option(
+        "--list", help="DeepPCB list: trainval or test (default: trainval, else test).")] = None,
+    split: Annotated[str, typer.Option(help="DeepPCB boards: all, or val / train of the importer's split "
+                                            "(sha256(board id) % 100 < 20 is val).")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per board, then a summary line.")] = False,
     store: Annotated[bool, typer.Option(help="Store inspections (in --data-dir, else a temporary folder).")] = True,
     config: ConfigOption = None,
@@ -116,18 +121,24 @@ def replay_cmd(
     """Run the whole pipeline over every board in DIR as fast as the machine allows."""
     from api.runtime import build_engine, open_sync
     from camera.errors import CameraError
+    from camera.config import split_filter
     from camera.simulated import BoardPool, replay_sequence
     from inspection.replay import ReplayReport
 
     if not 0 < defect_rate <= 1:
         raise CameraError(f"--defect-rate: must be in (0, 1], got {defect_rate}")
+    if list_name not in (None, "trainval", "test"):
+        raise CameraError(f"--list: must be trainval or test, got {list_name!r}")
+    if split not in ("all", "train", "val"):
+        raise CameraError(f"--split: must be all, train or val, got {split!r}")
+    list_file = f"{list_name}.txt" if list_name else None
     settings = settings_from(config, data_dir)
     with tempfile.TemporaryDirectory(prefix="twinspect-replay-") as tmp:
         if data_dir is None:
             settings = settings.model_copy(update={"data_dir": Path(tmp)})
         line = _simulated_line(settings, boards, cameras, realtime=False, fps=fps, defect_rate=defect_rate,
-                               replay=True, speed=speed, spacing=spacing)
-        sequence = replay_sequence(BoardPool.load(boards), defect_rate, seed=0)
+                               replay=True, speed=speed, spacing=spacing, list_name=list_file, split=split)
+        sequence = replay_sequence(BoardPool.load(boards, list_file, split_filter(split, 20)), defect_rate, seed=0)
         sync = open_sync(settings) if store else None
         engine = build_engine(line, store=store, sync=sync)
         report = ReplayReport(sequence, write=lambda s: print(s, flush=True), emit_lines=as_json)

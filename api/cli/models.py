@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from inspection.detections import Detections
+    from inspection.worker import InferenceWorker
 
 app = typer.Typer(help="Model registry: list and register models.", no_args_is_help=True)
 
@@ -44,7 +48,7 @@ def eval_cmd(
 
 
 def predict_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images (searched recursively).")],
     weights: WeightsOption,
     conf: Annotated[float, typer.Option(help="Minimum confidence of a reported box.")] = 0.25,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
@@ -52,11 +56,17 @@ def predict_cmd(
     batch: Annotated[int, typer.Option(help="Images per inference call.")] = 1,
     runners: Annotated[int, typer.Option(help="Images run side by side (0: one per CPU core, at most 4; "
                                           "1 on a GPU).")] = 0,
+    golden: Annotated[Path | None, typer.Option(
+        help="Reference models: compare every board with this golden image (default: the DeepPCB layout, "
+             "each ID_test.jpg with its ID_temp.jpg).")] = None,
+    register: Annotated[bool, typer.Option(
+        "--align/--no-align", help="Reference models: register each board to its golden first (as the "
+                                   "engine does); --no-align takes pairs as already registered.")] = True,
 ) -> None:
     """Detect defects with ONNX Runtime (the serving path; no torch)."""
     from inspection.errors import ModelError
     from inspection.images import expand_paths, read_image
-    from inspection.models import concurrency, load_detector
+    from inspection.models import concurrency, load_detector, model_input
     from inspection.onnx_detector import DEFAULT_PROVIDERS
     from inspection.worker import InferenceWorker, detect_in_order
 
@@ -67,22 +77,51 @@ def predict_cmd(
     if runners < 0:
         raise ModelError(f"runners: must be 0 (automatic) or more, got {runners}")
     files = expand_paths(paths)
+    kind = model_input(weights)
+    if golden is not None and kind != "reference":
+        raise ModelError(f"--golden: {weights} takes 'image' input and compares no golden")
     runners, threads = concurrency(DEFAULT_PROVIDERS, "onnx", runners)
     detector = load_detector(weights, conf=conf, iou=iou, backend="onnx", threads=threads)
     worker = InferenceWorker(detector, "predict", max_batch=batch, max_wait_ms=0, runners=runners).start()
     try:
+        if kind == "reference":
+            _predict_pairs(worker, files, golden, register, as_json, runners)
+            return
         for path, frame, det in detect_in_order(worker, ((p, read_image(p)) for p in files)):
-            if as_json:
-                typer.echo(json.dumps({"image": str(path), "width": frame.shape[1], "height": frame.shape[0],
-                                       "boxes": det.boxes_json()}))
-            else:
-                counts: dict[str, int] = {}
-                for k in det.class_id:
-                    counts[det.class_names[int(k)]] = counts.get(det.class_names[int(k)], 0) + 1
-                summary = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no defects"
-                typer.echo(f"{path}: {summary}")
+            _print_prediction(path, frame.shape[1], frame.shape[0], det, as_json)
     finally:
         worker.stop()
+
+
+def _predict_pairs(worker: InferenceWorker, files: list[Path], golden: Path | None, register: bool,
+                   as_json: bool, threads: int) -> None:
+    from inspection.pairing import detect_pairs, pair_inputs, prepared_stream
+
+    pairs = pair_inputs(files, golden)
+    for prep, det in detect_pairs(worker, prepared_stream(pairs, register, threads=threads)):
+        w, h = prep.board_size
+        extra = {"golden": str(prep.pair.golden), "alignment_score": round(prep.score, 4)}
+        if det is None:
+            if as_json:
+                typer.echo(json.dumps({"image": str(prep.pair.board), "width": w, "height": h, "boxes": [],
+                                       **extra, "error": prep.problem}))
+            else:
+                typer.echo(f"{prep.pair.board}: not inspected: {prep.problem}")
+            continue
+        _print_prediction(prep.pair.board, w, h, det, as_json, extra)
+
+
+def _print_prediction(path: Path, width: int, height: int, det: Detections, as_json: bool,
+                      extra: dict[str, object] | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps({"image": str(path), "width": width, "height": height, "boxes": det.boxes_json(),
+                               **(extra or {})}))
+        return
+    counts: dict[str, int] = {}
+    for k in det.class_id:
+        counts[det.class_names[int(k)]] = counts.get(det.class_names[int(k)], 0) + 1
+    summary = ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "no defects"
+    typer.echo(f"{path}: {summary}")
 
 
 def export_cmd(
@@ -111,7 +150,8 @@ def export_cmd(
     if pt.parent.joinpath("card.json").is_file():
         card = read_card(pt.parent)
     size = parse_imgsz(imgsz) if imgsz else (card["imgsz"] if card else 640)
-    onnx_path = export_onnx(pt, imgsz=size, half=half, dynamic_batch=dynamic_batch, device=device)
+    onnx_path = export_onnx(pt, imgsz=size, half=half, dynamic_batch=dynamic_batch, device=device,
+                            input_kind=card.get("input", "image") if card else None)
     typer.echo(f"exported {onnx_path}")
     if card is not None:
         card["export"] = {"format": "onnx", "half": half, "dynamic_batch": dynamic_batch,

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from inspection.classes import DEEPPCB_CLASSES
 from inspection.datasets.yolo import Box, YoloDatasetWriter
 from inspection.errors import DatasetError
 from inspection.hashing import tree_sha256
+from inspection.reference import INPUT_KINDS, compose, jitter_pair
 
 _SEP = re.compile(r"[,\s]+")
 
@@ -140,25 +142,38 @@ def is_validation(board_id: str, val_percent: int) -> bool:
 
 
 def import_deeppcb(src: Path, out: Path, val_percent: int = 20, background_percent: int = 10,
-                   progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> dict[str, Any]:
+                   progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+                   input_kind: str = "image", seed: int = 0) -> dict[str, Any]:
     """Import DeepPCB into a YOLO dataset at ``out`` and return its card.
 
-    ``background_percent`` of the training boards also contribute their defect-free
-    template as a background image (no boxes), which teaches the model that clean
-    copper is not a defect. Validation and test splits hold tested boards only, as the
-    DeepPCB protocol scores them.
+    ``input_kind="image"``: the tested boards as they are; ``background_percent`` of the
+    training boards also contribute their defect-free template as a background image (no
+    boxes), which teaches the model that clean copper is not a defect.
+
+    ``input_kind="reference"``: every image is the 3-plane reference input of
+    :mod:`inspection.reference` (board, golden, difference) written as PNG. Training
+    pairs get a random residual misregistration and re-lighting (seeded per board, so
+    an import is reproducible), and every training template is also a good example
+    (the golden against a shifted, re-lit copy of itself, or against itself exactly).
+    Validation and test pairs are composed as shipped (DeepPCB's aligned templates).
+
+    Validation and test splits hold tested boards only, as the DeepPCB protocol scores them.
     """
     if not 0 < val_percent < 100:
         raise DatasetError(f"val_percent: must be between 1 and 99, got {val_percent}")
     if not 0 <= background_percent <= 100:
         raise DatasetError(f"background_percent: must be between 0 and 100, got {background_percent}")
+    if input_kind not in INPUT_KINDS:
+        raise DatasetError(f"input: must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
     pcb = find_pcbdata(src)
     lists = [n for n in ("trainval.txt", "test.txt") if (pcb / n).is_file()]
     problems: list[str] = []
     per_list = {name: load_boards(pcb, name, progress, problems) for name in lists}
+    if input_kind == "reference":
+        check_template_sizes([b for boards in per_list.values() for b in boards], problems)
     if problems:
         raise DatasetError(f"{src}: {len(problems)} problem(s), nothing imported", problems)
-    writer = YoloDatasetWriter(out, DEEPPCB_CLASSES)
+    writer = YoloDatasetWriter(out, DEEPPCB_CLASSES, extra_yaml={"input": input_kind})
     try:
         used: list[Path] = [pcb / n for n in lists]
         for list_name, boards in per_list.items():
@@ -167,20 +182,62 @@ def import_deeppcb(src: Path, out: Path, val_percent: int = 20, background_perce
                     split = "test"
                 else:
                     split = "val" if is_validation(b.board_id, val_percent) else "train"
+                if input_kind == "reference":
+                    _add_reference(writer, split, b, seed)
+                    used += [b.test_image, b.template_image, b.label_file]
+                    continue
                 writer.add(split, b.test_image.name, None, b.size, list(b.boxes), source=b.test_image)
                 used += [b.test_image, b.label_file]
                 if split == "train" and is_validation(b.board_id + "/template", background_percent):
                     writer.add(split, b.template_image.name, None, b.size, [], source=b.template_image)
                     used.append(b.template_image)
         source_hash = tree_sha256(used, pcb)
+        rule = (f"val = sha256(board id) % 100 < {val_percent}; "
+                + (f"train templates as background: {background_percent}%" if input_kind == "image" else
+                   f"reference input; every train template also a good example; jitter seed {seed}"))
         return writer.commit(source_hash, {
             "name": out.name,
             "source": "DeepPCB (Tang et al. 2019), upstream PCBData layout",
-            "split_rule": f"val = sha256(board id) % 100 < {val_percent}; "
-                          f"train templates as background: {background_percent}%",
+            "input": input_kind,
+            "split_rule": rule,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         })
     except BaseException:
         writer.abort()
         raise
 
+
+def check_template_sizes(boards: list[Board], problems: list[str]) -> None:
+    """A reference pair needs a template of the tested board's size."""
+    for b in boards:
+        tmpl = cv2.imread(str(b.template_image), cv2.IMREAD_GRAYSCALE)
+        if tmpl is not None and (tmpl.shape[1], tmpl.shape[0]) != b.size:
+            problems.append(f"{b.template_image}: template is {tmpl.shape[1]}x{tmpl.shape[0]}, "
+                            f"its board {b.size[0]}x{b.size[1]}")
+
+
+def board_rng(board_id: str, seed: int) -> np.random.Generator:
+    """A random generator fixed by the board id and the import seed."""
+    digest = hashlib.sha256(f"{seed}/{board_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise DatasetError("could not encode a reference image as PNG")
+    return buf.tobytes()
+
+
+def _add_reference(writer: YoloDatasetWriter, split: str, b: Board, seed: int) -> None:
+    """One board's reference images: the tested pair, and in training a good pair too."""
+    test = cv2.imread(str(b.test_image), cv2.IMREAD_GRAYSCALE)
+    temp = cv2.imread(str(b.template_image), cv2.IMREAD_GRAYSCALE)
+    if test is None or temp is None:  # validated before; a file changed under us
+        raise DatasetError(f"{b.test_image}: became unreadable during the import")
+    if split != "train":
+        writer.add(split, f"{b.board_id}_test.png", _png(compose(test, temp)), b.size, list(b.boxes))
+        return
+    rng = board_rng(b.board_id, seed)
+    writer.add(split, f"{b.board_id}_test.png", _png(jitter_pair(test, temp, rng)), b.size, list(b.boxes))
+    writer.add(split, f"{b.board_id}_temp.png", _png(jitter_pair(temp, temp, rng)), b.size, [])

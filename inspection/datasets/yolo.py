@@ -53,9 +53,10 @@ class _SplitStats:
 class YoloDatasetWriter:
     """Writes a YOLO dataset into a temporary folder, then swaps it into place."""
 
-    def __init__(self, out: Path, names: tuple[str, ...]) -> None:
+    def __init__(self, out: Path, names: tuple[str, ...], extra_yaml: dict[str, Any] | None = None) -> None:
         self.out = out.resolve()
         self.names = names
+        self.extra_yaml = dict(extra_yaml or {})
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         self._stats: dict[str, _SplitStats] = {}
@@ -100,7 +101,7 @@ class YoloDatasetWriter:
             card = self._card(source_hash, extra)
             splits = [s for s in SPLITS if s in self._stats]
             data = {"path": ".", **{s: f"images/{s}" for s in splits},
-                    "nc": len(self.names), "names": dict(enumerate(self.names))}
+                    "nc": len(self.names), "names": dict(enumerate(self.names)), **self.extra_yaml}
             (self._tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
             (self._tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
             (self._tmp / "CARD.md").write_text(render_card_markdown(card))
@@ -193,6 +194,7 @@ class DatasetSpec:
     root: Path
     names: tuple[str, ...]
     splits: dict[str, Path]
+    input: str = "image"  # "reference": 3-plane board/golden/difference images (inspection.reference)
 
     def images(self, split: str) -> list[Path]:
         """Image files of one split, sorted by name."""
@@ -225,7 +227,7 @@ class DatasetSpec:
     def ultralytics_yaml(self, dest: Path) -> Path:
         """Write a copy of the data YAML with an absolute ``path`` for Ultralytics."""
         data = {"path": str(self.root), **{k: str(v) for k, v in self.splits.items()},
-                "nc": len(self.names), "names": dict(enumerate(self.names))}
+                "nc": len(self.names), "names": dict(enumerate(self.names)), "input": self.input}
         dest.write_text(yaml.safe_dump(data, sort_keys=False))
         return dest
 
@@ -261,4 +263,7 @@ def load_data_yaml(path: Path) -> DatasetSpec:
             splits[split] = folder if folder.is_absolute() else root / folder
     if not splits:
         raise DatasetError(f"{path}: no train/val/test split listed")
-    return DatasetSpec(yaml_path=path.resolve(), root=root, names=names, splits=splits)
+    kind = str(data.get("input", "image"))
+    if kind not in ("image", "reference"):
+        raise DatasetError(f"{path}: field 'input' must be 'image' or 'reference', got {kind!r}")
+    return DatasetSpec(yaml_path=path.resolve(), root=root, names=names, splits=splits, input=kind)
