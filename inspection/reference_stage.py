@@ -76,6 +76,7 @@ class ReferenceStage:
                              tuple(float(v) for v in result.homography.ravel()))
         if not result.ok or result.aligned is None:
             return Prepared(None, None, info, None, result.failure())
+        image = compose(result.aligned, golden.image)
         diffs = find_differences(result.aligned, golden.image, self.differences, golden.ignore) \
             if self.differences.enabled else None
-        return Prepared(compose(result.aligned, golden.image), result.aligned, info, diffs)
+        return Prepared(image, result.aligned, info, diffs)

@@ -69,8 +69,11 @@ class AlignSettings(BaseModel):
         "roughly upright); features: ORB keypoints + RANSAC homography, then ECC (any pose, slower).")
     min_score: float = Field(0.80, ge=-1.0, le=1.0, description="Alignment quality (normalised correlation of the "
                              "aligned board and the golden, 1 = identical) below which a board is 'uncertain'.")
-    work_px: int = Field(192, ge=64, le=1024, description="Longer side, in pixels, of the coarse ECC level.")
-    iterations: int = Field(40, ge=1, le=1000, description="ECC iterations per pyramid level.")
+    work_px: int = Field(160, ge=64, le=2048, description="Longer side, in pixels, at which ECC registers the "
+                         "board (the golden and the crop are resized to it).")
+    refine_px: int = Field(0, ge=0, le=4096, description="If larger than work_px: a second ECC pass at this size "
+                           "(finer, slower); 0 = none.")
+    iterations: int = Field(50, ge=1, le=1000, description="Most ECC iterations (it stops earlier once converged).")
 
 
 class RegionMask(BaseModel):

@@ -182,3 +182,19 @@ def test_region_masks_become_the_ignore_mask():
 
     with pytest.raises(RecipeError, match="outside"):
         golden_from_image("p", "cd" * 32, np.zeros((100, 200), np.uint8), (RegionMask(x1=10, y1=20, x2=300, y2=40),))
+
+
+def test_tolerance_absorbs_misregistration_but_not_missing_copper():
+    rng = np.random.default_rng(2)
+    from tests.conftest import draw_board
+
+    golden = draw_board(rng, 320)
+    shifted = np.roll(golden, 3, axis=1)  # the whole board 3 px off: edges differ everywhere
+    strict = DifferenceConfig(tolerance_px=0, min_area_px2=30)
+    assert len(find_differences(shifted, golden, strict)) > 0
+    assert len(find_differences(shifted, golden, DifferenceConfig(min_area_px2=30))) == 0
+    holed = shifted.copy()
+    ys, xs = np.nonzero(cv2.erode(golden, np.ones((25, 25), np.uint8)))  # deep inside a copper area
+    cv2.circle(holed, (int(xs[0]) + 3, int(ys[0])), 9, 0, -1)  # copper missing there
+    d = find_differences(holed, golden, DifferenceConfig(min_area_px2=30))
+    assert len(d) == 1 and d.xyxy[0][0] <= xs[0] + 3 <= d.xyxy[0][2]
