@@ -10,7 +10,21 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routers import events, export, inspections, live, metrics, models, pages, push, session, stats, twin
+from api.routers import (
+    events,
+    export,
+    inspections,
+    lines,
+    live,
+    metrics,
+    models,
+    pages,
+    push,
+    recipes,
+    session,
+    stats,
+    twin,
+)
 from api.services import Services
 
 STATIC = Path(__file__).parent / "static"
@@ -40,7 +54,8 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     for router in (pages.router, live.router, push.router, metrics.router, events.router, twin.router,
-                   session.router, inspections.router, stats.router, models.router, export.router):
+                   session.router, inspections.router, stats.router, models.router, export.router,
+                   recipes.router, lines.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

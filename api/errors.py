@@ -7,6 +7,14 @@ from fastapi.responses import JSONResponse
 
 from camera.errors import CameraError, FrameRejected, UnknownCamera
 from inspection.errors import DatasetError, ImageError, InspectionError, ModelError, RulesError
+from inspection.recipes.model import (
+    GoldenNotFound,
+    GoldenSizeMismatch,
+    GoldenTooLarge,
+    RecipeError,
+    RecipeExists,
+    RecipeNotFound,
+)
 from inspection.review import InvalidReview, ReviewConflict, ReviewError
 from inspection.store.errors import (
     DuplicateInspectionError,
@@ -32,12 +40,23 @@ class Forbidden(InspectionError):
     """A valid token whose role may not do this, or a cookie request without its CSRF header."""
 
 
+class Conflict(InspectionError):
+    """The request does not fit this process's state (e.g. a line change asked of a hub, which runs no line)."""
+
+
 class InvalidQuery(InspectionError):
     """A query parameter that parses but cannot be used (a time outside the range a database can store)."""
 
 
 STATUS: list[tuple[type[Exception], int]] = [
     (NotFound, 404),
+    (Conflict, 409),
+    (RecipeNotFound, 404),
+    (GoldenNotFound, 404),
+    (RecipeExists, 409),
+    (GoldenSizeMismatch, 409),
+    (GoldenTooLarge, 413),
+    (RecipeError, 422),
     (InvalidQuery, 422),
     (InspectionNotFoundError, 404),
     (EvidenceNotFoundError, 404),

@@ -88,6 +88,9 @@ class LiveView:
                 "coverage": q["coverage"] if q["coverage"] is not None else 1.0, **c["verdicts"],
                 "revision": doc["revision"]}
 
+    def set_line_recipe(self, recipe: str | None) -> None:
+        self.engine.set_line_recipe(recipe)
+
     def boards_in_view(self) -> dict[str, int]:
         return {loop.camera_id: (len(loop.latest[1]) if loop.latest else 0) for loop in self.engine.loops}
 

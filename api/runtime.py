@@ -7,13 +7,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine as DbEngine
 
-from api.settings import ModelSettings, Settings
-from camera.config import build_source
+from api.settings import LineSettings, ModelSettings, Settings
+from camera.config import SimulatedCamera, build_source
 from camera.source import FrameSource
 from inspection.detections import Detector
 from inspection.engine import Engine, EngineConfig
 from inspection.errors import ModelError
-from inspection.models import concurrency, load_detector
+from inspection.models import concurrency, load_detector, model_input
+from inspection.recipes.model import RecipeNotFound
+from inspection.recipes.store import RecipeStore
+from inspection.reference_stage import ReferenceStage
 from inspection.registry import resolve_model_dir
 from inspection.store import EvidenceStore, InspectionStore, open_database
 from inspection.verdict_sink import ModelInfo
@@ -42,6 +45,55 @@ def open_storage(settings: Settings, db: DbEngine | None = None) -> tuple[Inspec
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     evidence = EvidenceStore(settings.data_dir / "evidence")
     return InspectionStore(db or open_database(settings.database_url), evidence), evidence
+
+
+def open_recipes(settings: Settings, db: DbEngine | None = None) -> RecipeStore:
+    """The recipes and their golden images (same database as the inspections)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return RecipeStore(db or open_database(settings.database_url), settings.goldens_dir)
+
+
+def _deeppcb_cameras(line: LineSettings) -> list[SimulatedCamera]:
+    """Simulated cameras showing DeepPCB boards: they name each board's product (its own recipe)."""
+    from inspection.datasets.deeppcb import find_pcbdata
+    from inspection.errors import DatasetError
+
+    out = []
+    for cam in line.cameras:
+        if isinstance(cam, SimulatedCamera):
+            try:
+                find_pcbdata(cam.boards)
+            except DatasetError:
+                continue
+            out.append(cam)
+    return out
+
+
+def reference_stage(settings: Settings, recipes: RecipeStore) -> ReferenceStage:
+    """What a reference model needs: every golden it will be asked for, registered and checked first.
+
+    The simulated DeepPCB line's per-board recipes are registered (idempotent); a line recipe
+    must exist. A reference model with no golden for its boards is refused here, at start.
+    """
+    from inspection.recipes.deeppcb import register_deeppcb_recipes
+
+    line = settings.line
+    simulated = _deeppcb_cameras(line)
+    for cam in simulated:
+        pcb = cam.boards / "PCBData" if (cam.boards / "PCBData").is_dir() else cam.boards
+        list_name = cam.list_name or ("trainval.txt" if (pcb / "trainval.txt").is_file() else "test.txt")
+        register_deeppcb_recipes(recipes, cam.boards, list_name)
+    if line.recipe is not None:
+        try:
+            recipes.golden(line.recipe)
+        except RecipeNotFound:
+            raise ModelError(f"line.recipe: no recipe {line.recipe!r} (twinspect recipes list; "
+                             f"twinspect recipes add NAME --golden IMAGE)") from None
+    elif len(simulated) < len(line.cameras):
+        raise ModelError(f"models.defect: {settings.models.defect.weights} compares each board with its golden "
+                         f"image, but line.recipe is not set (twinspect recipes add NAME --golden IMAGE, then "
+                         f"line.recipe: NAME)")
+    return ReferenceStage(recipes, line.recipe, line.rules.differences)
 
 
 def open_sync(settings: Settings, forwarders: bool = True) -> SyncService:
@@ -74,12 +126,26 @@ def build_engine(settings: Settings, sources: list[FrameSource] | None = None, s
                           max_wait_ms=line.max_wait_ms, camera_tokens=dict(line.camera_tokens),
                           part_runners=part_runners, defect_runners=defect_runners)
     models = {"defect": model_info(settings.models.defect.weights), "part": model_info(settings.models.part.weights)}
+    reference, recipes = None, None
+    if model_input(settings.models.defect.weights) == "reference":
+        recipes = open_recipes(settings, sync.log.engine if sync else None)
+        reference = reference_stage(settings, recipes)
+    elif line.recipe is not None:
+        raise ModelError(f"line.recipe: set to {line.recipe!r}, but the defect model {settings.models.defect.weights} "
+                         f"takes 'image' input and compares no golden (serve a reference model, or unset line.recipe)")
     if sync is None:
-        return Engine(config, sources, part, defect, models["defect"], inspections, evidence)
+        return Engine(config, sources, part, defect, models["defect"], inspections, evidence, reference=reference)
     recorder = EngineRecorder(sync.log, sync.twins, line.line_id, settings.sync.edge_id, models)
     engine = Engine(config, sources, part, defect, models["defect"], inspections, evidence,
-                    outbox=recorder.outbox, outbox_flush=sync.log.flush)
+                    outbox=recorder.outbox, outbox_flush=sync.log.flush, reference=reference)
     engine.add_listener(recorder)
     engine.on_start.append(lambda: recorder.start(engine.sources))
+    if recipes is not None:
+        sha = recipes.get(line.recipe).golden_sha256 if line.recipe else None
+
+        def announce_recipe() -> None:  # line.recipe_changed when the config names another recipe than the twin
+            recorder.announce_recipe(line.recipe, sha)
+
+        engine.on_start.append(announce_recipe)
     engine.on_stop.append(recorder.stop)
     return engine

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from api.tokens import TokenStore
+    from inspection.recipes.store import RecipeStore
     from inspection.store import InspectionStore
     from sync.service import SyncService
 
@@ -45,6 +46,9 @@ class EngineView(Protocol):
     def boards_in_view(self) -> dict[str, int]:
         """Boards each camera tracks right now."""
 
+    def set_line_recipe(self, recipe: str | None) -> None:
+        """Compare every board of the line with this recipe's golden from now on (None: the camera names it)."""
+
 
 @dataclass
 class Services:
@@ -60,3 +64,4 @@ class Services:
     # A review that changes a verdict goes out as a review.corrected event on the line's stream. Not on a
     # hub: each line's stream (its sequence) belongs to its edge; there a review changes the hub's rows only.
     review_events: bool = True
+    recipes: RecipeStore | None = None  # recipes and golden images (same database); None: no recipe endpoints

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from camera.config import CameraConfig
 from inspection.errors import InspectionError
 from inspection.parts import PartsConfig
+from inspection.recipes.model import NAME_RE as RECIPE_NAME_RE
 from inspection.rules import RulesConfig
 from sync.config import SyncSettings
 
@@ -99,6 +100,10 @@ class LineSettings(BaseModel):
     max_wait_ms: float = Field(4.0, ge=0, le=1000, description="Longest wait to fill a batch, in ms.")
     camera_tokens: dict[str, str] = Field(default_factory=dict,
                                           description="Bearer token each push camera must send, by camera id.")
+    recipe: str | None = Field(
+        None, pattern=RECIPE_NAME_RE.pattern,
+        description="Recipe (product) whose golden image every board of this line is compared with; unset: the "
+        "camera names each part's product (the simulated DeepPCB line) or the defect model needs no golden.")
 
 
 class StorageSettings(BaseModel):
@@ -145,6 +150,11 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def goldens_dir(self) -> Path:
+        """The recipes' golden images, content-addressed (``ab/cd/<sha256>.<ext>``)."""
+        return self.data_dir / "goldens"
 
     @property
     def database_url(self) -> str:

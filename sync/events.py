@@ -29,7 +29,7 @@ TYPE_PREFIX = "io.twinspect."
 EVENT_TYPES: tuple[str, ...] = (
     "part.entered", "part.inspected", "part.uninspected", "part.exited",
     "line.started", "line.stopped", "camera.online", "camera.offline",
-    "review.corrected", "model.activated", "twin.drift",
+    "review.corrected", "model.activated", "twin.drift", "line.recipe_changed",
 )
 SPEC_VERSION = "1.0"
 LINE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")

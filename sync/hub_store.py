@@ -59,6 +59,7 @@ def inspection_record(event: Event) -> InspectionRecord | None:
         crop_width=data.crop.width, crop_height=data.crop.height,
         boxes=tuple(BoxRecord(float(b.xyxy[0]), float(b.xyxy[1]), float(b.xyxy[2]), float(b.xyxy[3]),
                               float(b.confidence), b.class_name) for b in data.defects),
+        recipe=data.recipe, golden_sha256=data.golden_sha256, alignment_score=data.alignment_score,
     )
 
 

@@ -6,12 +6,14 @@
 - the verdict sink's outbox: each stored batch of verdicts becomes part.inspected events,
   committed in one transaction with the inspection rows;
 - a watcher of the cameras' state (camera.online / camera.offline) and, at start, of the
-  active models (model.activated when a model differs from what the twin last saw).
+  active models (model.activated when a model differs from what the twin last saw) and of
+  the line's recipe (line.recipe_changed when the configured one differs from the twin's).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +22,7 @@ from camera.frame import SourceState
 from camera.source import FrameSource
 from inspection.parts import LineState, LineStateChanged, PartEntered, PartExited, PartUninspected
 from inspection.store import InspectionRecord
+from inspection.verdict import Verdict
 from inspection.verdict_sink import Inspected, ModelInfo
 from sync.events import Draft, rfc3339
 from sync.log import EventLog
@@ -30,6 +33,24 @@ log = logging.getLogger(__name__)
 
 def _box(xyxy: Any) -> list[float]:
     return [round(float(v), 1) for v in list(xyxy)[:4]]
+
+
+def line_recipe_draft(line_id: str, source: str, recipe: str | None, previous: str | None,
+                      golden_sha256: str | None, changed_by: str) -> Draft:
+    """The line.recipe_changed event: the line's recipe (and golden) is now ``recipe``, was ``previous``."""
+    return Draft("line.recipe_changed", line_id, source,
+                 {"line_id": line_id, "recipe": recipe, "previous": previous, "golden_sha256": golden_sha256,
+                  "changed_by": changed_by})
+
+
+def _reference_data(verdict: Verdict) -> dict[str, Any]:
+    """The golden-reference fields of part.inspected (all null without a golden)."""
+    ref = verdict.reference
+    if ref is None:
+        return {"recipe": None, "golden_sha256": None, "alignment_score": None}
+    score = float(ref.alignment_score)
+    return {"recipe": ref.recipe, "golden_sha256": ref.golden_sha256,
+            "alignment_score": round(score, 4) if math.isfinite(score) else None}
 
 
 class EngineRecorder:
@@ -110,6 +131,7 @@ class EngineRecorder:
             "model": {"name": model.name, "version": model.version} if model else None,
             "evidence_sha256": record.evidence_sha256 if record else None,
             "crop": {"width": record.crop_width, "height": record.crop_height} if record else None,
+            **_reference_data(v),
         }
         return self._draft("part.inspected", data, v.camera_id, v.part_id, rfc3339(done.t_wall))
 
@@ -139,6 +161,18 @@ class EngineRecorder:
                                                               "version": info.version}))
         if drafts:
             self.log.publish(drafts)
+
+    def announce_recipe(self, recipe: str | None, golden_sha256: str | None, changed_by: str = "config") -> bool:
+        """At start: line.recipe_changed when the configured ``recipe`` (or its golden) differs from the twin's.
+
+        Returns whether an event went out (it is published, not waited for).
+        """
+        previous, previous_sha = self.twins.line_recipe(self.line_id)
+        if (previous, previous_sha) == (recipe, golden_sha256):
+            return False
+        self.log.publish([line_recipe_draft(self.line_id, self.source(), recipe, previous, golden_sha256,
+                                            changed_by)])
+        return True
 
     def camera_drafts(self, sources: Mapping[str, FrameSource]) -> list[Draft]:
         """camera.online / camera.offline for every camera whose state changed since the last call."""

@@ -65,6 +65,14 @@ class PartInspectedData(_Data):
                                         description="sha256 of the evidence JPEG (the object's name in the "
                                                     "evidence bucket); null when not stored.")
     crop: CropSize | None = Field(None, description="Size of the board crop in pixels; null when not stored.")
+    recipe: str | None = Field(None, max_length=100, description="Recipe (product) whose golden image the board was "
+                               "compared with; null without a golden.")
+    golden_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                      description="sha256 of the golden image file (GET /api/v1/goldens/{sha256}); "
+                                                  "null without a golden.")
+    alignment_score: float | None = Field(None, ge=-1, le=1,
+                                          description="How well the board aligned to the golden (normalised "
+                                                      "correlation, 1 = identical); null when not measured.")
 
 
 class PartUninspectedData(_Data):
@@ -109,6 +117,17 @@ class ModelActivatedData(_Data):
     version: str
 
 
+class LineRecipeChangedData(_Data):
+    line_id: str
+    recipe: str | None = Field(max_length=100, description="The recipe (product) every board is now compared with; "
+                                                            "null: none set for the whole line.")
+    previous: str | None = Field(description="The line's recipe before the change, as the twin knew it.")
+    golden_sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$",
+                                      description="sha256 of the new recipe's golden image file; null without one.")
+    changed_by: str = Field(description="Who changed it: a token's name, or 'config' when the engine started with "
+                                        "another recipe than the twin last recorded.")
+
+
 class Difference(BaseModel):
     field: str
     expected: Any
@@ -126,7 +145,7 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     "line.started": LineStateData, "line.stopped": LineStateData,
     "camera.online": CameraStateData, "camera.offline": CameraStateData,
     "review.corrected": ReviewCorrectedData, "model.activated": ModelActivatedData,
-    "twin.drift": TwinDriftData,
+    "twin.drift": TwinDriftData, "line.recipe_changed": LineRecipeChangedData,
 }
 assert set(DATA_MODELS) == set(EVENT_TYPES)
 

@@ -10,7 +10,7 @@ gives the same document byte for byte, and ``at=REVISION`` is a replay that stop
      "attributes": {"lineId": "line-1", "kind": "inspection-line", "lastEventTime": ...},
      "features": {"line": {"properties": {"status": "running", "since": ...}},
                   "cameras": ..., "counters": ..., "quality": ..., "throughput": ...,
-                  "models": ..., "recentParts": ..., "drift": ...}}
+                  "models": ..., "recentParts": ..., "drift": ..., "recipe": ...}}
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def new_state(line_id: str) -> dict[str, Any]:
         "counters": {"entered": 0, "inspected": 0, "uninspected": 0, "exited": 0, "corrected": 0,
                      "verdicts": dict.fromkeys(OUTCOMES, 0), "defects": {}},
         "recent": [], "inspected_per_second": {},
+        "recipe": {"line": None, "last": None},
     }
 
 
@@ -68,10 +69,34 @@ def _on_inspected(state: dict[str, Any], ce: dict[str, Any]) -> None:
     if len(per_second) > THROUGHPUT_WINDOW_S + 1:
         for key in [k for k in per_second if int(k) <= second - THROUGHPUT_WINDOW_S]:
             del per_second[key]
-    state["recent"] = [{"partId": data["part_id"], "cameraId": data["camera_id"], "verdict": verdict,
-                        "defects": sorted({d["class_name"] for d in data.get("defects", [])}),
-                        "inspectionId": data.get("inspection_id"), "time": ce["time"]},
-                       *state["recent"]][:RECENT_PARTS]
+    item = {"partId": data["part_id"], "cameraId": data["camera_id"], "verdict": verdict,
+            "defects": sorted({d["class_name"] for d in data.get("defects", [])}),
+            "inspectionId": data.get("inspection_id"), "time": ce["time"]}
+    if data.get("recipe") is not None:
+        item["recipe"] = data["recipe"]
+        recipe = _recipe_state(state)
+        recipe["last"] = {"partId": data["part_id"], "recipe": data["recipe"],
+                          "goldenSha256": data.get("golden_sha256"), "alignmentScore": data.get("alignment_score"),
+                          "time": ce["time"]}
+    state["recent"] = [item, *state["recent"]][:RECENT_PARTS]
+
+
+def _recipe_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The recipe part of a state (snapshots taken before recipes existed have none)."""
+    return state.setdefault("recipe", {"line": None, "last": None})
+
+
+def _on_recipe_changed(state: dict[str, Any], ce: dict[str, Any]) -> None:
+    data = ce["data"]
+    _recipe_state(state)["line"] = {"name": data["recipe"], "goldenSha256": data.get("golden_sha256"),
+                                    "previous": data.get("previous"), "changedBy": data.get("changed_by"),
+                                    "since": ce["time"]}
+
+
+def line_recipe(state: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(recipe, golden sha256) of the line as the last ``line.recipe_changed`` set them; (None, None) if never."""
+    line = (state.get("recipe") or {}).get("line") or {}
+    return line.get("name"), line.get("goldenSha256")
 
 
 def _on_corrected(state: dict[str, Any], ce: dict[str, Any]) -> None:
@@ -111,6 +136,8 @@ def apply(state: dict[str, Any], ce: dict[str, Any], offset: int) -> None:
         state["models"][data["role"]] = {"name": data["name"], "version": data["version"], "since": ce["time"]}
     elif kind == "twin.drift":
         state["drift"] = {"time": ce["time"], "differences": data["differences"]}
+    elif kind == "line.recipe_changed":
+        _on_recipe_changed(state, ce)
     state["revision"] = ce["sequence"]
     state["offset"] = offset
     state["last_time"] = ce["time"]
@@ -142,8 +169,18 @@ def document(state: dict[str, Any]) -> dict[str, Any]:
             "models": {"properties": state["models"]},
             "recentParts": {"properties": {"items": state["recent"]}},
             "drift": {"properties": state["drift"] or {}},
+            "recipe": {"properties": _recipe_properties(state)},
         },
     }
+
+
+def _recipe_properties(state: dict[str, Any]) -> dict[str, Any]:
+    """The line's recipe and golden (from line.recipe_changed) and the last inspection's (from part.inspected)."""
+    recipe = state.get("recipe") or {}
+    line = recipe.get("line") or {}
+    return {"name": line.get("name"), "goldenSha256": line.get("goldenSha256"), "since": line.get("since"),
+            "changedBy": line.get("changedBy"), "previous": line.get("previous"),
+            "lastInspection": recipe.get("last")}
 
 
 class TwinStore:
@@ -166,6 +203,12 @@ class TwinStore:
         """The active models the twin of ``line`` knows, by role."""
         with self._lock:
             return json.loads(dumps(self._require(line)["models"]))  # type: ignore[no-any-return]
+
+    def line_recipe(self, line: str) -> tuple[str | None, str | None]:
+        """(recipe, golden sha256) the twin of ``line`` last recorded; (None, None): none, or no twin yet."""
+        with self._lock:
+            state = self._states.get(line)
+            return (None, None) if state is None else line_recipe(state)
 
     def revision(self, line: str) -> int:
         with self._lock:

@@ -51,7 +51,7 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
     from api.app import create_app
     from api.errors import NotFound
     from api.live_view import LiveView
-    from api.runtime import build_engine, open_sync
+    from api.runtime import build_engine, open_recipes, open_sync
     from api.services import Services
     from api.tokens import Role, TokenStore
 
@@ -62,7 +62,8 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
                               max_page=settings.sync.feeds.max_page, inspections=engine.sink.store,
                               model_dirs={"defect": engine_settings.models.defect.weights,
                                           "part": engine_settings.models.part.weights},
-                              class_names=tuple(engine.defect_worker.detector.class_names)))
+                              class_names=tuple(engine.defect_worker.detector.class_names),
+                              recipes=open_recipes(settings, sync.log.engine)))
     url = f"http://{settings.server.host}:{settings.server.port}/"
     typer.echo(f"twinspect: {banner} at {url}")
     typer.echo("  open it in a browser: the review queue, live frames with tracked boards, the dashboard; "
@@ -120,8 +121,8 @@ def replay_cmd(
 ) -> None:
     """Run the whole pipeline over every board in DIR as fast as the machine allows."""
     from api.runtime import build_engine, open_sync
-    from camera.errors import CameraError
     from camera.config import split_filter
+    from camera.errors import CameraError
     from camera.simulated import BoardPool, replay_sequence
     from inspection.replay import ReplayReport
 

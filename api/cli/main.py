@@ -13,7 +13,7 @@ import sys
 import typer
 from typer._click import exceptions as click_exc
 
-from api.cli import config_cmd, datasets, hub, line, models, tokens, train
+from api.cli import config_cmd, datasets, hub, line, models, recipes, tokens, train
 from inspection.errors import InspectionError
 from sync.errors import SyncError
 
@@ -23,6 +23,7 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(recipes.app, name="recipes")
 app.command("train")(train.train_cmd)
 app.command("eval")(models.eval_cmd)
 app.command("predict")(models.predict_cmd)

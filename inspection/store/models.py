@@ -116,6 +116,10 @@ class InspectionRow(Base):
     # with outcome and the boxes that are not rejected by every write (_to_row, reviews)
     max_confidence: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
     risk_rank: Mapped[int] = mapped_column(SmallInteger, default=2, server_default=text("2"))
+    # golden-reference inspections: the recipe, the golden image (sha256 of its file) and the alignment score
+    recipe: Mapped[str | None] = mapped_column(String(100))
+    golden_sha256: Mapped[str | None] = mapped_column(String(64))
+    alignment_score: Mapped[float | None] = mapped_column(Float)
 
     boxes: Mapped[list[BoxRow]] = relationship(
         back_populates="inspection", cascade="all, delete-orphan", passive_deletes=True, order_by="BoxRow.id")
@@ -183,3 +187,23 @@ class AuditRow(Base):
         CheckConstraint(in_list("action", REVIEW_ACTIONS), name="action"),
         Index("ix_review_audit_inspection", "inspection_id", "id"),
     )
+
+
+class RecipeRow(Base):
+    """A recipe (product): its golden image by sha256 (the file lives in the goldens folder), masks, alignment."""
+
+    __tablename__ = "recipes"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    golden_sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    masks: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    align: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (CheckConstraint("width > 0 AND height > 0", name="size"),)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,6 +74,9 @@ class InspectionRecord:
     crop_width: int
     crop_height: int
     boxes: tuple[BoxRecord, ...] = ()
+    recipe: str | None = None  # golden-reference inspections: the recipe (product) compared with,
+    golden_sha256: str | None = None  # its golden image (sha256 of the file in the goldens folder),
+    alignment_score: float | None = None  # and how well the board aligned to it (None: not measured)
 
     def __post_init__(self) -> None:
         _require_aware("captured_at", self.captured_at)
@@ -93,6 +97,8 @@ class InspectionRecord:
             for b, c, k in zip(dets.xyxy, dets.confidence, dets.class_id, strict=True)
         )
         x1, y1, x2, y2 = (float(v) for v in verdict.board_xyxy[:4])
+        ref = verdict.reference
+        score = float(ref.alignment_score) if ref is not None else math.nan
         return cls(
             id=record_id or str(uuid.uuid4()), part_id=verdict.part_id, line_id=line_id,
             camera_id=verdict.camera_id, track_id=int(verdict.track_id), outcome=Outcome(verdict.outcome),
@@ -100,6 +106,9 @@ class InspectionRecord:
             frame_seq=int(verdict.frame_seq), captured_at=captured_at, evidence_sha256=sha,
             board_xyxy=(x1, y1, x2, y2), crop_width=int(verdict.crop.shape[1]),
             crop_height=int(verdict.crop.shape[0]), boxes=boxes,
+            recipe=ref.recipe if ref is not None else None,
+            golden_sha256=ref.golden_sha256 if ref is not None else None,
+            alignment_score=score if math.isfinite(score) else None,
         )
 
 
@@ -128,6 +137,9 @@ class StoredInspection:
     reviewed_by: str | None
     reviewed_at: datetime | None
     version: int  # bumped on every change; updates name the version they read
+    recipe: str | None = None  # golden-reference inspections only (see InspectionRecord)
+    golden_sha256: str | None = None
+    alignment_score: float | None = None
 
     @property
     def live_boxes(self) -> tuple[BoxRecord, ...]:

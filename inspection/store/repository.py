@@ -59,6 +59,7 @@ def _to_row(rec: InspectionRecord, created_at: datetime) -> InspectionRow:
         review_status=ReviewStatus.PENDING.value, version=1,
         max_confidence=max((b.confidence for b in rec.boxes if not b.rejected), default=0.0),
         risk_rank=RISK_RANK[Outcome(rec.outcome).value],
+        recipe=rec.recipe, golden_sha256=rec.golden_sha256, alignment_score=rec.alignment_score,
         boxes=[BoxRow(x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2, confidence=b.confidence, class_name=b.class_name,
                       source=BoxSource(b.source).value, rejected=b.rejected) for b in rec.boxes],
     )
@@ -76,6 +77,7 @@ def _to_stored(row: InspectionRow) -> StoredInspection:
                               bool(b.rejected), b.id) for b in row.boxes),
         review_status=ReviewStatus(row.review_status), reviewed_by=row.reviewed_by,
         reviewed_at=row.reviewed_at, version=row.version,
+        recipe=row.recipe, golden_sha256=row.golden_sha256, alignment_score=row.alignment_score,
     )
 
 

@@ -7,7 +7,7 @@
 - the inspections were stored through the event log's outbox together with their
   ``part.inspected`` events, so the twins of ``line-1`` and ``line-2`` count them;
 - ``Services(engine=None, ...)`` with the inspection store, the event log and twins, the
-  token store, the shipped model folders and the DeepPCB class names.
+  token store, the shipped model folders, the DeepPCB class names and a recipe store (empty).
 
 Inspection ``i`` (0-based) is: ``pass`` without boxes when ``i % 3 == 0``, ``fail`` when
 ``i % 3 == 1``, ``uncertain`` when ``i % 3 == 2``; on ``line-1`` when ``i`` is even, else
@@ -33,6 +33,7 @@ from api.app import create_app
 from api.services import Services
 from api.tokens import Role, TokenStore
 from inspection.classes import DEEPPCB_CLASSES
+from inspection.recipes.store import RecipeStore
 from inspection.store import (
     BoxRecord,
     EvidenceStore,
@@ -146,7 +147,7 @@ def build_populated_app(tmp_path: Path, n: int = 30) -> tuple[FastAPI, Services,
     services = Services(engine=None, sync=sync, tokens=tokens, inspections=store,
                         model_dirs={"defect": REPO / "weights" / "defect-yolov8n",
                                     "part": REPO / "weights" / "part-yolov8n"},
-                        class_names=DEEPPCB_CLASSES)
+                        class_names=DEEPPCB_CLASSES, recipes=RecipeStore(db, tmp_path / "goldens"))
     return create_app(services), services, admin
 
 

@@ -35,6 +35,7 @@ EVERY_ROLE = frozenset(ROLES)
 PUBLIC = frozenset(CALLERS)
 SKIPPED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static"}
 CAMERA_SECRET = "door-secret"
+RECIPE = "matrix-recipe"
 
 # (method, path) -> roles allowed besides admin (admin passes every check)
 RULES: dict[tuple[str, str], frozenset[str]] = {
@@ -65,6 +66,13 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/stats"): QA_ML,
     ("GET", "/api/v1/models"): QA_ML,
     ("GET", "/api/v1/export"): frozenset({"ml"}),
+    ("GET", "/api/v1/recipes"): READERS,
+    ("GET", "/api/v1/recipes/{name}"): READERS,
+    ("GET", "/api/v1/recipes/{name}/golden"): READERS,
+    ("GET", "/api/v1/goldens/{sha256}"): READERS,
+    ("POST", "/api/v1/recipes"): frozenset({"ml"}),
+    ("PUT", "/api/v1/recipes/{name}"): frozenset({"ml"}),
+    ("PUT", "/api/v1/lines/{line_id}/recipe"): frozenset({"ml"}),
 }
 WRONG_ROLE_STATUS: dict[tuple[str, str], int] = {}  # every route answers 403 to a valid token of the wrong role
 
@@ -97,6 +105,8 @@ class FakeEngine:
     def boards_in_view(self) -> dict[str, int]:
         return {"cam1": 0}
 
+    def set_line_recipe(self, recipe: str | None) -> None: ...
+
 
 @dataclass
 class Matrix:
@@ -104,6 +114,7 @@ class Matrix:
     tokens: dict[str, str | None]
     inspection_id: str
     routes: list[tuple[str, str, bool]]  # (method, path, in the OpenAPI schema)
+    golden_sha256: str
 
 
 def app_routes(app: Any) -> list[tuple[str, str, bool]]:
@@ -134,11 +145,13 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     info, tokens["revoked"] = services.tokens.create(Role.ADMIN, "revoked-admin")
     services.tokens.revoke(info.id)
     fail = next(x for x in services.inspections.iterate() if x.outcome is Outcome.FAIL)
+    assert services.recipes is not None
+    recipe = services.recipes.add(RECIPE, _png(), actor="matrix")
     with TestClient(app, raise_server_exceptions=False) as client:
         r = client.post(f"/api/v1/inspections/{fail.id}/review", json={"action": "confirm"},
                         headers={"Authorization": f"Bearer {tokens['qa']}"})
         assert r.status_code == 200, r.text  # something reviewed, so the export has content
-        yield Matrix(client, tokens, fail.id, app_routes(app))
+        yield Matrix(client, tokens, fail.id, app_routes(app), recipe.golden_sha256)
     dispose(services)
 
 
@@ -148,7 +161,8 @@ def _png() -> bytes:
 
 def concrete(m: Matrix, method: str, path: str) -> str:
     values = {"inspection_id": m.inspection_id, "line": "line-1", "event_type": "part.inspected",
-              "camera_id": "door" if path.startswith("/api/v1/cameras") else "cam1", "part_id": "p-1"}
+              "camera_id": "door" if path.startswith("/api/v1/cameras") else "cam1", "part_id": "p-1",
+              "name": RECIPE, "sha256": m.golden_sha256, "line_id": "line-1"}
     if "{token_id}" in path:  # a fresh throwaway token for every call: only admin may revoke it
         client_tokens = m.client.app.state.services.tokens
         values["token_id"] = client_tokens.create(Role.QA, "throwaway")[0].id
@@ -164,6 +178,9 @@ def request_kwargs(method: str, path: str, token: str | None) -> dict[str, Any]:
         ("POST", "/api/v1/tokens"): {"json": {"role": "qa", "name": "made-by-matrix"}},
         ("POST", "/api/v1/inspections/{inspection_id}/review"): {"json": {"action": "comment", "comment": "m"}},
         ("GET", "/api/v1/events/stream"): {"params": {"after": 10**9}},  # 400 after the role check: no endless stream
+        ("POST", "/api/v1/recipes"): {"data": {"name": RECIPE}, "files": {"golden": ("g.png", _png(), "image/png")}},
+        ("PUT", "/api/v1/recipes/{name}"): {"files": {"golden": ("g.png", _png(), "image/png")}},
+        ("PUT", "/api/v1/lines/{line_id}/recipe"): {"json": {"recipe": RECIPE}},
     }.get((method, path), {})
     if (method, path) == ("POST", "/api/v1/session"):
         kw["headers"] = {}
