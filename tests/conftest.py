@@ -122,6 +122,27 @@ def real_board_subset(dest: Path, n: int, offset: int = 0) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def reference_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry entry whose card says 'reference': the shipped plain network under a reference card.
+
+    Its boxes mean little on reference input; tests that use it check the pipeline (pairing,
+    alignment, recipes, what is stored and announced), not accuracy (that is bench/'s job).
+    """
+    import json
+    import shutil
+
+    from inspection.registry import resolve_model_dir
+
+    plain = resolve_model_dir(REPO / "weights" / "defect-yolov8n-v1")
+    folder = tmp_path_factory.mktemp("weights") / "defect-ref-v1"
+    folder.mkdir()
+    shutil.copy(plain / "model.onnx", folder / "model.onnx")
+    card = json.loads((plain / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**card, "input": "reference"}))
+    return folder
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -15,17 +14,6 @@ from inspection.models import model_input, require_input
 from inspection.pairing import Pair, pair_inputs
 from tests.cli import REPO, run_cli
 from tests.conftest import real_board_subset
-
-
-@pytest.fixture(scope="module")
-def reference_model(tmp_path_factory) -> Path:
-    """A registry entry whose card says 'reference' (the shipped network: its boxes are not the point here)."""
-    folder = tmp_path_factory.mktemp("weights") / "defect-ref-v1"
-    folder.mkdir()
-    shutil.copy(REPO / "weights" / "defect-yolov8n-v1" / "model.onnx", folder / "model.onnx")
-    card = json.loads((REPO / "weights" / "defect-yolov8n-v1" / "card.json").read_text())
-    (folder / "card.json").write_text(json.dumps({**card, "input": "reference"}))
-    return folder
 
 
 @pytest.fixture(scope="module")
