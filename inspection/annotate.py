@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from inspection.detections import Detections
+from inspection.preprocess import as_bgr
 
 # One fixed colour per class id (BGR), readable on black and white boards.
 PALETTE = ((56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
@@ -13,8 +14,9 @@ PALETTE = ((56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 
 
 
 def draw(image: np.ndarray, det: Detections, thickness: int = 2) -> np.ndarray:
-    """A copy of ``image`` (BGR) with each box, its class and confidence."""
-    out = image.copy()
+    """A BGR copy of ``image`` (BGR or grey, e.g. a board registered to its golden) with each box,
+    its class and confidence."""
+    out = as_bgr(image).copy()
     for (x1, y1, x2, y2), conf, k in zip(det.xyxy.astype(int), det.confidence, det.class_id, strict=True):
         color = PALETTE[int(k) % len(PALETTE)]
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)

@@ -198,3 +198,12 @@ def test_tolerance_absorbs_misregistration_but_not_missing_copper():
     cv2.circle(holed, (int(xs[0]) + 3, int(ys[0])), 9, 0, -1)  # copper missing there
     d = find_differences(holed, golden, DifferenceConfig(min_area_px2=30))
     assert len(d) == 1 and d.xyxy[0][0] <= xs[0] + 3 <= d.xyxy[0][2]
+
+
+def test_boxes_drawn_on_a_registered_grey_board_keep_their_colours():
+    from inspection.annotate import PALETTE, draw
+
+    det = Detections(np.array([[10, 10, 60, 60]], np.float32), np.array([0.9], np.float32),
+                     np.array([0], np.int64), NAMES)
+    out = draw(np.zeros((100, 100), np.uint8), det)
+    assert out.shape == (100, 100, 3) and tuple(int(v) for v in out[35, 10]) == PALETTE[0]
