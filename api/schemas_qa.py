@@ -18,6 +18,7 @@ from inspection.store import AuditEntry, StoredInspection
 Verdict = Literal["pass", "fail", "uncertain"]
 ReviewStatusName = Literal["pending", "confirmed", "rejected", "corrected"]
 Coord = Annotated[float, Field(allow_inf_nan=False)]
+ALIGNMENT_FAILED = "alignment failed"  # in the verdict reason of a board that could not be aligned (inspection.align)
 
 
 class ModelRef(BaseModel):
@@ -40,6 +41,8 @@ class InspectionSummary(BaseModel):
     thumbnail_url: str
     evidence_url: str
     version: int = Field(description="Bumped by every review; send it back in a review to detect stale views.")
+    recipe: str | None = Field(None, description="The recipe (product) the board was compared with; null for an "
+                                                 "inspection without a golden image.")
 
 
 class InspectionPage(BaseModel):
@@ -86,6 +89,13 @@ class InspectionDetail(InspectionSummary):
     review: ReviewState
     class_names: list[str] = Field(description="The defect classes, in model order (keys 1-6 in the UI).")
     audit: list[AuditOut]
+    golden_sha256: str | None = Field(None, description="sha256 of the golden image the board was compared with.")
+    golden_url: str | None = Field(None, description="/api/v1/goldens/{sha256}: the golden image; null without one.")
+    alignment_score: float | None = Field(None, description="How well the board aligned to its golden (1 = "
+                                                            "identical); null when not measured.")
+    golden_aligned: bool | None = Field(None, description="true: the evidence is the board registered to the golden "
+                                        "(same pixels, boxes included); false: alignment failed and the evidence is "
+                                        "the raw crop; null without a golden.")
 
 
 class ReviewBody(BaseModel):
@@ -167,7 +177,7 @@ def summary_fields(item: StoredInspection) -> dict[str, Any]:
         "defect_classes": list(item.defect_classes),
         "model": ModelRef(name=item.model_name, version=item.model_version),
         "thumbnail_url": f"{base}/evidence.jpg?size=160", "evidence_url": f"{base}/evidence.jpg",
-        "version": item.version,
+        "version": item.version, "recipe": item.recipe,
     }
 
 
@@ -180,6 +190,16 @@ def audit_out(entry: AuditEntry) -> AuditOut:
                     after=entry.after, comment=entry.comment)
 
 
+def golden_fields(item: StoredInspection) -> dict[str, Any]:
+    """The golden image a reference inspection was compared with, and whether the pair lines up."""
+    sha = item.golden_sha256
+    return {
+        "golden_sha256": sha, "golden_url": f"/api/v1/goldens/{sha}" if sha else None,
+        "alignment_score": item.alignment_score,
+        "golden_aligned": None if sha is None else not any(ALIGNMENT_FAILED in r for r in item.reasons),
+    }
+
+
 def detail(item: StoredInspection, audit: tuple[AuditEntry, ...], class_names: tuple[str, ...]) -> InspectionDetail:
     return InspectionDetail(
         **summary_fields(item),
@@ -187,5 +207,5 @@ def detail(item: StoredInspection, audit: tuple[AuditEntry, ...], class_names: t
         reasons=list(item.reasons), board_box=list(item.board_xyxy), frame_seq=item.frame_seq,
         crop=CropSize(width=item.crop_width, height=item.crop_height),
         review=ReviewState(status=item.review_status.value, by=item.reviewed_by, at=item.reviewed_at),
-        class_names=list(class_names), audit=[audit_out(e) for e in audit],
+        class_names=list(class_names), audit=[audit_out(e) for e in audit], **golden_fields(item),
     )

@@ -104,7 +104,7 @@ def load_detail(request: Request, inspection_id: str) -> InspectionDetail:
 
 
 @router.get("/{inspection_id}", response_model=InspectionDetail, dependencies=readers,
-            summary="One inspection: boxes, reasons, review state, audit trail")
+            summary="One inspection: boxes, reasons, review state, audit trail, its golden image if any")
 def get_inspection(inspection_id: str, request: Request) -> InspectionDetail:
     return load_detail(request, inspection_id)
 

@@ -3,6 +3,7 @@ import { getJSON, postJSON, withQuery } from "/static/api.js";
 import { apiParams, filterQuery, readFilters } from "/static/filters.js";
 import { classNamesOf, renderAudit, renderBoxes, renderConflict, renderDone, renderLegend, renderSummary,
          statusOf } from "/static/review_panel.js";
+import { GoldenPair } from "/static/golden.js";
 import { fmtConf, isTyping, keysDialog, shell, showError, toast } from "/static/ui.js";
 import { Viewer } from "/static/viewer.js";
 
@@ -18,6 +19,7 @@ const KEYS = [
   ["1 2 3 4 5 6", "relabel the selected box to class 1-6"], ["x", "reject only the selected box"],
   ["← →", "select the previous / next box (or Tab, or click)"], ["b", "show / hide the boxes"],
   ["+ −", "zoom in / out (or the mouse wheel; drag to pan)"], ["0", "fit the image"],
+  ["d", "overlay the difference from the golden board (boards compared with a golden)"],
   ["a", "draw a missed box (class from the relabel list)"], ["m", "write a comment (Ctrl+Enter adds it)"], ["q", "back to the queue"],
   ["Esc", "unselect, stop drawing, close this help"], ["?", "show / hide this help"],
 ];
@@ -27,6 +29,8 @@ const viewer = new Viewer($("viewport"), {
   onDraw: (xyxy) => addBox(xyxy),
   onZoom: (s) => { $("zoom-level").textContent = Math.round(100 * s) + " %"; },
 });
+const pair = new GoldenPair(viewer, { panes: "panes", pane: "golden-pane", viewport: "golden-viewport",
+  info: "golden-info", button: "toggle-diff", boardCaption: "board-caption", goldenCaption: "golden-caption" });
 
 async function loadMore() {
   if (state.exhausted) return false;
@@ -51,7 +55,10 @@ async function detailOf(id, force = false) {
 function prefetch(i) {
   const it = state.queue[i];
   if (!it || state.cache.has(it.id)) return;
-  detailOf(it.id).then((d) => { new Image().src = d.evidence_url; }).catch(() => {});
+  detailOf(it.id).then((d) => {
+    new Image().src = d.evidence_url;
+    if (d.golden_url) new Image().src = d.golden_url;
+  }).catch(() => {});
 }
 
 function renderSelection() {
@@ -72,6 +79,7 @@ function render(newBoard) {
   const names = classNamesOf(d);
   if (newBoard) {
     const crop = d.crop || { width: 640, height: 640 };
+    pair.show(d);
     viewer.show(d.evidence_url, crop.width, crop.height, d.boxes || [], names, `board ${d.part_id}`);
     renderConflict(null, null);
     renderDone(false);
@@ -220,7 +228,7 @@ function toggleBoxes() {
 
 const ACTIONS = {
   j: () => show(state.index + 1), k: () => show(state.index - 1), c: () => decide("confirm"),
-  r: () => decide("reject"), x: rejectBox, b: toggleBoxes, a: () => setDrawing(!viewer.drawing),
+  r: () => decide("reject"), x: rejectBox, b: toggleBoxes, a: () => setDrawing(!viewer.drawing), d: () => pair.toggle(),
   "?": () => help.toggle(),
   "+": () => viewer.zoomBy(1.25), "=": () => viewer.zoomBy(1.25), "-": () => viewer.zoomBy(0.8),
   0: () => viewer.fit(), m: () => $("comment").focus(), q: () => location.assign("/" + query),

@@ -1,6 +1,8 @@
 // The board image with its boxes: an SVG overlay in crop pixel coordinates, zoomed and
 // panned together with the image (wheel, buttons, keys; drag to pan), boxes selectable by
-// click, Tab or arrows, and a draw mode for adding a missed box.
+// click, Tab or arrows, and a draw mode for adding a missed box. An optional mirror (a
+// second viewport, e.g. the golden board) shows another image in the same pixels: it
+// follows every zoom and pan, and wheel or drag on it move both.
 import { classColor, el } from "/static/ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -19,22 +21,60 @@ export class Viewer {
     viewport.replaceChildren(this.stage);
     this.w = 1; this.h = 1; this.s = 1; this.tx = 0; this.ty = 0; this.fitted = true;
     this.boxes = []; this.classes = []; this.selected = null; this.showBoxes = true; this.drawing = false;
-    this._bind();
+    this.mirrorView = null; this.layer = null;
+    this._bind(viewport, true);
+    new ResizeObserver(() => { if (this.fitted) this.fit(); }).observe(viewport);
+  }
+
+  // A second viewport that shows `src` (set with showMirror) in the same crop pixels, boxes drawn faintly.
+  mirror(viewport) {
+    const img = el("img", { alt: "", draggable: "false" });
+    const ghosts = svg("svg", { class: "overlay ghosts", "aria-hidden": "true" });
+    const stage = el("div", { class: "stage" }, img, ghosts);
+    viewport.replaceChildren(stage);
+    this.mirrorView = { viewport, stage, img, ghosts };
+    this._bind(viewport, false);
+    this._size(this.mirrorView);
+    this.render();
+  }
+
+  // The mirror's image (null: none); contain: keep its own aspect ratio (an image not in crop pixels).
+  showMirror(src, alt = "", contain = false) {
+    const m = this.mirrorView;
+    if (!m) return;
+    if (!src) m.img.removeAttribute("src");
+    else if (m.img.getAttribute("src") !== src) m.img.src = src;
+    m.img.alt = alt;
+    m.img.classList.toggle("contain", contain);
+  }
+
+  // A canvas (crop size) drawn over the image and under the boxes, or null to remove it.
+  setLayer(canvas) {
+    this.layer?.remove();
+    this.layer = canvas;
+    if (canvas) this.stage.insertBefore(canvas, this.overlay);
   }
 
   show(src, width, height, boxes, classes, alt) {
     this.img.alt = alt || "";
     if (this.img.getAttribute("src") !== src) this.img.src = src;
     this.w = width; this.h = height;
-    this.img.width = width; this.img.height = height;
-    this.overlay.setAttribute("width", width);
-    this.overlay.setAttribute("height", height);
-    this.overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
-    this.stage.style.width = width + "px";
-    this.stage.style.height = height + "px";
+    this._size(this);
+    if (this.mirrorView) this._size(this.mirrorView);
     this.selected = null;
     this.fit();
     this.setBoxes(boxes, classes);
+  }
+
+  _size({ img, stage, overlay, ghosts }) {
+    img.width = this.w; img.height = this.h;
+    for (const svgEl of [overlay, ghosts].filter(Boolean)) {
+      svgEl.setAttribute("width", this.w);
+      svgEl.setAttribute("height", this.h);
+      svgEl.setAttribute("viewBox", `0 0 ${this.w} ${this.h}`);
+    }
+    stage.style.width = this.w + "px";
+    stage.style.height = this.h + "px";
   }
 
   setBoxes(boxes, classes = this.classes) {
@@ -65,12 +105,25 @@ export class Viewer {
     });
     this.overlay.replaceChildren(...this.items.map((it) => it.g));
     this.overlay.classList.toggle("hidden-boxes", !this.showBoxes);
+    this.renderGhosts();
     for (const it of this.items) { // the label's width at 13 px, measured once (estimated while hidden)
       it.tagText.setAttribute("font-size", 13);
       it.width13 = it.tagText.getComputedTextLength() || it.text.length * 8.2;
     }
     this.labels();
     this.mark();
+  }
+
+  // The boxes, faint and unlabelled, on the mirror.
+  renderGhosts() {
+    const m = this.mirrorView;
+    if (!m) return;
+    m.ghosts.replaceChildren(...this.boxes.filter((b) => !b.rejected).map((b) => {
+      const [x1, y1, x2, y2] = b.xyxy;
+      return svg("g", { class: "b" }, svg("rect", { class: "ghost", x: x1, y: y1, width: Math.max(1, x2 - x1),
+        height: Math.max(1, y2 - y1), stroke: classColor(b.class_name, this.classes) }));
+    }));
+    m.ghosts.classList.toggle("hidden-boxes", !this.showBoxes);
   }
 
   // Labels keep their size on screen at any zoom: 1 screen pixel = 1/s crop pixels.
@@ -126,6 +179,7 @@ export class Viewer {
   toggleBoxes() {
     this.showBoxes = !this.showBoxes;
     this.overlay.classList.toggle("hidden-boxes", !this.showBoxes);
+    this.mirrorView?.ghosts.classList.toggle("hidden-boxes", !this.showBoxes);
     return this.showBoxes;
   }
 
@@ -154,7 +208,9 @@ export class Viewer {
   }
 
   apply(rescaled = false) {
-    this.stage.style.transform = `translate(${this.tx}px, ${this.ty}px) scale(${this.s})`;
+    const transform = `translate(${this.tx}px, ${this.ty}px) scale(${this.s})`;
+    this.stage.style.transform = transform;
+    if (this.mirrorView) this.mirrorView.stage.style.transform = transform;
     if (rescaled) {
       this.labels();
       this.onZoom(this.s);
@@ -172,8 +228,9 @@ export class Viewer {
     return [Math.max(0, Math.min(this.w, x)), Math.max(0, Math.min(this.h, y))];
   }
 
-  _bind() {
-    const vp = this.viewport;
+  // Wheel zooms at the pointer, drag pans; on the primary viewport a click selects a box and a
+  // drag in draw mode draws one. The mirror has the same size, so its coordinates are the same.
+  _bind(vp, primary) {
     vp.addEventListener("wheel", (e) => {
       e.preventDefault();
       const r = vp.getBoundingClientRect();
@@ -183,44 +240,47 @@ export class Viewer {
     vp.addEventListener("pointerdown", (e) => {
       if (e.button !== 0) return;
       drag = { x: e.clientX, y: e.clientY, tx: this.tx, ty: this.ty, moved: false, target: e.target,
-               start: this.drawing ? this.toImage(e) : null, temp: null };
+               start: primary && this.drawing ? this.toImage(e) : null, temp: null };
       vp.setPointerCapture(e.pointerId);
     });
-    vp.addEventListener("pointermove", (e) => {
-      if (!drag) return;
-      const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
-      if (!drag.moved && Math.hypot(dx, dy) < 4) return;
-      drag.moved = true;
-      if (drag.start) {
-        const [x, y] = this.toImage(e), [x0, y0] = drag.start;
-        drag.temp?.remove();
-        drag.temp = svg("rect", { class: "box selected", x: Math.min(x, x0), y: Math.min(y, y0), width: Math.abs(x - x0),
-                                  height: Math.abs(y - y0), stroke: "#fff" });
-        this.overlay.append(drag.temp);
-        return;
-      }
-      vp.classList.add("panning");
-      this.tx = drag.tx + dx;
-      this.ty = drag.ty + dy;
-      this.fitted = false;
-      this.apply();
-    });
+    vp.addEventListener("pointermove", (e) => { if (drag) this._dragMove(vp, drag, e); });
     vp.addEventListener("pointerup", (e) => {
       if (!drag) return;
       const d = drag;
       drag = null;
       vp.classList.remove("panning");
-      if (d.start && d.moved) {
-        d.temp?.remove();
-        const [x, y] = this.toImage(e), [x0, y0] = d.start;
-        const xyxy = [Math.min(x, x0), Math.min(y, y0), Math.max(x, x0), Math.max(y, y0)].map((v) => Math.round(v));
-        if (xyxy[2] - xyxy[0] >= 3 && xyxy[3] - xyxy[1] >= 3) this.onDraw(xyxy);
-      } else if (!d.moved) {
+      if (d.start && d.moved) this._drawEnd(d, e);
+      else if (!d.moved && primary) {
         const box = d.target instanceof Element ? d.target.closest("rect.box") : null;
         this.select(box ? Number(box.dataset.index) : null, { focus: !!box });
       }
     });
     vp.addEventListener("pointercancel", () => { drag = null; vp.classList.remove("panning"); });
-    new ResizeObserver(() => { if (this.fitted) this.fit(); }).observe(vp);
+  }
+
+  _dragMove(vp, drag, e) {
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+    drag.moved = true;
+    if (drag.start) {
+      const [x, y] = this.toImage(e), [x0, y0] = drag.start;
+      drag.temp?.remove();
+      drag.temp = svg("rect", { class: "box selected", x: Math.min(x, x0), y: Math.min(y, y0), width: Math.abs(x - x0),
+                                height: Math.abs(y - y0), stroke: "#fff" });
+      this.overlay.append(drag.temp);
+      return;
+    }
+    vp.classList.add("panning");
+    this.tx = drag.tx + dx;
+    this.ty = drag.ty + dy;
+    this.fitted = false;
+    this.apply();
+  }
+
+  _drawEnd(d, e) {
+    d.temp?.remove();
+    const [x, y] = this.toImage(e), [x0, y0] = d.start;
+    const xyxy = [Math.min(x, x0), Math.min(y, y0), Math.max(x, x0), Math.max(y, y0)].map((v) => Math.round(v));
+    if (xyxy[2] - xyxy[0] >= 3 && xyxy[3] - xyxy[1] >= 3) this.onDraw(xyxy);
   }
 }

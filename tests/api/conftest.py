@@ -13,6 +13,10 @@ Inspection ``i`` (0-based) is: ``pass`` without boxes when ``i % 3 == 0``, ``fai
 ``i % 3 == 1``, ``uncertain`` when ``i % 3 == 2``; on ``line-1`` when ``i`` is even, else
 ``line-2``; on ``cam1`` when ``i % 4 < 2``, else ``cam2``; stored in batches of 5, one
 minute apart from ``T0``. The caller disposes of the database: ``dispose(services)``.
+
+``add_reference_inspections(services)`` adds a recipe with a real golden image (a DeepPCB
+template) and two inspections compared with it: one aligned (evidence = the golden with
+a drawn short and open) and one whose alignment failed.
 """
 
 from __future__ import annotations
@@ -197,3 +201,67 @@ def populated(tmp_path: Path) -> Iterator[Populated]:
     with TestClient(app) as client:
         yield Populated(client, services, tokens, N_POPULATED)
     dispose(services)
+
+
+# -- golden-reference inspections -----------------------------------------------------------------
+
+GOLDEN_RECIPE = "pcb-golden"
+GOLDEN_BOARD = 3  # trainval.txt line whose template is the golden: traces and pads in the crop
+SHORT_BAR = (306, 197, 340, 208)  # a drawn short (copper bridging two pads), crop = golden pixels
+OPEN_CUT = (440, 200, 452, 226)  # a drawn open (a cut through a trace)
+
+
+@dataclass(frozen=True)
+class ReferenceInspections:
+    """What ``add_reference_inspections`` stored."""
+
+    aligned_id: str  # fail: evidence = the golden with a drawn short and open, boxes on them
+    unaligned_id: str  # uncertain: alignment failed; evidence = a rotated raw crop
+    golden_sha256: str
+    golden: np.ndarray  # BGR, crop size
+
+
+def golden_crop(board: int = GOLDEN_BOARD) -> np.ndarray:
+    """The defect-free DeepPCB template of a trainval board, cut like the crops (CROP_XY, CROP_WH)."""
+    src = deeppcb_source() / "PCBData"
+    stem = (src / (src / "trainval.txt").read_text().split("\n")[board].split()[0]).with_suffix("")
+    template = cv2.imread(str(stem.with_name(stem.name + "_temp.jpg")), cv2.IMREAD_COLOR)
+    assert template is not None, stem
+    (x0, y0), (w, h) = CROP_XY, CROP_WH
+    return np.ascontiguousarray(template[y0:y0 + h, x0:x0 + w])
+
+
+def reference_record(i: int, sha: str, image: np.ndarray, golden_sha: str, *, score: float, outcome: Outcome,
+                     boxes: tuple[BoxRecord, ...], reasons: tuple[str, ...]) -> InspectionRecord:
+    h, w = image.shape[:2]
+    return InspectionRecord(
+        id=str(uuid.UUID(int=1000 + i)), part_id=f"ref-cam1-{i}", line_id=LINES[0], camera_id="cam1", track_id=500 + i,
+        outcome=outcome, reasons=reasons, model_name=MODEL[0], model_version=MODEL[1], frame_seq=500 + i,
+        captured_at=T0 + timedelta(hours=1, seconds=i), evidence_sha256=sha,
+        board_xyxy=(40.0, 60.0, 40.0 + w, 60.0 + h), crop_width=w, crop_height=h, boxes=boxes,
+        recipe=GOLDEN_RECIPE, golden_sha256=golden_sha, alignment_score=score)
+
+
+def add_reference_inspections(services: Services) -> ReferenceInspections:
+    """Store a recipe with a real golden image and two inspections compared with it (through the outbox)."""
+    assert services.recipes is not None and services.inspections is not None and services.sync is not None
+    golden = golden_crop()
+    recipe = services.recipes.add(GOLDEN_RECIPE, cv2.imencode(".png", golden)[1].tobytes(), actor="test")
+    board = golden.copy()
+    cv2.rectangle(board, SHORT_BAR[:2], SHORT_BAR[2:], (0, 0, 0), -1)
+    cv2.rectangle(board, OPEN_CUT[:2], OPEN_CUT[2:], (255, 255, 255), -1)
+    h, w = golden.shape[:2]
+    turned = cv2.warpAffine(board, cv2.getRotationMatrix2D((w / 2, h / 2), 9.0, 1.1), (w, h),
+                            borderValue=(255, 255, 255))
+    store = services.inspections
+    aligned_sha, raw_sha = (store.evidence.put(encode_jpeg(im)) for im in (board, turned))
+    boxes = (BoxRecord(300.0, 190.0, 346.0, 215.0, 0.93, "short"), BoxRecord(434.0, 194.0, 458.0, 232.0, 0.88, "open"))
+    records = [
+        reference_record(0, aligned_sha, board, recipe.golden_sha256, score=0.9731, outcome=Outcome.FAIL, boxes=boxes,
+                         reasons=("short 0.93", "open 0.88")),
+        reference_record(1, raw_sha, turned, recipe.golden_sha256, score=0.41, outcome=Outcome.UNCERTAIN, boxes=(),
+                         reasons=("uncertain: alignment failed (score 0.41): ECC did not converge",)),
+    ]
+    at = T0 + timedelta(hours=1)
+    services.sync.log.append([inspected_draft(r, at) for r in records], extra=store.adder(records))
+    return ReferenceInspections(records[0].id, records[1].id, recipe.golden_sha256, golden)

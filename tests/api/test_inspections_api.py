@@ -21,7 +21,7 @@ import yaml
 from inspection.classes import DEEPPCB_CLASSES
 from inspection.store import StoredInspection
 from inspection.verdict import Outcome
-from tests.api.conftest import T0, Populated
+from tests.api.conftest import GOLDEN_RECIPE, T0, Populated, add_reference_inspections
 
 RANK = {Outcome.UNCERTAIN: 0, Outcome.FAIL: 1, Outcome.PASS: 2}
 
@@ -186,6 +186,36 @@ def test_detail_has_boxes_crop_review_classes_and_audit(populated: Populated):
     assert d["reasons"] == list(stored.reasons) and d["frame_seq"] == stored.frame_seq
     assert d["review"] == {"status": "pending", "by": None, "at": None}
     assert d["class_names"] == list(DEEPPCB_CLASSES) and d["audit"] == []
+
+
+def test_detail_names_the_golden_image_of_a_reference_inspection(populated: Populated):
+    ref = add_reference_inspections(populated.services)
+    h = populated.as_("qa")
+    d = populated.client.get(f"/api/v1/inspections/{ref.aligned_id}", headers=h).json()
+    assert (d["recipe"], d["golden_sha256"], d["alignment_score"]) == (GOLDEN_RECIPE, ref.golden_sha256, 0.9731)
+    assert d["golden_url"] == f"/api/v1/goldens/{ref.golden_sha256}" and d["golden_aligned"] is True
+    golden = populated.client.get(d["golden_url"], headers=h)
+    assert golden.status_code == 200 and golden.headers["content-type"] == "image/png"
+    image = cv2.imdecode(np.frombuffer(golden.content, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(image, ref.golden)
+    evidence = populated.client.get(d["evidence_url"], headers=h).content
+    board = cv2.imdecode(np.frombuffer(evidence, np.uint8), cv2.IMREAD_COLOR)
+    assert board.shape == image.shape == (d["crop"]["height"], d["crop"]["width"], 3)  # one pixel grid
+    failed = populated.client.get(f"/api/v1/inspections/{ref.unaligned_id}", headers=h).json()
+    assert (failed["golden_sha256"], failed["alignment_score"], failed["golden_aligned"]) == (
+        ref.golden_sha256, 0.41, False)
+    listed = {it["id"]: it for it in populated.client.get("/api/v1/inspections", params={"limit": 200},
+                                                         headers=h).json()["items"]}
+    assert listed[ref.aligned_id]["recipe"] == GOLDEN_RECIPE and "golden_url" not in listed[ref.aligned_id]
+    unknown = populated.client.get(f"/api/v1/goldens/{'0' * 64}", headers=h)
+    assert unknown.status_code == 404, unknown.text
+
+
+def test_a_plain_inspection_has_no_golden(populated: Populated):
+    stored = next(x for x in truth(populated) if x.outcome is Outcome.FAIL)
+    d = populated.client.get(f"/api/v1/inspections/{stored.id}", headers=populated.as_("qa")).json()
+    assert {k: d[k] for k in ("recipe", "golden_sha256", "golden_url", "alignment_score", "golden_aligned")} == {
+        "recipe": None, "golden_sha256": None, "golden_url": None, "alignment_score": None, "golden_aligned": None}
 
 
 def test_evidence_full_and_thumbnail(populated: Populated):

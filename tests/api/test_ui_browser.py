@@ -3,7 +3,9 @@
 The app runs under uvicorn in a thread, on an SQLite store holding 30 inspections cut from
 real DeepPCB boards (tests/api/conftest.py). A QA reviewer signs in through the form, opens
 the risk-ordered queue and reviews three boards with the keyboard only; the test then reads
-the database, the event log and the twin. Screenshots land in test-artifacts/screenshots/.
+the database, the event log and the twin. A second app holds boards compared with a golden
+image (tests/api/conftest.py add_reference_inspections): the pair in one zoom and pan, the
+difference layer, the failed alignment. Screenshots land in test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,14 @@ import pytest
 from api.services import Services
 from inspection.store import InspectionFilter, InspectionStore, ReviewStatus
 from inspection.verdict import Outcome
-from tests.api.conftest import build_populated_app, dispose
+from tests.api.conftest import (
+    OPEN_CUT,
+    SHORT_BAR,
+    ReferenceInspections,
+    add_reference_inspections,
+    build_populated_app,
+    dispose,
+)
 from tests.conftest import REPO, free_port, wait_until
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -88,6 +98,7 @@ class Server:
     services: Services
     qa: str
     bob: str  # a second QA reviewer
+    ref: ReferenceInspections | None = None
 
     @property
     def store(self) -> InspectionStore:
@@ -95,10 +106,12 @@ class Server:
         return self.services.inspections
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    app, services, _admin = build_populated_app(tmp_path_factory.mktemp("ui"), 30)
+@contextmanager
+def serving(tmp: Path, n: int, reference: bool = False) -> Iterator[Server]:
+    """A populated app under uvicorn in a thread (with the golden-reference inspections if asked)."""
+    app, services, _admin = build_populated_app(tmp, n)
     assert services.tokens is not None and services.inspections is not None
+    ref = add_reference_inspections(services) if reference else None
     services.engine = FakeLive(services.inspections)  # type: ignore[assignment]
     _, qa = services.tokens.create("qa", "alice")
     _, bob = services.tokens.create("qa", "bob")
@@ -107,10 +120,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     thread = threading.Thread(target=srv.run, name="uvicorn-ui", daemon=True)
     thread.start()
     assert wait_until(lambda: srv.started, 20), "uvicorn did not start"
-    yield Server(f"http://127.0.0.1:{port}", services, qa, bob)
+    yield Server(f"http://127.0.0.1:{port}", services, qa, bob, ref)
     srv.should_exit = True
     thread.join(10)
     dispose(services)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("ui"), 30) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def ref_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """3 plain inspections and 2 compared with a golden image (one aligned, one not)."""
+    with serving(tmp_path_factory.mktemp("ui-golden"), 3, reference=True) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +147,9 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Any]:
-    ctx = browser.new_context(viewport=VIEWPORT, base_url=server.url)
+@contextmanager
+def opened(browser: Any, url: str) -> Iterator[Any]:
+    ctx = browser.new_context(viewport=VIEWPORT, base_url=url)
     ctx.set_default_timeout(8000)
     pg = ctx.new_page()
     errors: list[str] = []
@@ -135,6 +161,18 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     # test are expected; anything else (a script error, a 404, a 422) is a bug
     expected = ("status of 401", "status of 409")
     assert [e for e in errors if not any(x in e for x in expected)] == []
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    with opened(browser, server.url) as pg:
+        yield pg
+
+
+@pytest.fixture
+def ref_page(browser: Any, ref_server: Server) -> Iterator[Any]:
+    with opened(browser, ref_server.url) as pg:
+        yield pg
 
 
 def sign_in_api(page: Any, server: Server) -> None:
@@ -440,3 +478,147 @@ def test_clearing_a_filtered_queue_ends_on_queue_cleared(page: Any, server: Serv
     page.keyboard.press("q")
     page.wait_for_url(f"{server.url}/{query}")
     page.wait_for_selector(".empty:has-text('Nothing to review')")
+
+
+# ---------------------------------------------------------------- the golden board beside the tested one
+
+TRANSFORM = re.compile(r"translate\(([-\d.e]+)px, ([-\d.e]+)px\) scale\(([-\d.e]+)\)")
+
+
+def stage_transforms(page: Any) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#viewport .stage, #golden-viewport .stage')]"
+                         ".map(s => s.style.transform)")
+
+
+def open_board(page: Any, server: Server, inspection_id: str) -> None:
+    sign_in_api(page, server)
+    page.goto(f"/review/{inspection_id}")
+    wait_for_board(page, inspection_id)
+    page.wait_for_function("() => [...document.querySelectorAll('#panes img[src]')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+
+
+def diff_pixels(page: Any, points: list[tuple[int, int]], keep_out: list[tuple[int, int, int, int]]) -> Any:
+    """RGBA of the difference layer at ``points``, and how many coloured pixels lie outside ``keep_out``."""
+    return page.evaluate("""([pts, rects]) => {
+        const c = document.querySelector('#viewport .stage canvas.diff');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const at = ([x, y]) => [...d.slice(4 * (y * c.width + x), 4 * (y * c.width + x) + 4)];
+        let stray = 0;
+        for (let i = 3; i < d.length; i += 4) {
+            const x = ((i - 3) / 4) % c.width, y = Math.floor((i - 3) / 4 / c.width);
+            if (d[i] > 0 && !rects.some(([x1, y1, x2, y2]) => x >= x1 && x <= x2 && y >= y1 && y <= y2)) stray++;
+        }
+        return { at: pts.map(at), stray };
+    }""", [points, keep_out])
+
+
+def screen_pixel(page: Any, xy: tuple[int, int]) -> tuple[int, int, int]:
+    """The BGR colour on screen of crop pixel ``xy`` of the tested board."""
+    tx, ty, s = (float(v) for v in TRANSFORM.fullmatch(stage_transforms(page)[0]).groups())  # type: ignore[union-attr]
+    png = page.locator("#viewport").screenshot()
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    b, g, r = image[round(ty + xy[1] * s), round(tx + xy[0] * s)]
+    return int(b), int(g), int(r)
+
+
+def test_the_golden_board_zooms_and_pans_with_the_board_and_shows_the_difference(ref_page: Any,
+                                                                               ref_server: Server) -> None:
+    page, ref = ref_page, ref_server.ref
+    assert ref is not None
+    open_board(page, ref_server, ref.aligned_id)
+    assert page.text_content("#golden-recipe") == "pcb-golden" and page.text_content("#golden-sha") == ref.golden_sha256
+    assert ref.golden_sha256 in (page.get_attribute("#golden-sha", "title") or "")
+    assert "0.973" in (page.text_content("#alignment-score") or "") and not page.is_visible("#unaligned-note")
+    assert page.locator("#viewport rect.box").count() == 2 and page.locator("#golden-viewport rect.ghost").count() == 2
+    tested, golden, panel, info = (page.locator(s).bounding_box() for s in
+                                   ("#viewport", "#golden-viewport", ".panel", "#golden-info"))
+    assert tested["x"] + tested["width"] <= golden["x"] and golden["x"] + golden["width"] <= panel["x"]
+    assert abs(tested["width"] - golden["width"]) < 1 and abs(tested["y"] - golden["y"]) < 1
+    assert tested["width"] > 420 and tested["height"] > 420 and info["y"] + info["height"] <= tested["y"]
+    no_horizontal_scroll(page)
+    assert unlabelled_controls(page) == []
+    page.mouse.move(0, 0)
+    shot(page, "review-golden-1366")
+
+    fitted = stage_transforms(page)
+    assert fitted[0] == fitted[1]
+    page.mouse.move(golden["x"] + golden["width"] / 2, golden["y"] + golden["height"] / 2)
+    page.mouse.wheel(0, -500)  # zoom on the golden board
+    page.wait_for_function("t => document.querySelector('#viewport .stage').style.transform !== t", arg=fitted[0])
+    zoomed = stage_transforms(page)
+    assert zoomed[0] == zoomed[1]
+    x, y = tested["x"] + tested["width"] / 2, tested["y"] + tested["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()  # pan the tested board
+    page.mouse.move(x - 90, y + 50, steps=4)
+    page.mouse.up()
+    panned = stage_transforms(page)
+    assert panned[0] == panned[1] != zoomed[0]
+    page.keyboard.press("ArrowRight")  # select the short: zoom-to-box moves both
+    page.wait_for_selector("#viewport rect.box.selected[data-index='0']")
+    page.keyboard.press("+")
+    revealed = stage_transforms(page)
+    assert revealed[0] == revealed[1] != panned[0]
+
+    assert page.get_attribute("#toggle-diff", "aria-pressed") == "false" and page.locator("canvas.diff").count() == 0
+    page.keyboard.press("d")
+    page.wait_for_selector("#viewport .stage canvas.diff")
+    assert page.get_attribute("#toggle-diff", "aria-pressed") == "true" and page.is_visible("#diff-key")
+    short = ((SHORT_BAR[0] + SHORT_BAR[2]) // 2, (SHORT_BAR[1] + SHORT_BAR[3]) // 2)
+    cut = ((OPEN_CUT[0] + OPEN_CUT[2]) // 2, (OPEN_CUT[1] + OPEN_CUT[3]) // 2)
+    same = [(100, 100), (60, 300), (150, 420), (500, 250)]
+    around = [(x1 - 6, y1 - 6, x2 + 6, y2 + 6) for x1, y1, x2, y2 in (SHORT_BAR, OPEN_CUT)]
+    got = diff_pixels(page, [short, cut, *same], around)
+    assert [p[:3] for p in got["at"][:2]] == [[255, 0, 255]] * 2 and min(p[3] for p in got["at"][:2]) > 200
+    assert [p[3] for p in got["at"][2:]] == [0] * len(same) and got["stray"] == 0
+    b, g, r = screen_pixel(page, short)  # on screen, over the black short: clearly magenta
+    assert r > 200 and b > 200 and g < 80, (b, g, r)
+    page.mouse.move(0, 0)
+    shot(page, "review-golden-difference")
+    page.keyboard.press("d")
+    page.wait_for_selector("canvas.diff", state="detached")
+    assert page.get_attribute("#toggle-diff", "aria-pressed") == "false"
+    page.click("#toggle-diff")
+    page.wait_for_selector("#viewport .stage canvas.diff")
+    page.keyboard.press("?")
+    assert page.is_visible("#help >> text=overlay the difference from the golden board")
+    page.keyboard.press("Escape")
+
+
+def test_an_unaligned_board_shows_its_golden_with_a_note_and_no_difference(ref_page: Any, ref_server: Server) -> None:
+    page, ref = ref_page, ref_server.ref
+    assert ref is not None
+    open_board(page, ref_server, ref.unaligned_id)
+    assert page.is_visible("#golden-pane") and page.is_visible("#golden-viewport img")
+    assert page.text_content("#unaligned-note") == "board could not be aligned to its golden (score 0.410)"
+    assert page.is_disabled("#toggle-diff")
+    page.keyboard.press("d")
+    page.wait_for_selector(".toast.show:has-text('could not be aligned')")
+    assert page.locator("canvas.diff").count() == 0 and page.get_attribute("#toggle-diff", "aria-pressed") == "false"
+    no_horizontal_scroll(page)
+    page.mouse.move(0, 0)
+    shot(page, "review-golden-unaligned")
+
+
+def test_a_plain_board_shows_no_golden_panel(ref_page: Any, ref_server: Server) -> None:
+    page, ref = ref_page, ref_server.ref
+    assert ref is not None
+    plain = next(it for it in ref_server.store.list(limit=10).items if it.golden_sha256 is None and it.boxes
+                 and it.outcome is Outcome.UNCERTAIN)
+    open_board(page, ref_server, plain.id)
+    page.wait_for_selector("#viewport rect.box")
+    for hidden in ("#golden-pane", "#golden-info", "#toggle-diff", "#board-caption"):
+        assert not page.is_visible(hidden), hidden
+    viewer, tested = page.locator(".viewer").bounding_box(), page.locator("#viewport").bounding_box()
+    assert abs(viewer["width"] - tested["width"]) < 2  # the board alone takes the whole width, as before
+    page.keyboard.press("d")
+    page.wait_for_selector(".toast.show:has-text('no golden image')")
+    assert page.locator("canvas.diff").count() == 0
+    page.keyboard.press("k")  # the queue's first board was compared with a golden: the pair appears...
+    wait_for_board(page, ref.unaligned_id)
+    page.wait_for_selector("#golden-pane", state="visible")
+    page.keyboard.press("j")  # ...and goes again
+    wait_for_board(page, plain.id)
+    page.wait_for_selector("#golden-pane", state="hidden")
+    assert abs(page.locator("#viewport").bounding_box()["width"] - tested["width"]) < 2
