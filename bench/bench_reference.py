@@ -43,7 +43,7 @@ def rendered_boards(n: int) -> list[tuple[np.ndarray, np.ndarray, object, bool]]
     """Crops (with the engine's 16 px margin) of ``n`` boards as the simulated line shows them:
     (crop, board box in the crop, golden, defective)."""
     from camera.config import SimulatedCamera
-    from camera.simulated import BoardPool, LineMotion, LineScene, replay_sequence
+    from camera.simulated import BoardPool, LineMotion, LineScene, board_crops, replay_sequence
     from inspection.recipes.model import golden_from_image
 
     cam = SimulatedCamera(type="simulated", id="c", boards=DEEPPCB)
@@ -51,22 +51,10 @@ def rendered_boards(n: int) -> list[tuple[np.ndarray, np.ndarray, object, bool]]
     motion = LineMotion(angle_jitter_deg=cam.angle_jitter_deg, scale_jitter=cam.scale_jitter,
                         perspective=cam.perspective, light_jitter=cam.light_jitter, seed=1)
     scene = LineScene(pool, motion=motion, sequence=replay_sequence(pool, 0.5, seed=0)[: n + 8])
-    goldens = {s.product: s for s in pool.good}
-    out, seen = [], set()
-    while len(out) < n and (step := scene.step()) is not None:
-        frame, truth = step
-        for t in truth:
-            x1, y1, x2, y2 = (float(v) for v in t.xyxy)
-            if t.appearance in seen or x1 < 20 or x2 > frame.shape[1] - 20:
-                continue
-            seen.add(t.appearance)
-            cx1, cy1 = int(x1) - 16, max(0, int(y1) - 16)
-            crop = frame[cy1:int(y2) + 16, cx1:int(x2) + 16].copy()
-            sprite = goldens[t.product]
-            golden = golden_from_image(t.product, f"{len(out):064x}", sprite.image)
-            out.append((crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32), golden,
-                        bool(t.defective)))
-    return out
+    sprites = {s.product: s for s in pool.good}
+    return [(c.crop, c.board_xyxy, golden_from_image(str(c.truth.product), f"{i:064x}",
+                                                     sprites[c.truth.product].image), bool(c.truth.defective))
+            for i, c in enumerate(board_crops(scene, limit=n))]
 
 
 def bench_align(n: int, weights: Path) -> dict[str, object]:

@@ -326,3 +326,30 @@ class SimulatedLine(ThreadedSource):
     def finished(self) -> bool:
         """A replay has shown its last board and the source stopped by itself."""
         return self.scene.finished and self.state is SourceState.STOPPED
+
+
+@dataclass(frozen=True, eq=False)
+class BoardCrop:
+    """One board cut from a rendered frame as the engine cuts it: the crop, the board box in it, its truth."""
+
+    crop: np.ndarray  # BGR, the board plus ``margin`` pixels
+    board_xyxy: np.ndarray  # (4,) float32 board box in crop pixels
+    truth: BoardTruth
+
+
+def board_crops(scene: LineScene, margin: int = 16, edge: int = 20, limit: int | None = None) -> list[BoardCrop]:
+    """Each board of a replay scene once, cut from the first frame where it is ``edge`` px inside the frame."""
+    out: list[BoardCrop] = []
+    seen: set[int] = set()
+    while (limit is None or len(out) < limit) and (step := scene.step()) is not None:
+        frame, truth = step
+        h, w = frame.shape[:2]
+        for t in truth:
+            x1, y1, x2, y2 = (float(v) for v in t.xyxy)
+            if t.appearance in seen or x1 < edge or x2 > w - edge:
+                continue
+            seen.add(t.appearance)
+            cx1, cy1 = max(0, int(x1) - margin), max(0, int(y1) - margin)
+            crop = frame[cy1:min(h, int(y2) + margin), cx1:min(w, int(x2) + margin)].copy()
+            out.append(BoardCrop(crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32), t))
+    return out

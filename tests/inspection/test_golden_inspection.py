@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.simulated import BoardPool, LineMotion, LineScene, replay_sequence
+from camera.simulated import BoardPool, LineMotion, LineScene, board_crops, replay_sequence
 from inspection.align import align, seed_homography
 from inspection.detections import Detections
 from inspection.differences import DifferenceConfig, find_differences, unexplained
@@ -29,18 +29,7 @@ def rendered(tmp_path_factory):
     motion = LineMotion(angle_jitter_deg=2.0, scale_jitter=0.03, perspective=0.008, light_jitter=0.1, seed=4)
     scene = LineScene(pool, motion=motion, sequence=replay_sequence(pool, 0.5, seed=0))
     goldens = {s.product: golden_from_image(s.product, f"{i:064x}", s.image) for i, s in enumerate(pool.good)}
-    crops, seen = [], set()
-    while (step := scene.step()) is not None:
-        frame, truth = step
-        for t in truth:
-            x1, y1, x2, y2 = (float(v) for v in t.xyxy)
-            if t.appearance in seen or x1 < 20 or x2 > frame.shape[1] - 20:
-                continue
-            seen.add(t.appearance)
-            cx1, cy1 = int(x1) - 16, max(0, int(y1) - 16)
-            crop = frame[cy1:int(y2) + 16, cx1:int(x2) + 16].copy()
-            crops.append((crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32), t))
-    return crops, goldens
+    return [(c.crop, c.board_xyxy, c.truth) for c in board_crops(scene)], goldens
 
 
 def test_every_rendered_board_aligns_to_its_golden(rendered):
