@@ -102,6 +102,16 @@ def real_deeppcb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "data.yaml"
 
 
+@pytest.fixture(scope="session")
+def real_deeppcb_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real DeepPCB boards imported as 3-plane reference pairs (--input reference); the data YAML."""
+    from inspection.datasets.deeppcb import import_deeppcb
+
+    out = tmp_path_factory.mktemp("real-ref") / "deeppcb-ref"
+    import_deeppcb(deeppcb_source(), out, input_kind="reference")
+    return out / "data.yaml"
+
+
 def real_board_subset(dest: Path, n: int, offset: int = 0) -> Path:
     """A DeepPCB-layout folder with ``n`` real boards (tested image, template, labels) from the shared data."""
     import shutil

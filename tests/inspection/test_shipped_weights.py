@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import onnxruntime as ort
 import pytest
@@ -14,10 +15,19 @@ from inspection.evaluate import evaluate_weights
 from inspection.export import check_parity, export_onnx
 from inspection.hashing import file_sha256
 from inspection.images import read_image
+from inspection.models import model_input
 from inspection.registry import resolve_model_dir
-from tests.conftest import REPO
+from tests.conftest import REPO, real_board_subset
 
 SHIPPED = {"defect-yolov8n": DEEPPCB_CLASSES, "part-yolov8n": PART_CLASSES}
+DEFECT = REPO / "weights" / "defect-yolov8n"
+
+
+@pytest.fixture(scope="module")
+def defect_data(request) -> Path:
+    """The real validation boards in the form the shipped defect model takes (plain images or reference pairs)."""
+    kind = model_input(DEFECT)
+    return request.getfixturevalue("real_deeppcb_reference" if kind == "reference" else "real_deeppcb")
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -36,17 +46,17 @@ def test_shipped_model_card_is_intact(name):
     assert card["epochs"]["trained"] == len(card["history"])
 
 
-def test_defect_model_onnx_and_torch_agree_on_real_boards(real_deeppcb, tmp_path):
+def test_defect_model_onnx_and_torch_agree_on_real_boards(defect_data, tmp_path):
     # a 24-board subset of the real validation split keeps this quick
-    spec = load_data_yaml(real_deeppcb)
+    spec = load_data_yaml(defect_data)
     sub = tmp_path / "sub"
     for d in ("images", "labels"):
         (sub / d / "val").mkdir(parents=True)
     for img in spec.images("val")[:24]:
         shutil.copy(img, sub / "images" / "val" / img.name)
         shutil.copy(spec.labels_for(img), sub / "labels" / "val" / (img.stem + ".txt"))
-    (sub / "data.yaml").write_text(real_deeppcb.read_text())
-    weights = REPO / "weights" / "defect-yolov8n"
+    (sub / "data.yaml").write_text(defect_data.read_text())
+    weights = DEFECT
     a = evaluate_weights(weights, sub / "data.yaml", backend="onnx").summary()
     b = evaluate_weights(weights, sub / "data.yaml", backend="torch").summary()
     assert a["instances"] == b["instances"] > 0
@@ -54,12 +64,12 @@ def test_defect_model_onnx_and_torch_agree_on_real_boards(real_deeppcb, tmp_path
         assert abs(a[key] - b[key]) <= 0.005, (key, a[key], b[key])
 
 
-def test_export_parity_on_real_boards(real_deeppcb, tmp_path):
-    entry = resolve_model_dir(REPO / "weights" / "defect-yolov8n")
+def test_export_parity_on_real_boards(defect_data, tmp_path):
+    entry = resolve_model_dir(DEFECT)
     pt = tmp_path / "model.pt"
     shutil.copy(entry / "model.pt", pt)
     onnx_path = export_onnx(pt, imgsz=640, dynamic_batch=True)
-    images = [read_image(p) for p in load_data_yaml(real_deeppcb).images("val")[:6]]
+    images = [read_image(p) for p in load_data_yaml(defect_data).images("val")[:6]]
     parity = check_parity(pt, onnx_path, images, conf=0.25)
     assert parity.boxes_torch > 0
     assert parity.unmatched <= max(1, parity.boxes_torch // 20)
@@ -67,15 +77,16 @@ def test_export_parity_on_real_boards(real_deeppcb, tmp_path):
     assert parity.max_conf_diff < 0.01
 
 
-def test_predict_with_runners_side_by_side_gives_the_same_lines_in_file_order(real_deeppcb):
+def test_predict_with_runners_side_by_side_gives_the_same_lines_in_file_order(tmp_path):
     from typer.testing import CliRunner
 
     from api.cli.main import app
 
-    images = load_data_yaml(real_deeppcb).images("val")[:9]
+    # tested boards of the DeepPCB layout: a plain model reads them alone, a reference model with their templates
+    images = sorted(real_board_subset(tmp_path / "boards", 9, offset=100).rglob("*_test.jpg"))
     outputs = {}
     for runners in ("1", "2", "3"):
-        result = CliRunner().invoke(app, ["predict", "-w", str(REPO / "weights" / "defect-yolov8n"), "--json",
+        result = CliRunner().invoke(app, ["predict", "-w", str(DEFECT), "--json",
                                           "--runners", runners, *map(str, images)])
         assert result.exit_code == 0, result.output
         outputs[runners] = [json.loads(line) for line in result.output.strip().splitlines()]
