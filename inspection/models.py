@@ -90,9 +90,14 @@ def model_input(weights: Path) -> str:
 
 
 def _onnx_input(path: Path) -> str:
+    """The input kind an ONNX file's metadata names; 'image' when it names none or is no ONNX file
+    (loading it then fails with the detector's own message)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends: not an ONNX file
+        return "image"
     return next((p.value for p in model.metadata_props if p.key == INPUT_METADATA_KEY), "image")
 
 
