@@ -6,13 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.limits import DECODE_THREADS, BodyLimits
 from api.routers import (
     events,
     export,
+    health,
     inspections,
     lines,
     live,
@@ -52,10 +55,12 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="twinspect", version="0.1.0", lifespan=lifespan,
                   description="Vision inspection of production lines with a synchronized digital twin.")
     app.state.services = services
+    app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)  # pushed frames decoding at once
     errors.install(app)
+    app.add_middleware(BodyLimits, services=services)  # every body bounded before anything reads it
     for router in (pages.router, live.router, push.router, metrics.router, events.router, twin.router,
                    session.router, inspections.router, stats.router, models.router, export.router,
-                   recipes.router, lines.router):
+                   recipes.router, lines.router, health.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

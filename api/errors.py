@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from camera.errors import CameraError, FrameRejected, UnknownCamera
@@ -21,6 +24,7 @@ from inspection.store.errors import (
     EvidenceNotFoundError,
     InspectionNotFoundError,
     InvalidCursorError,
+    StorageFullError,
     StoreUnavailableError,
 )
 from inspection.store.reviews import ConcurrentUpdate
@@ -66,6 +70,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (ConcurrentUpdate, 409),
     (ReviewError, 400),
     (StatsRangeError, 422),
+    (StorageFullError, 503),  # a write refused for lack of space (review, token): nothing was written, retry later
     (StoreUnavailableError, 503),
     (RulesError, 422),
     (UnknownCamera, 404),
@@ -99,9 +104,29 @@ def install(app: FastAPI) -> None:
     for exc_type, status in STATUS:
         app.add_exception_handler(exc_type, handler_for(status))
     app.add_exception_handler(ReviewConflict, _conflict)
+    app.add_exception_handler(RequestValidationError, _invalid)
 
 
 async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     """409 with the inspection's current state, so the client can show what the other reviewer did."""
     current = exc.current if isinstance(exc, ReviewConflict) else None
     return JSONResponse({"detail": str(exc), "error": exc.__class__.__name__, "current": current}, status_code=409)
+
+
+MAX_PROBLEMS = 20  # a 422 names at most this many problems
+
+
+def validation_problems(errors: list[Any]) -> list[dict[str, Any]]:
+    """Location, message and type of each problem, never the input (it may be huge or hostile), bounded."""
+    out = [{"loc": [part if isinstance(part, int) else str(part)[:64] for part in error.get("loc", ())],
+            "msg": str(error.get("msg", ""))[:300], "type": str(error.get("type", ""))}
+           for error in errors[:MAX_PROBLEMS]]
+    if len(errors) > MAX_PROBLEMS:
+        out.append({"loc": [], "msg": f"and {len(errors) - MAX_PROBLEMS} more problems", "type": "too_many_errors"})
+    return out
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": validation_problems(list(errors)), "error": "RequestValidationError"},
+                        status_code=422)

@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
 import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from camera.push import PushSource
 from inspection.annotate import draw
 from inspection.engine import Engine
 from inspection.store import encode_jpeg
+from inspection.telemetry import Fault
 from inspection.trigger import LineTriggerConfig
 from sync.errors import UnknownLine
+from sync.log import EventLog
 from sync.twin import TwinStore
 
 TRIGGER_COLOR = (0, 215, 255)
+
+
+def fault_json(fault: Fault) -> dict[str, Any]:
+    return {"component": fault.component, "reason": fault.reason, "since": fault.since}
+
+
+class EventLogCollector(Collector):
+    """The event-log writer's health on the engine's /metrics (read at scrape time)."""
+
+    def __init__(self, event_log: EventLog) -> None:
+        self.event_log = event_log
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        h = self.event_log.health()
+        yield GaugeMetricFamily("twinspect_event_log_queued", "Events waiting for the event-log writer", h.queued)
+        yield GaugeMetricFamily("twinspect_event_log_failing", "1 while event-log commits fail",
+                                1.0 if h.failing else 0.0)
+        for name, value, doc in (("retries", h.retries, "Failed event-log commits, retried"),
+                                 ("refused", h.refused, "Events refused because the writer's queue was full"),
+                                 ("failed", h.failed, "Submissions dropped because they can never commit"),
+                                 ("lost", h.lost, "Events not committed when the log stopped")):
+            yield CounterMetricFamily(f"twinspect_event_log_{name}", doc, value)
 
 
 class LiveView:
@@ -28,6 +57,9 @@ class LiveView:
     def __init__(self, engine: Engine, twins: TwinStore | None = None) -> None:
         self.engine, self.twins = engine, twins
         self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
+        if twins is not None:
+            with contextlib.suppress(ValueError):  # already there (a second view of the same engine)
+                engine.telemetry.registry.register(EventLogCollector(twins.log))
 
     def start(self) -> None:
         self.engine.start()
@@ -43,6 +75,10 @@ class LiveView:
 
     def camera_token_ok(self, camera_id: str, token: str | None) -> bool:
         return self.engine.camera_token_ok(camera_id, token)
+
+    def push_limit(self, camera_id: str) -> int | None:
+        source = self.engine.sources.get(camera_id)
+        return source.max_bytes if isinstance(source, PushSource) else None
 
     def status(self) -> dict[str, Any]:
         eng = self.engine
@@ -67,13 +103,24 @@ class LiveView:
                                     **{k: int(v) for k, v in outcomes.items()}}
         counters.update(self._twin_counters())
         counters["fps"] = sum(c["fps"] for c in cameras)
+        faults = [fault_json(f) for f in self.faults()]
         return {
             "line_id": eng.config.line_id,
             "line_state": eng.line_state().value,
+            "health": {"ready": not faults, "faults": faults},
+            "storage": eng.sink.storage(),
             "counters": counters,
             "cameras": cameras,
             "recent": recent,
         }
+
+    def faults(self) -> list[Fault]:
+        """What fails now: the engine's faults (storage refusing its writes) and the event log's."""
+        out = self.engine.faults()
+        health = self.twins.log.health() if self.twins is not None else None
+        if health is not None and health.failing is not None:
+            out.append(Fault("event-log", health.failing, health.since or 0.0))
+        return out
 
     def _twin_counters(self) -> dict[str, Any]:
         """Counters of the line's twin (all runs on this data dir), or nothing before its first event."""

@@ -66,13 +66,17 @@ class CropSize(BaseModel):
 
 class ReviewState(BaseModel):
     status: ReviewStatusName
-    by: str | None
+    by: str | None = Field(description="Name of the token that reviewed it.")
+    by_token_id: str | None = Field(None, description="Id of that token: whose review it is (two tokens may share "
+                                                      "a name); null for older reviews under a shared name.")
     at: datetime | None
 
 
 class AuditOut(BaseModel):
     at: datetime
     actor: str = Field(description="Name of the token that acted.")
+    actor_id: str | None = Field(None, description="Id of the token that acted (tokens may share a name); null for "
+                                                   "older entries under a shared name.")
     role: str
     action: str
     before: dict[str, Any]
@@ -186,8 +190,8 @@ def summary(item: StoredInspection) -> InspectionSummary:
 
 
 def audit_out(entry: AuditEntry) -> AuditOut:
-    return AuditOut(at=entry.at, actor=entry.actor, role=entry.role, action=entry.action, before=entry.before,
-                    after=entry.after, comment=entry.comment)
+    return AuditOut(at=entry.at, actor=entry.actor, actor_id=entry.actor_id, role=entry.role, action=entry.action,
+                    before=entry.before, after=entry.after, comment=entry.comment)
 
 
 def golden_fields(item: StoredInspection) -> dict[str, Any]:
@@ -206,6 +210,7 @@ def detail(item: StoredInspection, audit: tuple[AuditEntry, ...], class_names: t
         boxes=[BoxOut(**box_json(b)) for b in item.boxes],
         reasons=list(item.reasons), board_box=list(item.board_xyxy), frame_seq=item.frame_seq,
         crop=CropSize(width=item.crop_width, height=item.crop_height),
-        review=ReviewState(status=item.review_status.value, by=item.reviewed_by, at=item.reviewed_at),
+        review=ReviewState(status=item.review_status.value, by=item.reviewed_by, by_token_id=item.reviewed_by_id,
+                           at=item.reviewed_at),
         class_names=list(class_names), audit=[audit_out(e) for e in audit], **golden_fields(item),
     )

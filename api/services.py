@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from api.tokens import TokenStore
     from inspection.recipes.store import RecipeStore
     from inspection.store import InspectionStore
+    from inspection.telemetry import Fault
     from sync.service import SyncService
 
 
@@ -35,8 +36,14 @@ class EngineView(Protocol):
     def camera_token_ok(self, camera_id: str, token: str | None) -> bool:
         """Whether ``token`` may push frames for ``camera_id``."""
 
+    def push_limit(self, camera_id: str) -> int | None:
+        """The largest body push camera ``camera_id`` accepts (its ``max_bytes``); None: no such push camera."""
+
     def metrics(self) -> bytes:
         """Prometheus text format."""
+
+    def faults(self) -> list[Fault]:
+        """What fails right now (storage refusing writes): /readyz answers 503 while there is any."""
 
     def start(self) -> None: ...
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Column, Engine, String, Table, select, update
+from sqlalchemy import CheckConstraint, Column, Connection, Engine, String, Table, exc, select, update
 
 from api.errors import NotFound, Unauthorized
-from inspection.store.db import write_bind
+from inspection.store.db import translate, write_bind
 from inspection.store.models import Base, UTCDateTime, in_list
 
 
@@ -73,6 +75,15 @@ class TokenStore:
         self.engine = engine
         self._write = write_bind(engine)
 
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[Connection]:
+        """A connection (a transaction when writing); a database that fails says why (StorageFullError: 503)."""
+        try:
+            with self._write.begin() if write else self.engine.connect() as conn:
+                yield conn
+        except exc.DBAPIError as error:
+            raise translate(error, self.engine.url, "write to" if write else "read") from error
+
     def create(self, role: Role | str, name: str) -> tuple[TokenInfo, str]:
         """A new token; returns its info and the clear token (shown once, never stored)."""
         try:
@@ -83,7 +94,7 @@ class TokenStore:
             raise ValueError("name: 1-200 characters")
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         info = TokenInfo(token_id, name.strip(), role, datetime.now(UTC), None)
-        with self._write.begin() as conn:
+        with self._connect(write=True) as conn:
             conn.execute(api_tokens.insert().values(id=token_id, name=info.name, role=role.value,
                                                     secret_sha256=_hash(secret), created_at=info.created_at))
         return info, f"tsp_{token_id}_{secret}"
@@ -93,20 +104,20 @@ class TokenStore:
         if not token or not token.startswith("tsp_"):
             return None
         token_id, _, secret = token[4:].partition("_")
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).first()
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, _hash(secret)):
             return None
         return Principal(row.id, row.name, Role(row.role))
 
     def all(self) -> list[TokenInfo]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at)).all()
         return [TokenInfo(r.id, r.name, Role(r.role), r.created_at, r.revoked_at) for r in rows]
 
     def revoke(self, id_or_name: str) -> list[str]:
         """Revoke the token with this id, or every active token with this name; returns the ids."""
-        with self._write.begin() as conn:
+        with self._connect(write=True) as conn:
             ids = list(conn.execute(select(api_tokens.c.id).where(
                 ((api_tokens.c.id == id_or_name) | (api_tokens.c.name == id_or_name))
                 & api_tokens.c.revoked_at.is_(None))).scalars())

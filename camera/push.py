@@ -1,8 +1,9 @@
 """A camera that pushes JPEG or PNG images to us (the HTTP route calls ``push``).
 
 Every body is checked before it is decoded: not empty, not larger than ``max_bytes``,
-a supported content type, magic bytes that match it, image dimensions (read from
-the header) within ``max_pixels``, and finally that it decodes. A bad body raises
+a supported content type, magic bytes that match it, image dimensions read from the
+header (:mod:`inspection.decode`; a header without a readable size is refused) within
+``max_pixels``, and finally that it decodes. A bad body raises
 :class:`~camera.errors.FrameRejected` whose message names the reason; the source
 counts it and carries on.
 
@@ -12,15 +13,15 @@ arriving and shows ``reconnecting`` (offline) when none came within the stall ti
 
 from __future__ import annotations
 
-import struct
 import time
 
-import cv2
 import numpy as np
 
 from camera.errors import FrameRejected
 from camera.frame import Frame, SourceState
 from camera.source import BufferedSource, ReconnectPolicy
+from inspection.decode import decode, read_header
+from inspection.errors import ImageError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -36,30 +37,14 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """(width, height) from a PNG IHDR or a JPEG SOF marker, without decoding; None if not found."""
-    if fmt == "png":
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            return None
-        w, h = struct.unpack(">II", data[16:24])
-        return int(w), int(h)
-    i = 2
-    while i + 9 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2:i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
-            return int(w), int(h)
-        i += 2 + length
-    return None
+def header_size(data: bytes, fmt: str) -> tuple[int, int]:
+    """(width, height) that a PNG IHDR or a JPEG frame header declares, without decoding; FrameRejected naming
+    the reason when the header does not give it (an image of unknown size is never decoded)."""
+    try:
+        header = read_header(data, (fmt,))
+    except ImageError as exc:
+        raise FrameRejected(str(exc)) from None
+    return header.width, header.height
 
 
 class PushSource(BufferedSource):
@@ -126,10 +111,7 @@ class PushSource(BufferedSource):
             raise FrameRejected("not an image: body is neither JPEG nor PNG")
         if declared is not None and declared != fmt:
             raise FrameRejected(f"content type says {declared} but the body is {fmt}")
-        size = header_size(data, fmt)
-        if size is not None and size[0] * size[1] > self.max_pixels:
-            raise FrameRejected(f"image too large: {size[0]}x{size[1]} pixels > max_pixels {self.max_pixels}")
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            raise FrameRejected(f"not an image: {fmt} body does not decode")
-        return image
+        try:  # the size from the header first: too large or unreadable is refused before decoding
+            return decode(data, max_pixels=self.max_pixels, formats=(fmt,))
+        except ImageError as exc:
+            raise FrameRejected(str(exc)) from None

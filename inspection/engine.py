@@ -6,6 +6,15 @@ camera's PartTracker. Each inspection request (one per board) goes to the shared
 defect-model worker; its result goes to the VerdictSink, which applies the rules,
 stores the verdict and tells the listeners. Line events (part.entered, part.exited,
 part.uninspected, line.started/stopped) go to the listeners from the camera threads.
+
+Faults: every stage thread is supervised. A camera loop that fails on a frame counts it
+(``twinspect_stage_errors_total``) and goes on with the next; one that fails outside a
+frame starts over after a pause. An aligner task or a defect-model result that fails
+makes its board ``uncertain`` with the reason, never lost. The stages' queues are bounded
+and push back (the camera buffer then drops its oldest frames, counted); the verdict
+thread's own bounds and retries are in verdict_sink.py / verdict_backlog.py. Faults that
+last (storage refusing writes) are in ``health`` (``faults()``), for /readyz and the
+live status.
 """
 
 from __future__ import annotations
@@ -34,8 +43,8 @@ from inspection.recipes.model import Golden
 from inspection.reference_stage import Prepared, ReferenceStage
 from inspection.rules import RulesConfig
 from inspection.store import EvidenceStore, InspectionStore
-from inspection.telemetry import CameraFigures, Telemetry
-from inspection.verdict_sink import Inspected, ModelInfo, Outbox, PendingInspection, VerdictSink
+from inspection.telemetry import CameraFigures, Fault, Telemetry
+from inspection.verdict_sink import Inspected, ModelInfo, Outbox, PendingInspection, SinkLimits, VerdictSink
 from inspection.worker import BatchStats, InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,7 @@ class EngineConfig:
     camera_tokens: dict[str, str] = field(default_factory=dict)
     part_runners: int = 1  # images of each model run side by side (see InferenceWorker)
     defect_runners: int = 1
+    sink: SinkLimits = field(default_factory=SinkLimits)  # verdict queue, storage backlog and retries
 
 
 @dataclass
@@ -88,6 +98,23 @@ class _CameraLoop:
         self.thread = threading.Thread(target=self.run, name=f"camera-{self.camera_id}", daemon=True)
 
     def run(self) -> None:
+        """Supervised: a failure outside a frame is counted and the loop starts over (pause 0.1 s, up to 5 s)."""
+        eng, pause = self.engine, 0.1
+        while True:
+            try:
+                self.loop()
+                break
+            except Exception as exc:
+                eng.health.error(f"camera {self.camera_id}", exc)
+                if eng.stopping.wait(pause):
+                    break
+                pause = min(5.0, pause * 2)
+        try:
+            self.handle(self.parts.close(), None)
+        except Exception as exc:
+            eng.health.error(f"camera {self.camera_id}", exc, "closing its tracks")
+
+    def loop(self) -> None:
         """Keep frames at the part model (one running and one waiting per runner); track results in order.
 
         In real time a frame is usually done before the next arrives, so this adds no latency;
@@ -102,12 +129,18 @@ class _CameraLoop:
                 pending.append((frame, time.monotonic(), eng.part_worker.submit(frame.image)))
                 continue
             if pending:  # the pipeline is full, or no frame is waiting: finish the oldest
-                self.step(*pending.popleft())
+                self.safe_step(*pending.popleft())
             elif self.source.drained:  # closed and empty: a finite source has delivered everything
                 break
         while pending:
-            self.step(*pending.popleft())
-        self.handle(self.parts.close(), None)
+            self.safe_step(*pending.popleft())
+
+    def safe_step(self, frame: Frame, t_submit: float, boards_future: Future[Detections]) -> None:
+        """``step``, but a frame that fails (the part model, the tracker) is counted and skipped."""
+        try:
+            self.step(frame, t_submit, boards_future)
+        except Exception as exc:
+            self.engine.health.error(f"camera {self.camera_id}", exc, f"frame {frame.seq}")
 
     def step(self, frame: Frame, t_submit: float, boards_future: Future[Detections]) -> None:
         eng = self.engine
@@ -176,19 +209,25 @@ class Engine:
         self.run_id = _run_id()
         self.sources = {s.camera_id: s for s in sources}  # type: ignore[attr-defined]
         self.telemetry = Telemetry(self._camera_figures)
+        self.health = self.telemetry.health
         self.clock = StageClock()
         self.listeners: list[Listener] = []
         self.stopping = threading.Event()
         self.part_worker = InferenceWorker(part_detector, "part", config.max_batch, config.max_wait_ms,
                                            on_batch=self._on_batch, submitters=len(sources),
-                                           runners=config.part_runners)
+                                           runners=config.part_runners,
+                                           on_error=lambda exc: self.health.error("inference part", exc))
         self.defect_worker = InferenceWorker(defect_detector, "defect", config.max_batch, config.max_wait_ms,
-                                             on_batch=self._on_batch, runners=config.defect_runners)
+                                             on_batch=self._on_batch, runners=config.defect_runners,
+                                             on_error=lambda exc: self.health.error("inference defect", exc))
         self.sink = VerdictSink(config.rules, config.line_id, model, store, evidence, self.listeners,
-                                outbox=outbox, outbox_flush=outbox_flush)
+                                outbox=outbox, outbox_flush=outbox_flush, telemetry=self.telemetry,
+                                limits=config.sink)
         self.reference = reference  # set when the defect model compares each board with its golden
         self._aligners = ThreadPoolExecutor(max(1, config.defect_runners), thread_name_prefix="align") \
             if reference is not None else None
+        # boards at the aligners (queued or running): a camera thread waits for room (backpressure)
+        self._align_slots = threading.BoundedSemaphore(4 * max(1, config.defect_runners))
         self.on_start: list[Callable[[], None]] = []  # run after the sources started (event recorders)
         self.on_stop: list[Callable[[], None]] = []  # run after the last verdict was handed on
         self.listeners.append(self._count_verdict)
@@ -236,24 +275,39 @@ class Engine:
         deadline = time.monotonic() + timeout
         for loop in self.loops:
             loop.thread.join(max(0.0, deadline - time.monotonic()))
-        self._drain(deadline)
-        self.sink.stop(max(1.0, deadline - time.monotonic()))
+        self._wait_inflight(deadline)
+        self.sink.stop(max(1.0, deadline - time.monotonic()))  # stores what is queued, or counts and logs it
+        if self.sink.outbox_flush is not None:
+            self.sink.outbox_flush(max(0.1, min(5.0, deadline - time.monotonic())))
         for hook in self.on_stop:
-            hook()
+            try:
+                hook()
+            except Exception as exc:
+                self.health.error("stop hook", exc)
         self.part_worker.stop()
         self.defect_worker.stop()
         if self._aligners is not None:
             self._aligners.shutdown(wait=True)
         self._started = False
 
-    def _drain(self, deadline: float | None) -> bool:
+    def _wait_inflight(self, deadline: float | None) -> bool:
+        """Wait until every board handed to the aligners / defect model reached the verdict thread."""
         with self._inflight_lock:
             while self._inflight:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 self._inflight_lock.wait(left)
+        return True
+
+    def _drain(self, deadline: float | None) -> bool:
+        if not self._wait_inflight(deadline):
+            return False
         return self.sink.drain(30.0 if deadline is None else max(0.1, deadline - time.monotonic()))
+
+    def faults(self) -> list[Fault]:
+        """What fails right now (storage refusing writes), for /readyz and the live status."""
+        return self.health.faults()
 
     # pipeline --------------------------------------------------------------------------------
     def emit(self, event: Any) -> None:
@@ -267,12 +321,35 @@ class Engine:
         with self._inflight_lock:
             self._inflight += 1
         if self._aligners is not None:
-            self._aligners.submit(self._prepare_and_submit, req, truth, frames_seen)
+            self._align_slots.acquire()
+            try:
+                self._aligners.submit(self._prepare_and_submit, req, truth, frames_seen)
+            except BaseException:  # shut down: the board never reached an aligner
+                self._align_slots.release()
+                self._done_inflight()
+                raise
         else:
             self._submit_defect(req, req.crop, truth, frames_seen, None)
 
     def _prepare_and_submit(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
-        """On an aligner thread: register the crop to its golden, then hand the reference input on."""
+        """On an aligner thread (supervised): a board that fails here is handed on uncertain, with the reason."""
+        try:
+            self._prepare(req, truth, frames_seen)
+        except Exception as exc:
+            self.health.error("align", exc, req.part_id)
+            self._fail_board(req, truth, frames_seen, f"{type(exc).__name__}: {exc}", None)
+        finally:
+            self._align_slots.release()
+
+    def _fail_board(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int, error: str,
+                    prepared: Prepared | None) -> None:
+        """The board goes to the verdict thread as a failed inspection (it is stored uncertain with ``error``)."""
+        empty = Detections.empty(self.defect_worker.detector.class_names)
+        self.sink.put(PendingInspection(req, empty, error, truth, frames_seen, prepared))
+        self._done_inflight()
+
+    def _prepare(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
+        """Register the crop to its golden, then hand the reference input on."""
         assert self.reference is not None
         t0 = time.monotonic()
         try:
@@ -297,9 +374,13 @@ class Engine:
         def done(f: Future[Detections]) -> None:
             self.clock.add("defect_model", time.monotonic() - t0)
             exc = f.exception()
-            self.sink.put(PendingInspection(req, None if exc else f.result(), str(exc) if exc else None,
-                                            truth, frames_seen, prepared))
-            self._done_inflight()
+            if exc is not None:
+                self._fail_board(req, truth, frames_seen, f"{type(exc).__name__}: {exc}", prepared)
+                return
+            try:
+                self.sink.put(PendingInspection(req, f.result(), None, truth, frames_seen, prepared))
+            finally:
+                self._done_inflight()
 
         fut.add_done_callback(done)
 

@@ -9,17 +9,16 @@ import cv2
 import numpy as np
 
 from inspection.datasets.yolo import IMAGE_SUFFIXES
+from inspection.decode import MAX_PIXELS, read_file
 from inspection.errors import ImageError
 
 
-def read_image(path: Path) -> np.ndarray:
-    """BGR image of a file; ImageError names the file if it is missing or not an image."""
+def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """BGR image of a file; ImageError names the file if it is missing, not an image, of a size its header does
+    not give, or larger than ``max_pixels`` (checked from the header, before decoding)."""
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"{path}: not a readable image (corrupt or unknown format)")
-    return img
+    return read_file(path, max_pixels=max_pixels, flags=cv2.IMREAD_COLOR)
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:

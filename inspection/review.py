@@ -15,9 +15,12 @@ touches the database, so every rule below is tested without one.
 - ``add_box``: a missed defect, in crop pixels (status ``corrected``, verdict ``fail``);
 - ``comment``: an audit entry only; never conflicts.
 
-An inspection reviewed by someone else (status not pending, reviewer another name), or a
-request naming a version that is not the current one, is a ``ReviewConflict``; the same
-reviewer may amend their own review. ``run_review`` re-reads and re-plans when the row
+An inspection reviewed by someone else (status not pending, reviewed by another token), or
+a request naming a version that is not the current one, is a ``ReviewConflict``; the same
+reviewer may amend their own review. A reviewer is the token, by its id: two tokens that
+share a name are two reviewers (the name is kept beside the id, for people). Only a review
+recorded without an id (before migration 0006, under a name several tokens shared) or a
+reviewer without a token falls back to the name. ``run_review`` re-reads and re-plans when the row
 changed between the read and the write (``ConcurrentUpdate``), so a plan always lands on
 the state it was made from.
 """
@@ -90,8 +93,15 @@ class ReviewRequest:
 
 @dataclass(frozen=True)
 class Reviewer:
-    name: str  # the token's name
+    name: str  # the token's name (what people read)
     role: str
+    token_id: str | None = None  # the token's id (who it is); None: a reviewer without a token
+
+    def made(self, item: StoredInspection) -> bool:
+        """Whether ``item``'s current review is this reviewer's (by token id; by name only when an id is missing)."""
+        if item.reviewed_by_id is not None and self.token_id is not None:
+            return item.reviewed_by_id == self.token_id
+        return item.reviewed_by == self.name
 
 
 @dataclass(frozen=True)
@@ -148,10 +158,11 @@ def _check_conflict(current: StoredInspection, request: ReviewRequest, reviewer:
     if request.version is not None and request.version != current.version:
         raise ReviewConflict(f"inspection {current.id!r} changed since you read it (you saw version "
                              f"{request.version}, it is now {current.version}); reload and review again", current.id)
-    if current.review_status is not ReviewStatus.PENDING and current.reviewed_by != reviewer.name:
+    if current.review_status is not ReviewStatus.PENDING and not reviewer.made(current):
         at = current.reviewed_at.isoformat() if current.reviewed_at else "an unknown time"
-        raise ReviewConflict(f"inspection {current.id!r} was already reviewed by {current.reviewed_by!r} "
-                             f"({current.review_status.value}, at {at}); only they may amend it", current.id)
+        token = f" (token {current.reviewed_by_id})" if current.reviewed_by_id else ""
+        raise ReviewConflict(f"inspection {current.id!r} was already reviewed by {current.reviewed_by!r}{token} "
+                             f"({current.review_status.value}, at {at}); only that token may amend it", current.id)
 
 
 def _live_box(current: StoredInspection, box_id: int | None) -> BoxRecord:
@@ -238,8 +249,9 @@ def box_json(box: BoxRecord) -> dict[str, Any]:
             "source": box.source.value, "rejected": box.rejected}
 
 
-def _snapshot(outcome: Outcome, status: ReviewStatus, by: str | None, boxes: Sequence[BoxRecord]) -> dict[str, Any]:
-    return {"verdict": outcome.value, "review_status": status.value, "reviewed_by": by,
+def _snapshot(outcome: Outcome, status: ReviewStatus, by: tuple[str | None, str | None],
+              boxes: Sequence[BoxRecord]) -> dict[str, Any]:
+    return {"verdict": outcome.value, "review_status": status.value, "reviewed_by": by[0], "reviewed_by_id": by[1],
             "boxes": [box_json(b) for b in boxes]}
 
 
@@ -251,16 +263,18 @@ def plan_review(current: StoredInspection, request: ReviewRequest, reviewer: Rev
     effect = _effect(current, request, class_names)
     comment = request.comment.strip() if request.comment and request.comment.strip() else None
     is_comment = request.action is ReviewAction.COMMENT
-    by = current.reviewed_by if is_comment else reviewer.name
+    was = (current.reviewed_by, current.reviewed_by_id)
+    by = was if is_comment else (reviewer.name, reviewer.token_id)
     changed_ids = {b.id for b in effect.touched}
     after_boxes = [b for b in effect.boxes_after if b.id in changed_ids] + list(effect.added)
-    audit = AuditDraft(at=at, actor=reviewer.name, role=reviewer.role, action=request.action.value,
-                       before=_snapshot(current.outcome, current.review_status, current.reviewed_by, effect.touched),
+    audit = AuditDraft(at=at, actor=reviewer.name, actor_id=reviewer.token_id, role=reviewer.role,
+                       action=request.action.value,
+                       before=_snapshot(current.outcome, current.review_status, was, effect.touched),
                        after=_snapshot(effect.after, effect.status, by, after_boxes), comment=comment)
     live = [b.confidence for b in effect.boxes_after if not b.rejected]
     change = ReviewChange(
         inspection_id=current.id, expected_version=current.version, audit=audit, update_row=not is_comment,
-        outcome=effect.after, review_status=effect.status, reviewed_by=by,
+        outcome=effect.after, review_status=effect.status, reviewed_by=by[0], reviewed_by_id=by[1],
         reviewed_at=current.reviewed_at if is_comment else at, max_confidence=max(live, default=0.0),
         reject_box_ids=effect.rejected, relabel=effect.relabel, add_boxes=effect.added)
     return ReviewPlan(current, request.action, reviewer, current.outcome, effect.after, effect.boxes_after, change)

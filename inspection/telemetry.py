@@ -1,12 +1,22 @@
-"""Prometheus metrics of the engine, on a registry of its own (one per engine, never global).
+"""Prometheus metrics of the engine, on a registry of its own (one per engine, never global), and its health.
 
 Counters and histograms are updated by the pipeline as things happen; camera figures
 (state, fps, frames in, drops) are read from the sources at scrape time by a collector,
 so nothing polls them.
+
+``Health`` is where the stages report what goes wrong: ``error(stage, exc)`` for an
+exception a stage thread caught and went on from (logged, at most once per stage every
+``log_every_s`` with a count of the ones in between, and counted in
+``twinspect_stage_errors_total``), ``fail(component, reason)`` / ``clear(component)`` for
+a lasting fault (storage refusing writes) that /readyz and the live status show until it
+clears (``twinspect_fault``).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -16,6 +26,8 @@ from prometheus_client.registry import Collector
 
 from camera.frame import SourceState
 from inspection.worker import BatchStats
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
@@ -55,6 +67,70 @@ class _CameraCollector(Collector):
         return [frames, dropped, reconnects, fps, state]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A lasting fault of one component: what fails, why (the last error), since when (wall clock)."""
+
+    component: str
+    reason: str
+    since: float
+
+
+class Health:
+    """Faults and caught stage errors; thread-safe. See the module docstring."""
+
+    def __init__(self, errors: Counter | None = None, log_every_s: float = 10.0) -> None:
+        self._errors = errors
+        self.log_every_s = log_every_s
+        self._faults: dict[str, Fault] = {}
+        self._last_log: dict[str, tuple[float, int]] = {}  # stage -> (when logged, errors since)
+        self._lock = threading.Lock()
+
+    def error(self, stage: str, exc: BaseException, what: str = "") -> None:
+        """A stage thread caught ``exc`` and goes on: count it, log it (rate-limited per stage)."""
+        if self._errors is not None:
+            self._errors.labels(stage).inc()
+        now = time.monotonic()
+        with self._lock:
+            last, since = self._last_log.get(stage, (-1e18, 0))
+            if now - last < self.log_every_s:
+                self._last_log[stage] = (last, since + 1)
+                return
+            self._last_log[stage] = (now, 0)
+        more = f" ({since} more since the last report)" if since else ""
+        log.error("%s failed%s%s; it goes on", stage, f" on {what}" if what else "", more, exc_info=exc)
+
+    def fail(self, component: str, reason: str) -> None:
+        """``component`` is failing (keeps the first time it did, updates the reason)."""
+        with self._lock:
+            old = self._faults.get(component)
+            self._faults[component] = Fault(component, reason, old.since if old else time.time())
+        if old is None:
+            log.error("%s failing: %s", component, reason)
+
+    def clear(self, component: str) -> None:
+        with self._lock:
+            old = self._faults.pop(component, None)
+        if old is not None:
+            log.warning("%s recovered after %.1f s", component, time.time() - old.since)
+
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return sorted(self._faults.values(), key=lambda f: f.component)
+
+
+class _HealthCollector(Collector):
+    def __init__(self, health: Health) -> None:
+        self._health = health
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        fault = GaugeMetricFamily("twinspect_fault", "1 while a component fails (storage refusing writes)",
+                                  labels=["component"])
+        for f in self._health.faults():
+            fault.add_metric([f.component], 1.0)
+        return [fault]
+
+
 class Telemetry:
     """All engine metrics; ``render()`` gives the Prometheus text format."""
 
@@ -78,6 +154,20 @@ class Telemetry:
         self.coverage = Gauge("twinspect_inspection_coverage", "Inspected / seen boards", ["camera"], registry=r)
         self.capture_to_verdict = Histogram("twinspect_capture_to_verdict_seconds",
                                             "From frame capture to verdict", buckets=LATENCY_BUCKETS, registry=r)
+        self.stage_errors = Counter("twinspect_stage_errors", "Exceptions a stage thread caught and went on from",
+                                    ["stage"], registry=r)
+        self.queue_dropped = Counter("twinspect_queue_dropped", "Items a full queue refused (logged)", ["queue"],
+                                     registry=r)
+        self.verdicts_stored = Counter("twinspect_verdicts_stored", "Verdicts committed to storage", registry=r)
+        self.verdicts_unstored = Counter(
+            "twinspect_verdicts_unstored", "Verdicts not stored as made: evidence_dropped (stored uncertain with "
+            "a placeholder image), refused (storage rejected the record), lost (over the backlog bound or at stop)",
+            ["reason"], registry=r)
+        self.store_retries = Counter("twinspect_store_retries", "Failed storage attempts, retried", ["what"],
+                                     registry=r)
+        self.store_backlog = Gauge("twinspect_store_backlog", "Verdicts waiting to be stored", registry=r)
+        self.health = Health(self.stage_errors)
+        r.register(_HealthCollector(self.health))
         if cameras is not None:
             r.register(_CameraCollector(cameras))
 

@@ -61,7 +61,8 @@ class InferenceWorker:
 
     def __init__(self, detector: Detector, name: str, max_batch: int = 8, max_wait_ms: float = 5.0,
                  on_batch: Callable[[BatchStats], None] | None = None, max_queue: int = 256,
-                 submitters: int | None = None, runners: int = 1) -> None:
+                 submitters: int | None = None, runners: int = 1,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch: must be at least 1")
         if runners < 1:
@@ -69,6 +70,7 @@ class InferenceWorker:
         self.detector, self.name = detector, name
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000.0
         self.on_batch = on_batch
+        self.on_error = on_error  # told of every failed batch (it logs and counts); None: logged here
         self.submitters = submitters  # a batch this big goes at once (None: unknown, wait up to max_wait_ms)
         self.runners = runners
         self._queue: queue.Queue[_Request | object] = queue.Queue(maxsize=max_queue)
@@ -130,14 +132,31 @@ class InferenceWorker:
                 break
             assert isinstance(item, _Request)
             batch, stopping = self._gather(item)
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # supervised: whatever failed belongs to this batch's callers, the runner goes on
+                self._report(exc)
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        if self.on_error is None:
+            log.error("inference on %s failed", self.name, exc_info=exc)
+            return
+        try:
+            self.on_error(exc)
+        except Exception:
+            log.exception("reporting an inference failure of %s failed", self.name)
 
     def _run_batch(self, batch: list[_Request]) -> None:
         t0 = time.monotonic()
         try:
             results = self.detector.detect([r.image for r in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"the detector answered {len(results)} results for {len(batch)} images")
         except Exception as exc:  # the detector's failure belongs to every caller of this batch
-            log.exception("inference failed on %s", self.name)
+            self._report(exc)
             for r in batch:
                 r.future.set_exception(exc)
             return
@@ -145,7 +164,10 @@ class InferenceWorker:
         for r, det in zip(batch, results, strict=True):
             r.future.set_result(det)
         if self.on_batch is not None:
-            self.on_batch(BatchStats(self.name, len(batch), t1 - t0, t0 - min(r.t_submit for r in batch)))
+            try:
+                self.on_batch(BatchStats(self.name, len(batch), t1 - t0, t0 - min(r.t_submit for r in batch)))
+            except Exception as exc:  # metrics must never stop inference
+                self._report(exc)
 
 
 def detect_in_order(worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray]],

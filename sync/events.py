@@ -4,7 +4,10 @@ A producer makes a ``Draft`` (type, source, subject, data; its UUID and time are
 at creation, so a re-published draft keeps its identity). The event log turns drafts
 into ``Event``s: it gives each the next ``sequence`` of its line and an ``offset`` in the
 log, and freezes the CloudEvents JSON text (``body``) that every feed and broker sends
-verbatim.
+verbatim. That text is strict JSON (no NaN or Infinity, no lone surrogate) and at most
+``MAX_EVENT_BYTES``: a draft that would break either is refused when it is made
+(``InvalidEvent`` naming its type and size), so the log never holds what a strict client
+cannot parse or a replaying feed cannot carry.
 
     {"specversion": "1.0", "id": "9b1d...", "source": "/twinspect/edge-1/cam1",
      "type": "io.twinspect.part.inspected", "time": "2026-11-21T16:00:00.123Z",
@@ -33,6 +36,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 SPEC_VERSION = "1.0"
 LINE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+MAX_EVENT_BYTES = 64 * 1024  # one event's CloudEvents JSON text; larger ones are refused, never logged
 
 
 def check_type(short_type: str) -> str:
@@ -89,8 +93,24 @@ def new_event_id() -> str:
 
 
 def dumps(value: Any) -> str:
-    """The canonical JSON text used for event bodies and twin documents (sorted keys, compact)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The canonical JSON text used for event bodies and twin documents (sorted keys, compact).
+
+    Strict JSON: NaN and Infinity raise ValueError (``JSON.parse`` and every strict reader refuse them).
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def check_body(short_type: str, body: str) -> str:
+    """``body`` if it is Unicode text within MAX_EVENT_BYTES (UTF-8); InvalidEvent naming the type and the size
+    (or the lone surrogate) otherwise."""
+    try:
+        size = len(body) if body.isascii() else len(body.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidEvent(f"{short_type} event: a string holds a lone UTF-16 surrogate (not Unicode text)") from None
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"{short_type} event of {size} bytes is over the limit of {MAX_EVENT_BYTES} bytes "
+                           "(every feed replays the log: bound what goes into an event)")
+    return body
 
 
 @dataclass(frozen=True)
@@ -106,8 +126,17 @@ class Draft:
     id: str = field(default_factory=new_event_id)
 
     def __post_init__(self) -> None:
+        """Refuse at once (InvalidEvent) what the log could not store: an unknown type, a bad line id, data that
+        is not strict JSON (NaN, Infinity, an object JSON cannot hold) or an event over MAX_EVENT_BYTES."""
         object.__setattr__(self, "type", check_type(self.type))
         check_line_id(self.line_id)
+        try:
+            body = dumps(self.envelope(2**63 - 1))  # the longest sequence the log column holds
+        except ValueError:
+            raise InvalidEvent(f"{self.type} event: its data holds NaN or Infinity, which have no JSON form") from None
+        except TypeError as error:
+            raise InvalidEvent(f"{self.type} event: its data is not JSON ({error})") from None
+        check_body(self.type, body)
 
     def envelope(self, sequence: int) -> dict[str, Any]:
         ce: dict[str, Any] = {
@@ -148,7 +177,9 @@ class Event:
             sequence = int(ce["sequence"])
             if ce.get("specversion") != SPEC_VERSION or sequence < 1:
                 raise ValueError("specversion must be 1.0 and sequence >= 1")
-            return cls(offset, sequence, line_id, short, str(ce["id"]), str(ce["time"]), dumps(ce))
+            return cls(offset, sequence, line_id, short, str(ce["id"]), str(ce["time"]), check_body(short, dumps(ce)))
+        except InvalidEvent:
+            raise
         except (ValueError, KeyError, TypeError) as error:
             raise InvalidEvent(f"not a twinspect CloudEvent: {error}") from None
 

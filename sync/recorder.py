@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from camera.frame import SourceState
@@ -117,8 +118,9 @@ class EngineRecorder:
 
     # verdict sink outbox -----------------------------------------------------------------------
     def outbox(self, handled: list[tuple[Inspected, InspectionRecord | None]],
-               extra: Callable[[Any], None] | None) -> None:
-        self.log.publish([self.inspected_draft(done, rec) for done, rec in handled], extra)
+               extra: Callable[[Any], None] | None) -> Future[Any]:
+        """Queue the batch's events with its rows; the future says when both are committed (or why not)."""
+        return self.log.publish([self.inspected_draft(done, rec) for done, rec in handled], extra)
 
     def inspected_draft(self, done: Inspected, record: InspectionRecord | None) -> Draft:
         v = done.verdict

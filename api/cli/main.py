@@ -1,7 +1,8 @@
 """Entry point of the ``twinspect`` command: sub-commands and the error boundary.
 
 Every error a user can cause (bad path, bad file, bad field) ends as one line on
-stderr naming the file or field, and exit code 2.
+stderr naming the file or field, and exit code 2; so does one the machine causes (a
+full disk, a damaged or unreachable database, a folder it may not write).
 """
 
 from __future__ import annotations
@@ -71,6 +72,26 @@ def main() -> None:
     except (InspectionError, SyncError) as exc:
         print(f"twinspect: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:  # the environment refused (a full disk, a damaged database): one line, not a traceback
+        reason = environment_error(exc)
+        if reason is None:
+            raise
+        print(f"twinspect: error: {reason}", file=sys.stderr)
+        sys.exit(2)
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One line for an error the machine caused (disk, database), None for anything else (a bug: traceback)."""
+    from sqlalchemy import exc as sa_exc
+
+    from inspection.store.db import translate
+
+    if isinstance(exc, sa_exc.DBAPIError):
+        return str(translate(exc, None))
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
 
 
 if __name__ == "__main__":

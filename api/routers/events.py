@@ -5,12 +5,17 @@ position in this log). Resume with ``after=OFFSET`` (pull, WebSocket) or the
 ``Last-Event-ID`` header (SSE, which browsers send by themselves on reconnect). A
 consumer reads the log at its own pace: one that is slow or away never slows the
 pipeline, and catches up from the log when it comes back.
+
+Every heartbeat (``heartbeat_s``) an open SSE or WebSocket feed checks its caller's token
+again: a revoked token ends the feed (SSE: the stream ends; WebSocket: close code 1008).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import re
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio
@@ -52,14 +57,31 @@ def _filters(log: EventLog, types: list[str] | None, line: str | None) -> tuple[
     return wanted, line
 
 
+OFFSET_RE = re.compile(r"[0-9]{1,19}")  # plain ASCII decimal digits: no sign, space, underscore or other digits
+
+
 def parse_offset(value: str, what: str) -> int:
-    try:
-        offset = int(value)
-    except ValueError:
-        raise BadOffset(f"{what} {value!r}: not an offset (a whole number >= 0)") from None
-    if offset < 0:
+    """A header's offset: only plain non-negative decimal integers (``int()`` also takes ``+5``, `` 7``, ``1_000``)."""
+    if value.startswith("-") and OFFSET_RE.fullmatch(value[1:]):
         raise BadOffset(f"{what} {value!r}: must be >= 0")
-    return offset
+    if not OFFSET_RE.fullmatch(value):
+        raise BadOffset(f"{what} {value[:40]!r}: not an offset; send plain decimal digits 0-9 (a whole number >= 0, "
+                        "no sign, spaces or underscores, at most 19 digits)")
+    return int(value)
+
+
+async def _refusal(check: Callable[[], object]) -> str | None:
+    """Why the caller may no longer read a feed (its token was revoked), or None (checked in a worker thread).
+
+    A check that cannot be made ends the feed too (fail closed); the client reconnects and is asked again.
+    """
+    try:
+        await anyio.to_thread.run_sync(check)
+    except (Unauthorized, Forbidden) as refused:
+        return str(refused)
+    except Exception as error:
+        return f"the token cannot be checked now ({error.__class__.__name__}); reconnect"
+    return None
 
 
 @router.get("", summary="Events after an offset (HTTP pull)", response_model=EventPage, dependencies=readers)
@@ -75,15 +97,26 @@ def pull(request: Request, after: Annotated[int, Query(ge=0, description="Last o
 
 async def _sse(log: EventLog, after: int, wanted: list[str] | None, line: str | None,
                heartbeat_s: float, request: Request) -> AsyncIterator[str]:
+    """The stream; every ``heartbeat_s`` (busy or idle) the caller's token is checked again and a revoked one
+    ends it."""
     yield f"retry: 1000\n: twinspect event stream from offset {after}\n\n"
+    check = require(*READERS)
+    recheck_at = time.monotonic() + heartbeat_s
     while True:
         found, scanned = await anyio.to_thread.run_sync(log.scan, after, 500, wanted, line)
         if found:
             yield "".join(f"id: {e.offset}\ndata: {e.with_offset()}\n\n" for e in found)
         after = scanned
-        if len(found) < 500 and not await log.async_wait(after, heartbeat_s):
-            if await request.is_disconnected():
+        idle = len(found) < 500 and not await log.async_wait(after, heartbeat_s)
+        if idle and await request.is_disconnected():
+            return
+        if time.monotonic() >= recheck_at:
+            refused = await _refusal(lambda: check(request))
+            if refused is not None:
+                yield f": stream closed: {refused}\n\n"
                 return
+            recheck_at = time.monotonic() + heartbeat_s
+        if idle:
             yield f": heartbeat {after}\n\n"
 
 
@@ -123,15 +156,23 @@ async def websocket_feed(ws: WebSocket, after: int | None = None, types: TypeFil
     except (SyncError, NotFound) as error:
         await ws.close(code=1008, reason=str(error)[:120])
         return
+    heartbeat_s = ws.app.state.services.heartbeat_s
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_closed, ws, tg.cancel_scope)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            recheck_at = time.monotonic() + heartbeat_s
             while True:
                 found, start = await anyio.to_thread.run_sync(log.scan, start, 500, wanted, line)
                 for e in found:
                     await ws.send_text(e.with_offset())
                 if len(found) < 500:
-                    await log.async_wait(start, ws.app.state.services.heartbeat_s)
+                    await log.async_wait(start, heartbeat_s)
+                if time.monotonic() >= recheck_at:  # busy or idle, the token is checked again every heartbeat
+                    refused = await _refusal(lambda: require_ws(ws, *READERS))
+                    if refused is not None:
+                        await ws.close(code=1008, reason=refused[:120])
+                        break
+                    recheck_at = time.monotonic() + heartbeat_s
         tg.cancel_scope.cancel()
 
 

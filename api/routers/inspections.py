@@ -154,8 +154,8 @@ def review(inspection_id: str, body: ReviewBody, request: Request, principal: Re
                         xyxy=tuple(body.xyxy) if body.xyxy is not None else None,  # type: ignore[arg-type]
                         comment=body.comment)
     try:
-        run_review(store, inspection_id, req, Reviewer(principal.name, principal.role.value), class_names(request),
-                   _committer(request, store))
+        run_review(store, inspection_id, req, Reviewer(principal.name, principal.role.value, principal.token_id),
+                   class_names(request), _committer(request, store))
     except ReviewConflict as conflict:
         current = load_detail(request, inspection_id).model_dump(mode="json")
         raise conflict.with_current(current) from None

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.auth import READERS, require
 from api.errors import NotFound
@@ -49,16 +49,29 @@ def twin(line: str, request: Request, at: Annotated[int | None, Query(ge=0, desc
     return Response(text, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
+MAX_CAMERAS = 64  # boards_in_view entries: everything here ends up in a twin.drift event, so all of it is bounded
+MAX_BOARDS = 10_000
+MAX_THROUGHPUT = 1e6
+CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]  # camera/config.py
+
+
 class ExpectedState(BaseModel):
-    """What a twin engine expects the line to look like now; unset fields are not checked."""
+    """What a twin engine expects the line to look like now; unset fields are not checked.
+
+    Every value is bounded (it is written into the event log when it differs): finite numbers,
+    at most MAX_CAMERAS cameras named like camera ids.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     line_status: Literal["running", "stopped"] | None = Field(None, description="Expected line status.")
-    boards_in_view: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="Boards expected in each camera's view, by camera id.")
-    throughput_per_min: float | None = Field(None, ge=0, description="Expected inspected parts per minute.")
-    throughput_tolerance: float = Field(0.2, ge=0, le=10, description="Relative tolerance of the throughput check.")
+    boards_in_view: dict[CameraId, Annotated[int, Field(ge=0, le=MAX_BOARDS)]] | None = Field(
+        None, max_length=MAX_CAMERAS, description=f"Boards expected in each camera's view, by camera id (at most "
+                                                  f"{MAX_CAMERAS} cameras, {MAX_BOARDS} boards each).")
+    throughput_per_min: float | None = Field(None, ge=0, le=MAX_THROUGHPUT, allow_inf_nan=False,
+                                             description="Expected inspected parts per minute (finite).")
+    throughput_tolerance: float = Field(0.2, ge=0, le=10, allow_inf_nan=False,
+                                        description="Relative tolerance of the throughput check.")
 
 
 class DriftReport(BaseModel):

@@ -24,7 +24,8 @@ import numpy as np
 
 from inspection.classes import DEEPPCB_CLASSES
 from inspection.datasets.yolo import Box, YoloDatasetWriter
-from inspection.errors import DatasetError
+from inspection.decode import decode as decode_image
+from inspection.errors import DatasetError, ImageError
 from inspection.hashing import tree_sha256
 from inspection.reference import INPUT_KINDS, compose, jitter_pair
 
@@ -104,13 +105,15 @@ def parse_label_file(path: Path, size: tuple[int, int], problems: list[str]) -> 
 
 
 def image_size(path: Path, problems: list[str]) -> tuple[int, int] | None:
-    """(width, height) of an image after a full decode, or None with a problem noted."""
+    """(width, height) of an image after a full decode (its header size checked first), or None with a problem
+    noted."""
     if not path.is_file():
         problems.append(f"{path}: missing image")
         return None
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        problems.append(f"{path}: unreadable or corrupt image")
+    try:
+        img = decode_image(path.read_bytes(), flags=cv2.IMREAD_UNCHANGED)
+    except (OSError, ImageError) as exc:
+        problems.append(f"{path}: unreadable or corrupt image ({exc})")
         return None
     return int(img.shape[1]), int(img.shape[0])
 

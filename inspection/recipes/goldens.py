@@ -21,12 +21,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspection.decode import MAX_PIXELS, decode, read_header, sniff
+from inspection.errors import ImageError
 from inspection.recipes.model import GoldenNotFound, RecipeError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tif": "image/tiff"}
 FORMAT_NAMES = {"jpg": "JPEG", "png": "PNG", "bmp": "BMP", "tif": "TIFF"}
-MAX_SIDE = 20_000  # pixels; a longer side is refused
+MAX_SIDE = 20_000  # pixels; a longer side is refused (and more than decode.MAX_PIXELS in all)
+GOLDEN_FORMATS = ("jpeg", "png", "bmp", "tiff")
+_EXTENSIONS = {"jpeg": "jpg", "png": "png", "bmp": "bmp", "tiff": "tif"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,15 +50,7 @@ class CheckedGolden:
 
 def sniff_format(data: bytes) -> str | None:
     """The file extension the magic bytes say (jpg, png, bmp, tif), or None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"BM"):
-        return "bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tif"
-    return None
+    return _EXTENSIONS.get(sniff(data) or "")
 
 
 def _complete(data: bytes, ext: str) -> bool:
@@ -69,15 +65,20 @@ def _complete(data: bytes, ext: str) -> bool:
 
 
 def decode_grey(data: bytes) -> np.ndarray | None:
-    """HxW uint8 grey pixels of an image file's bytes, or None when OpenCV cannot decode them."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None or image.size == 0:
+    """HxW uint8 grey pixels of an image file's bytes, or None when they do not decode within the limits."""
+    try:
+        return np.ascontiguousarray(decode(data, max_pixels=MAX_PIXELS, flags=cv2.IMREAD_GRAYSCALE,
+                                           formats=GOLDEN_FORMATS))
+    except ImageError:
         return None
-    return np.ascontiguousarray(image)
 
 
 def check_golden(data: bytes, where: str) -> CheckedGolden:
-    """Check that ``data`` is a whole JPEG, PNG, BMP or TIFF image; RecipeError naming ``where`` otherwise."""
+    """Check that ``data`` is a whole JPEG, PNG, BMP or TIFF image; RecipeError naming ``where`` otherwise.
+
+    The size is read from the header and checked before anything is decoded (an image whose header gives no
+    size is refused).
+    """
     if not data:
         raise RecipeError(f"{where}: empty file, not an image")
     ext = sniff_format(data)
@@ -85,12 +86,17 @@ def check_golden(data: bytes, where: str) -> CheckedGolden:
         raise RecipeError(f"{where}: not a JPEG, PNG, BMP or TIFF image")
     if not _complete(data, ext):
         raise RecipeError(f"{where}: corrupt {FORMAT_NAMES[ext]} image (truncated)")
+    try:
+        header = read_header(data, GOLDEN_FORMATS)
+    except ImageError as exc:
+        raise RecipeError(f"{where}: corrupt {FORMAT_NAMES[ext]} image ({exc})") from None
+    if max(header.width, header.height) > MAX_SIDE or header.pixels > MAX_PIXELS:
+        raise RecipeError(f"{where}: {header.width}x{header.height} image; at most {MAX_SIDE} pixels a side and "
+                          f"{MAX_PIXELS} pixels in all")
     grey = decode_grey(data)
     if grey is None:
         raise RecipeError(f"{where}: corrupt {FORMAT_NAMES[ext]} image (it does not decode)")
     height, width = grey.shape[:2]
-    if max(width, height) > MAX_SIDE:
-        raise RecipeError(f"{where}: {width}x{height} image; at most {MAX_SIDE} pixels a side")
     return CheckedGolden(data, hashlib.sha256(data).hexdigest(), ext, int(width), int(height))
 
 

@@ -16,6 +16,7 @@ migrate it exactly once. An up-to-date database is only read, not written.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import sqlite3
@@ -32,7 +33,13 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 
-from inspection.store.errors import NotADatabaseError, SchemaVersionError, StoreError, StoreUnavailableError
+from inspection.store.errors import (
+    NotADatabaseError,
+    SchemaVersionError,
+    StorageFullError,
+    StoreError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +123,56 @@ def _migrate(engine: Engine, where: str) -> None:
         command.upgrade(cfg, "head")
 
 
+_FULL_TEXT = ("database or disk is full", "no space left on device", "could not extend file", "disk quota exceeded")
+_PG_DISK_FULL = "53100"  # PostgreSQL SQLSTATE disk_full
+
+
+def is_full(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a write refused for lack of space."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, StorageFullError):
+            return True
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(cause, "sqlstate", None) == _PG_DISK_FULL:
+            return True
+        if any(text in str(cause).lower() for text in _FULL_TEXT):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+    return False
+
+
+def translate(error: exc.DBAPIError, url: URL | str | None, action: str = "use") -> StoreError:
+    """A driver error as the store's exception tree, naming the database (password hidden) when known.
+
+    Lack of space: StorageFullError; a file that is not (or no longer) an SQLite database:
+    NotADatabaseError; other operational failures (locks, lost connections, I/O):
+    StoreUnavailableError. Anything else (a constraint, a bad statement): StoreError.
+    """
+    sa_url = make_url(url) if isinstance(url, str) else url
+    where = sa_url.render_as_string(hide_password=True) if sa_url is not None else "in use"
+    orig = error.orig
+    reason = str(orig).strip()
+    if is_full(error):
+        return StorageFullError(f"cannot {action} database {where}: no space left on its disk ({reason})")
+    sqlite = sa_url.get_backend_name() == "sqlite" if sa_url is not None else isinstance(orig, sqlite3.Error)
+    if sqlite:
+        if type(orig) is sqlite3.DatabaseError:  # SQLITE_CORRUPT, SQLITE_NOTADB
+            return NotADatabaseError(f"database {where} is not an SQLite database or is damaged: {orig}")
+        if isinstance(orig, sqlite3.OperationalError):
+            return StoreUnavailableError(f"cannot {action} SQLite database {where}: {orig}")
+    if isinstance(error, exc.OperationalError | exc.InterfaceError) or error.connection_invalidated:
+        return StoreUnavailableError(f"cannot {action} database {where}: {reason}")
+    return StoreError(f"database {where} refused the write: {reason}")
+
+
 def _translate(error: exc.DBAPIError, url: URL, where: str) -> StoreError:
-    if url.get_backend_name() == "sqlite":
-        orig = error.orig
-        if isinstance(orig, sqlite3.DatabaseError) and not isinstance(orig, sqlite3.OperationalError):
-            return NotADatabaseError(f"{where} is not an SQLite database or is damaged: {orig}")
-        return StoreUnavailableError(f"cannot open SQLite database {where}: {orig}")
-    return StoreUnavailableError(f"cannot use database {where}: {str(error.orig).strip()}")
+    found = translate(error, url, "open")
+    return StoreUnavailableError(f"cannot open database {where}: {str(error.orig).strip()}") \
+        if type(found) is StoreError else found
 
 
 _OPEN_LOCK = threading.Lock()

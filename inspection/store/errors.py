@@ -13,7 +13,18 @@ class StoreError(InspectionError):
 
 
 class StoreUnavailableError(StoreError):
-    """The database server cannot be reached or refused the connection."""
+    """The database server cannot be reached or refused the connection, or a write failed for now.
+
+    Transient: the same write may succeed later (writers retry it; the API answers 503).
+    """
+
+
+class StorageFullError(StoreUnavailableError):
+    """A write failed for lack of space (disk or database full); nothing was written. Retry when space returns."""
+
+
+class Backlogged(StoreUnavailableError):
+    """A writer's queue is full, so a write was not taken; try again later."""
 
 
 class NotADatabaseError(StoreError):
@@ -42,3 +53,11 @@ class EvidenceError(StoreError):
 
 class EvidenceNotFoundError(EvidenceError):
     """No evidence file has the sha256 asked for."""
+
+
+class EvidenceWriteError(EvidenceError, StoreUnavailableError):
+    """An evidence file could not be written (the folder or disk refused it); retrying may succeed."""
+
+
+class EvidenceFullError(EvidenceWriteError, StorageFullError):
+    """An evidence file could not be written for lack of space."""

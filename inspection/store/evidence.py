@@ -9,6 +9,7 @@ and a crash in between leaves at most an unreferenced file, never a dangling ref
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspection.store.errors import EvidenceError, EvidenceNotFoundError
+from inspection.store.errors import EvidenceError, EvidenceFullError, EvidenceNotFoundError, EvidenceWriteError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -62,7 +63,11 @@ class EvidenceStore:
         return self.path(sha256).is_file()
 
     def put(self, jpeg_bytes: bytes) -> str:
-        """Store JPEG bytes durably; returns their sha256. Idempotent."""
+        """Store JPEG bytes durably; returns their sha256. Idempotent.
+
+        A write the disk refuses raises EvidenceWriteError (EvidenceFullError for lack of
+        space): nothing is left behind, and the same call may succeed later.
+        """
         if not jpeg_bytes.startswith(_JPEG_MAGIC):
             raise EvidenceError("evidence bytes are not a JPEG (no FF D8 FF header)")
         sha = hashlib.sha256(jpeg_bytes).hexdigest()
@@ -83,7 +88,9 @@ class EvidenceStore:
                 raise
             _fsync_dir(final.parent)
         except OSError as exc:
-            raise EvidenceError(f"cannot write evidence {final}: {exc}") from exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise EvidenceFullError(f"cannot write evidence {final}: no space left ({exc.strerror})") from exc
+            raise EvidenceWriteError(f"cannot write evidence {final}: {exc}") from exc
         return sha
 
     def get(self, sha256: str) -> bytes:

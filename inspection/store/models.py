@@ -109,7 +109,8 @@ class InspectionRow(Base):
     crop_width: Mapped[int] = mapped_column(Integer)
     crop_height: Mapped[int] = mapped_column(Integer)
     review_status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
-    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))  # the reviewing token's name, for people
+    reviewed_by_id: Mapped[str | None] = mapped_column(String(16))  # its id: whose review it is (NULL: see 0006)
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     # denormalised for the review queue (ORDER BY risk_rank, max_confidence): kept in step
@@ -176,7 +177,8 @@ class AuditRow(Base):
     id: Mapped[int] = mapped_column(BoxId, primary_key=True, autoincrement=True)
     inspection_id: Mapped[str] = mapped_column(String(36), ForeignKey("inspections.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))  # the token's name
+    actor_id: Mapped[str | None] = mapped_column(String(16))  # the token's id (NULL: see migration 0006)
     role: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(16))
     before: Mapped[dict[str, Any]] = mapped_column(JSONType)

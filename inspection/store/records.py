@@ -83,14 +83,20 @@ class InspectionRecord:
 
     @classmethod
     def from_verdict(cls, verdict: Verdict, *, line_id: str, model_name: str, model_version: str,
-                     captured_at: datetime, evidence: EvidenceStore, jpeg_quality: int = 90,
-                     record_id: str | None = None) -> InspectionRecord:
+                     captured_at: datetime, evidence: EvidenceStore | None = None, jpeg_quality: int = 90,
+                     record_id: str | None = None, evidence_sha256: str | None = None) -> InspectionRecord:
         """Encode the verdict's crop as JPEG into ``evidence`` and build the record.
 
         The evidence file is written (durably) before the record exists, so a stored
-        record never names a missing file.
+        record never names a missing file. A caller that wrote the evidence itself passes
+        its ``evidence_sha256`` instead of ``evidence``.
         """
-        sha = evidence.put(encode_jpeg(verdict.crop, jpeg_quality))
+        if evidence_sha256 is not None:
+            sha = evidence_sha256
+        elif evidence is not None:
+            sha = evidence.put(encode_jpeg(verdict.crop, jpeg_quality))
+        else:
+            raise ValueError("from_verdict needs the evidence store or the evidence's sha256")
         dets = verdict.defects
         boxes = tuple(
             BoxRecord(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(c), dets.class_names[int(k)])
@@ -140,6 +146,7 @@ class StoredInspection:
     recipe: str | None = None  # golden-reference inspections only (see InspectionRecord)
     golden_sha256: str | None = None
     alignment_score: float | None = None
+    reviewed_by_id: str | None = None  # the reviewing token's id (reviewed_by is its name)
 
     @property
     def live_boxes(self) -> tuple[BoxRecord, ...]:
@@ -159,17 +166,18 @@ class StoredInspection:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One review action as recorded: who (token name and role), when, the state before and after."""
+    """One review action as recorded: who (token name, id and role), when, the state before and after."""
 
     id: int
     inspection_id: str
     at: datetime  # UTC
-    actor: str
+    actor: str  # the token's name
     role: str
     action: str
     before: dict[str, Any]
     after: dict[str, Any]
     comment: str | None
+    actor_id: str | None = None  # the token's id (None: recorded before ids were, with a shared name)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, Select, exc, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from inspection.store.db import write_bind
+from inspection.store.db import translate, write_bind
 from inspection.store.errors import (
     DuplicateInspectionError,
     InspectionNotFoundError,
@@ -78,6 +78,7 @@ def _to_stored(row: InspectionRow) -> StoredInspection:
         review_status=ReviewStatus(row.review_status), reviewed_by=row.reviewed_by,
         reviewed_at=row.reviewed_at, version=row.version,
         recipe=row.recipe, golden_sha256=row.golden_sha256, alignment_score=row.alignment_score,
+        reviewed_by_id=row.reviewed_by_id,
     )
 
 
@@ -112,7 +113,10 @@ class InspectionStore:
                 raise DuplicateInspectionError(f"already stored in {where}: {text.strip()}") from error
             raise StoreError(f"{where} refused the write: {text.strip()}") from error
         except exc.OperationalError as error:
-            raise StoreUnavailableError(f"database {where} failed: {str(error.orig).strip()}") from error
+            found = translate(error, self.engine.url, "write to" if write else "read")
+            if not isinstance(found, StoreUnavailableError):
+                found = StoreUnavailableError(f"database {where} failed: {str(error.orig).strip()}")
+            raise found from error
 
     def save_many(self, records: Sequence[InspectionRecord]) -> None:
         """Store all records in one transaction: all of them are committed, or none."""

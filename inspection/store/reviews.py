@@ -37,6 +37,7 @@ class AuditDraft:
     before: dict[str, Any]
     after: dict[str, Any]
     comment: str | None
+    actor_id: str | None = None  # the token's id (actor is its name)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ReviewChange:
     outcome: Outcome = Outcome.PASS
     review_status: ReviewStatus = ReviewStatus.PENDING
     reviewed_by: str | None = None
+    reviewed_by_id: str | None = None
     reviewed_at: datetime | None = None
     max_confidence: float = 0.0
     reject_box_ids: tuple[int, ...] = ()
@@ -109,14 +111,14 @@ def review_writer(change: ReviewChange) -> Callable[[Connection], None]:
                 .where(InspectionRow.id == change.inspection_id, InspectionRow.version == change.expected_version)
                 .values(outcome=change.outcome.value, risk_rank=RISK_RANK[change.outcome.value],
                         review_status=change.review_status.value, reviewed_by=change.reviewed_by,
-                        reviewed_at=change.reviewed_at, max_confidence=change.max_confidence,
-                        version=change.expected_version + 1))
+                        reviewed_by_id=change.reviewed_by_id, reviewed_at=change.reviewed_at,
+                        max_confidence=change.max_confidence, version=change.expected_version + 1))
             if done.rowcount != 1:
                 raise ConcurrentUpdate(f"inspection {change.inspection_id!r} changed while it was reviewed")
         audit = replace(change.audit, after=_with_added_ids(change.audit.after, added))
         conn.execute(insert(AuditRow).values(
-            inspection_id=change.inspection_id, at=audit.at, actor=audit.actor, role=audit.role,
-            action=audit.action, before=audit.before, after=audit.after, comment=audit.comment))
+            inspection_id=change.inspection_id, at=audit.at, actor=audit.actor, actor_id=audit.actor_id,
+            role=audit.role, action=audit.action, before=audit.before, after=audit.after, comment=audit.comment))
 
     return write
 
@@ -126,4 +128,4 @@ def read_audit(conn: Connection, inspection_id: str) -> tuple[AuditEntry, ...]:
     table = AuditRow.__table__
     rows = conn.execute(select(table).where(table.c.inspection_id == inspection_id).order_by(table.c.id)).all()
     return tuple(AuditEntry(r.id, r.inspection_id, r.at, r.actor, r.role, r.action, dict(r.before),
-                            dict(r.after), r.comment) for r in rows)
+                            dict(r.after), r.comment, r.actor_id) for r in rows)

@@ -99,6 +99,9 @@ class FakeEngine:
     def camera_token_ok(self, camera_id: str, token: str | None) -> bool:
         return camera_id == "door" and token == CAMERA_SECRET
 
+    def push_limit(self, camera_id: str) -> int | None:
+        return None  # Services.max_push_bytes
+
     def metrics(self) -> bytes:
         return b"twinspect_up 1\n"
 

@@ -184,7 +184,7 @@ def test_detail_has_boxes_crop_review_classes_and_audit(populated: Populated):
                              "source": "model", "rejected": False}
     assert d["crop"] == {"width": 560, "height": 480} and d["board_box"] == [40.0, 60.0, 600.0, 540.0]
     assert d["reasons"] == list(stored.reasons) and d["frame_seq"] == stored.frame_seq
-    assert d["review"] == {"status": "pending", "by": None, "at": None}
+    assert d["review"] == {"status": "pending", "by": None, "by_token_id": None, "at": None}
     assert d["class_names"] == list(DEEPPCB_CLASSES) and d["audit"] == []
 
 

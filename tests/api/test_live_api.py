@@ -47,6 +47,9 @@ class FakeView:
     def camera_token_ok(self, camera_id: str, token: str | None) -> bool:
         return token == "s3cret"
 
+    def push_limit(self, camera_id: str) -> int | None:
+        return None  # Services.max_push_bytes
+
     def metrics(self) -> bytes:
         return b"twinspect_boards_seen_total 3.0\n"
 
@@ -104,7 +107,7 @@ def test_push_accepts_an_image_with_the_camera_token(client):
     ({"Authorization": ""}, b"x", 401, "camera token"),
     ({"Authorization": "Bearer wrong"}, b"x", 401, "camera token"),
     ({"Authorization": "Bearer s3cret"}, b"not an image", 422, "not a JPEG or PNG"),
-    ({"Authorization": "Bearer s3cret"}, b"\x89PNG" + b"0" * 60_000, 422, "over the limit"),
+    ({"Authorization": "Bearer s3cret"}, b"\x89PNG" + b"0" * 60_000, 413, "over the limit"),
 ])
 def test_push_rejections_say_why_and_store_nothing(client, headers, body, status, reason):
     c, view = client

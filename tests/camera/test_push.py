@@ -47,7 +47,8 @@ def test_jpeg_and_png_become_frames(cam: PushSource):
     (b"", "image/jpeg", "empty body"),
     (b"hello, not an image", None, "not an image"),
     (b"%PDF-1.7 ...", "image/jpeg", "not an image"),
-    (b"\xff\xd8\xff" + bytes(200), "image/jpeg", "does not decode"),
+    (b"\xff\xd8\xff" + bytes(200), "image/jpeg", "cannot read the image size from the JPEG header"),
+    (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x10" + bytes(200), "image/jpeg", "does not decode"),
     (b"GIF89a....", "image/gif", "unsupported content type 'image/gif'"),
 ])
 def test_non_images_are_rejected_with_the_reason(cam: PushSource, body: bytes, ctype: str | None, reason: str):
