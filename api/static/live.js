@@ -54,6 +54,18 @@ function renderVerdicts(s) {
   }));
 }
 
+function renderFaults(s) {
+  // storage or event log refusing writes: the line keeps inspecting, verdicts wait; say so plainly
+  const faults = (s.health && s.health.faults) || [];
+  const items = faults.map((f) => {
+    const p = document.createElement("p");
+    p.className = "fault";
+    p.textContent = `${f.component}: ${f.reason}` + (f.since ? ` (since ${new Date(f.since * 1000).toLocaleTimeString()})` : "");
+    return p;
+  });
+  $("live-faults").replaceChildren(...items);
+}
+
 let tick = 0, timer = 0;
 async function refresh() {
   tick += 1;
@@ -63,6 +75,8 @@ async function refresh() {
     $("live-title").textContent = `Live line ${s.line_id}`;
     state.textContent = "line " + s.line_state;
     state.className = "badge " + (s.line_state === "running" ? "ok" : "warn");
+    renderFaults(s);
+    if (s.health && !s.health.ready) state.className = "badge bad";
     renderCounters(s);
     renderCameras(s, tick);
     renderVerdicts(s);
