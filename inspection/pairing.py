@@ -27,7 +27,7 @@ from inspection.errors import ImageError
 from inspection.images import read_image
 from inspection.recipes.model import Golden, golden_from_image
 from inspection.reference import compose, gray
-from inspection.worker import InferenceWorker
+from inspection.worker import InferenceWorker, in_order
 
 TEST_SUFFIX = "_test.jpg"
 TEMPLATE_SUFFIX = "_temp.jpg"
@@ -145,22 +145,8 @@ def detect_pairs(worker: InferenceWorker, stream: Iterable[PreparedPair],
                  depth: int = 16) -> Iterator[tuple[PreparedPair, Detections | None]]:
     """Detect on each prepared pair (None for a pair that could not be aligned), in input order,
     with boxes in the board image's pixels."""
-    pending: deque[tuple[PreparedPair, Future[Detections] | None]] = deque()
+    def start(prep: PreparedPair) -> Future[Detections] | None:
+        return worker.submit(prep.image) if prep.image is not None else None
 
-    def oldest() -> tuple[PreparedPair, Detections | None]:
-        prep, fut = pending.popleft()
-        if fut is None:
-            return prep, None
-        return prep, to_board_pixels(fut.result(), prep.homography, prep.board_size)
-
-    try:
-        for prep in stream:
-            pending.append((prep, worker.submit(prep.image) if prep.image is not None else None))
-            if len(pending) >= depth:
-                yield oldest()
-    except Exception:  # preparing the next pair failed: the answers before it come out first
-        while pending:
-            yield oldest()
-        raise
-    while pending:
-        yield oldest()
+    for prep, det in in_order(stream, start, depth):
+        yield prep, None if det is None else to_board_pixels(det, prep.homography, prep.board_size)

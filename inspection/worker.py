@@ -54,6 +54,7 @@ class _Request:
 _STOP = object()
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class InferenceWorker:
@@ -170,21 +171,21 @@ class InferenceWorker:
                 self._report(exc)
 
 
-def detect_in_order(worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray]],
-                    depth: int | None = None) -> Iterator[tuple[T, np.ndarray, Detections]]:
-    """Detect over a stream of (tag, image), ``depth`` images in flight (default: two per runner
-    and batch), answers in input order. Reading the next item overlaps the inference of the others;
-    if reading fails, the answers of the items before it come out first, then the error."""
-    depth = depth or 2 * worker.runners * worker.max_batch
-    pending: deque[tuple[T, np.ndarray, Future[Detections]]] = deque()
+def in_order(items: Iterable[T], start: Callable[[T], Future[R] | None],
+             depth: int) -> Iterator[tuple[T, R | None]]:
+    """Start work on each item of a stream (``start`` returns its future, or None when there is nothing
+    to run), at most ``depth`` in flight, and give (item, result or None) back in input order. Reading
+    the next item overlaps the work on the others; if reading fails, the results of the items before
+    it come out first, then the error."""
+    pending: deque[tuple[T, Future[R] | None]] = deque()
 
-    def oldest() -> tuple[T, np.ndarray, Detections]:
-        tag, image, fut = pending.popleft()
-        return tag, image, fut.result()
+    def oldest() -> tuple[T, R | None]:
+        item, fut = pending.popleft()
+        return item, None if fut is None else fut.result()
 
     try:
-        for tag, image in items:
-            pending.append((tag, image, worker.submit(image)))
+        for item in items:
+            pending.append((item, start(item)))
             if len(pending) >= depth:
                 yield oldest()
     except Exception:  # reading the next item failed: the answers before it come out first
@@ -193,3 +194,13 @@ def detect_in_order(worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray
         raise
     while pending:
         yield oldest()
+
+
+def detect_in_order(worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray]],
+                    depth: int | None = None) -> Iterator[tuple[T, np.ndarray, Detections]]:
+    """Detect over a stream of (tag, image), ``depth`` images in flight (default: two per runner
+    and batch), answers in input order (see :func:`in_order`)."""
+    for (tag, image), det in in_order(items, lambda item: worker.submit(item[1]),
+                                      depth or 2 * worker.runners * worker.max_batch):
+        assert det is not None
+        yield tag, image, det

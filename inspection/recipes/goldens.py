@@ -11,9 +11,7 @@ after its recipe was replaced.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import cv2
 import numpy as np
 
 from inspection.decode import MAX_PIXELS, decode, read_header, sniff
+from inspection.durable import fsync_dir, write_atomically
 from inspection.errors import ImageError
 from inspection.recipes.model import GoldenNotFound, RecipeError
 
@@ -106,14 +105,6 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class GoldenFiles:
     """The content-addressed golden image folder."""
 
@@ -141,28 +132,15 @@ class GoldenFiles:
                 continue
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
-                self._write(final, golden.data)
+                write_atomically(final, golden.data, sync_folder=False)
             except OSError as exc:
                 raise RecipeError(f"cannot write golden image {final}: {exc}") from exc
             folders.add(final.parent)
         for folder in sorted(folders):
             try:
-                _fsync_dir(folder)
+                fsync_dir(folder)
             except OSError as exc:
                 raise RecipeError(f"cannot sync folder {folder}: {exc}") from exc
-
-    @staticmethod
-    def _write(final: Path, data: bytes) -> None:
-        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem[:16]}-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, final)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
 
     def read(self, sha256: str) -> tuple[bytes, str]:
         """(bytes, media type) of the golden named ``sha256``; checks the bytes still hash to it."""

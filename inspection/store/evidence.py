@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from inspection.durable import write_atomically
 from inspection.store.errors import EvidenceError, EvidenceFullError, EvidenceNotFoundError, EvidenceWriteError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -37,14 +36,6 @@ def encode_jpeg(image_bgr: np.ndarray, quality: int = 90) -> bytes:
     if not ok:
         raise EvidenceError(f"OpenCV could not encode a {image_bgr.shape} image as JPEG")
     return bytes(buf.tobytes())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class EvidenceStore:
@@ -76,17 +67,7 @@ class EvidenceStore:
             return sha
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{sha[:16]}-", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(jpeg_bytes)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp_name, final)
-            except BaseException:
-                Path(tmp_name).unlink(missing_ok=True)
-                raise
-            _fsync_dir(final.parent)
+            write_atomically(final, jpeg_bytes)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise EvidenceFullError(f"cannot write evidence {final}: no space left ({exc.strerror})") from exc
