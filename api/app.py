@@ -52,15 +52,32 @@ def create_app(services: Services) -> FastAPI:
 
     if services.tokens is None:
         raise ValueError("Services.tokens is required: every endpoint checks its caller's role")
-    app = FastAPI(title="twinspect", version="0.1.0", lifespan=lifespan,
-                  description="Vision inspection of production lines with a synchronized digital twin.")
+    app = FastAPI(
+        title="twinspect",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Vision inspection of production lines with a synchronized digital twin.",
+    )
     app.state.services = services
     app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)  # pushed frames decoding at once
     errors.install(app)
     app.add_middleware(BodyLimits, services=services)  # every body bounded before anything reads it
-    for router in (pages.router, live.router, push.router, metrics.router, events.router, twin.router,
-                   session.router, inspections.router, stats.router, models.router, export.router,
-                   recipes.router, lines.router, health.router):
+    for router in (
+        pages.router,
+        live.router,
+        push.router,
+        metrics.router,
+        events.router,
+        twin.router,
+        session.router,
+        inspections.router,
+        stats.router,
+        models.router,
+        export.router,
+        recipes.router,
+        lines.router,
+        health.router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -118,9 +118,14 @@ MAX_PROBLEMS = 20  # a 422 names at most this many problems
 
 def validation_problems(errors: list[Any]) -> list[dict[str, Any]]:
     """Location, message and type of each problem, never the input (it may be huge or hostile), bounded."""
-    out = [{"loc": [part if isinstance(part, int) else str(part)[:64] for part in error.get("loc", ())],
-            "msg": str(error.get("msg", ""))[:300], "type": str(error.get("type", ""))}
-           for error in errors[:MAX_PROBLEMS]]
+    out = [
+        {
+            "loc": [part if isinstance(part, int) else str(part)[:64] for part in error.get("loc", ())],
+            "msg": str(error.get("msg", ""))[:300],
+            "type": str(error.get("type", "")),
+        }
+        for error in errors[:MAX_PROBLEMS]
+    ]
     if len(errors) > MAX_PROBLEMS:
         out.append({"loc": [], "msg": f"and {len(errors) - MAX_PROBLEMS} more problems", "type": "too_many_errors"})
     return out
@@ -128,5 +133,6 @@ def validation_problems(errors: list[Any]) -> list[dict[str, Any]]:
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    return JSONResponse({"detail": validation_problems(list(errors)), "error": "RequestValidationError"},
-                        status_code=422)
+    return JSONResponse(
+        {"detail": validation_problems(list(errors)), "error": "RequestValidationError"}, status_code=422
+    )

@@ -73,16 +73,23 @@ def push_limit(services: Services, camera_id: str) -> int:
 
 
 PUSH = RouteClass(
-    "push", lambda services, m: push_limit(services, m[1]),
-    lambda m, limit, size: f"camera {m[1]!r}: frame body over the limit of {limit} bytes ({_sent(size)})")
+    "push",
+    lambda services, m: push_limit(services, m[1]),
+    lambda m, limit, size: f"camera {m[1]!r}: frame body over the limit of {limit} bytes ({_sent(size)})",
+)
 GOLDEN = RouteClass(
-    "golden upload", lambda services, m: MAX_FORM_BYTES,
+    "golden upload",
+    lambda services, m: MAX_FORM_BYTES,
     lambda m, limit, size: f"golden: the upload is capped at {MAX_GOLDEN_BYTES // MIB} MiB ({_sent(size)})",
-    error="GoldenTooLarge", gate=require(Role.ML))
+    error="GoldenTooLarge",
+    gate=require(Role.ML),
+)
 JSON = RouteClass(
-    "json", lambda services, m: JSON_LIMIT,
+    "json",
+    lambda services, m: JSON_LIMIT,
     lambda m, limit, size: f"request body over the limit of {limit // MIB} MiB for JSON requests ({_sent(size)})",
-    strict_json=True)
+    strict_json=True,
+)
 ROUTES: list[tuple[str, re.Pattern[str], RouteClass]] = [
     ("POST", re.compile(r"^/api/v1/cameras/([^/]+)/frames$"), PUSH),
     ("POST", re.compile(r"^/api/v1/recipes$"), GOLDEN),
@@ -127,6 +134,7 @@ async def answer(send: Send, status: int, detail: Any, error: str, *, close: boo
 
 # -- strict JSON ---------------------------------------------------------------------------------------
 
+
 def _constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON number")
 
@@ -168,6 +176,7 @@ def json_problem(body: bytes) -> str | None:
 
 # -- the middleware --------------------------------------------------------------------------------------
 
+
 class BodyLimits:
     """See the module docstring."""
 
@@ -207,11 +216,19 @@ class BodyLimits:
                 return
             if body is None:  # the client went away
                 return
-            problem = json_problem(body) if len(body) <= _THREAD_CHECK_BYTES else \
-                await anyio.to_thread.run_sync(json_problem, body)
+            problem = (
+                json_problem(body)
+                if len(body) <= _THREAD_CHECK_BYTES
+                else await anyio.to_thread.run_sync(json_problem, body)
+            )
             if problem is not None:
-                await answer(send, 422, [{"loc": ["body"], "msg": problem, "type": "json_invalid"}],
-                             "RequestValidationError", close=False)
+                await answer(
+                    send,
+                    422,
+                    [{"loc": ["body"], "msg": problem, "type": "json_invalid"}],
+                    "RequestValidationError",
+                    close=False,
+                )
                 return
             app_receive = _replay(body, receive)
         try:

@@ -20,8 +20,10 @@ def running_line(services: Services) -> tuple[EngineView, str]:
     """The engine and the id of the line it runs; Conflict when this process runs none (a hub)."""
     engine = services.engine
     if engine is None:
-        raise Conflict("this process runs no inspection line (a hub?): change the recipe on the line's edge, "
-                       "or set line.recipe in its twinspect.yaml")
+        raise Conflict(
+            "this process runs no inspection line (a hub?): change the recipe on the line's edge, "
+            "or set line.recipe in its twinspect.yaml"
+        )
     return engine, str(engine.status()["line_id"])
 
 
@@ -31,14 +33,21 @@ def recipe_store(services: Services) -> RecipeStore:
     return services.recipes
 
 
-def _announce(services: Services, line_id: str, recipe: Recipe | None, previous: str | None,
-              changed_by: str) -> int | None:
+def _announce(
+    services: Services, line_id: str, recipe: Recipe | None, previous: str | None, changed_by: str
+) -> int | None:
     """Append line.recipe_changed (committed before this returns); its offset, or None without an event log."""
     sync = services.sync
     if sync is None:
         return None
-    draft = line_recipe_draft(line_id, f"/twinspect/{sync.settings.edge_id}", recipe.name if recipe else None,
-                              previous, recipe.golden_sha256 if recipe else None, changed_by)
+    draft = line_recipe_draft(
+        line_id,
+        f"/twinspect/{sync.settings.edge_id}",
+        recipe.name if recipe else None,
+        previous,
+        recipe.golden_sha256 if recipe else None,
+        changed_by,
+    )
     return sync.log.append([draft])[0].offset
 
 
@@ -51,8 +60,14 @@ def change_line_recipe(services: Services, line_id: str, name: str | None, chang
     previous = services.sync.twins.line_recipe(line_id)[0] if services.sync is not None else None
     engine.set_line_recipe(name)
     offset = _announce(services, line_id, recipe, previous, changed_by)
-    return LineRecipeOut(line_id=line_id, recipe=name, previous=previous,
-                         golden_sha256=recipe.golden_sha256 if recipe else None, changed_by=changed_by, offset=offset)
+    return LineRecipeOut(
+        line_id=line_id,
+        recipe=name,
+        previous=previous,
+        golden_sha256=recipe.golden_sha256 if recipe else None,
+        changed_by=changed_by,
+        offset=offset,
+    )
 
 
 def follow_replaced_recipe(services: Services, recipe: Recipe, changed_by: str) -> int | None:

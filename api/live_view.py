@@ -38,12 +38,15 @@ class EventLogCollector(Collector):
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         h = self.event_log.health()
         yield GaugeMetricFamily("twinspect_event_log_queued", "Events waiting for the event-log writer", h.queued)
-        yield GaugeMetricFamily("twinspect_event_log_failing", "1 while event-log commits fail",
-                                1.0 if h.failing else 0.0)
-        for name, value, doc in (("retries", h.retries, "Failed event-log commits, retried"),
-                                 ("refused", h.refused, "Events refused because the writer's queue was full"),
-                                 ("failed", h.failed, "Submissions dropped because they can never commit"),
-                                 ("lost", h.lost, "Events not committed when the log stopped")):
+        yield GaugeMetricFamily(
+            "twinspect_event_log_failing", "1 while event-log commits fail", 1.0 if h.failing else 0.0
+        )
+        for name, value, doc in (
+            ("retries", h.retries, "Failed event-log commits, retried"),
+            ("refused", h.refused, "Events refused because the writer's queue was full"),
+            ("failed", h.failed, "Submissions dropped because they can never commit"),
+            ("lost", h.lost, "Events not committed when the log stopped"),
+        ):
             yield CounterMetricFamily(f"twinspect_event_log_{name}", doc, value)
 
 
@@ -88,19 +91,39 @@ class LiveView:
         cameras: list[dict[str, Any]] = []
         for cid, src in eng.sources.items():
             st = src.stats()
-            cameras.append({"camera_id": cid, "state": st.state.value, "online": st.online, "fps": st.fps,
-                            "frames_in": st.frames_in, "dropped": st.dropped, "reconnects": st.reconnects,
-                            "last_error": st.last_error})
+            cameras.append(
+                {
+                    "camera_id": cid,
+                    "state": st.state.value,
+                    "online": st.online,
+                    "fps": st.fps,
+                    "frames_in": st.frames_in,
+                    "dropped": st.dropped,
+                    "reconnects": st.reconnects,
+                    "last_error": st.last_error,
+                }
+            )
         recent = []
         for done, _ in eng.sink.recent_list():
             v = done.verdict
-            recent.append({"part_id": v.part_id, "camera_id": v.camera_id, "outcome": v.outcome.value,
-                           "defects": v.defects.boxes_json(), "reasons": list(v.reasons),
-                           "board": done.truth.name if done.truth else None, "t_wall": done.t_wall})
-        counters: dict[str, Any] = {"boards_seen": seen, "inspected": inspected,
-                                    "uninspected": sum(loop.parts.counters.uninspected for loop in eng.loops),
-                                    "coverage": inspected / seen if seen else 1.0,
-                                    **{k: int(v) for k, v in outcomes.items()}}
+            recent.append(
+                {
+                    "part_id": v.part_id,
+                    "camera_id": v.camera_id,
+                    "outcome": v.outcome.value,
+                    "defects": v.defects.boxes_json(),
+                    "reasons": list(v.reasons),
+                    "board": done.truth.name if done.truth else None,
+                    "t_wall": done.t_wall,
+                }
+            )
+        counters: dict[str, Any] = {
+            "boards_seen": seen,
+            "inspected": inspected,
+            "uninspected": sum(loop.parts.counters.uninspected for loop in eng.loops),
+            "coverage": inspected / seen if seen else 1.0,
+            **{k: int(v) for k, v in outcomes.items()},
+        }
         counters.update(self._twin_counters())
         counters["fps"] = sum(c["fps"] for c in cameras)
         faults = [fault_json(f) for f in self.faults()]
@@ -131,9 +154,14 @@ class LiveView:
         except UnknownLine:
             return {}
         c, q = doc["features"]["counters"]["properties"], doc["features"]["quality"]["properties"]
-        return {"boards_seen": c["entered"], "inspected": c["inspected"], "uninspected": c["uninspected"],
-                "coverage": q["coverage"] if q["coverage"] is not None else 1.0, **c["verdicts"],
-                "revision": doc["revision"]}
+        return {
+            "boards_seen": c["entered"],
+            "inspected": c["inspected"],
+            "uninspected": c["uninspected"],
+            "coverage": q["coverage"] if q["coverage"] is not None else 1.0,
+            **c["verdicts"],
+            "revision": doc["revision"],
+        }
 
     def set_line_recipe(self, recipe: str | None) -> None:
         self.engine.set_line_recipe(recipe)

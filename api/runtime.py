@@ -36,8 +36,15 @@ def model_info(weights: Path) -> ModelInfo:
 def _detector(model: ModelSettings, conf: float) -> tuple[Detector, int]:
     """The model's detector and how many runners serve it."""
     runners, threads = concurrency(model.providers, model.backend, model.runners, model.threads)
-    return load_detector(model.weights, conf=conf, iou=model.iou, providers=model.providers, backend=model.backend,
-                         precision=model.precision, threads=threads), runners
+    return load_detector(
+        model.weights,
+        conf=conf,
+        iou=model.iou,
+        providers=model.providers,
+        backend=model.backend,
+        precision=model.precision,
+        threads=threads,
+    ), runners
 
 
 def open_storage(settings: Settings, db: DbEngine | None = None) -> tuple[InspectionStore, EvidenceStore]:
@@ -87,24 +94,33 @@ def reference_stage(settings: Settings, recipes: RecipeStore) -> ReferenceStage:
         try:
             recipes.golden(line.recipe)
         except RecipeNotFound:
-            raise ModelError(f"line.recipe: no recipe {line.recipe!r} (twinspect recipes list; "
-                             f"twinspect recipes add NAME --golden IMAGE)") from None
+            raise ModelError(
+                f"line.recipe: no recipe {line.recipe!r} (twinspect recipes list; "
+                f"twinspect recipes add NAME --golden IMAGE)"
+            ) from None
     elif len(simulated) < len(line.cameras):
-        raise ModelError(f"models.defect: {settings.models.defect.weights} compares each board with its golden "
-                         f"image, but line.recipe is not set (twinspect recipes add NAME --golden IMAGE, then "
-                         f"line.recipe: NAME)")
+        raise ModelError(
+            f"models.defect: {settings.models.defect.weights} compares each board with its golden "
+            f"image, but line.recipe is not set (twinspect recipes add NAME --golden IMAGE, then "
+            f"line.recipe: NAME)"
+        )
     return ReferenceStage(recipes, line.recipe, line.rules.differences)
 
 
 def open_sync(settings: Settings, forwarders: bool = True) -> SyncService:
     """The event log, twins and broker forwarders on the data dir's database."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SyncService.open(open_database(settings.database_url), settings.sync, forwarders=forwarders,
-                            evidence_dir=settings.data_dir / "evidence")
+    return SyncService.open(
+        open_database(settings.database_url),
+        settings.sync,
+        forwarders=forwarders,
+        evidence_dir=settings.data_dir / "evidence",
+    )
 
 
-def build_engine(settings: Settings, sources: list[FrameSource] | None = None, store: bool = True,
-                 sync: SyncService | None = None) -> Engine:
+def build_engine(
+    settings: Settings, sources: list[FrameSource] | None = None, store: bool = True, sync: SyncService | None = None
+) -> Engine:
     """Load both models, open storage, build the sources from the config (unless given).
 
     With ``sync`` (opened on the same database), every engine event goes to its event log,
@@ -113,8 +129,10 @@ def build_engine(settings: Settings, sources: list[FrameSource] | None = None, s
     line = settings.line
     part, part_runners = _detector(settings.models.part, settings.models.part.conf)
     if part.class_names != ("board",):
-        raise ModelError(f"{settings.models.part.weights}: the part model must have the single class 'board', "
-                         f"has {list(part.class_names)}")
+        raise ModelError(
+            f"{settings.models.part.weights}: the part model must have the single class 'board', "
+            f"has {list(part.class_names)}"
+        )
     defect_conf = min(settings.models.defect.conf, line.rules.uncertain_low)
     defect, defect_runners = _detector(settings.models.defect, defect_conf)
     if sources is None:
@@ -122,22 +140,41 @@ def build_engine(settings: Settings, sources: list[FrameSource] | None = None, s
     if not sources:
         raise ModelError("line.cameras: no camera configured")
     inspections, evidence = open_storage(settings, sync.log.engine if sync else None) if store else (None, None)
-    config = EngineConfig(line_id=line.line_id, parts=line.parts, rules=line.rules, max_batch=line.max_batch,
-                          max_wait_ms=line.max_wait_ms, camera_tokens=dict(line.camera_tokens),
-                          part_runners=part_runners, defect_runners=defect_runners)
+    config = EngineConfig(
+        line_id=line.line_id,
+        parts=line.parts,
+        rules=line.rules,
+        max_batch=line.max_batch,
+        max_wait_ms=line.max_wait_ms,
+        camera_tokens=dict(line.camera_tokens),
+        part_runners=part_runners,
+        defect_runners=defect_runners,
+    )
     models = {"defect": model_info(settings.models.defect.weights), "part": model_info(settings.models.part.weights)}
     reference, recipes = None, None
     if model_input(settings.models.defect.weights) == "reference":
         recipes = open_recipes(settings, sync.log.engine if sync else None)
         reference = reference_stage(settings, recipes)
     elif line.recipe is not None:
-        raise ModelError(f"line.recipe: set to {line.recipe!r}, but the defect model {settings.models.defect.weights} "
-                         f"takes 'image' input and compares no golden (serve a reference model, or unset line.recipe)")
+        raise ModelError(
+            f"line.recipe: set to {line.recipe!r}, but the defect model {settings.models.defect.weights} "
+            f"takes 'image' input and compares no golden (serve a reference model, or unset line.recipe)"
+        )
     if sync is None:
         return Engine(config, sources, part, defect, models["defect"], inspections, evidence, reference=reference)
     recorder = EngineRecorder(sync.log, sync.twins, line.line_id, settings.sync.edge_id, models)
-    engine = Engine(config, sources, part, defect, models["defect"], inspections, evidence,
-                    outbox=recorder.outbox, outbox_flush=sync.log.flush, reference=reference)
+    engine = Engine(
+        config,
+        sources,
+        part,
+        defect,
+        models["defect"],
+        inspections,
+        evidence,
+        outbox=recorder.outbox,
+        outbox_flush=sync.log.flush,
+        reference=reference,
+    )
     engine.add_listener(recorder)
     engine.on_start.append(lambda: recorder.start(engine.sources))
     if recipes is not None:

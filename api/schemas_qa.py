@@ -41,8 +41,10 @@ class InspectionSummary(BaseModel):
     thumbnail_url: str
     evidence_url: str
     version: int = Field(description="Bumped by every review; send it back in a review to detect stale views.")
-    recipe: str | None = Field(None, description="The recipe (product) the board was compared with; null for an "
-                                                 "inspection without a golden image.")
+    recipe: str | None = Field(
+        None,
+        description="The recipe (product) the board was compared with; null for an inspection without a golden image.",
+    )
 
 
 class InspectionPage(BaseModel):
@@ -67,16 +69,21 @@ class CropSize(BaseModel):
 class ReviewState(BaseModel):
     status: ReviewStatusName
     by: str | None = Field(description="Name of the token that reviewed it.")
-    by_token_id: str | None = Field(None, description="Id of that token: whose review it is (two tokens may share "
-                                                      "a name); null for older reviews under a shared name.")
+    by_token_id: str | None = Field(
+        None,
+        description="Id of that token: whose review it is (two tokens may share "
+        "a name); null for older reviews under a shared name.",
+    )
     at: datetime | None
 
 
 class AuditOut(BaseModel):
     at: datetime
     actor: str = Field(description="Name of the token that acted.")
-    actor_id: str | None = Field(None, description="Id of the token that acted (tokens may share a name); null for "
-                                                   "older entries under a shared name.")
+    actor_id: str | None = Field(
+        None,
+        description="Id of the token that acted (tokens may share a name); null for older entries under a shared name.",
+    )
     role: str
     action: str
     before: dict[str, Any]
@@ -95,11 +102,15 @@ class InspectionDetail(InspectionSummary):
     audit: list[AuditOut]
     golden_sha256: str | None = Field(None, description="sha256 of the golden image the board was compared with.")
     golden_url: str | None = Field(None, description="/api/v1/goldens/{sha256}: the golden image; null without one.")
-    alignment_score: float | None = Field(None, description="How well the board aligned to its golden (1 = "
-                                                            "identical); null when not measured.")
-    golden_aligned: bool | None = Field(None, description="true: the evidence is the board registered to the golden "
-                                        "(same pixels, boxes included); false: alignment failed and the evidence is "
-                                        "the raw crop; null without a golden.")
+    alignment_score: float | None = Field(
+        None, description="How well the board aligned to its golden (1 = identical); null when not measured."
+    )
+    golden_aligned: bool | None = Field(
+        None,
+        description="true: the evidence is the board registered to the golden "
+        "(same pixels, boxes included); false: alignment failed and the evidence is "
+        "the raw crop; null without a golden.",
+    )
 
 
 class ReviewBody(BaseModel):
@@ -111,8 +122,9 @@ class ReviewBody(BaseModel):
     version: int | None = Field(None, description="The version you reviewed; a stale one answers 409.")
     box_id: int | None = Field(None, description="relabel (required), reject (optional: only this box).")
     class_name: str | None = Field(None, max_length=100, description="relabel, add_box: one of class_names.")
-    xyxy: list[Coord] | None = Field(None, min_length=4, max_length=4,
-                                     description="add_box: x1, y1, x2, y2 inside the crop, in crop pixels.")
+    xyxy: list[Coord] | None = Field(
+        None, min_length=4, max_length=4, description="add_box: x1, y1, x2, y2 inside the crop, in crop pixels."
+    )
     comment: str | None = Field(None, max_length=2000, description="comment (required); optional on the others.")
 
 
@@ -150,8 +162,9 @@ class StatsOut(BaseModel):
     counts: Counts
     inspected: int
     yield_: float | None = Field(alias="yield", description="pass / inspected; null when nothing was inspected.")
-    throughput_per_hour: float = Field(description="Inspected per hour over the window: `from` (or the first "
-                                       "inspection) to `to` (or now).")
+    throughput_per_hour: float = Field(
+        description="Inspected per hour over the window: `from` (or the first inspection) to `to` (or now)."
+    )
     pareto: list[ParetoItem]
     trend: list[TrendItem]
     reviewed: int = Field(description="Inspections with a review status other than pending.")
@@ -172,16 +185,25 @@ class ModelsOut(BaseModel):
 
 # -- storage values -> API models -----------------------------------------------------------------
 
+
 def summary_fields(item: StoredInspection) -> dict[str, Any]:
     base = f"/api/v1/inspections/{item.id}"
     return {
-        "id": item.id, "part_id": item.part_id, "line_id": item.line_id, "camera_id": item.camera_id,
-        "verdict": item.outcome.value, "review_status": item.review_status.value, "captured_at": item.captured_at,
-        "created_at": item.created_at, "max_confidence": item.max_confidence,
+        "id": item.id,
+        "part_id": item.part_id,
+        "line_id": item.line_id,
+        "camera_id": item.camera_id,
+        "verdict": item.outcome.value,
+        "review_status": item.review_status.value,
+        "captured_at": item.captured_at,
+        "created_at": item.created_at,
+        "max_confidence": item.max_confidence,
         "defect_classes": list(item.defect_classes),
         "model": ModelRef(name=item.model_name, version=item.model_version),
-        "thumbnail_url": f"{base}/evidence.jpg?size=160", "evidence_url": f"{base}/evidence.jpg",
-        "version": item.version, "recipe": item.recipe,
+        "thumbnail_url": f"{base}/evidence.jpg?size=160",
+        "evidence_url": f"{base}/evidence.jpg",
+        "version": item.version,
+        "recipe": item.recipe,
     }
 
 
@@ -190,15 +212,24 @@ def summary(item: StoredInspection) -> InspectionSummary:
 
 
 def audit_out(entry: AuditEntry) -> AuditOut:
-    return AuditOut(at=entry.at, actor=entry.actor, actor_id=entry.actor_id, role=entry.role, action=entry.action,
-                    before=entry.before, after=entry.after, comment=entry.comment)
+    return AuditOut(
+        at=entry.at,
+        actor=entry.actor,
+        actor_id=entry.actor_id,
+        role=entry.role,
+        action=entry.action,
+        before=entry.before,
+        after=entry.after,
+        comment=entry.comment,
+    )
 
 
 def golden_fields(item: StoredInspection) -> dict[str, Any]:
     """The golden image a reference inspection was compared with, and whether the pair lines up."""
     sha = item.golden_sha256
     return {
-        "golden_sha256": sha, "golden_url": f"/api/v1/goldens/{sha}" if sha else None,
+        "golden_sha256": sha,
+        "golden_url": f"/api/v1/goldens/{sha}" if sha else None,
         "alignment_score": item.alignment_score,
         "golden_aligned": None if sha is None else not any(ALIGNMENT_FAILED in r for r in item.reasons),
     }
@@ -208,9 +239,14 @@ def detail(item: StoredInspection, audit: tuple[AuditEntry, ...], class_names: t
     return InspectionDetail(
         **summary_fields(item),
         boxes=[BoxOut(**box_json(b)) for b in item.boxes],
-        reasons=list(item.reasons), board_box=list(item.board_xyxy), frame_seq=item.frame_seq,
+        reasons=list(item.reasons),
+        board_box=list(item.board_xyxy),
+        frame_seq=item.frame_seq,
         crop=CropSize(width=item.crop_width, height=item.crop_height),
-        review=ReviewState(status=item.review_status.value, by=item.reviewed_by, by_token_id=item.reviewed_by_id,
-                           at=item.reviewed_at),
-        class_names=list(class_names), audit=[audit_out(e) for e in audit], **golden_fields(item),
+        review=ReviewState(
+            status=item.review_status.value, by=item.reviewed_by, by_token_id=item.reviewed_by_id, at=item.reviewed_at
+        ),
+        class_names=list(class_names),
+        audit=[audit_out(e) for e in audit],
+        **golden_fields(item),
     )

@@ -39,9 +39,11 @@ class LineRecipeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipe: str | None = Field(pattern=NAME_RE.pattern,
-                               description="Recipe name; null: none for the whole line (the camera names each "
-                                           "part's product, or the defect model needs no golden).")
+    recipe: str | None = Field(
+        pattern=NAME_RE.pattern,
+        description="Recipe name; null: none for the whole line (the camera names each "
+        "part's product, or the defect model needs no golden).",
+    )
 
 
 class LineRecipeOut(BaseModel):
@@ -54,10 +56,20 @@ class LineRecipeOut(BaseModel):
 
 
 def recipe_out(recipe: Recipe) -> RecipeOut:
-    return RecipeOut(name=recipe.name, golden_sha256=recipe.golden_sha256, width=recipe.width, height=recipe.height,
-                     masks=list(recipe.masks), align=recipe.align, description=recipe.description,
-                     created_at=recipe.created_at, created_by=recipe.created_by, updated_at=recipe.updated_at,
-                     updated_by=recipe.updated_by, golden_url=f"/api/v1/goldens/{recipe.golden_sha256}")
+    return RecipeOut(
+        name=recipe.name,
+        golden_sha256=recipe.golden_sha256,
+        width=recipe.width,
+        height=recipe.height,
+        masks=list(recipe.masks),
+        align=recipe.align,
+        description=recipe.description,
+        created_at=recipe.created_at,
+        created_by=recipe.created_by,
+        updated_at=recipe.updated_at,
+        updated_by=recipe.updated_by,
+        golden_url=f"/api/v1/goldens/{recipe.golden_sha256}",
+    )
 
 
 def _first_error(field: str, error: ValidationError) -> RecipeError:

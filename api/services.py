@@ -49,7 +49,6 @@ class EngineView(Protocol):
 
     def stop(self) -> None: ...
 
-
     def boards_in_view(self) -> dict[str, int]:
         """Boards each camera tracks right now."""
 

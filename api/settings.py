@@ -44,34 +44,52 @@ class ModelSettings(BaseModel):
     conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum confidence of a kept box.")
     iou: float = Field(0.45, gt=0.0, le=1.0, description="IoU above which NMS suppresses the lower box.")
     backend: Literal["onnx", "torch"] = Field(
-        "onnx", description="onnx: ONNX Runtime with our letterbox and NMS (the serving path); "
-        "torch: Ultralytics' PyTorch predict (imports torch).")
+        "onnx",
+        description="onnx: ONNX Runtime with our letterbox and NMS (the serving path); "
+        "torch: Ultralytics' PyTorch predict (imports torch).",
+    )
     precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="ONNX model to serve: fp32, or int8 (ONNX Runtime static quantization, faster on CPU; "
-        "its accuracy is on the model card).")
-    runners: int = Field(0, ge=0, le=64, description="Images of this model run side by side (each camera keeps "
-                         "that many frames in flight, results in order); 0 = automatic: one per CPU core (at most "
-                         "4) on the CPU provider, 1 on a GPU.")
-    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads of each runner; 0 = automatic: "
-                         "the cores shared out between the runners on the CPU provider, ONNX Runtime's default on "
-                         "a GPU.")
+        "fp32",
+        description="ONNX model to serve: fp32, or int8 (ONNX Runtime static quantization, faster on CPU; "
+        "its accuracy is on the model card).",
+    )
+    runners: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Images of this model run side by side (each camera keeps "
+        "that many frames in flight, results in order); 0 = automatic: one per CPU core (at most "
+        "4) on the CPU provider, 1 on a GPU.",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="ONNX Runtime intra-op threads of each runner; 0 = automatic: "
+        "the cores shared out between the runners on the CPU provider, ONNX Runtime's default on "
+        "a GPU.",
+    )
     providers: list[str] = Field(
         default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-        description="ONNX Runtime providers in order of preference; the first available is used.")
+        description="ONNX Runtime providers in order of preference; the first available is used.",
+    )
 
 
 class DefectModelSettings(ModelSettings):
     """The defect model; every field has a default, so one field can be overridden alone."""
 
-    weights: Path = Field(SHIPPED_WEIGHTS / "defect-yolov8n",
-                          description="Model folder in weights/ (with card.json) or an .onnx/.pt file.")
+    weights: Path = Field(
+        SHIPPED_WEIGHTS / "defect-yolov8n",
+        description="Model folder in weights/ (with card.json) or an .onnx/.pt file.",
+    )
 
 
 class PartModelSettings(ModelSettings):
     """The part model; every field has a default, so one field can be overridden alone."""
 
-    weights: Path = Field(SHIPPED_WEIGHTS / "part-yolov8n",
-                          description="Model folder in weights/ (with card.json) or an .onnx/.pt file.")
+    weights: Path = Field(
+        SHIPPED_WEIGHTS / "part-yolov8n", description="Model folder in weights/ (with card.json) or an .onnx/.pt file."
+    )
     conf: float = Field(0.4, ge=0.0, le=1.0, description="Minimum confidence of a kept box.")
 
 
@@ -80,10 +98,12 @@ class ModelsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    defect: DefectModelSettings = Field(default_factory=DefectModelSettings,
-                                        description="Defect model run on each board crop (DeepPCB classes).")
-    part: PartModelSettings = Field(default_factory=PartModelSettings,
-                                    description="Part model that finds whole boards in the overview frame.")
+    defect: DefectModelSettings = Field(
+        default_factory=DefectModelSettings, description="Defect model run on each board crop (DeepPCB classes)."
+    )
+    part: PartModelSettings = Field(
+        default_factory=PartModelSettings, description="Part model that finds whole boards in the overview frame."
+    )
 
 
 class LineSettings(BaseModel):
@@ -91,19 +111,25 @@ class LineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    line_id: str = Field("line-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-                         description="Line id (letters, digits, - and _: it is an MQTT topic level and a NATS token).")
+    line_id: str = Field(
+        "line-1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="Line id (letters, digits, - and _: it is an MQTT topic level and a NATS token).",
+    )
     cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras watching the line.")
     parts: PartsConfig = Field(default_factory=PartsConfig, description="Tracking and trigger settings.")
     rules: RulesConfig = Field(default_factory=RulesConfig, description="How defect boxes become a verdict.")
     max_batch: int = Field(8, ge=1, le=64, description="Largest inference batch across cameras.")
     max_wait_ms: float = Field(4.0, ge=0, le=1000, description="Longest wait to fill a batch, in ms.")
-    camera_tokens: dict[str, str] = Field(default_factory=dict,
-                                          description="Bearer token each push camera must send, by camera id.")
+    camera_tokens: dict[str, str] = Field(
+        default_factory=dict, description="Bearer token each push camera must send, by camera id."
+    )
     recipe: str | None = Field(
-        None, pattern=RECIPE_NAME_RE.pattern,
+        None,
+        pattern=RECIPE_NAME_RE.pattern,
         description="Recipe (product) whose golden image every board of this line is compared with; unset: the "
-        "camera names each part's product (the simulated DeepPCB line) or the defect model needs no golden.")
+        "camera names each part's product (the simulated DeepPCB line) or the defect model needs no golden.",
+    )
 
 
 class StorageSettings(BaseModel):
@@ -128,10 +154,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TWINSPECT_", env_nested_delimiter="__", extra="forbid")
 
-    data_dir: Path = Field(default_factory=default_data_dir,
-                           description="Where runs, the database, evidence images and the event log live.")
-    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$",
-                           description="Logging level: DEBUG, INFO, WARNING or ERROR.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where runs, the database, evidence images and the event log live.",
+    )
+    log_level: str = Field(
+        "INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Logging level: DEBUG, INFO, WARNING or ERROR."
+    )
     models: ModelsSettings = Field(default_factory=ModelsSettings, description="The part and defect models.")
     line: LineSettings = Field(default_factory=LineSettings, description="The inspection line.")
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage of inspections.")
@@ -139,11 +168,14 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings, description="Event log, feeds, MQTT, NATS, twin.")
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values arrive as init kwargs; the environment overrides them.
         return env_settings, init_settings
 

@@ -35,7 +35,8 @@ class Role(StrEnum):
 
 
 api_tokens = Table(
-    "api_tokens", Base.metadata,
+    "api_tokens",
+    Base.metadata,
     Column("id", String(16), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("role", String(16), nullable=False),
@@ -95,8 +96,15 @@ class TokenStore:
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         info = TokenInfo(token_id, name.strip(), role, datetime.now(UTC), None)
         with self._connect(write=True) as conn:
-            conn.execute(api_tokens.insert().values(id=token_id, name=info.name, role=role.value,
-                                                    secret_sha256=_hash(secret), created_at=info.created_at))
+            conn.execute(
+                api_tokens.insert().values(
+                    id=token_id,
+                    name=info.name,
+                    role=role.value,
+                    secret_sha256=_hash(secret),
+                    created_at=info.created_at,
+                )
+            )
         return info, f"tsp_{token_id}_{secret}"
 
     def verify(self, token: str | None) -> Principal | None:
@@ -118,9 +126,14 @@ class TokenStore:
     def revoke(self, id_or_name: str) -> list[str]:
         """Revoke the token with this id, or every active token with this name; returns the ids."""
         with self._connect(write=True) as conn:
-            ids = list(conn.execute(select(api_tokens.c.id).where(
-                ((api_tokens.c.id == id_or_name) | (api_tokens.c.name == id_or_name))
-                & api_tokens.c.revoked_at.is_(None))).scalars())
+            ids = list(
+                conn.execute(
+                    select(api_tokens.c.id).where(
+                        ((api_tokens.c.id == id_or_name) | (api_tokens.c.name == id_or_name))
+                        & api_tokens.c.revoked_at.is_(None)
+                    )
+                ).scalars()
+            )
             if not ids:
                 raise NotFound(f"no active token with id or name {id_or_name!r}")
             conn.execute(update(api_tokens).where(api_tokens.c.id.in_(ids)).values(revoked_at=datetime.now(UTC)))

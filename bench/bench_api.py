@@ -57,20 +57,48 @@ def _inspection(i: int, n: int, rng: np.random.Generator, sha: str) -> tuple[dic
     created = END - timedelta(seconds=SPAN_S * (1 - i / n))
     reviewed = outcome != "pass" and rng.random() < 0.2
     row = {
-        "id": ident, "part_id": f"bench-{i}", "line_id": LINES[i % 3], "camera_id": CAMERAS[i % 4], "track_id": i,
-        "outcome": outcome, "reasons": [], "model_name": "defect-yolov8n", "model_version": "1", "frame_seq": i,
-        "captured_at": created, "created_at": created, "evidence_sha256": sha, "board_x1": 0.0, "board_y1": 0.0,
-        "board_x2": 560.0, "board_y2": 480.0, "crop_width": 560, "crop_height": 480,
-        "review_status": "confirmed" if reviewed else "pending", "reviewed_by": "qa" if reviewed else None,
-        "reviewed_at": created if reviewed else None, "version": 2 if reviewed else 1,
-        "max_confidence": float(conf.max()) if n_boxes else 0.0, "risk_rank": RISK_RANK[outcome],
+        "id": ident,
+        "part_id": f"bench-{i}",
+        "line_id": LINES[i % 3],
+        "camera_id": CAMERAS[i % 4],
+        "track_id": i,
+        "outcome": outcome,
+        "reasons": [],
+        "model_name": "defect-yolov8n",
+        "model_version": "1",
+        "frame_seq": i,
+        "captured_at": created,
+        "created_at": created,
+        "evidence_sha256": sha,
+        "board_x1": 0.0,
+        "board_y1": 0.0,
+        "board_x2": 560.0,
+        "board_y2": 480.0,
+        "crop_width": 560,
+        "crop_height": 480,
+        "review_status": "confirmed" if reviewed else "pending",
+        "reviewed_by": "qa" if reviewed else None,
+        "reviewed_at": created if reviewed else None,
+        "version": 2 if reviewed else 1,
+        "max_confidence": float(conf.max()) if n_boxes else 0.0,
+        "risk_rank": RISK_RANK[outcome],
     }
     boxes = []
     for k in range(n_boxes):
         x, y = rng.uniform(0, 500, 2)
-        boxes.append({"inspection_id": ident, "x1": float(x), "y1": float(y), "x2": float(x) + 30, "y2": float(y) + 25,
-                      "confidence": float(conf[k]), "class_name": DEEPPCB_CLASSES[int(rng.integers(0, 6))],
-                      "source": "model", "rejected": False})
+        boxes.append(
+            {
+                "inspection_id": ident,
+                "x1": float(x),
+                "y1": float(y),
+                "x2": float(x) + 30,
+                "y2": float(y) + 25,
+                "confidence": float(conf[k]),
+                "class_name": DEEPPCB_CLASSES[int(rng.integers(0, 6))],
+                "source": "model",
+                "rejected": False,
+            }
+        )
     return row, boxes
 
 
@@ -108,8 +136,9 @@ def board_crop() -> bytes:
     return encode_jpeg(cv2.cvtColor(draw_board(np.random.default_rng(0))[:480, :560], cv2.COLOR_GRAY2BGR))
 
 
-def timed(client: TestClient, server_ms: list[float], url: str, params: dict[str, Any], reps: int
-          ) -> tuple[list[float], list[float], Any]:
+def timed(
+    client: TestClient, server_ms: list[float], url: str, params: dict[str, Any], reps: int
+) -> tuple[list[float], list[float], Any]:
     client_ms: list[float] = []
     body = None
     for i in range(reps + 3):
@@ -127,8 +156,11 @@ def report(name: str, server: list[float], client: list[float], note: str) -> No
     def p95(v: list[float]) -> float:
         return sorted(v)[max(0, int(round(0.95 * len(v))) - 1)]
 
-    print(f"{name:38s} server median {statistics.median(server):7.1f} ms  p95 {p95(server):7.1f} ms   "
-          f"round trip median {statistics.median(client):7.1f} ms  p95 {p95(client):7.1f} ms   {note}", flush=True)
+    print(
+        f"{name:38s} server median {statistics.median(server):7.1f} ms  p95 {p95(server):7.1f} ms   "
+        f"round trip median {statistics.median(client):7.1f} ms  p95 {p95(client):7.1f} ms   {note}",
+        flush=True,
+    )
 
 
 def run(n: int, reps: int, folder: Path) -> None:
@@ -138,8 +170,9 @@ def run(n: int, reps: int, folder: Path) -> None:
     print(f"filled {n} inspections in {fill(db, n, sha):.1f} s", flush=True)
     tokens = TokenStore(db)
     _, admin = tokens.create(Role.QA, "bench")
-    app = create_app(Services(engine=None, tokens=tokens, inspections=InspectionStore(db, evidence),
-                              class_names=DEEPPCB_CLASSES))
+    app = create_app(
+        Services(engine=None, tokens=tokens, inspections=InspectionStore(db, evidence), class_names=DEEPPCB_CLASSES)
+    )
     server_ms: list[float] = []
 
     @app.middleware("http")
@@ -155,14 +188,16 @@ def run(n: int, reps: int, folder: Path) -> None:
         ("queue: pending, sort=risk", "/api/v1/inspections", {"sort": "risk", "review_status": "pending"}),
         ("stats: everything, bucket=hour", "/api/v1/stats", {"bucket": "hour"}),
         ("stats: one line, last day, minute", "/api/v1/stats", {"line": "line-2", "from": since, "bucket": "minute"}),
-        ("filtered: line+verdict+from, newest", "/api/v1/inspections",
-         {"line": "line-2", "verdict": "fail", "from": since, "limit": 50}),
+        (
+            "filtered: line+verdict+from, newest",
+            "/api/v1/inspections",
+            {"line": "line-2", "verdict": "fail", "from": since, "limit": 50},
+        ),
         ("filtered: defect_class=spur, newest", "/api/v1/inspections", {"defect_class": "spur", "limit": 50}),
     ]
     with TestClient(app, headers={"Authorization": f"Bearer {admin}"}) as client:
         first = client.get("/api/v1/inspections", params={"sort": "risk", "limit": 50}).json()
-        deep = client.get("/api/v1/inspections", params={"sort": "risk", "limit": 50,
-                                                         "cursor": first["next_cursor"]})
+        deep = client.get("/api/v1/inspections", params={"sort": "risk", "limit": 50, "cursor": first["next_cursor"]})
         assert deep.status_code == 200
         for name, url, params in cases:
             server, rtt, body = timed(client, server_ms, url, params, reps)

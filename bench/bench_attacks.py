@@ -65,7 +65,7 @@ def twinspect(*args: str) -> str:
 def start_server(folder: Path, port: int) -> Server:
     config = folder / "twinspect.yaml"
     config.write_text(f"""
-data_dir: {folder / 'data'}
+data_dir: {folder / "data"}
 server: {{port: {port}}}
 sync: {{feeds: {{heartbeat_s: 1.0}}}}
 line:
@@ -74,8 +74,10 @@ line:
     - {{type: push, id: door, max_bytes: {16 * MB}, max_pixels: 40000000}}
   camera_tokens: {{door: {CAMERA_TOKEN}}}
 """)
-    tokens = {role: twinspect("tokens", "create", "--role", role, "--config", str(config)).strip().splitlines()[-1]
-              for role in ("admin", "qa", "twin")}
+    tokens = {
+        role: twinspect("tokens", "create", "--role", role, "--config", str(config)).strip().splitlines()[-1]
+        for role in ("admin", "qa", "twin")
+    }
     log = open(folder / "server.log", "wb")  # noqa: SIM115 (the child keeps it)
     exe = Path(sys.executable).with_name("twinspect")
     proc = subprocess.Popen([str(exe), "serve", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -106,8 +108,12 @@ class Probe(threading.Thread):
     def once(self) -> None:
         started = time.monotonic()
         try:
-            ok = httpx.get(self.server.url + "/api/v1/session", headers=self.server.auth(),
-                           timeout=PROBE_LIMIT_S).status_code == 200
+            ok = (
+                httpx.get(
+                    self.server.url + "/api/v1/session", headers=self.server.auth(), timeout=PROBE_LIMIT_S
+                ).status_code
+                == 200
+            )
         except httpx.HTTPError:
             ok = False
         self.count += 1
@@ -128,8 +134,17 @@ class Probe(threading.Thread):
 
 # -- attack helpers ---------------------------------------------------------------------------------------
 
-def raw_post(server: Server, path: str, head: dict[str, str], total: int, chunked: bool,
-             fill: bytes = b"0,", prefix: bytes = b'{"token":[', suffix: bytes = b"0]}") -> str:
+
+def raw_post(
+    server: Server,
+    path: str,
+    head: dict[str, str],
+    total: int,
+    chunked: bool,
+    fill: bytes = b"0,",
+    prefix: bytes = b'{"token":[',
+    suffix: bytes = b"0]}",
+) -> str:
     """POST ``total`` bytes over a raw socket; read the answer as soon as it comes (the server may refuse early)."""
     if (total - len(prefix) - len(suffix)) % len(fill):
         prefix += b" " * ((total - len(prefix) - len(suffix)) % len(fill))
@@ -167,8 +182,12 @@ def select_readable(s: socket.socket) -> bool:
 
 
 def post_json(server: Server, path: str, raw: str | bytes, role: str = "admin") -> str:
-    r = httpx.post(server.url + path, content=raw.encode() if isinstance(raw, str) else raw, timeout=60,
-                   headers={**server.auth(role), "Content-Type": "application/json"})
+    r = httpx.post(
+        server.url + path,
+        content=raw.encode() if isinstance(raw, str) else raw,
+        timeout=60,
+        headers={**server.auth(role), "Content-Type": "application/json"},
+    )
     return f"{r.status_code} ({len(r.content)} B answer)"
 
 
@@ -179,8 +198,12 @@ def jpeg(size: int = 16) -> bytes:
 
 
 def push(server: Server, body: bytes, scheme: str = "Bearer") -> str:
-    r = httpx.post(server.url + "/api/v1/cameras/door/frames", content=body, timeout=60,
-                   headers={"Authorization": f"{scheme} {CAMERA_TOKEN}", "Content-Type": "image/jpeg"})
+    r = httpx.post(
+        server.url + "/api/v1/cameras/door/frames",
+        content=body,
+        timeout=60,
+        headers={"Authorization": f"{scheme} {CAMERA_TOKEN}", "Content-Type": "image/jpeg"},
+    )
     return str(r.status_code)
 
 
@@ -188,16 +211,22 @@ def bomb() -> bytes:
     data = jpeg()
     at = data.index(b"\xff\xc0")
     out = bytearray(data)
-    out[at + 5:at + 9] = (20_000).to_bytes(2, "big") * 2
+    out[at + 5 : at + 9] = (20_000).to_bytes(2, "big") * 2
     return bytes(out[:at]) + b"\x00\x13\x37" + bytes(out[at:])  # stray bytes before the frame header
 
 
 def sse_revoked(server: Server) -> str:
-    created = httpx.post(server.url + "/api/v1/tokens", json={"role": "twin", "name": "sse-victim"},
-                         headers=server.auth()).json()
+    created = httpx.post(
+        server.url + "/api/v1/tokens", json={"role": "twin", "name": "sse-victim"}, headers=server.auth()
+    ).json()
     started = None
-    with httpx.stream("GET", server.url + "/api/v1/events/stream", params={"after": 0}, timeout=30,
-                      headers={"Authorization": f"Bearer {created['token']}"}) as r:
+    with httpx.stream(
+        "GET",
+        server.url + "/api/v1/events/stream",
+        params={"after": 0},
+        timeout=30,
+        headers={"Authorization": f"Bearer {created['token']}"},
+    ) as r:
         for _ in r.iter_lines():
             if started is None:
                 httpx.delete(server.url + f"/api/v1/tokens/{created['id']}", headers=server.auth())
@@ -208,8 +237,9 @@ def sse_revoked(server: Server) -> str:
 
 
 def ws_revoked(server: Server) -> str:
-    created = httpx.post(server.url + "/api/v1/tokens", json={"role": "twin", "name": "ws-victim"},
-                         headers=server.auth()).json()
+    created = httpx.post(
+        server.url + "/api/v1/tokens", json={"role": "twin", "name": "ws-victim"}, headers=server.auth()
+    ).json()
     url = server.url.replace("http://", "ws://") + "/api/v1/events/ws?after=0"
     with connect(url, additional_headers={"Authorization": f"Bearer {created['token']}"}) as ws:
         httpx.delete(server.url + f"/api/v1/tokens/{created['id']}", headers=server.auth())
@@ -226,8 +256,9 @@ def ws_revoked(server: Server) -> str:
 
 
 def last_event_id(server: Server, value: str) -> str:
-    with httpx.stream("GET", server.url + "/api/v1/events/stream", timeout=10,
-                      headers={**server.auth("twin"), "Last-Event-ID": value}) as r:
+    with httpx.stream(
+        "GET", server.url + "/api/v1/events/stream", timeout=10, headers={**server.auth("twin"), "Last-Event-ID": value}
+    ) as r:
         return str(r.status_code)
 
 
@@ -236,40 +267,80 @@ def attacks() -> list[tuple[str, Callable[[Server], str]]]:
     review = f"/api/v1/inspections/{uuid.uuid4()}/review"
     expected = "/api/v1/twin/bench-line/expected"
     return [
-        ("1 50 MB JSON, Content-Length, no token -> /session",
-         lambda s: raw_post(s, "/api/v1/session", no_token, 50 * MB, chunked=False)),
-        ("1 50 MB JSON, chunked, no token -> /session",
-         lambda s: raw_post(s, "/api/v1/session", no_token, 50 * MB, chunked=True)),
-        ("1 0.9 MB JSON that fails validation (echo)",
-         lambda s: post_json(s, "/api/v1/session", b'{"token":[' + b"0," * 450_000 + b"0]}", "qa")),
-        ("1 30 MB golden upload, no token -> /recipes",
-         lambda s: raw_post(s, "/api/v1/recipes", {"Content-Type": "multipart/form-data; boundary=b"}, 30 * MB,
-                            chunked=False, fill=b"\0", prefix=b"--b\r\n", suffix=b"\r\n--b--\r\n")),
-        ("1 20 MB frame -> push (max_bytes 16 MiB)",
-         lambda s: raw_post(s, "/api/v1/cameras/door/frames", {"Authorization": f"Bearer {CAMERA_TOKEN}",
-                                                                "Content-Type": "image/jpeg"}, 20 * MB,
-                            chunked=False, fill=b"\0", prefix=b"\xff\xd8\xff", suffix=b"\xff\xd9")),
+        (
+            "1 50 MB JSON, Content-Length, no token -> /session",
+            lambda s: raw_post(s, "/api/v1/session", no_token, 50 * MB, chunked=False),
+        ),
+        (
+            "1 50 MB JSON, chunked, no token -> /session",
+            lambda s: raw_post(s, "/api/v1/session", no_token, 50 * MB, chunked=True),
+        ),
+        (
+            "1 0.9 MB JSON that fails validation (echo)",
+            lambda s: post_json(s, "/api/v1/session", b'{"token":[' + b"0," * 450_000 + b"0]}", "qa"),
+        ),
+        (
+            "1 30 MB golden upload, no token -> /recipes",
+            lambda s: raw_post(
+                s,
+                "/api/v1/recipes",
+                {"Content-Type": "multipart/form-data; boundary=b"},
+                30 * MB,
+                chunked=False,
+                fill=b"\0",
+                prefix=b"--b\r\n",
+                suffix=b"\r\n--b--\r\n",
+            ),
+        ),
+        (
+            "1 20 MB frame -> push (max_bytes 16 MiB)",
+            lambda s: raw_post(
+                s,
+                "/api/v1/cameras/door/frames",
+                {"Authorization": f"Bearer {CAMERA_TOKEN}", "Content-Type": "image/jpeg"},
+                20 * MB,
+                chunked=False,
+                fill=b"\0",
+                prefix=b"\xff\xd8\xff",
+                suffix=b"\xff\xd9",
+            ),
+        ),
         ("2 JPEG bomb: 20000x20000 in 634 B, stray bytes before SOF", lambda s: push(s, bomb())),
-        ("2 JPEG whose size cannot be read (SOS before SOF)",
-         lambda s: push(s, b"\xff\xd8\xff\xda\x00\x08" + bytes(600) + b"\xff\xd9")),
-        ("4 review xyxy NaN / Infinity / 1e400", lambda s: " ".join(
-            post_json(s, review, f'{{"action":"add_box","class_name":"open","xyxy":[1,2,{v},4]}}', "qa").split()[0]
-            for v in ("NaN", "Infinity", "1e400"))),
-        ("4 review comment with a lone surrogate",
-         lambda s: post_json(s, review, '{"action":"comment","comment":"x\\ud800"}', "qa")),
-        ("4 expected state throughput_per_min: Infinity",
-         lambda s: post_json(s, expected, '{"line_status":"stopped","throughput_per_min":Infinity}', "twin")),
-        ("5 expected state, 200,000-key boards_in_view (5 MB)",
-         lambda s: post_json(s, expected, json.dumps({"boards_in_view": {f"c{i}": 1 for i in range(200_000)}}),
-                             "twin")),
-        ("5 expected state, 30,000-key boards_in_view (0.4 MB)",
-         lambda s: post_json(s, expected, json.dumps({"boards_in_view": {f"c{i}": 1 for i in range(30_000)}}),
-                             "twin")),
+        (
+            "2 JPEG whose size cannot be read (SOS before SOF)",
+            lambda s: push(s, b"\xff\xd8\xff\xda\x00\x08" + bytes(600) + b"\xff\xd9"),
+        ),
+        (
+            "4 review xyxy NaN / Infinity / 1e400",
+            lambda s: " ".join(
+                post_json(s, review, f'{{"action":"add_box","class_name":"open","xyxy":[1,2,{v},4]}}', "qa").split()[0]
+                for v in ("NaN", "Infinity", "1e400")
+            ),
+        ),
+        (
+            "4 review comment with a lone surrogate",
+            lambda s: post_json(s, review, '{"action":"comment","comment":"x\\ud800"}', "qa"),
+        ),
+        (
+            "4 expected state throughput_per_min: Infinity",
+            lambda s: post_json(s, expected, '{"line_status":"stopped","throughput_per_min":Infinity}', "twin"),
+        ),
+        (
+            "5 expected state, 200,000-key boards_in_view (5 MB)",
+            lambda s: post_json(
+                s, expected, json.dumps({"boards_in_view": {f"c{i}": 1 for i in range(200_000)}}), "twin"
+            ),
+        ),
+        (
+            "5 expected state, 30,000-key boards_in_view (0.4 MB)",
+            lambda s: post_json(
+                s, expected, json.dumps({"boards_in_view": {f"c{i}": 1 for i in range(30_000)}}), "twin"
+            ),
+        ),
         ("7 SSE stream, its token revoked", sse_revoked),
         ("7 WebSocket feed, its token revoked", ws_revoked),
         ("8 push with a lowercase 'bearer' scheme", lambda s: push(s, jpeg(64), scheme="bearer")),
-        ("8 Last-Event-ID '+5' / '1_000'",
-         lambda s: f"{last_event_id(s, '+5')} / {last_event_id(s, '1_000')}"),
+        ("8 Last-Event-ID '+5' / '1_000'", lambda s: f"{last_event_id(s, '+5')} / {last_event_id(s, '1_000')}"),
     ]
 
 
@@ -295,8 +366,14 @@ def main() -> None:
                 status = f"error: {error.__class__.__name__}: {str(error)[:60]}"
             probe.done.set()
             probe.join(30)
-            rows.append((name, status, "y" if probe.responsive else f"n (slowest {probe.slowest:.1f} s)",
-                         f"{probe.peak_rss - before:+.0f} MB"))
+            rows.append(
+                (
+                    name,
+                    status,
+                    "y" if probe.responsive else f"n (slowest {probe.slowest:.1f} s)",
+                    f"{probe.peak_rss - before:+.0f} MB",
+                )
+            )
             print(f"  {name}: {status}", file=sys.stderr, flush=True)
         head = ("attack (issue 10 item)", "status", "responsive (probes <= 1 s)", "RSS change (peak)")
         widths = [max(len(r[i]) for r in [*rows, head]) for i in range(4)]

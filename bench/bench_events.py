@@ -43,11 +43,21 @@ def drafts(n: int, start: int = 0) -> list[Draft]:
     out = []
     for i in range(start, start + n):
         verdict = "fail" if i % 4 == 0 else "pass"
-        data = {"part_id": f"p{i}", "camera_id": "cam1", "track_id": i, "inspection_id": f"i{i}",
-                "verdict": verdict, "reasons": [], "board_box": [10.0, 20.0, 630.0, 650.0], "frame_seq": i,
-                "latency_ms": 120.5, "model": {"name": "defect-yolov8n", "version": "1"},
-                "defects": [{"class_name": "open", "confidence": 0.91, "xyxy": [1.0, 2.0, 30.0, 40.0]}]
-                if verdict == "fail" else []}
+        data = {
+            "part_id": f"p{i}",
+            "camera_id": "cam1",
+            "track_id": i,
+            "inspection_id": f"i{i}",
+            "verdict": verdict,
+            "reasons": [],
+            "board_box": [10.0, 20.0, 630.0, 650.0],
+            "frame_seq": i,
+            "latency_ms": 120.5,
+            "model": {"name": "defect-yolov8n", "version": "1"},
+            "defects": [{"class_name": "open", "confidence": 0.91, "xyxy": [1.0, 2.0, 30.0, 40.0]}]
+            if verdict == "fail"
+            else [],
+        }
         out.append(Draft("part.inspected", "line-1", "/twinspect/bench/cam1", data, subject=f"p{i}"))
     return out
 
@@ -62,7 +72,7 @@ def bench_appends(folder: Path, n: int) -> dict[str, float]:
 
     def produce(items: list[Draft]) -> None:
         for i in range(0, len(items), 10):  # a verdict batch of the sink is ~10 events
-            log.publish(items[i:i + 10])
+            log.publish(items[i : i + 10])
 
     threads = [threading.Thread(target=produce, args=(items,)) for items in per_thread]
     for t in threads:
@@ -86,8 +96,12 @@ def bench_appends(folder: Path, n: int) -> dict[str, float]:
     TwinStore(EventLog(db))
     rebuild = count / (time.perf_counter() - t0)
     db.dispose()
-    return {"appends_per_s": batched, "appends_per_s_one_tx_each": single, "replay_events_per_s": replay,
-            "twin_rebuild_events_per_s": rebuild}
+    return {
+        "appends_per_s": batched,
+        "appends_per_s_one_tx_each": single,
+        "replay_events_per_s": replay,
+        "twin_rebuild_events_per_s": rebuild,
+    }
 
 
 def _free_port() -> int:
@@ -110,8 +124,9 @@ def bench_sse_latency(folder: Path, n: int) -> dict[str, float]:
     tokens = TokenStore(db)
     _, token = tokens.create("twin", "bench")
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Services(None, sync, tokens)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(Services(None, sync, tokens)), host="127.0.0.1", port=port, log_level="warning")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -120,8 +135,12 @@ def bench_sse_latency(folder: Path, n: int) -> dict[str, float]:
     ready = threading.Event()
 
     def consume() -> None:
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/v1/events/stream", timeout=None,
-                          headers={"Authorization": f"Bearer {token}"}) as r:
+        with httpx.stream(
+            "GET",
+            f"http://127.0.0.1:{port}/api/v1/events/stream",
+            timeout=None,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r:
             ready.set()
             for line in r.iter_lines():
                 if line.startswith("data: "):
@@ -143,8 +162,11 @@ def bench_sse_latency(folder: Path, n: int) -> dict[str, float]:
     server.should_exit = True
     sync.stop()
     ms = sorted(x * 1000 for x in latencies)
-    return {"sse_latency_p50_ms": statistics.median(ms), "sse_latency_p99_ms": ms[int(0.99 * (len(ms) - 1))],
-            "sse_events": len(ms)}
+    return {
+        "sse_latency_p50_ms": statistics.median(ms),
+        "sse_latency_p99_ms": ms[int(0.99 * (len(ms) - 1))],
+        "sse_events": len(ms),
+    }
 
 
 def bench_mqtt(folder: Path, n: int) -> dict[str, float]:
@@ -154,8 +176,9 @@ def bench_mqtt(folder: Path, n: int) -> dict[str, float]:
     log = EventLog(db)
     twins = TwinStore(log)
     log.append(drafts(n))
-    fw = MqttForwarder(log, twins, MqttSettings(enabled=True, topic_prefix=f"twinspect-bench-{time.time_ns()}"),
-                       "bench")
+    fw = MqttForwarder(
+        log, twins, MqttSettings(enabled=True, topic_prefix=f"twinspect-bench-{time.time_ns()}"), "bench"
+    )
     t0 = time.perf_counter()
     fw.start()
     fw.drain(300)
@@ -211,10 +234,12 @@ def main() -> None:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="twinspect-bench-") as tmp:
         folder = Path(tmp)
-        steps = [("append", lambda: bench_appends(folder, args.events)),
-                 ("sse", lambda: bench_sse_latency(folder, args.latency_n)),
-                 ("mqtt", lambda: bench_mqtt(folder, args.broker_events)),
-                 ("nats", lambda: bench_nats(folder, args.broker_events))]
+        steps = [
+            ("append", lambda: bench_appends(folder, args.events)),
+            ("sse", lambda: bench_sse_latency(folder, args.latency_n)),
+            ("mqtt", lambda: bench_mqtt(folder, args.broker_events)),
+            ("nats", lambda: bench_nats(folder, args.broker_events)),
+        ]
         for name, step in steps:
             if name in args.skip:
                 continue

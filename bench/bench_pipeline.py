@@ -87,8 +87,15 @@ def parallel_rate(det: OnnxDetector, boxed: list[np.ndarray], runners: int) -> f
 def _replay_once(settings, boards: Path, seq) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """Wall seconds of one whole replay of ``seq`` (the boards in DIR), frames processed."""
     with tempfile.TemporaryDirectory() as tmp:
-        s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 1, realtime=False,
-                            fps=15.0, defect_rate=0.5, replay=True)
+        s = _simulated_line(
+            settings.model_copy(update={"data_dir": Path(tmp)}),
+            boards,
+            1,
+            realtime=False,
+            fps=15.0,
+            defect_rate=0.5,
+            replay=True,
+        )
         sync = open_sync(s)
         engine = build_engine(s, sync=sync)
         report = ReplayReport(seq, write=lambda _: None, emit_lines=False)
@@ -124,8 +131,10 @@ def efficiency(boards: Path, rounds: int) -> None:
     part = OnnxDetector(weights_file(settings.models.part.weights, "onnx"))
     defect = OnnxDetector(weights_file(settings.models.defect.weights, "onnx"))
     # the engine's own layout: runners side by side, intra-op threads each (settings models.*.runners/threads)
-    layout = {m: concurrency(ms.providers, ms.backend, ms.runners, ms.threads)
-              for m, ms in (("part", settings.models.part), ("defect", settings.models.defect))}
+    layout = {
+        m: concurrency(ms.providers, ms.backend, ms.runners, ms.threads)
+        for m, ms in (("part", settings.models.part), ("defect", settings.models.defect))
+    }
     part_l = OnnxDetector(weights_file(settings.models.part.weights, "onnx"), threads=layout["part"][1])
     defect_l = OnnxDetector(weights_file(settings.models.defect.weights, "onnx"), threads=layout["defect"][1])
     part_tensors = tensors(part, frames)
@@ -134,32 +143,51 @@ def efficiency(boards: Path, rounds: int) -> None:
     ideals, layouts, walls, done_frames = [], [], [], 0
     for r in range(rounds):
         ideals.append(session_rate(part, part_tensors) + session_rate(defect, defect_tensors))
-        layouts.append(parallel_rate(part_l, part_tensors, layout["part"][0])
-                       + parallel_rate(defect_l, defect_tensors, layout["defect"][0]))
+        layouts.append(
+            parallel_rate(part_l, part_tensors, layout["part"][0])
+            + parallel_rate(defect_l, defect_tensors, layout["defect"][0])
+        )
         wall, done_frames = _replay_once(settings, boards, seq)
         walls.append(wall)
-        print(f"  round {r + 1}: pure {ideals[-1]:.2f} s, pure in the engine's layout {layouts[-1]:.2f} s, "
-              f"replay {wall:.2f} s")
+        print(
+            f"  round {r + 1}: pure {ideals[-1]:.2f} s, pure in the engine's layout {layouts[-1]:.2f} s, "
+            f"replay {wall:.2f} s"
+        )
     ideal, best, wall = float(np.median(ideals)), float(np.median(layouts)), float(np.median(walls))
     n_frames = len(part_tensors)
-    print(f"[efficiency] {len(seq)} boards, {n_frames} frames ({done_frames} processed), {len(crops)} crops, "
-          f"median of {rounds} alternating rounds")
-    print(f"  pure session.run, one image per call (ONNX Runtime defaults): {ideal:.2f} s = "
-          f"{n_frames / ideal:.1f} frames/s, {len(seq) / ideal:.2f} boards/s")
-    print(f"  pure session.run in the engine's layout (part {layout['part'][0]} runners x {layout['part'][1]} "
-          f"thread(s), defect {layout['defect'][0]} x {layout['defect'][1]}): {best:.2f} s = "
-          f"{n_frames / best:.1f} frames/s")
+    print(
+        f"[efficiency] {len(seq)} boards, {n_frames} frames ({done_frames} processed), {len(crops)} crops, "
+        f"median of {rounds} alternating rounds"
+    )
+    print(
+        f"  pure session.run, one image per call (ONNX Runtime defaults): {ideal:.2f} s = "
+        f"{n_frames / ideal:.1f} frames/s, {len(seq) / ideal:.2f} boards/s"
+    )
+    print(
+        f"  pure session.run in the engine's layout (part {layout['part'][0]} runners x {layout['part'][1]} "
+        f"thread(s), defect {layout['defect'][0]} x {layout['defect'][1]}): {best:.2f} s = "
+        f"{n_frames / best:.1f} frames/s"
+    )
     print(f"  replay pipeline:  {wall:.2f} s = {done_frames / wall:.1f} frames/s, {len(seq) / wall:.2f} boards/s")
-    print(f"  efficiency vs pure session.run: {ideal / wall:.2f}; vs the same layout without the pipeline: "
-          f"{best / wall:.2f}")
+    print(
+        f"  efficiency vs pure session.run: {ideal / wall:.2f}; vs the same layout without the pipeline: "
+        f"{best / wall:.2f}"
+    )
 
 
 def latency(boards: Path, seconds: float) -> None:
     settings = load_settings(None)
     lat: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 4, realtime=True,
-                            fps=15.0, defect_rate=0.5, replay=False)
+        s = _simulated_line(
+            settings.model_copy(update={"data_dir": Path(tmp)}),
+            boards,
+            4,
+            realtime=True,
+            fps=15.0,
+            defect_rate=0.5,
+            replay=False,
+        )
         sync = open_sync(s)
         engine = build_engine(s, sync=sync)
         engine.add_listener(lambda e: lat.append(e.latency_s) if isinstance(e, Inspected) else None)
@@ -171,11 +199,14 @@ def latency(boards: Path, seconds: float) -> None:
         engine.stop()
         sync.stop()
     a = np.array(lat) * 1000
-    print(f"[latency] 4 cameras x 15 fps for {seconds:.0f} s: {len(a)} verdicts, frames in {frames_in}, "
-          f"dropped {dropped}")
+    print(
+        f"[latency] 4 cameras x 15 fps for {seconds:.0f} s: {len(a)} verdicts, frames in {frames_in}, dropped {dropped}"
+    )
     if a.size:
-        print(f"  capture -> verdict: p50 {np.percentile(a, 50):.0f} ms, p99 {np.percentile(a, 99):.0f} ms, "
-              f"max {a.max():.0f} ms")
+        print(
+            f"  capture -> verdict: p50 {np.percentile(a, 50):.0f} ms, p99 {np.percentile(a, 99):.0f} ms, "
+            f"max {a.max():.0f} ms"
+        )
 
 
 def rss_mb() -> float:
@@ -190,8 +221,15 @@ def soak(boards: Path, minutes: float) -> None:
     settings = load_settings(None)
     samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        s = _simulated_line(settings.model_copy(update={"data_dir": Path(tmp)}), boards, 1, realtime=True,
-                            fps=15.0, defect_rate=0.5, replay=False)
+        s = _simulated_line(
+            settings.model_copy(update={"data_dir": Path(tmp)}),
+            boards,
+            1,
+            realtime=True,
+            fps=15.0,
+            defect_rate=0.5,
+            replay=False,
+        )
         sync = open_sync(s)
         engine = build_engine(s, sync=sync)
         sync.start()
@@ -207,8 +245,10 @@ def soak(boards: Path, minutes: float) -> None:
     t, m = np.array(samples).T
     half = len(m) // 2
     slope = np.polyfit(t[half:] / 60, m[half:], 1)[0] if half > 1 else float("nan")
-    print(f"[memory] {minutes:.0f} min, {verdicts} verdicts, {events} events: RSS {m[0]:.0f} MB at start, "
-          f"{m.max():.0f} MB peak, {m[-1]:.0f} MB at end; slope over the second half {slope:+.2f} MB/min")
+    print(
+        f"[memory] {minutes:.0f} min, {verdicts} verdicts, {events} events: RSS {m[0]:.0f} MB at start, "
+        f"{m.max():.0f} MB peak, {m[-1]:.0f} MB at end; slope over the second half {slope:+.2f} MB/min"
+    )
 
 
 def main() -> None:
@@ -221,8 +261,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating pure / replay rounds (medians)")
     ap.add_argument("--latency-s", type=float, default=60)
     ap.add_argument("--soak-min", type=float, default=10)
-    ap.add_argument("--only", choices=["efficiency", "latency", "soak"],
-                    help="run one part (a soak in a fresh process measures memory without the others' residue)")
+    ap.add_argument(
+        "--only",
+        choices=["efficiency", "latency", "soak"],
+        help="run one part (a soak in a fresh process measures memory without the others' residue)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         boards = subset(args.deeppcb, args.n, Path(tmp) / "boards")

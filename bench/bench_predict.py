@@ -87,8 +87,7 @@ def main() -> None:
     images = [read_image(p) for p in paths]
     onnx_path = weights_file(args.weights, "onnx")
     pt_path = weights_file(args.weights, "torch")
-    print(f"{len(images)} boards from {spec.split_dir(args.split)}, imgsz 640, batch 1, "
-          f"{os.cpu_count()} CPU cores")
+    print(f"{len(images)} boards from {spec.split_dir(args.split)}, imgsz 640, batch 1, {os.cpu_count()} CPU cores")
 
     from inspection.offline import ultralytics
     from inspection.onnx_detector import OnnxDetector
@@ -102,8 +101,11 @@ def main() -> None:
 
         def run():  # type: ignore[no-untyped-def]
             t, res = timed(lambda im: model.predict(im, imgsz=640, conf=args.conf, iou=0.6, verbose=False)[0], images)
-            return t, [(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(),
-                        r.boxes.cls.cpu().numpy().astype(int)) for r in res]
+            return t, [
+                (r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int))
+                for r in res
+            ]
+
         return run
 
     def detections(dets):  # type: ignore[no-untyped-def]
@@ -140,18 +142,30 @@ def main() -> None:
         print(f"{label:34s} {n / t:8.1f} {1000 * t / n:8.1f} {score(spec, paths, images, preds[label]):7.3f}")
     for label, t in med.items():
         if label.startswith("ours"):
-            print(f"ratio {label} / Ultralytics: pt predict {med['Ultralytics pt predict'] / t:.2f}x, "
-                  f"onnx predict {med['Ultralytics onnx predict'] / t:.2f}x")
+            print(
+                f"ratio {label} / Ultralytics: pt predict {med['Ultralytics pt predict'] / t:.2f}x, "
+                f"onnx predict {med['Ultralytics onnx predict'] / t:.2f}x"
+            )
 
-    cli = [str(Path(sys.executable).parent / "twinspect"), "predict", "-w", str(args.weights), "--json",
-           "--conf", "0.25", *map(str, paths)]
+    cli = [
+        str(Path(sys.executable).parent / "twinspect"),
+        "predict",
+        "-w",
+        str(args.weights),
+        "--json",
+        "--conf",
+        "0.25",
+        *map(str, paths),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cli, capture_output=True, text=True, check=True)
     t_cli = time.perf_counter() - t0
     lines = [json.loads(x) for x in proc.stdout.splitlines()]
     assert len(lines) == n
-    print(f"twinspect predict --json, {n} files end to end (process start + model load + decode): "
-          f"{t_cli:.2f} s = {n / t_cli:.1f} img/s")
+    print(
+        f"twinspect predict --json, {n} files end to end (process start + model load + decode): "
+        f"{t_cli:.2f} s = {n / t_cli:.1f} img/s"
+    )
 
 
 if __name__ == "__main__":

@@ -48,13 +48,24 @@ def rendered_boards(n: int) -> list[tuple[np.ndarray, np.ndarray, object, bool]]
 
     cam = SimulatedCamera(type="simulated", id="c", boards=DEEPPCB)
     pool = BoardPool.load(DEEPPCB)
-    motion = LineMotion(angle_jitter_deg=cam.angle_jitter_deg, scale_jitter=cam.scale_jitter,
-                        perspective=cam.perspective, light_jitter=cam.light_jitter, seed=1)
+    motion = LineMotion(
+        angle_jitter_deg=cam.angle_jitter_deg,
+        scale_jitter=cam.scale_jitter,
+        perspective=cam.perspective,
+        light_jitter=cam.light_jitter,
+        seed=1,
+    )
     scene = LineScene(pool, motion=motion, sequence=replay_sequence(pool, 0.5, seed=0)[: n + 8])
     sprites = {s.product: s for s in pool.good}
-    return [(c.crop, c.board_xyxy, golden_from_image(str(c.truth.product), f"{i:064x}",
-                                                     sprites[c.truth.product].image), bool(c.truth.defective))
-            for i, c in enumerate(board_crops(scene, limit=n))]
+    return [
+        (
+            c.crop,
+            c.board_xyxy,
+            golden_from_image(str(c.truth.product), f"{i:064x}", sprites[c.truth.product].image),
+            bool(c.truth.defective),
+        )
+        for i, c in enumerate(board_crops(scene, limit=n))
+    ]
 
 
 def bench_align(n: int, weights: Path) -> dict[str, object]:
@@ -87,12 +98,15 @@ def bench_align(n: int, weights: Path) -> dict[str, object]:
         det.detect([image])
         times["inference"].append(1000 * (time.perf_counter() - t0))
     infer = float(np.median(times["inference"]))
-    return {"boards": len(boards),
-            "ms": {k: {"p50": pct(v, 50), "p99": pct(v, 99)} for k, v in times.items()},
-            "aligned_ok": {k: f"{v}/{len(boards)}" for k, v in ok.items()},
-            "ecc_share_of_inference": round(float(np.median(times["ecc"])) / infer, 3),
-            "stage_share_of_inference": round((float(np.median(times["ecc"]))
-                                               + float(np.median(times["differences+compose"]))) / infer, 3)}
+    return {
+        "boards": len(boards),
+        "ms": {k: {"p50": pct(v, 50), "p99": pct(v, 99)} for k, v in times.items()},
+        "aligned_ok": {k: f"{v}/{len(boards)}" for k, v in ok.items()},
+        "ecc_share_of_inference": round(float(np.median(times["ecc"])) / infer, 3),
+        "stage_share_of_inference": round(
+            (float(np.median(times["ecc"])) + float(np.median(times["differences+compose"]))) / infer, 3
+        ),
+    }
 
 
 def weights_file(weights: Path, precision: str = "fp32") -> Path:
@@ -109,8 +123,10 @@ def bench_cost(plain: Path, reference: Path, n: int) -> dict[str, object]:
     images = [read_image(p) for p in files]
     out: dict[str, object] = {}
     for precision in ("fp32", "int8"):
-        dets = {"plain": OnnxDetector(weights_file(plain, precision), threads=1),
-                "reference": OnnxDetector(weights_file(reference, precision), threads=1)}
+        dets = {
+            "plain": OnnxDetector(weights_file(plain, precision), threads=1),
+            "reference": OnnxDetector(weights_file(reference, precision), threads=1),
+        }
         ms: dict[str, list[float]] = {k: [] for k in dets}
         for img in images:  # the two take turns image by image
             for name, det in dets.items():
@@ -123,8 +139,13 @@ def bench_cost(plain: Path, reference: Path, n: int) -> dict[str, object]:
 
 
 def twinspect(*args: str, env: dict[str, str] | None = None) -> str:
-    r = subprocess.run([sys.executable, "-m", "api.cli.main", *args], capture_output=True, text=True, cwd=REPO,
-                       env={**os.environ, **(env or {})})
+    r = subprocess.run(
+        [sys.executable, "-m", "api.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
     if r.returncode:
         raise SystemExit(f"twinspect {' '.join(args)} failed:\n{r.stderr[-2000:]}")
     return r.stdout
@@ -132,11 +153,17 @@ def twinspect(*args: str, env: dict[str, str] | None = None) -> str:
 
 def bench_accuracy(plain: Path, reference: Path) -> dict[str, object]:
     out = {}
-    for name, weights, data in (("plain", plain, "datasets/deeppcb/data.yaml"),
-                                ("reference", reference, "datasets/deeppcb-ref/data.yaml")):
+    for name, weights, data in (
+        ("plain", plain, "datasets/deeppcb/data.yaml"),
+        ("reference", reference, "datasets/deeppcb-ref/data.yaml"),
+    ):
         s = json.loads(twinspect("eval", "-w", str(weights), "--data", data, "--json"))
-        out[name] = {"map50": s["map50"], "deeppcb_f": s["deeppcb_fscore"], "map50_95": s["map50_95"],
-                     "per_class_ap50": s["per_class_ap50"]}
+        out[name] = {
+            "map50": s["map50"],
+            "deeppcb_f": s["deeppcb_fscore"],
+            "map50_95": s["map50_95"],
+            "per_class_ap50": s["per_class_ap50"],
+        }
     return out
 
 
@@ -144,11 +171,22 @@ def bench_replay(plain: Path, reference: Path) -> dict[str, object]:
     out = {}
     for name, weights in (("plain", plain), ("reference", reference)):
         env = {"TWINSPECT_MODELS__DEFECT__WEIGHTS": str(weights)}
-        lines = twinspect("replay", "--boards", str(DEEPPCB), "--split", "val", "--json", "--no-store",
-                          env=env).splitlines()
+        lines = twinspect(
+            "replay", "--boards", str(DEEPPCB), "--split", "val", "--json", "--no-store", env=env
+        ).splitlines()
         s = json.loads(lines[-1])["summary"]
-        out[name] = {k: s.get(k) for k in ("board_recall", "board_precision", "good_boards", "defective_boards",
-                                           "alignment", "verdicts", "boards_per_s")}
+        out[name] = {
+            k: s.get(k)
+            for k in (
+                "board_recall",
+                "board_precision",
+                "good_boards",
+                "defective_boards",
+                "alignment",
+                "verdicts",
+                "boards_per_s",
+            )
+        }
     return out
 
 

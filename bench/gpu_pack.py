@@ -59,13 +59,78 @@ RETURN_FILE_LIMIT = 16 << 20  # one file back from $OUT
 # LZMA at its strongest, with a 1 MiB dictionary: each blob is ~50 KB, so the default 64 MiB one of
 # preset 9 only costs memory and time (same size, 5x slower)
 _XZ = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 20}]
-_STD_LUMA = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-                      14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-                      18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-                      49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
+_STD_LUMA = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ]
+)
 
 
 # ---------------------------------------------------------------- image codec
+
 
 def array_hash(a: np.ndarray) -> str:
     """Short content hash of an image array (shape included)."""
@@ -127,8 +192,15 @@ def _encode_one(job: tuple[str, str, bool]) -> tuple[dict[str, Any], bytes, byte
         steps = np.diff(idx, prepend=0).astype(np.uint32)
         res = lzma.compress(struct.pack("<I", idx.size) + steps.tobytes() + diff.ravel()[idx].tobytes(), filters=_XZ)
         synth = (synth.astype(np.int16) + diff).astype(np.uint8)
-    entry = {"path": rel, "h": int(grey.shape[0]), "w": int(grey.shape[1]), "chain": list(chain),
-             "sha": array_hash(grey), "synth": array_hash(synth), "exact_px": round(1 - wrong / grey.size, 5)}
+    entry = {
+        "path": rel,
+        "h": int(grey.shape[0]),
+        "w": int(grey.shape[1]),
+        "chain": list(chain),
+        "sha": array_hash(grey),
+        "synth": array_hash(synth),
+        "exact_px": round(1 - wrong / grey.size, 5),
+    }
     return entry, bits, res
 
 
@@ -136,11 +208,11 @@ def decode_image(entry: dict[str, Any], blobs: memoryview) -> np.ndarray:
     """Rebuild one grey image from its pack entry."""
     h, w = entry["h"], entry["w"]
     off, n = entry["bits"]
-    flat = np.unpackbits(np.frombuffer(lzma.decompress(blobs[off:off + n]), np.uint8))[: h * w]
+    flat = np.unpackbits(np.frombuffer(lzma.decompress(blobs[off : off + n]), np.uint8))[: h * w]
     img = run_chain((flat.reshape(h, w) * 255).astype(np.uint8), entry["chain"])
     if entry.get("res"):
         off, n = entry["res"]
-        raw = lzma.decompress(blobs[off:off + n])
+        raw = lzma.decompress(blobs[off : off + n])
         (count,) = struct.unpack_from("<I", raw)
         idx = np.cumsum(np.frombuffer(raw, np.uint32, count, 4), dtype=np.int64)
         vals = np.frombuffer(raw, np.int16, count, 4 + 4 * count)
@@ -151,6 +223,7 @@ def decode_image(entry: dict[str, Any], blobs: memoryview) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- container
+
 
 def write_pack(path: Path, manifest: dict[str, Any], blobs: list[bytes]) -> None:
     head = lzma.compress(json.dumps(manifest, separators=(",", ":")).encode(), filters=_XZ)
@@ -169,8 +242,8 @@ def read_pack(path: Path) -> tuple[dict[str, Any], memoryview]:
         raise ValueError(f"{path}: not a twinspect GPU pack")
     (n,) = struct.unpack_from("<Q", data, len(MAGIC))
     start = len(MAGIC) + 8
-    manifest = json.loads(lzma.decompress(data[start:start + n]))
-    return manifest, memoryview(data)[start + n:]
+    manifest = json.loads(lzma.decompress(data[start : start + n]))
+    return manifest, memoryview(data)[start + n :]
 
 
 def list_boards(manifest: dict[str, Any]) -> list[str]:
@@ -224,8 +297,9 @@ def unpack(pack: Path, dest: Path, boards: set[str] | None = None, processes: in
     dest.mkdir(parents=True, exist_ok=True)
     for rel, text in manifest["files"].items():
         if rel.endswith(("trainval.txt", "test.txt")) and rel.count("/") == 1 and boards is not None:
-            text = "".join(line + "\n" for line in text.splitlines()
-                           if line.strip() and Path(line.split()[0]).stem in boards)
+            text = "".join(
+                line + "\n" for line in text.splitlines() if line.strip() and Path(line.split()[0]).stem in boards
+            )
         elif boards is not None and rel.endswith(".txt") and Path(rel).stem not in boards and rel.count("/") > 1:
             continue
         target = dest / rel
@@ -239,18 +313,24 @@ def unpack(pack: Path, dest: Path, boards: set[str] | None = None, processes: in
             results = [r for part in ex.map(_unpack_images, jobs) for r in part]
     else:
         results = [r for job in jobs for r in _unpack_images(job)]
-    return {"images": len(results), "exact": sum(r[1] for r in results),
-            "same_as_packer": sum(r[2] for r in results), "mode": manifest["mode"]}
+    return {
+        "images": len(results),
+        "exact": sum(r[1] for r in results),
+        "same_as_packer": sum(r[2] for r in results),
+        "mode": manifest["mode"],
+    }
 
 
 # ---------------------------------------------------------------- build
+
 
 def _select_lines(lines: list[str], limit: int | None) -> list[str]:
     return lines if limit is None else lines[:limit]
 
 
-def build_pack(src: Path, out: Path, limit: int | None = None, exact: bool = False,
-               processes: int = 2) -> dict[str, Any]:
+def build_pack(
+    src: Path, out: Path, limit: int | None = None, exact: bool = False, processes: int = 2
+) -> dict[str, Any]:
     """Write ``out/deeppcb.twpack`` from a DeepPCB folder; returns the pack's summary."""
     pcb = src / "PCBData" if (src / "PCBData").is_dir() else src
     lists = [n for n in ("trainval.txt", "test.txt") if (pcb / n).is_file()]
@@ -290,19 +370,30 @@ def build_pack(src: Path, out: Path, limit: int | None = None, exact: bool = Fal
             res_total += len(res)
             blobs.append(res)
         images.append(entry)
-    manifest = {"format": 1, "mode": "exact" if exact else "compact", "source": str(src),
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, "images": images}
+    manifest = {
+        "format": 1,
+        "mode": "exact" if exact else "compact",
+        "source": str(src),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "files": files,
+        "images": images,
+    }
     out.mkdir(parents=True, exist_ok=True)
     write_pack(out / PACK_NAME, manifest, blobs)
     exact_px = [e["exact_px"] for e in images]
-    return {"boards": sum(len(t.splitlines()) for n, t in files.items() if n.endswith(tuple(lists))),
-            "images": len(images), "mode": manifest["mode"], "bytes": (out / PACK_NAME).stat().st_size,
-            "bits_bytes": bits_total, "residual_bytes": res_total,
-            "manifest_bytes": (out / PACK_NAME).stat().st_size - bits_total - res_total,
-            "images_exact_without_residual": sum(e["exact_px"] == 1.0 for e in images),
-            "pixels_exact_without_residual_mean": round(float(np.mean(exact_px)), 5) if exact_px else None,
-            "pixels_exact_without_residual_min": min(exact_px) if exact_px else None,
-            "encode_s": round(time.monotonic() - started, 1)}
+    return {
+        "boards": sum(len(t.splitlines()) for n, t in files.items() if n.endswith(tuple(lists))),
+        "images": len(images),
+        "mode": manifest["mode"],
+        "bytes": (out / PACK_NAME).stat().st_size,
+        "bits_bytes": bits_total,
+        "residual_bytes": res_total,
+        "manifest_bytes": (out / PACK_NAME).stat().st_size - bits_total - res_total,
+        "images_exact_without_residual": sum(e["exact_px"] == 1.0 for e in images),
+        "pixels_exact_without_residual_mean": round(float(np.mean(exact_px)), 5) if exact_px else None,
+        "pixels_exact_without_residual_min": min(exact_px) if exact_px else None,
+        "encode_s": round(time.monotonic() - started, 1),
+    }
 
 
 def fetch_wheel(out: Path) -> Path:
@@ -313,16 +404,38 @@ def fetch_wheel(out: Path) -> Path:
         return have[0]
     for old in have:
         old.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "py", "--platform", "any",
-                    "-d", str(out), ULTRALYTICS], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "py",
+            "--platform",
+            "any",
+            "-d",
+            str(out),
+            ULTRALYTICS,
+        ],
+        check=True,
+    )
     return next(out.glob("ultralytics-*.whl"))
 
 
 def travelling_bytes(repo: Path) -> int:
     """Bytes of what a device run carries besides the pack: tracked + untracked, not ignored."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=repo, check=True, capture_output=True).stdout.split(b"\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
     total = 0
     for rel in {r for r in listed if r}:
         p = repo / os.fsdecode(rel)
@@ -344,21 +457,30 @@ def cmd_build(args: argparse.Namespace) -> int:
         wheel = fetch_wheel(out)
     pack_bytes = sum(p.stat().st_size for p in out.iterdir() if p.is_file() and p.name != "PACK.json")
     tree = travelling_bytes(REPO)
-    info = {"pack": summary, "wheel": {"file": wheel.name, "bytes": wheel.stat().st_size} if wheel else None,
-            "pack_dir_bytes": pack_bytes, "tree_bytes": tree, "travel_bytes": tree + pack_bytes,
-            "travel_limit_bytes": TRAVEL_LIMIT}
+    info = {
+        "pack": summary,
+        "wheel": {"file": wheel.name, "bytes": wheel.stat().st_size} if wheel else None,
+        "pack_dir_bytes": pack_bytes,
+        "tree_bytes": tree,
+        "travel_bytes": tree + pack_bytes,
+        "travel_limit_bytes": TRAVEL_LIMIT,
+    }
     (out / "PACK.json").write_text(json.dumps(info, indent=2) + "\n")
     mib = 1 << 20
-    print(f"boards {summary['boards']}, images {summary['images']}: {summary['bytes'] / mib:.2f} MiB "
-          f"(bits {summary['bits_bytes'] / mib:.2f}, residual {summary['residual_bytes'] / mib:.2f}, "
-          f"manifest {summary['manifest_bytes'] / mib:.2f}); rebuilt without residual: "
-          f"{summary['images_exact_without_residual']}/{summary['images']} images bit-exact, "
-          f"{summary['pixels_exact_without_residual_mean']} of pixels on average "
-          f"(worst image {summary['pixels_exact_without_residual_min']})")
+    print(
+        f"boards {summary['boards']}, images {summary['images']}: {summary['bytes'] / mib:.2f} MiB "
+        f"(bits {summary['bits_bytes'] / mib:.2f}, residual {summary['residual_bytes'] / mib:.2f}, "
+        f"manifest {summary['manifest_bytes'] / mib:.2f}); rebuilt without residual: "
+        f"{summary['images_exact_without_residual']}/{summary['images']} images bit-exact, "
+        f"{summary['pixels_exact_without_residual_mean']} of pixels on average "
+        f"(worst image {summary['pixels_exact_without_residual_min']})"
+    )
     if wheel:
         print(f"wheel {wheel.name}: {wheel.stat().st_size / mib:.2f} MiB")
-    print(f"pack {out}: {pack_bytes / mib:.2f} MiB; with the working tree ({tree / mib:.2f} MiB) a device "
-          f"run carries {(tree + pack_bytes) / mib:.2f} MiB of {TRAVEL_LIMIT / mib:.0f} MiB")
+    print(
+        f"pack {out}: {pack_bytes / mib:.2f} MiB; with the working tree ({tree / mib:.2f} MiB) a device "
+        f"run carries {(tree + pack_bytes) / mib:.2f} MiB of {TRAVEL_LIMIT / mib:.0f} MiB"
+    )
     if tree + pack_bytes > TRAVEL_LIMIT * 0.95:
         print("WARNING: too close to the device tool's 64 MiB limit: the run would not travel", file=sys.stderr)
         return 1
@@ -366,6 +488,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- collect
+
 
 def cmd_collect(args: argparse.Namespace) -> int:
     """Copy a device run's files into registrable run folders (parts joined, hashes checked)."""
@@ -396,9 +519,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
             (run / "args.yaml").write_text(yaml.safe_dump(model["args"], sort_keys=False))
         final = model.get("final") or {}
-        print(f"{run}: epochs {model.get('epochs_done')}, mAP50 {final.get('mAP50')}, "
-              f"mAP50-95 {final.get('mAP50-95')}\n  register: twinspect models register {run} --task defect "
-              f"--data datasets/deeppcb-ref/data.yaml --name {name}")
+        print(
+            f"{run}: epochs {model.get('epochs_done')}, mAP50 {final.get('mAP50')}, "
+            f"mAP50-95 {final.get('mAP50-95')}\n  register: twinspect models register {run} --task defect "
+            f"--data datasets/deeppcb-ref/data.yaml --name {name}"
+        )
     return 1 if bad else 0
 
 
@@ -409,8 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the pack (default)")
-    b.add_argument("--src", default=os.environ.get("TWINSPECT_DEEPPCB",
-                                                   str(REPO.parent / "shared" / "datasets" / "deeppcb-trainval")))
+    b.add_argument(
+        "--src",
+        default=os.environ.get("TWINSPECT_DEEPPCB", str(REPO.parent / "shared" / "datasets" / "deeppcb-trainval")),
+    )
     b.add_argument("--out", default=str(DEFAULT_OUT))
     b.add_argument("--boards", type=int, default=None, help="only the first N boards of each list")
     b.add_argument("--exact", action="store_true", help="also store residuals: lossless, about twice the size")

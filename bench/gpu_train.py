@@ -52,8 +52,12 @@ MODELS: dict[str, dict[str, str]] = {
     "s": {"name": "defect-ref-yolov8s", "init": "yolov8s.yaml"},
 }
 SPLIT_MIB_DEFAULT = 15  # the device tool returns files of at most 16 MiB
-METRIC_KEYS = {"metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
-               "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
+METRIC_KEYS = {
+    "metrics/mAP50(B)": "mAP50",
+    "metrics/mAP50-95(B)": "mAP50-95",
+    "metrics/precision(B)": "precision",
+    "metrics/recall(B)": "recall",
+}
 
 
 def say(msg: str) -> None:
@@ -75,6 +79,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 # ---------------------------------------------------------------- dataset
+
 
 def _shard(job: tuple[str, str, str, list[str]]) -> dict[str, Any]:
     """Rebuild one shard's boards from the pack and import them (reference input)."""
@@ -128,18 +133,31 @@ def build_dataset(pack: Path, work: Path, shards: int) -> dict[str, Any]:
     ordered.update({s: f"images/{s}" for s in ("train", "val", "test") if s in splits})
     ordered.update({k2: v for k2, v in data.items() if k2 != "path"})
     (final / "data.yaml").write_text(yaml.safe_dump(ordered, sort_keys=False))
-    card = {"name": "deeppcb-ref (rebuilt from the GPU pack)", "input": "reference", "shards": k,
-            "split_rule": results[0]["card"].get("split_rule"), "splits": splits,
-            "pack_mode": manifest["mode"], "pack_source": manifest.get("source")}
+    card = {
+        "name": "deeppcb-ref (rebuilt from the GPU pack)",
+        "input": "reference",
+        "shards": k,
+        "split_rule": results[0]["card"].get("split_rule"),
+        "splits": splits,
+        "pack_mode": manifest["mode"],
+        "pack_source": manifest.get("source"),
+    }
     write_json(final / "card.json", card)
     for job in jobs:
         shutil.rmtree(job[2], ignore_errors=True)
     unpacked = {key: sum(r["unpack"][key] for r in results) for key in ("images", "exact", "same_as_packer")}
-    return {"data": str(final / "data.yaml"), "splits": splits, "shards": k, "boards": len(boards),
-            "pack": {"mode": manifest["mode"], **unpacked}, "build_s": round(time.monotonic() - started, 1)}
+    return {
+        "data": str(final / "data.yaml"),
+        "splits": splits,
+        "shards": k,
+        "boards": len(boards),
+        "pack": {"mode": manifest["mode"], **unpacked},
+        "build_s": round(time.monotonic() - started, 1),
+    }
 
 
 # ---------------------------------------------------------------- one training (own process)
+
 
 def _metrics(raw: dict[str, Any] | None) -> dict[str, float]:
     raw = raw or {}
@@ -147,8 +165,16 @@ def _metrics(raw: dict[str, Any] | None) -> dict[str, float]:
 
 
 def cmd_train_one(a: argparse.Namespace) -> int:
-    result: dict[str, Any] = {"name": a.name, "init": a.model, "status": "failed", "epochs_cap": a.epochs,
-                              "imgsz": a.imgsz, "batch": a.batch, "workers": a.workers, "device": a.device}
+    result: dict[str, Any] = {
+        "name": a.name,
+        "init": a.model,
+        "status": "failed",
+        "epochs_cap": a.epochs,
+        "imgsz": a.imgsz,
+        "batch": a.batch,
+        "workers": a.workers,
+        "device": a.device,
+    }
     result_path = Path(a.result)
     epochs_log = Path(a.epochs_log).open("a", buffering=1)  # noqa: SIM115 (closed in the finally below)
     started = time.time()
@@ -162,8 +188,12 @@ def cmd_train_one(a: argparse.Namespace) -> int:
         import torch
         from ultralytics.utils.torch_utils import strip_optimizer
 
-        result.update(torch=torch.__version__, cuda=torch.version.cuda, ultralytics=ul.__version__,
-                      device_name=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
+        result.update(
+            torch=torch.__version__,
+            cuda=torch.version.cuda,
+            ultralytics=ul.__version__,
+            device_name=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        )
         spec = load_data_yaml(Path(a.data))
         check_classes("defect", spec)
         runs = Path(a.runs)
@@ -174,9 +204,11 @@ def cmd_train_one(a: argparse.Namespace) -> int:
             left = a.deadline - time.time()
             tr.args.time = max(left, 5.0) / 3600  # the budget counts from the first batch
             state["t_train"] = time.time()
-            say(f"{a.name}: first batch after {time.time() - started:.0f} s of setup; {left:.0f} s to train; "
+            say(
+                f"{a.name}: first batch after {time.time() - started:.0f} s of setup; {left:.0f} s to train; "
                 f"{len(tr.train_loader.dataset)} train / {len(tr.test_loader.dataset)} val images, batch "
-                f"{tr.batch_size}, workers {tr.train_loader.num_workers}, amp {bool(tr.amp)}")
+                f"{tr.batch_size}, workers {tr.train_loader.num_workers}, amp {bool(tr.amp)}"
+            )
 
         def on_train_epoch_end(tr: Any) -> None:
             epoch = tr.epoch + 1
@@ -195,33 +227,64 @@ def cmd_train_one(a: argparse.Namespace) -> int:
             epoch = tr.epoch + 1
             if epoch >= tr.epochs:
                 tr.stop = True
-            row: dict[str, Any] = {"epoch": epoch, "epochs_planned": tr.epochs,
-                                   "time_s": round(time.time() - (state["t_train"] or started), 1)}
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "epochs_planned": tr.epochs,
+                "time_s": round(time.time() - (state["t_train"] or started), 1),
+            }
             if tr.fitness is not None:  # validated this epoch
                 row.update(_metrics(tr.metrics))
                 state["curve"].append(row)
-                say(f"{a.name}: epoch {epoch}/{tr.epochs} {row['time_s']:.0f} s mAP50 {row.get('mAP50', 0):.3f} "
+                say(
+                    f"{a.name}: epoch {epoch}/{tr.epochs} {row['time_s']:.0f} s mAP50 {row.get('mAP50', 0):.3f} "
                     f"mAP50-95 {row.get('mAP50-95', 0):.3f} P {row.get('precision', 0):.3f} "
-                    f"R {row.get('recall', 0):.3f}")
+                    f"R {row.get('recall', 0):.3f}"
+                )
             epochs_log.write(json.dumps(row) + "\n")
 
         model = ul.YOLO(a.model)
-        for event, fn in (("on_train_start", on_train_start), ("on_train_epoch_end", on_train_epoch_end),
-                          ("on_fit_epoch_end", on_fit_epoch_end)):
+        for event, fn in (
+            ("on_train_start", on_train_start),
+            ("on_train_epoch_end", on_train_epoch_end),
+            ("on_fit_epoch_end", on_fit_epoch_end),
+        ):
             model.add_callback(event, fn)
-        model.train(data=str(data_yaml), epochs=a.epochs, time=max(a.deadline - time.time(), 60) / 3600,
-                    imgsz=a.imgsz, batch=a.batch, device=a.device, workers=a.workers, cache=a.cache,
-                    project=str(runs), name=a.name, exist_ok=True, patience=100_000, seed=0,
-                    deterministic=False, plots=False, val=True, verbose=True, **augmentation(spec))
+        model.train(
+            data=str(data_yaml),
+            epochs=a.epochs,
+            time=max(a.deadline - time.time(), 60) / 3600,
+            imgsz=a.imgsz,
+            batch=a.batch,
+            device=a.device,
+            workers=a.workers,
+            cache=a.cache,
+            project=str(runs),
+            name=a.name,
+            exist_ok=True,
+            patience=100_000,
+            seed=0,
+            deterministic=False,
+            plots=False,
+            val=True,
+            verbose=True,
+            **augmentation(spec),
+        )
         tr = model.trainer
         train_s = time.time() - (state["t_train"] or started)
         rows = list(csv.DictReader(tr.csv.open())) if tr.csv.is_file() else []
         src = tr.best if tr.best.is_file() else tr.last
         strip_optimizer(str(src), s=a.stripped)
-        result.update(status="ok", epochs_done=len(rows), train_s=round(train_s, 1),
-                      images_per_s=round(len(rows) * len(tr.train_loader.dataset) / max(train_s, 1e-6), 1),
-                      final=state["final"] or _metrics(tr.metrics), checkpoint=src.name,
-                      save_dir=str(tr.save_dir), amp=bool(tr.amp), batch=tr.batch_size)
+        result.update(
+            status="ok",
+            epochs_done=len(rows),
+            train_s=round(train_s, 1),
+            images_per_s=round(len(rows) * len(tr.train_loader.dataset) / max(train_s, 1e-6), 1),
+            final=state["final"] or _metrics(tr.metrics),
+            checkpoint=src.name,
+            save_dir=str(tr.save_dir),
+            amp=bool(tr.amp),
+            batch=tr.batch_size,
+        )
         return 0
     except BaseException as exc:
         result["error"] = f"{exc.__class__.__name__}: {exc}"
@@ -246,12 +309,17 @@ def cmd_strip(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- orchestrator
 
+
 def _gpu_sample() -> str | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip().replace(", ", "% util, ") + " MiB" if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -261,9 +329,11 @@ def _host_memory() -> dict[str, float | None]:
     gib = float(1 << 30)
     page = os.sysconf("SC_PAGE_SIZE")
     shm = shutil.disk_usage("/dev/shm").free / gib if os.path.isdir("/dev/shm") else None
-    return {"mem_total_gb": round(page * os.sysconf("SC_PHYS_PAGES") / gib, 1),
-            "mem_available_gb": round(page * os.sysconf("SC_AVPHYS_PAGES") / gib, 1),
-            "shm_free_gb": round(shm, 1) if shm is not None else None}
+    return {
+        "mem_total_gb": round(page * os.sysconf("SC_PHYS_PAGES") / gib, 1),
+        "mem_available_gb": round(page * os.sysconf("SC_AVPHYS_PAGES") / gib, 1),
+        "shm_free_gb": round(shm, 1) if shm is not None else None,
+    }
 
 
 def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
@@ -338,13 +408,27 @@ def cmd_run(a: argparse.Namespace) -> int:
     train_deadline = t0 + budget - a.reserve_s
     kill_at = t0 + budget - 15
     summary: dict[str, Any] = {
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)), "smoke": smoke,
-        "budget_s": budget, "settings": {"epochs_cap": epochs, "imgsz": imgsz, "batch": batch, "device": device,
-                                         "workers_per_model": workers, "val_every": val_every, "cache": a.cache,
-                                         "side_by_side": len(models), "shards": shards},
-        "host": {"cpus": cpus, "python": sys.version.split()[0], **host}, "models": {}}
-    say(f"budget {budget} s (training until +{train_deadline - t0:.0f} s, hard stop at +{kill_at - t0:.0f} s); "
-        f"models {','.join(models)}; {cpus} cpus, {workers} workers per model; memory {host}; work {work}")
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
+        "smoke": smoke,
+        "budget_s": budget,
+        "settings": {
+            "epochs_cap": epochs,
+            "imgsz": imgsz,
+            "batch": batch,
+            "device": device,
+            "workers_per_model": workers,
+            "val_every": val_every,
+            "cache": a.cache,
+            "side_by_side": len(models),
+            "shards": shards,
+        },
+        "host": {"cpus": cpus, "python": sys.version.split()[0], **host},
+        "models": {},
+    }
+    say(
+        f"budget {budget} s (training until +{train_deadline - t0:.0f} s, hard stop at +{kill_at - t0:.0f} s); "
+        f"models {','.join(models)}; {cpus} cpus, {workers} workers per model; memory {host}; work {work}"
+    )
 
     if not pack.is_file():
         summary["error"] = f"{pack}: no pack (run python bench/gpu_pack.py here and carry build/gpu-pack)"
@@ -358,9 +442,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         write_json(out / "summary.json", summary)
         raise
     summary["dataset"] = ds
-    say(f"dataset: {ds['boards']} boards -> {json.dumps(ds['splits'])} in {ds['build_s']} s "
+    say(
+        f"dataset: {ds['boards']} boards -> {json.dumps(ds['splits'])} in {ds['build_s']} s "
         f"({ds['shards']} shards); pack images rebuilt {ds['pack']['images']}, equal to the original decode "
-        f"{ds['pack']['exact']}, equal to the packer's rebuild {ds['pack']['same_as_packer']}")
+        f"{ds['pack']['exact']}, equal to the packer's rebuild {ds['pack']['same_as_packer']}"
+    )
     write_json(out / "summary.json", summary)
 
     env = dict(os.environ, PYTHONUNBUFFERED="1", XDG_DATA_HOME=str(work / "xdg"))
@@ -368,15 +454,47 @@ def cmd_run(a: argparse.Namespace) -> int:
     for m in models:
         name = MODELS[m]["name"]
         paths = {k: work / f"{name}.{k}" for k in ("log", "result.json", "epochs.jsonl", "best.pt")}
-        cmd = [sys.executable, "-u", str(Path(__file__).resolve()), "train-one", "--name", name,
-               "--model", MODELS[m]["init"], "--data", ds["data"], "--runs", str(work / "runs"),
-               "--epochs", str(epochs), "--imgsz", str(imgsz), "--batch", str(batch), "--device", device,
-               "--workers", str(workers), "--cache", str(a.cache), "--val-every", str(val_every),
-               "--deadline", f"{train_deadline:.1f}", "--result", str(paths["result.json"]),
-               "--epochs-log", str(paths["epochs.jsonl"]), "--stripped", str(paths["best.pt"])]
+        cmd = [
+            sys.executable,
+            "-u",
+            str(Path(__file__).resolve()),
+            "train-one",
+            "--name",
+            name,
+            "--model",
+            MODELS[m]["init"],
+            "--data",
+            ds["data"],
+            "--runs",
+            str(work / "runs"),
+            "--epochs",
+            str(epochs),
+            "--imgsz",
+            str(imgsz),
+            "--batch",
+            str(batch),
+            "--device",
+            device,
+            "--workers",
+            str(workers),
+            "--cache",
+            str(a.cache),
+            "--val-every",
+            str(val_every),
+            "--deadline",
+            f"{train_deadline:.1f}",
+            "--result",
+            str(paths["result.json"]),
+            "--epochs-log",
+            str(paths["epochs.jsonl"]),
+            "--stripped",
+            str(paths["best.pt"]),
+        ]
         log = paths["log"].open("wb")
-        procs[name] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True), paths)
+        procs[name] = (
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
+            paths,
+        )
         say(f"{name}: started from {MODELS[m]['init']} (pid {procs[name][0].pid}), log {paths['log']}")
 
     shown = dict.fromkeys(procs, 0)
@@ -425,11 +543,17 @@ def cmd_run(a: argparse.Namespace) -> int:
             info.setdefault("epochs_done", len(rows))
         run_dir = work / "runs" / name
         if not paths["best.pt"].is_file():  # salvage the newest checkpoint of an ended run
-            src = next((p for p in (run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt")
-                        if p.is_file()), None)
+            src = next(
+                (p for p in (run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt") if p.is_file()), None
+            )
             if src is not None:
-                subprocess.run([sys.executable, str(Path(__file__).resolve()), "strip", str(src),
-                                str(paths["best.pt"])], cwd=REPO, env=env, timeout=90, check=False)
+                subprocess.run(
+                    [sys.executable, str(Path(__file__).resolve()), "strip", str(src), str(paths["best.pt"])],
+                    cwd=REPO,
+                    env=env,
+                    timeout=90,
+                    check=False,
+                )
                 info["checkpoint"] = f"{src.name} (salvaged)"
         if paths["best.pt"].is_file():
             info["files"] = _out_files(out / name, paths["best.pt"], run_dir / "results.csv", split_bytes)
@@ -443,9 +567,11 @@ def cmd_run(a: argparse.Namespace) -> int:
             tail = paths["log"].read_bytes()[-3000:].decode(errors="replace")
             print(f"---- last lines of {paths['log'].name} ----\n{tail}\n----", flush=True)
         final = info.get("final") or {}
-        say(f"{name}: {info['status']} rc {rc}, epochs {info.get('epochs_done')}, "
+        say(
+            f"{name}: {info['status']} rc {rc}, epochs {info.get('epochs_done')}, "
             f"train {info.get('train_s')} s, {info.get('images_per_s')} img/s, final (best.pt) mAP50 "
-            f"{final.get('mAP50')} mAP50-95 {final.get('mAP50-95')}{' ' + info['error'] if 'error' in info else ''}")
+            f"{final.get('mAP50')} mAP50-95 {final.get('mAP50-95')}{' ' + info['error'] if 'error' in info else ''}"
+        )
 
     with tarfile.open(out / "extras.tar.gz", "w:gz") as tar:
         for name, (_, paths) in procs.items():
@@ -481,10 +607,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--keep-work", action="store_true")
     r.add_argument("--cpu-smoke", action="store_true", help="CPU, 1 epoch, imgsz 64, YOLOv8n only")
     r.add_argument("--epochs", type=int, default=None, help="cap on epochs (default 200; smoke 1)")
-    r.add_argument("--budget-s", type=float, default=None, help="whole run, from gpu_train.sh's start "
-                   "(default 480; smoke 300)")
-    r.add_argument("--reserve-s", type=float, default=45.0, help="kept after training for the final "
-                   "validation, stripping and OUT")
+    r.add_argument(
+        "--budget-s", type=float, default=None, help="whole run, from gpu_train.sh's start (default 480; smoke 300)"
+    )
+    r.add_argument(
+        "--reserve-s", type=float, default=45.0, help="kept after training for the final validation, stripping and OUT"
+    )
     r.add_argument("--models", default=None, help="comma list of n,s (default n,s; smoke n)")
     r.add_argument("--imgsz", type=int, default=None)
     r.add_argument("--batch", type=int, default=None)
@@ -495,8 +623,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--shards", type=int, default=None, help="import processes (default: cores, at most 16)")
     r.add_argument("--split-mib", type=float, default=SPLIT_MIB_DEFAULT)
     t = sub.add_parser("train-one", help="one training (run starts these)")
-    for flag in ("--name", "--model", "--data", "--runs", "--device", "--cache", "--result", "--epochs-log",
-                 "--stripped"):
+    for flag in (
+        "--name",
+        "--model",
+        "--data",
+        "--runs",
+        "--device",
+        "--cache",
+        "--result",
+        "--epochs-log",
+        "--stripped",
+    ):
         t.add_argument(flag, required=True)
     for flag in ("--epochs", "--imgsz", "--batch", "--workers", "--val-every"):
         t.add_argument(flag, type=int, required=True)

@@ -23,25 +23,32 @@ class ReconnectConfig(BaseModel):
     initial_delay_s: float = Field(0.5, gt=0, description="Wait before the first reconnect attempt (seconds).")
     max_delay_s: float = Field(10.0, gt=0, description="Longest wait between reconnect attempts (seconds).")
     multiplier: float = Field(2.0, ge=1.0, description="Each failed attempt multiplies the wait by this.")
-    jitter: float = Field(0.2, ge=0.0, lt=1.0,
-                          description="Random spread of each wait: a factor in [1 - jitter, 1 + jitter].")
-    stall_timeout_s: float = Field(5.0, gt=0,
-                                   description="No frame for this long: the camera is offline and is reconnected.")
+    jitter: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Random spread of each wait: a factor in [1 - jitter, 1 + jitter]."
+    )
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="No frame for this long: the camera is offline and is reconnected."
+    )
 
     def policy(self) -> ReconnectPolicy:
-        return ReconnectPolicy(self.initial_delay_s, self.max_delay_s, self.multiplier, self.jitter,
-                               self.stall_timeout_s)
+        return ReconnectPolicy(
+            self.initial_delay_s, self.max_delay_s, self.multiplier, self.jitter, self.stall_timeout_s
+        )
 
 
 class _Camera(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                    description="Camera id, unique on this edge box (letters, digits, '_', '.', '-').")
-    buffer_size: int = Field(8, ge=1, le=1024,
-                             description="Frames kept for the consumer; when full the oldest is dropped and counted.")
-    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig,
-                                       description="Offline detection and reconnect backoff.")
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Camera id, unique on this edge box (letters, digits, '_', '.', '-').",
+    )
+    buffer_size: int = Field(
+        8, ge=1, le=1024, description="Frames kept for the consumer; when full the oldest is dropped and counted."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Offline detection and reconnect backoff."
+    )
 
 
 class _StreamCamera(_Camera):
@@ -101,14 +108,18 @@ class SimulatedCamera(_Camera):
 
     type: Literal["simulated"] = Field(description="Simulated conveyor line.")
     boards: Path = Field(description="DeepPCB folder (tested boards and templates) or a folder of part images.")
-    list_name: str | None = Field(None, description="DeepPCB list file whose boards are shown (default: "
-                                  "trainval.txt, else test.txt).")
+    list_name: str | None = Field(
+        None, description="DeepPCB list file whose boards are shown (default: trainval.txt, else test.txt)."
+    )
     split: Literal["all", "train", "val"] = Field(
-        "all", description="DeepPCB boards shown: all, or one side of the importer's deterministic split "
-        "(val = sha256(board id) % 100 < val_percent).")
+        "all",
+        description="DeepPCB boards shown: all, or one side of the importer's deterministic split "
+        "(val = sha256(board id) % 100 < val_percent).",
+    )
     val_percent: int = Field(20, ge=1, le=99, description="The validation share of that split.")
     mode: Literal["endless", "replay"] = Field(
-        "endless", description="endless: random boards forever; replay: each tested board once, then stop.")
+        "endless", description="endless: random boards forever; replay: each tested board once, then stop."
+    )
     width: int = Field(1280, ge=64, description="Frame width in pixels.")
     height: int = Field(720, ge=64, description="Frame height in pixels.")
     board_px: int = Field(560, ge=8, description="Board side in frame pixels.")
@@ -119,10 +130,15 @@ class SimulatedCamera(_Camera):
     y_jitter_px: float = Field(0.0, ge=0, description="Random vertical offset of each board, +- pixels.")
     angle_jitter_deg: float = Field(2.0, ge=0, le=45, description="Random board rotation, +- degrees.")
     scale_jitter: float = Field(0.03, ge=0, le=0.5, description="Random board size, a factor 1 +- this.")
-    perspective: float = Field(0.008, ge=0, le=0.1, description="Random keystone: each board corner moves by up "
-                               "to this share of the board side.")
-    light_jitter: float = Field(0.1, ge=0, le=0.5, description="Random board lighting: gain 1 +- this, offset "
-                                "+- 40x this grey levels.")
+    perspective: float = Field(
+        0.008,
+        ge=0,
+        le=0.1,
+        description="Random keystone: each board corner moves by up to this share of the board side.",
+    )
+    light_jitter: float = Field(
+        0.1, ge=0, le=0.5, description="Random board lighting: gain 1 +- this, offset +- 40x this grey levels."
+    )
     defect_rate: float = Field(0.5, gt=0, le=1, description="Share of defective boards (DeepPCB boards only).")
     seed: int = Field(0, description="Seed of board order, placement and belt texture.")
     realtime: bool = Field(True, description="Sleep to the fps; else as fast as the consumer reads, no drops.")
@@ -138,8 +154,9 @@ class SimulatedCamera(_Camera):
         return self
 
 
-CameraConfig = Annotated[RtspCamera | HttpCamera | FileCamera | UsbCamera | PushCamera | SimulatedCamera,
-                         Field(discriminator="type")]
+CameraConfig = Annotated[
+    RtspCamera | HttpCamera | FileCamera | UsbCamera | PushCamera | SimulatedCamera, Field(discriminator="type")
+]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(CameraConfig)
 
 
@@ -155,8 +172,9 @@ def build_source(config: CameraConfig) -> FrameSource:
     if isinstance(config, RtspCamera | HttpCamera):
         from camera.opencv_source import OpenCVSource
 
-        return OpenCVSource(config.id, config.url, open_timeout_s=config.open_timeout_s,
-                            read_timeout_s=config.read_timeout_s, **common)
+        return OpenCVSource(
+            config.id, config.url, open_timeout_s=config.open_timeout_s, read_timeout_s=config.read_timeout_s, **common
+        )
     if isinstance(config, FileCamera):
         from camera.opencv_source import OpenCVSource
 
@@ -188,15 +206,24 @@ def _build_simulated(config: SimulatedCamera, common: dict[str, Any]) -> FrameSo
     from camera.synth import LineStyle
 
     pool = BoardPool.load(config.boards, config.list_name, split_filter(config.split, config.val_percent))
-    motion = LineMotion(speed_px_s=config.speed_px_s, fps=config.fps, spacing_px=config.spacing_px,
-                        spacing_jitter_px=config.spacing_jitter_px, y_jitter_px=config.y_jitter_px,
-                        angle_jitter_deg=config.angle_jitter_deg, scale_jitter=config.scale_jitter,
-                        perspective=config.perspective, light_jitter=config.light_jitter,
-                        defect_rate=config.defect_rate, seed=config.seed)
+    motion = LineMotion(
+        speed_px_s=config.speed_px_s,
+        fps=config.fps,
+        spacing_px=config.spacing_px,
+        spacing_jitter_px=config.spacing_jitter_px,
+        y_jitter_px=config.y_jitter_px,
+        angle_jitter_deg=config.angle_jitter_deg,
+        scale_jitter=config.scale_jitter,
+        perspective=config.perspective,
+        light_jitter=config.light_jitter,
+        defect_rate=config.defect_rate,
+        seed=config.seed,
+    )
     sequence = None
     if config.mode == "replay":
         full = replay_sequence(pool, config.defect_rate, config.seed)
         sequence = split_sequence(full, config.split_count)[config.split_index]
     style = LineStyle(width=config.width, height=config.height, board_px=config.board_px)
-    return SimulatedLine(config.id, pool, style=style, motion=motion, sequence=sequence, realtime=config.realtime,
-                         **common)
+    return SimulatedLine(
+        config.id, pool, style=style, motion=motion, sequence=sequence, realtime=config.realtime, **common
+    )

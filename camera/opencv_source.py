@@ -29,10 +29,22 @@ def is_stream_uri(uri: str | int) -> bool:
 class OpenCVSource(ThreadedSource):
     """A camera behind ``cv2.VideoCapture``: a stream URL, a video file path or a USB device index."""
 
-    def __init__(self, camera_id: str, uri: str | int | Path, *, loop: bool = False, realtime: bool = True,
-                 open_timeout_s: float = 5.0, read_timeout_s: float = 3.0, max_failed_grabs: int = 3,
-                 size: tuple[int, int] | None = None, device_fps: float | None = None,
-                 buffer_size: int = 8, policy: ReconnectPolicy | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        uri: str | int | Path,
+        *,
+        loop: bool = False,
+        realtime: bool = True,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 3.0,
+        max_failed_grabs: int = 3,
+        size: tuple[int, int] | None = None,
+        device_fps: float | None = None,
+        buffer_size: int = 8,
+        policy: ReconnectPolicy | None = None,
+        seed: int | None = None,
+    ) -> None:
         super().__init__(camera_id, buffer_size=buffer_size, policy=policy, seed=seed)
         self.uri: str | int = str(uri) if isinstance(uri, Path) else uri
         self.is_file = not isinstance(self.uri, int) and not is_stream_uri(self.uri)
@@ -59,8 +71,12 @@ class OpenCVSource(ThreadedSource):
             if self.device_fps is not None:
                 cap.set(cv2.CAP_PROP_FPS, self.device_fps)
             return cap
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout_s * 1000),
+        ]
         return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG, params)
 
     def _open(self) -> None:

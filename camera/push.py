@@ -50,8 +50,15 @@ def header_size(data: bytes, fmt: str) -> tuple[int, int]:
 class PushSource(BufferedSource):
     """Frames pushed as encoded images; ``push()`` validates and buffers them."""
 
-    def __init__(self, camera_id: str, *, max_bytes: int = 16 * 1024 * 1024, max_pixels: int = 40_000_000,
-                 buffer_size: int = 8, policy: ReconnectPolicy | None = None) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        *,
+        max_bytes: int = 16 * 1024 * 1024,
+        max_pixels: int = 40_000_000,
+        buffer_size: int = 8,
+        policy: ReconnectPolicy | None = None,
+    ) -> None:
         super().__init__(camera_id, buffer_size=buffer_size, policy=policy)
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels

@@ -56,8 +56,9 @@ class BoardPool:
             raise CameraError(f"{source}: no such board folder")
         pcb = source / "PCBData" if (source / "PCBData").is_dir() else source
         if list_name is None:
-            list_name = "trainval.txt" if (pcb / "trainval.txt").is_file() or not (pcb / "test.txt").is_file() \
-                else "test.txt"
+            list_name = (
+                "trainval.txt" if (pcb / "trainval.txt").is_file() or not (pcb / "test.txt").is_file() else "test.txt"
+            )
         if (source / "PCBData").is_dir() or (source / list_name).is_file():
             if not (pcb / list_name).is_file():
                 raise CameraError(f"{pcb / list_name}: no such DeepPCB list in {source}")
@@ -154,8 +155,14 @@ class _OnBelt:
 class LineScene:
     """The seeded belt simulation; ``step()`` returns the next frame and its truth (None: replay done)."""
 
-    def __init__(self, pool: BoardPool, style: LineStyle = DEFAULT_STYLE, motion: LineMotion = LineMotion(),
-                 effects: Effects = NO_EFFECTS, sequence: Sequence[BoardPass] | None = None) -> None:
+    def __init__(
+        self,
+        pool: BoardPool,
+        style: LineStyle = DEFAULT_STYLE,
+        motion: LineMotion = LineMotion(),
+        effects: Effects = NO_EFFECTS,
+        sequence: Sequence[BoardPass] | None = None,
+    ) -> None:
         if motion.fps <= 0 or motion.speed_px_s <= 0:
             raise CameraError("fps and speed_px_s must be > 0")
         if sequence is None and pool.size == 0:
@@ -196,12 +203,20 @@ class LineScene:
             scale = 1.0 + (float(self._rng.uniform(-m.scale_jitter, m.scale_jitter)) if m.scale_jitter else 0.0)
             angle = float(self._rng.uniform(-m.angle_jitter_deg, m.angle_jitter_deg)) if m.angle_jitter_deg else 0.0
             size = max(8, int(round(s.board_px * scale)))
-            y = (s.height - size) / 2 + (float(self._rng.uniform(-m.y_jitter_px, m.y_jitter_px)) if m.y_jitter_px
-                                         else 0.0)
-            persp = tuple(float(v) for v in self._rng.uniform(-m.perspective, m.perspective, 8)) if m.perspective \
-                else ()
-            gain, bias = ((1.0 + float(self._rng.uniform(-m.light_jitter, m.light_jitter)),
-                           float(self._rng.uniform(-40, 40) * m.light_jitter)) if m.light_jitter else (1.0, 0.0))
+            y = (s.height - size) / 2 + (
+                float(self._rng.uniform(-m.y_jitter_px, m.y_jitter_px)) if m.y_jitter_px else 0.0
+            )
+            persp = (
+                tuple(float(v) for v in self._rng.uniform(-m.perspective, m.perspective, 8)) if m.perspective else ()
+            )
+            gain, bias = (
+                (
+                    1.0 + float(self._rng.uniform(-m.light_jitter, m.light_jitter)),
+                    float(self._rng.uniform(-40, 40) * m.light_jitter),
+                )
+                if m.light_jitter
+                else (1.0, 0.0)
+            )
             placement = Placement(board.sprite, self._next_x, y, scale, angle, persp, gain, bias)
             patch = board_patch(placement, size)
             a8 = patch[..., 3]
@@ -209,10 +224,12 @@ class LineScene:
             binary = not np.any((a8 > 0) & (a8 < 255))  # rotation warps alpha with nearest: 0 or 255 only
             alpha = None if opaque or binary else a8[..., None].astype(np.float32) / 255.0
             mask = None if opaque else (a8 > 127).view(np.uint8)
-            self.on_belt.append(_OnBelt(board.appearance, placement, size, np.ascontiguousarray(patch[..., :3]),
-                                        alpha, mask))
-            gap = m.spacing_px + (float(self._rng.uniform(-m.spacing_jitter_px, m.spacing_jitter_px))
-                                  if m.spacing_jitter_px else 0.0)
+            self.on_belt.append(
+                _OnBelt(board.appearance, placement, size, np.ascontiguousarray(patch[..., :3]), alpha, mask)
+            )
+            gap = m.spacing_px + (
+                float(self._rng.uniform(-m.spacing_jitter_px, m.spacing_jitter_px)) if m.spacing_jitter_px else 0.0
+            )
             self._next_x += size + max(0.0, gap)
 
     def step(self) -> tuple[np.ndarray, tuple[BoardTruth, ...]] | None:
@@ -223,7 +240,7 @@ class LineScene:
             return None
         s = self.style
         shift = int(self.offset) % s.seam_every_px
-        frame = self.belt[:, shift:shift + s.width].copy()
+        frame = self.belt[:, shift : shift + s.width].copy()
         truth = []
         gone = []
         for board in self.on_belt:
@@ -278,10 +295,19 @@ class SimulatedLine(ThreadedSource):
     buffer, so a replay is complete whatever the consumer's speed.
     """
 
-    def __init__(self, camera_id: str, pool: BoardPool, *, style: LineStyle = DEFAULT_STYLE,
-                 motion: LineMotion = LineMotion(), effects: Effects = NO_EFFECTS,
-                 sequence: Sequence[BoardPass] | None = None, realtime: bool = True, buffer_size: int = 8,
-                 policy: ReconnectPolicy | None = None) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        pool: BoardPool,
+        *,
+        style: LineStyle = DEFAULT_STYLE,
+        motion: LineMotion = LineMotion(),
+        effects: Effects = NO_EFFECTS,
+        sequence: Sequence[BoardPass] | None = None,
+        realtime: bool = True,
+        buffer_size: int = 8,
+        policy: ReconnectPolicy | None = None,
+    ) -> None:
         super().__init__(camera_id, buffer_size=buffer_size, policy=policy, seed=motion.seed)
         self.scene = LineScene(pool, style, motion, effects, sequence)
         self.realtime = realtime
@@ -350,6 +376,6 @@ def board_crops(scene: LineScene, margin: int = 16, edge: int = 20, limit: int |
                 continue
             seen.add(t.appearance)
             cx1, cy1 = max(0, int(x1) - margin), max(0, int(y1) - margin)
-            crop = frame[cy1:min(h, int(y2) + margin), cx1:min(w, int(x2) + margin)].copy()
+            crop = frame[cy1 : min(h, int(y2) + margin), cx1 : min(w, int(x2) + margin)].copy()
             out.append(BoardCrop(crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32), t))
     return out

@@ -116,8 +116,9 @@ class _FpsMeter:
 class BufferedSource(FrameSource):
     """What every source shares: the buffer, frame numbering, counters and stats."""
 
-    def __init__(self, camera_id: str, *, buffer_size: int = 8, policy: ReconnectPolicy | None = None,
-                 fps_window_s: float = 2.0) -> None:
+    def __init__(
+        self, camera_id: str, *, buffer_size: int = 8, policy: ReconnectPolicy | None = None, fps_window_s: float = 2.0
+    ) -> None:
         self.camera_id = camera_id
         self.policy = policy or ReconnectPolicy()
         self.buffer = FrameBuffer(buffer_size)
@@ -176,9 +177,18 @@ class BufferedSource(FrameSource):
         state = self.state
         with self._lock:
             age = None if self._last_frame_t is None else now - self._last_frame_t
-            return SourceStats(self.camera_id, state, self._fps.fps(now), self.buffer.frames_in,
-                               self.buffer.dropped, self._reconnects, self._last_error, age,
-                               self._online(state, age), self._bad_frames)
+            return SourceStats(
+                self.camera_id,
+                state,
+                self._fps.fps(now),
+                self.buffer.frames_in,
+                self.buffer.dropped,
+                self._reconnects,
+                self._last_error,
+                age,
+                self._online(state, age),
+                self._bad_frames,
+            )
 
 
 class StallError(CameraError):
@@ -194,8 +204,15 @@ class ThreadedSource(BufferedSource):
     device failed. It must not block for longer than about the stall timeout.
     """
 
-    def __init__(self, camera_id: str, *, buffer_size: int = 8, policy: ReconnectPolicy | None = None,
-                 fps_window_s: float = 2.0, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        *,
+        buffer_size: int = 8,
+        policy: ReconnectPolicy | None = None,
+        fps_window_s: float = 2.0,
+        seed: int | None = None,
+    ) -> None:
         super().__init__(camera_id, buffer_size=buffer_size, policy=policy, fps_window_s=fps_window_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -47,9 +47,13 @@ class Effects:
 
     @staticmethod
     def random(rng: np.random.Generator) -> Effects:
-        return Effects(gain=float(rng.uniform(0.7, 1.25)), bias=float(rng.uniform(-20, 20)),
-                       gradient=float(rng.uniform(0.0, 0.35)), blur_px=int(rng.choice([0, 0, 3, 5, 9])),
-                       noise_sigma=float(rng.uniform(0.0, 9.0)))
+        return Effects(
+            gain=float(rng.uniform(0.7, 1.25)),
+            bias=float(rng.uniform(-20, 20)),
+            gradient=float(rng.uniform(0.0, 0.35)),
+            blur_px=int(rng.choice([0, 0, 3, 5, 9])),
+            noise_sigma=float(rng.uniform(0.0, 9.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def belt_texture(style: LineStyle, rng: np.random.Generator) -> np.ndarray:
     tint = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
     belt: np.ndarray = np.clip(base[..., None] * tint, 0, 255).astype(np.uint8)
     for x in range(0, w, style.seam_every_px):
-        belt[:, x:x + 4] = np.clip(belt[:, x:x + 4].astype(np.int16) - 25, 0, 255).astype(np.uint8)
+        belt[:, x : x + 4] = np.clip(belt[:, x : x + 4].astype(np.int16) - 25, 0, 255).astype(np.uint8)
     return belt
 
 
@@ -88,8 +92,10 @@ def _keystone(img: np.ndarray, alpha: np.ndarray, offsets: tuple[float, ...]) ->
     dst -= dst.min(axis=0)
     side = int(np.ceil(dst.max()))
     m = cv2.getPerspectiveTransform(src, dst)
-    return (cv2.warpPerspective(img, m, (side, side), flags=cv2.INTER_LINEAR),
-            cv2.warpPerspective(alpha, m, (side, side), flags=cv2.INTER_NEAREST))
+    return (
+        cv2.warpPerspective(img, m, (side, side), flags=cv2.INTER_LINEAR),
+        cv2.warpPerspective(alpha, m, (side, side), flags=cv2.INTER_NEAREST),
+    )
 
 
 def board_patch(p: Placement, size: int) -> np.ndarray:
@@ -111,15 +117,21 @@ def board_patch(p: Placement, size: int) -> np.ndarray:
     return np.dstack([bgr, alpha])
 
 
-def render(style: LineStyle, belt: np.ndarray, offset: float, placements: list[Placement],
-           effects: Effects, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+def render(
+    style: LineStyle,
+    belt: np.ndarray,
+    offset: float,
+    placements: list[Placement],
+    effects: Effects,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """One frame and, per visible board, (index into placements, visible xyxy box in frame pixels).
 
     ``offset`` is how far the belt has moved (pixels); a board at ``belt_x`` appears at
     frame x = belt_x - offset.
     """
     shift = int(offset) % style.seam_every_px
-    frame = belt[:, shift:shift + style.width].copy()
+    frame = belt[:, shift : shift + style.width].copy()
     boxes: list[tuple[int, np.ndarray]] = []
     for i, p in enumerate(placements):
         size = max(8, int(round(style.board_px * p.scale)))
@@ -131,14 +143,15 @@ def render(style: LineStyle, belt: np.ndarray, offset: float, placements: list[P
         fx2, fy2 = min(style.width, x0 + pw), min(style.height, y0 + ph)
         if fx2 <= fx1 or fy2 <= fy1:
             continue
-        sub = patch[fy1 - y0:fy2 - y0, fx1 - x0:fx2 - x0]
+        sub = patch[fy1 - y0 : fy2 - y0, fx1 - x0 : fx2 - x0]
         a = sub[..., 3:4].astype(np.float32) / 255.0
         region = frame[fy1:fy2, fx1:fx2].astype(np.float32)
         frame[fy1:fy2, fx1:fx2] = (sub[..., :3] * a + region * (1 - a)).astype(np.uint8)
         ys, xs = np.nonzero(sub[..., 3] > 127)
         if xs.size and (xs.max() - xs.min() + 1) >= MIN_VISIBLE * pw:
-            boxes.append((i, np.array([fx1 + xs.min(), fy1 + ys.min(), fx1 + xs.max() + 1, fy1 + ys.max() + 1],
-                                      np.float32)))
+            boxes.append(
+                (i, np.array([fx1 + xs.min(), fy1 + ys.min(), fx1 + xs.max() + 1, fy1 + ys.max() + 1], np.float32))
+            )
     return apply_effects(frame, effects, rng), boxes
 
 
@@ -172,8 +185,9 @@ def random_scene(style: LineStyle, sprites: list[BoardSprite], rng: np.random.Ge
         extent = np.ceil(size * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle))))) + 1
         y_free = max(0.0, style.height - extent)
         y = float(rng.uniform(0, y_free)) + (extent - size) / 2 if y_free else (style.height - size) / 2
-        placements.append(Placement(sprites[int(rng.integers(len(sprites)))], cursor + (extent - size) / 2, y,
-                                    scale, angle))
+        placements.append(
+            Placement(sprites[int(rng.integers(len(sprites)))], cursor + (extent - size) / 2, y, scale, angle)
+        )
         tight = rng.random() < TIGHT_GAP_SHARE
         cursor += extent + float(rng.uniform(2, 30) if tight else rng.uniform(30, style.board_px * 0.9))
     return placements

@@ -105,22 +105,27 @@ class TwinConsumer:
         if self.unsaved >= self.args.save_every:
             self.save()
         if (self.args.max_events is not None and self.applied >= self.args.max_events) or (
-                self.args.until_revision is not None and self.state["revision"] >= self.args.until_revision):
+            self.args.until_revision is not None and self.state["revision"] >= self.args.until_revision
+        ):
             raise Stop(None)
 
     def refetch(self, upto: int) -> None:
         """Read the line's events after our offset up to ``upto`` with the pull API; stop if the log skips."""
         after = int(self.state["offset"])
         while after < upto:
-            r = self.client.get(self.args.url + "/api/v1/events",
-                                params={"after": after, "line": self.args.line, "limit": 1000})
+            r = self.client.get(
+                self.args.url + "/api/v1/events", params={"after": after, "line": self.args.line, "limit": 1000}
+            )
             self.check(r)
             page = r.json()
             for ce in page["events"]:
                 sequence, revision = int(ce["sequence"]), int(self.state["revision"])
                 if sequence > revision + 1:
-                    raise Stop(3, f"gap in the log of line {self.args.line}: sequence {revision} is followed by "
-                                  f"{sequence} at offset {ce['offset']}; refusing to go on (rebuild this twin)")
+                    raise Stop(
+                        3,
+                        f"gap in the log of line {self.args.line}: sequence {revision} is followed by "
+                        f"{sequence} at offset {ce['offset']}; refusing to go on (rebuild this twin)",
+                    )
                 if sequence == revision + 1:
                     self._apply(ce, int(ce["offset"]))
             if page["next_after"] <= after:
@@ -139,8 +144,9 @@ class TwinConsumer:
         except ValueError:
             body = {}
         detail = body.get("detail", r.text[:200]) if isinstance(body, dict) else r.text[:200]
-        if r.status_code >= 500 or (r.status_code == 404 and isinstance(body, dict)
-                                    and body.get("error") == "UnknownLine"):
+        if r.status_code >= 500 or (
+            r.status_code == 404 and isinstance(body, dict) and body.get("error") == "UnknownLine"
+        ):
             raise Retry(f"HTTP {r.status_code}: {detail}")
         raise Stop(2, f"server refused: HTTP {r.status_code}: {detail}")
 
@@ -160,8 +166,11 @@ class TwinConsumer:
             print(f"revision {revision}, in sync", flush=True)
             return True
         at = next((i for i, (a, b) in enumerate(zip(mine, r.content, strict=False)) if a != b), len(mine))
-        print(f"revision {revision}, MISMATCH at byte {at}: local {mine[at:at + 60]!r} server "
-              f"{r.content[at:at + 60]!r}", flush=True)
+        print(
+            f"revision {revision}, MISMATCH at byte {at}: local {mine[at : at + 60]!r} server "
+            f"{r.content[at : at + 60]!r}",
+            flush=True,
+        )
         return False
 
     def maybe_verify(self) -> None:

@@ -88,14 +88,19 @@ def _golden_level(golden: Golden, s: float) -> np.ndarray:
     return hit
 
 
-def _ecc(golden: np.ndarray, board: np.ndarray, crop_to_golden: np.ndarray, s: float, iterations: int,
-         mask: np.ndarray | None) -> tuple[np.ndarray, float]:
+def _ecc(
+    golden: np.ndarray,
+    board: np.ndarray,
+    crop_to_golden: np.ndarray,
+    s: float,
+    iterations: int,
+    mask: np.ndarray | None,
+) -> tuple[np.ndarray, float]:
     """Refine ``crop_to_golden`` by ECC; ``golden`` and ``board`` are already at scale ``s``."""
     m = None if mask is None else _resize(mask, golden.shape[1] / mask.shape[1])
     warp = np.linalg.inv(_scale(crop_to_golden, s)).astype(np.float32)  # golden -> crop (ECC's convention)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, _ECC_EPS)
-    rho, found = cv2.findTransformECC(golden, board.astype(np.float32), warp, cv2.MOTION_HOMOGRAPHY, criteria,
-                                      m, 3)  # type: ignore[arg-type]
+    rho, found = cv2.findTransformECC(golden, board.astype(np.float32), warp, cv2.MOTION_HOMOGRAPHY, criteria, m, 3)  # type: ignore[arg-type]
     h = np.linalg.inv(np.asarray(found, np.float64))
     return _scale(h / h[2, 2], 1.0 / s), float(rho)
 
@@ -148,16 +153,21 @@ def _plausible(h: np.ndarray, crop_shape: tuple[int, ...], golden_size: tuple[in
     pts = (back[:2] / back[2]).T
     ch, cw = crop_shape[:2]
     slack = 0.1 * max(cw, ch)
-    if pts[:, 0].min() < -slack or pts[:, 1].min() < -slack or pts[:, 0].max() > cw + slack or \
-            pts[:, 1].max() > ch + slack:
+    if (
+        pts[:, 0].min() < -slack
+        or pts[:, 1].min() < -slack
+        or pts[:, 0].max() > cw + slack
+        or pts[:, 1].max() > ch + slack
+    ):
         return "the golden board does not fit inside the crop"
     if cv2.contourArea(pts.astype(np.float32)) < 0.05 * cw * ch:
         return "degenerate homography"
     return ""
 
 
-def align(crop: np.ndarray, board_xyxy: np.ndarray | tuple[float, ...], golden: Golden,
-          settings: AlignSettings | None = None) -> Alignment:
+def align(
+    crop: np.ndarray, board_xyxy: np.ndarray | tuple[float, ...], golden: Golden, settings: AlignSettings | None = None
+) -> Alignment:
     """Register ``crop`` (the board and some margin; ``board_xyxy`` in crop pixels) to ``golden``."""
     cfg = settings or golden.align
     board = gray(crop)
@@ -175,8 +185,9 @@ def align(crop: np.ndarray, board_xyxy: np.ndarray | tuple[float, ...], golden: 
         hom, score = _ecc(_golden_level(golden, s_work), small, hom, s_work, cfg.iterations, keep)
         if cfg.refine_px > cfg.work_px:
             s_fine = min(1.0, cfg.refine_px / max(w, h))
-            hom, score = _ecc(_golden_level(golden, s_fine), _resize(board, s_fine), hom, s_fine,
-                              max(5, cfg.iterations // 4), keep)
+            hom, score = _ecc(
+                _golden_level(golden, s_fine), _resize(board, s_fine), hom, s_fine, max(5, cfg.iterations // 4), keep
+            )
     except cv2.error:
         return Alignment(False, float("nan"), np.eye(3), None, "the correlation did not converge")
     problem = _plausible(hom, board.shape, (w, h))

@@ -9,8 +9,18 @@ from inspection.detections import Detections
 from inspection.preprocess import as_bgr
 
 # One fixed colour per class id (BGR), readable on black and white boards.
-PALETTE = ((56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
-           (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0))
+PALETTE = (
+    (56, 56, 255),
+    (151, 157, 255),
+    (31, 112, 255),
+    (29, 178, 255),
+    (49, 210, 207),
+    (10, 249, 72),
+    (23, 204, 146),
+    (134, 219, 61),
+    (52, 147, 26),
+    (187, 212, 0),
+)
 
 
 def draw(image: np.ndarray, det: Detections, thickness: int = 2) -> np.ndarray:

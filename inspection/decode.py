@@ -73,13 +73,13 @@ def sniff(data: bytes) -> str | None:
 def _u16(data: bytes, at: int, order: Order = "big") -> int:
     if at + 2 > len(data):
         raise UnreadableSize("the header is truncated")
-    return int.from_bytes(data[at:at + 2], order)
+    return int.from_bytes(data[at : at + 2], order)
 
 
 def _u32(data: bytes, at: int, order: Order = "big") -> int:
     if at + 4 > len(data):
         raise UnreadableSize("the header is truncated")
-    return int.from_bytes(data[at:at + 4], order)
+    return int.from_bytes(data[at : at + 4], order)
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
@@ -107,8 +107,9 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
                 raise UnreadableSize("the frame header (SOF) is too short")
             height, width = _u16(data, i + 3), _u16(data, i + 5)
             if width == 0 or height == 0:
-                raise UnreadableSize(f"the frame header declares {width}x{height} (a height given later by DNL "
-                                     "is not supported)")
+                raise UnreadableSize(
+                    f"the frame header declares {width}x{height} (a height given later by DNL is not supported)"
+                )
             return width, height
         i += length
 
@@ -195,8 +196,9 @@ def check_pixels(header: ImageHeader, max_pixels: int) -> ImageHeader:
     return header
 
 
-def decode(data: bytes, *, max_pixels: int = MAX_PIXELS, flags: int = cv2.IMREAD_COLOR,
-           formats: tuple[str, ...] = FORMATS) -> np.ndarray:
+def decode(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, flags: int = cv2.IMREAD_COLOR, formats: tuple[str, ...] = FORMATS
+) -> np.ndarray:
     """The decoded image (OpenCV ``flags``) after the header checks; ImageError (ImageTooLarge, UnreadableSize)
     naming the reason otherwise."""
     header = check_pixels(read_header(data, formats), max_pixels)

@@ -31,8 +31,11 @@ class Detections:
     def boxes_json(self) -> list[dict[str, Any]]:
         """``[{"xyxy": [...], "confidence": c, "class_name": n}]`` with rounded numbers."""
         return [
-            {"xyxy": [round(float(v), 1) for v in box], "confidence": round(float(c), 4),
-             "class_name": self.class_names[int(k)]}
+            {
+                "xyxy": [round(float(v), 1) for v in box],
+                "confidence": round(float(c), 4),
+                "class_name": self.class_names[int(k)],
+            }
             for box, c, k in zip(self.xyxy, self.confidence, self.class_id, strict=True)
         ]
 

@@ -27,14 +27,25 @@ class DifferenceConfig(BaseModel):
 
     enabled: bool = Field(True, description="Check for differences no defect box explains (reference models).")
     threshold: int = Field(80, ge=1, le=255, description="Grey-level difference at which a pixel differs.")
-    tolerance_px: int = Field(3, ge=0, le=10, description="A board pixel is compared with the brightest and "
-                              "darkest golden pixel within this distance (absorbs residual misregistration).")
-    open_px: int = Field(3, ge=1, le=15, description="Side of the square opening that removes single-pixel "
-                         "noise (pixels).")
-    border_px: int = Field(6, ge=0, le=100, description="Band along the image edges that is never compared "
-                           "(resampling at the board's outline).")
-    min_area_px2: float = Field(60.0, ge=1, description="Smallest differing region (golden pixels²) that "
-                                "must be explained by a defect box.")
+    tolerance_px: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="A board pixel is compared with the brightest and "
+        "darkest golden pixel within this distance (absorbs residual misregistration).",
+    )
+    open_px: int = Field(
+        3, ge=1, le=15, description="Side of the square opening that removes single-pixel noise (pixels)."
+    )
+    border_px: int = Field(
+        6,
+        ge=0,
+        le=100,
+        description="Band along the image edges that is never compared (resampling at the board's outline).",
+    )
+    min_area_px2: float = Field(
+        60.0, ge=1, description="Smallest differing region (golden pixels²) that must be explained by a defect box."
+    )
 
 
 @dataclass(frozen=True)
@@ -48,14 +59,16 @@ class Differences:
         return int(self.area.size)
 
 
-def find_differences(aligned: np.ndarray, golden: np.ndarray, config: DifferenceConfig,
-                     ignore: np.ndarray | None = None) -> Differences:
+def find_differences(
+    aligned: np.ndarray, golden: np.ndarray, config: DifferenceConfig, ignore: np.ndarray | None = None
+) -> Differences:
     """The differing regions of ``aligned`` (board in golden pixels) against ``golden``."""
     r = config.tolerance_px
     if r:
         kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
-        diff = cv2.max(cv2.subtract(aligned, cv2.dilate(golden, kernel)), cv2.subtract(cv2.erode(golden, kernel),
-                                                                                        aligned))
+        diff = cv2.max(
+            cv2.subtract(aligned, cv2.dilate(golden, kernel)), cv2.subtract(cv2.erode(golden, kernel), aligned)
+        )
     else:
         diff = cv2.absdiff(aligned, golden)
     _, mask = cv2.threshold(diff, config.threshold - 1, 255, cv2.THRESH_BINARY)
@@ -82,6 +95,10 @@ def unexplained(diffs: Differences, boxes: np.ndarray, pad_px: float = 2.0) -> n
         return np.arange(len(diffs))
     b = boxes.reshape(-1, 4).astype(np.float32)
     d = diffs.xyxy
-    overlap = ((d[:, None, 0] < b[None, :, 2] + pad_px) & (d[:, None, 2] > b[None, :, 0] - pad_px)
-               & (d[:, None, 1] < b[None, :, 3] + pad_px) & (d[:, None, 3] > b[None, :, 1] - pad_px))
+    overlap = (
+        (d[:, None, 0] < b[None, :, 2] + pad_px)
+        & (d[:, None, 2] > b[None, :, 0] - pad_px)
+        & (d[:, None, 1] < b[None, :, 3] + pad_px)
+        & (d[:, None, 3] > b[None, :, 1] - pad_px)
+    )
     return np.flatnonzero(~overlap.any(axis=1))

@@ -197,10 +197,19 @@ def _run_id() -> str:
 class Engine:
     """Runs the whole pipeline over a set of sources; see the module docstring."""
 
-    def __init__(self, config: EngineConfig, sources: list[FrameSource], part_detector: Detector,
-                 defect_detector: Detector, model: ModelInfo, store: InspectionStore | None = None,
-                 evidence: EvidenceStore | None = None, outbox: Outbox | None = None,
-                 outbox_flush: Callable[[float], bool] | None = None, reference: ReferenceStage | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        sources: list[FrameSource],
+        part_detector: Detector,
+        defect_detector: Detector,
+        model: ModelInfo,
+        store: InspectionStore | None = None,
+        evidence: EvidenceStore | None = None,
+        outbox: Outbox | None = None,
+        outbox_flush: Callable[[float], bool] | None = None,
+        reference: ReferenceStage | None = None,
+    ) -> None:
         ids = [s.camera_id for s in sources]  # type: ignore[attr-defined]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
@@ -213,19 +222,43 @@ class Engine:
         self.clock = StageClock()
         self.listeners: list[Listener] = []
         self.stopping = threading.Event()
-        self.part_worker = InferenceWorker(part_detector, "part", config.max_batch, config.max_wait_ms,
-                                           on_batch=self._on_batch, submitters=len(sources),
-                                           runners=config.part_runners,
-                                           on_error=lambda exc: self.health.error("inference part", exc))
-        self.defect_worker = InferenceWorker(defect_detector, "defect", config.max_batch, config.max_wait_ms,
-                                             on_batch=self._on_batch, runners=config.defect_runners,
-                                             on_error=lambda exc: self.health.error("inference defect", exc))
-        self.sink = VerdictSink(config.rules, config.line_id, model, store, evidence, self.listeners,
-                                outbox=outbox, outbox_flush=outbox_flush, telemetry=self.telemetry,
-                                limits=config.sink)
+        self.part_worker = InferenceWorker(
+            part_detector,
+            "part",
+            config.max_batch,
+            config.max_wait_ms,
+            on_batch=self._on_batch,
+            submitters=len(sources),
+            runners=config.part_runners,
+            on_error=lambda exc: self.health.error("inference part", exc),
+        )
+        self.defect_worker = InferenceWorker(
+            defect_detector,
+            "defect",
+            config.max_batch,
+            config.max_wait_ms,
+            on_batch=self._on_batch,
+            runners=config.defect_runners,
+            on_error=lambda exc: self.health.error("inference defect", exc),
+        )
+        self.sink = VerdictSink(
+            config.rules,
+            config.line_id,
+            model,
+            store,
+            evidence,
+            self.listeners,
+            outbox=outbox,
+            outbox_flush=outbox_flush,
+            telemetry=self.telemetry,
+            limits=config.sink,
+        )
         self.reference = reference  # set when the defect model compares each board with its golden
-        self._aligners = ThreadPoolExecutor(max(1, config.defect_runners), thread_name_prefix="align") \
-            if reference is not None else None
+        self._aligners = (
+            ThreadPoolExecutor(max(1, config.defect_runners), thread_name_prefix="align")
+            if reference is not None
+            else None
+        )
         # boards at the aligners (queued or running): a camera thread waits for room (backpressure)
         self._align_slots = threading.BoundedSemaphore(4 * max(1, config.defect_runners))
         self.on_start: list[Callable[[], None]] = []  # run after the sources started (event recorders)
@@ -341,8 +374,9 @@ class Engine:
         finally:
             self._align_slots.release()
 
-    def _fail_board(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int, error: str,
-                    prepared: Prepared | None) -> None:
+    def _fail_board(
+        self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int, error: str, prepared: Prepared | None
+    ) -> None:
         """The board goes to the verdict thread as a failed inspection (it is stored uncertain with ``error``)."""
         empty = Detections.empty(self.defect_worker.detector.class_names)
         self.sink.put(PendingInspection(req, empty, error, truth, frames_seen, prepared))
@@ -366,8 +400,14 @@ class Engine:
             return
         self._submit_defect(req, prepared.image, truth, frames_seen, prepared)
 
-    def _submit_defect(self, req: InspectRequest, image: np.ndarray, truth: BoardTruth | None, frames_seen: int,
-                       prepared: Prepared | None) -> None:
+    def _submit_defect(
+        self,
+        req: InspectRequest,
+        image: np.ndarray,
+        truth: BoardTruth | None,
+        frames_seen: int,
+        prepared: Prepared | None,
+    ) -> None:
         t0 = time.monotonic()
         fut = self.defect_worker.submit(image)
 
@@ -396,8 +436,7 @@ class Engine:
         unknown recipe (nothing changes then).
         """
         if self.reference is None:
-            raise ModelError("the defect model compares no golden (its input is 'image'): a line recipe "
-                             "has no effect")
+            raise ModelError("the defect model compares no golden (its input is 'image'): a line recipe has no effect")
         return self.reference.set_recipe(recipe)
 
     @property

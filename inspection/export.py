@@ -51,8 +51,15 @@ def _set_input_kind(path: Path, input_kind: str) -> None:
     onnx.save(model, str(path))
 
 
-def export_onnx(weights: Path, imgsz: ImageSize = 640, half: bool = False, dynamic_batch: bool = False,
-                device: str = "cpu", opset: int | None = None, input_kind: str | None = None) -> Path:
+def export_onnx(
+    weights: Path,
+    imgsz: ImageSize = 640,
+    half: bool = False,
+    dynamic_batch: bool = False,
+    device: str = "cpu",
+    opset: int | None = None,
+    input_kind: str | None = None,
+) -> Path:
     """Export a .pt to ``<same stem>.onnx`` beside it and return that path.
 
     With ``dynamic_batch`` the batch dimension is dynamic (one session serves batches of
@@ -71,8 +78,18 @@ def export_onnx(weights: Path, imgsz: ImageSize = 640, half: bool = False, dynam
         model = ul.YOLO(str(weights), task="detect")
     except Exception as exc:
         raise ModelError(f"{weights}: not a YOLO model ({exc.__class__.__name__})") from exc
-    out = Path(model.export(format="onnx", imgsz=list(_hw(imgsz)), quantize=16 if half else None, dynamic=dynamic_batch,
-                            simplify=True, device=device, opset=opset, verbose=False))
+    out = Path(
+        model.export(
+            format="onnx",
+            imgsz=list(_hw(imgsz)),
+            quantize=16 if half else None,
+            dynamic=dynamic_batch,
+            simplify=True,
+            device=device,
+            opset=opset,
+            verbose=False,
+        )
+    )
     target = weights.with_suffix(".onnx")
     if out.resolve() != target.resolve():
         shutil.move(str(out), target)

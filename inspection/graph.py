@@ -49,9 +49,11 @@ def last_axis_softmax(model: onnx.ModelProto) -> int:
         perm = [i for i in range(rank) if i != axis] + [axis]
         inverse = [perm.index(i) for i in range(rank)]
         moved, soft = f"{node.output[0]}__last_axis_in", f"{node.output[0]}__last_axis_out"
-        out += [helper.make_node("Transpose", [node.input[0]], [moved], name=f"{node.name}__to_last", perm=perm),
-                helper.make_node("Softmax", [moved], [soft], name=f"{node.name}__last", axis=-1),
-                helper.make_node("Transpose", [soft], [node.output[0]], name=f"{node.name}__back", perm=inverse)]
+        out += [
+            helper.make_node("Transpose", [node.input[0]], [moved], name=f"{node.name}__to_last", perm=perm),
+            helper.make_node("Softmax", [moved], [soft], name=f"{node.name}__last", axis=-1),
+            helper.make_node("Transpose", [soft], [node.output[0]], name=f"{node.name}__back", perm=inverse),
+        ]
         done += 1
     if done:
         del model.graph.node[:]

@@ -22,8 +22,14 @@ DEEPPCB_IOU = 0.33
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
-def match(pred_xyxy: np.ndarray, pred_cls: np.ndarray, gt_xyxy: np.ndarray, gt_cls: np.ndarray,
-          thresholds: np.ndarray, strict: bool = False) -> np.ndarray:
+def match(
+    pred_xyxy: np.ndarray,
+    pred_cls: np.ndarray,
+    gt_xyxy: np.ndarray,
+    gt_cls: np.ndarray,
+    thresholds: np.ndarray,
+    strict: bool = False,
+) -> np.ndarray:
     """(P, T) bool: prediction p is a true positive at threshold t.
 
     One ground truth matches at most one prediction; pairs are taken by highest IoU
@@ -82,16 +88,21 @@ class DetectionMetrics:
     _gcls: list[np.ndarray] = field(default_factory=list)
     images: int = 0
 
-    def add(self, pred_xyxy: np.ndarray, pred_conf: np.ndarray, pred_cls: np.ndarray,
-            gt_xyxy: np.ndarray, gt_cls: np.ndarray) -> None:
+    def add(
+        self,
+        pred_xyxy: np.ndarray,
+        pred_conf: np.ndarray,
+        pred_cls: np.ndarray,
+        gt_xyxy: np.ndarray,
+        gt_cls: np.ndarray,
+    ) -> None:
         """Add one image. Predictions should include low-confidence boxes (for AP)."""
         pred_cls = np.asarray(pred_cls, dtype=np.int64)
         gt_cls = np.asarray(gt_cls, dtype=np.int64)
         self._tp.append(match(pred_xyxy, pred_cls, gt_xyxy, gt_cls, IOU_THRESHOLDS))
         keep = pred_conf >= self.conf
         pcb = np.zeros(len(pred_xyxy), dtype=bool)
-        pcb[keep] = match(pred_xyxy[keep], pred_cls[keep], gt_xyxy, gt_cls,
-                          np.array([DEEPPCB_IOU]), strict=True)[:, 0]
+        pcb[keep] = match(pred_xyxy[keep], pred_cls[keep], gt_xyxy, gt_cls, np.array([DEEPPCB_IOU]), strict=True)[:, 0]
         self._tp_pcb.append(pcb)
         self._conf.append(np.asarray(pred_conf, dtype=np.float64))
         self._pcls.append(pred_cls)
@@ -116,16 +127,26 @@ class DetectionMetrics:
             for ti in range(len(IOU_THRESHOLDS)):
                 ap[c, ti] = average_precision(tp[sel, ti], n_gt)
             p, r, f = _prf(int(tp[sel & at_conf, 0].sum()), int((sel & at_conf).sum()), n_gt)
-            per_class[self.class_names[c]] = {"ap50": ap[c, 0], "ap50_95": float(np.nanmean(ap[c])) if n_gt else
-                                              float("nan"), "precision": p, "recall": r, "f1": f, "instances": n_gt}
+            per_class[self.class_names[c]] = {
+                "ap50": ap[c, 0],
+                "ap50_95": float(np.nanmean(ap[c])) if n_gt else float("nan"),
+                "precision": p,
+                "recall": r,
+                "f1": f,
+                "instances": n_gt,
+            }
         has_gt = ~np.isnan(ap[:, 0])
         p, r, f = _prf(int(tp[at_conf, 0].sum()), int(at_conf.sum()), int(gcls.size))
         pp, pr, pf = _prf(int(tp_pcb[at_conf].sum()), int(at_conf.sum()), int(gcls.size))
         return {
-            "images": self.images, "instances": int(gcls.size), "conf": self.conf,
+            "images": self.images,
+            "instances": int(gcls.size),
+            "conf": self.conf,
             "map50": float(ap[has_gt, 0].mean()) if has_gt.any() else 0.0,
             "map50_95": float(ap[has_gt].mean()) if has_gt.any() else 0.0,
-            "precision": p, "recall": r, "f1": f,
+            "precision": p,
+            "recall": r,
+            "f1": f,
             "deeppcb": {"precision": pp, "recall": pr, "fscore": pf, "iou": DEEPPCB_IOU},
             "per_class": per_class,
         }

@@ -23,8 +23,9 @@ Precision = Literal["fp32", "int8"]
 MAX_AUTO_RUNNERS = 4
 
 
-def concurrency(providers: Sequence[str], backend: Backend = "onnx", runners: int = 0, threads: int = 0,
-                cores: int | None = None) -> tuple[int, int]:
+def concurrency(
+    providers: Sequence[str], backend: Backend = "onnx", runners: int = 0, threads: int = 0, cores: int | None = None
+) -> tuple[int, int]:
     """How one model runs: (runners side by side, ONNX Runtime intra-op threads each; 0 = its default).
 
     0 means automatic. On the CPU provider automatic is one runner per core (at most
@@ -56,9 +57,16 @@ def weights_file(weights: Path, backend: Backend = "onnx", precision: Precision 
     return weights
 
 
-def load_detector(weights: Path, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
-                  providers: Sequence[str] = DEFAULT_PROVIDERS, backend: Backend | None = None,
-                  precision: Precision = "fp32", threads: int = 0) -> Detector:
+def load_detector(
+    weights: Path,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
+    providers: Sequence[str] = DEFAULT_PROVIDERS,
+    backend: Backend | None = None,
+    precision: Precision = "fp32",
+    threads: int = 0,
+) -> Detector:
     """An OnnxDetector for .onnx (the serving path), an UltralyticsDetector for .pt."""
     path = weights_file(weights, backend or "onnx", precision)
     kind = backend or ("torch" if path.suffix == ".pt" else "onnx")
@@ -105,6 +113,9 @@ def require_input(weights: Path, provided: str, where: str) -> None:
     """Refuse a model whose input is not what ``where`` provides, naming both."""
     kind = model_input(weights)
     if kind != provided:
-        hint = (" (compare each board with its golden: a recipe, --golden, or a DeepPCB pair)" if kind == "reference"
-                else "")
+        hint = (
+            " (compare each board with its golden: a recipe, --golden, or a DeepPCB pair)"
+            if kind == "reference"
+            else ""
+        )
         raise ModelError(f"{weights}: the model expects '{kind}' input{hint}, but {where} provides '{provided}' input")

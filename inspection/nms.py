@@ -36,8 +36,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-def decode(raw: np.ndarray, conf: float, iou: float, max_det: int = 300
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode(raw: np.ndarray, conf: float, iou: float, max_det: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's YOLOv8 output (4 + nc, anchors) -> kept xyxy, scores, class ids.
 
     Boxes stay in model-input pixels; the caller maps them back through the letterbox.

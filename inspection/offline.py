@@ -106,8 +106,9 @@ def ultralytics(config_dir: Path | None = None) -> ModuleType:
     if _guarded:
         return sys.modules["ultralytics"]
     if "ultralytics" in sys.modules and os.environ.get("YOLO_OFFLINE") != "1":
-        raise OfflineError("ultralytics was imported before the offline guard; import it "
-                           "through inspection.offline.ultralytics()")
+        raise OfflineError(
+            "ultralytics was imported before the offline guard; import it through inspection.offline.ultralytics()"
+        )
     default_dir = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     _set_environment(config_dir or default_dir / "twinspect" / "ultralytics")
     import ultralytics as ul
@@ -115,8 +116,19 @@ def ultralytics(config_dir: Path | None = None) -> ModuleType:
     import ultralytics.utils.checks  # noqa: F401
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, downloads
 
-    SETTINGS.update({"sync": False, "api_key": "", "clearml": False, "comet": False, "dvc": False,
-                     "mlflow": False, "raytune": False, "tensorboard": False, "wandb": False})
+    SETTINGS.update(
+        {
+            "sync": False,
+            "api_key": "",
+            "clearml": False,
+            "comet": False,
+            "dvc": False,
+            "mlflow": False,
+            "raytune": False,
+            "tensorboard": False,
+            "wandb": False,
+        }
+    )
     _install_fonts(Path(USER_CONFIG_DIR))
     _patch_modules(downloads)
     _guarded = True

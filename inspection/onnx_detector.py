@@ -41,8 +41,15 @@ def _metadata_names(meta: dict[str, str], path: Path) -> tuple[str, ...]:
 class OnnxDetector:
     """YOLOv8 detector on ONNX Runtime (TensorRT / CUDA / CPU, the first available)."""
 
-    def __init__(self, path: Path, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
-                 providers: Sequence[str] = DEFAULT_PROVIDERS, threads: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 300,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        threads: int = 0,
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
@@ -53,8 +60,10 @@ class OnnxDetector:
         try:
             model = serving_bytes(path) or str(path)
             self.session = ort.InferenceSession(model, opts, providers=pick_providers(providers))
-        except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,  # type: ignore[attr-defined]
-                ort.capi.onnxruntime_pybind11_state.Fail) as exc:  # type: ignore[attr-defined]
+        except (
+            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,  # type: ignore[attr-defined]
+            ort.capi.onnxruntime_pybind11_state.Fail,
+        ) as exc:  # type: ignore[attr-defined]
             raise ModelError(f"{path}: not an ONNX model ({str(exc).splitlines()[0][:120]})") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         self.path = path
@@ -86,7 +95,7 @@ class OnnxDetector:
     def _run(self, tensor: np.ndarray) -> np.ndarray:
         if self.fixed_batch is None or self.fixed_batch == tensor.shape[0]:
             return np.asarray(self.session.run(None, {self.input_name: tensor})[0], dtype=np.float32)
-        outs = [self.session.run(None, {self.input_name: tensor[i:i + 1]})[0] for i in range(len(tensor))]
+        outs = [self.session.run(None, {self.input_name: tensor[i : i + 1]})[0] for i in range(len(tensor))]
         return np.concatenate(outs).astype(np.float32)
 
     def _postprocess(self, raw: np.ndarray, lb: Letterbox) -> Detections:

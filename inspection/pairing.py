@@ -54,8 +54,10 @@ def pair_inputs(files: list[Path], golden: Path | None = None) -> list[Pair]:
             continue
         partner = f.with_name(f.name[: -len(TEST_SUFFIX)] + TEMPLATE_SUFFIX) if f.name.endswith(TEST_SUFFIX) else None
         if partner is None or not partner.is_file():
-            raise ImageError(f"{f}: no golden image for this board (a reference model needs one: --golden FILE, "
-                             f"or a DeepPCB pair ID{TEST_SUFFIX} + ID{TEMPLATE_SUFFIX})")
+            raise ImageError(
+                f"{f}: no golden image for this board (a reference model needs one: --golden FILE, "
+                f"or a DeepPCB pair ID{TEST_SUFFIX} + ID{TEMPLATE_SUFFIX})"
+            )
         pairs.append(Pair(f, partner))
     return pairs
 
@@ -98,12 +100,15 @@ def prepare_pair(pair: Pair, goldens: GoldenCache, register: bool = True) -> Pre
     bh, bw = board.shape
     gw, gh = golden.size
     if max(bw / gw, gw / bw, bh / gh, gh / bh) > MAX_SIZE_RATIO:
-        raise ImageError(f"{pair.golden}: golden image is {gw}x{gh} but board {pair.board} is {bw}x{bh}: "
-                         f"another product?")
+        raise ImageError(
+            f"{pair.golden}: golden image is {gw}x{gh} but board {pair.board} is {bw}x{bh}: another product?"
+        )
     if not register:
         if (bw, bh) != (gw, gh):
-            raise ImageError(f"{pair.golden}: golden {gw}x{gh} and board {pair.board} {bw}x{bh} differ in size; "
-                             f"they cannot be compared unregistered")
+            raise ImageError(
+                f"{pair.golden}: golden {gw}x{gh} and board {pair.board} {bw}x{bh} differ in size; "
+                f"they cannot be compared unregistered"
+            )
         return PreparedPair(pair, (bw, bh), compose(board, golden.image), np.eye(3), 1.0)
     result = align(board, np.array([0, 0, bw, bh], np.float32), golden)
     if not result.ok or result.aligned is None:
@@ -117,8 +122,9 @@ def to_board_pixels(det: Detections, homography: np.ndarray, size: tuple[int, in
         return det
     inv = np.linalg.inv(homography)
     x1, y1, x2, y2 = (det.xyxy[:, i].astype(np.float64) for i in range(4))
-    corners = np.stack([np.stack([x1, y1], 1), np.stack([x2, y1], 1), np.stack([x2, y2], 1),
-                        np.stack([x1, y2], 1)], 1)  # (N, 4, 2)
+    corners = np.stack(
+        [np.stack([x1, y1], 1), np.stack([x2, y1], 1), np.stack([x2, y2], 1), np.stack([x1, y2], 1)], 1
+    )  # (N, 4, 2)
     back = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inv).reshape(-1, 4, 2)
     w, h = size
     xyxy = np.concatenate([back.min(axis=1), back.max(axis=1)], axis=1)
@@ -127,8 +133,9 @@ def to_board_pixels(det: Detections, homography: np.ndarray, size: tuple[int, in
     return Detections(xyxy.astype(np.float32), det.confidence, det.class_id, det.class_names)
 
 
-def prepared_stream(pairs: list[Pair], register: bool = True, threads: int = 2,
-                    lookahead: int = 8) -> Iterator[PreparedPair]:
+def prepared_stream(
+    pairs: list[Pair], register: bool = True, threads: int = 2, lookahead: int = 8
+) -> Iterator[PreparedPair]:
     """Prepare pairs on ``threads`` threads, ``lookahead`` ahead, yielding them in input order."""
     goldens = GoldenCache()
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pair") as pool:
@@ -141,10 +148,12 @@ def prepared_stream(pairs: list[Pair], register: bool = True, threads: int = 2,
             yield pending.popleft().result()
 
 
-def detect_pairs(worker: InferenceWorker, stream: Iterable[PreparedPair],
-                 depth: int = 16) -> Iterator[tuple[PreparedPair, Detections | None]]:
+def detect_pairs(
+    worker: InferenceWorker, stream: Iterable[PreparedPair], depth: int = 16
+) -> Iterator[tuple[PreparedPair, Detections | None]]:
     """Detect on each prepared pair (None for a pair that could not be aligned), in input order,
     with boxes in the board image's pixels."""
+
     def start(prep: PreparedPair) -> Future[Detections] | None:
         return worker.submit(prep.image) if prep.image is not None else None
 

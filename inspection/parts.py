@@ -51,16 +51,23 @@ class PartsConfig(BaseModel):
 
     trigger: TriggerConfig = Field(
         default_factory=lambda: LineTriggerConfig(start=(640.0, 0.0), end=(640.0, 720.0)),
-        description="Where a part is inspected: a line (with direction) or a zone, in frame pixels.")
+        description="Where a part is inspected: a line (with direction) or a zone, in frame pixels.",
+    )
     tracker: ByteTrackConfig = Field(default_factory=ByteTrackConfig, description="Board tracker settings.")
-    crop_margin_px: int = Field(16, ge=0, description="Pixels added around the board box when cropping "
-                                "(clipped to the frame).")
-    edge_margin_px: float = Field(3.0, ge=0, description="A board is fully inside the frame only if its box "
-                                  "is at least this far from every frame edge.")
-    motion_px: float = Field(5.0, gt=0, description="A board has moved when its centre is this far from where "
-                             "it was when it last moved.")
-    stop_after_s: float = Field(2.0, gt=0, description="The line is stopped when boards are in view and none "
-                                "has moved for this long.")
+    crop_margin_px: int = Field(
+        16, ge=0, description="Pixels added around the board box when cropping (clipped to the frame)."
+    )
+    edge_margin_px: float = Field(
+        3.0,
+        ge=0,
+        description="A board is fully inside the frame only if its box is at least this far from every frame edge.",
+    )
+    motion_px: float = Field(
+        5.0, gt=0, description="A board has moved when its centre is this far from where it was when it last moved."
+    )
+    stop_after_s: float = Field(
+        2.0, gt=0, description="The line is stopped when boards are in view and none has moved for this long."
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,8 +177,14 @@ class _Part:
 class PartTracker:
     """Part bookkeeping for one camera. Stateful; never changes its inputs."""
 
-    def __init__(self, camera_id: str, config: PartsConfig | None = None, tracker: Tracker | None = None,
-                 trigger: LineTrigger | ZoneTrigger | None = None, run_id: str = "") -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        config: PartsConfig | None = None,
+        tracker: Tracker | None = None,
+        trigger: LineTrigger | ZoneTrigger | None = None,
+        run_id: str = "",
+    ) -> None:
         self.camera_id = camera_id
         self.run_id = f"{run_id}-" if run_id else ""  # part ids stay unique across restarts
         self.config = config or PartsConfig()
@@ -211,14 +224,34 @@ class PartTracker:
         self._still_since = None
         return self._result(self._last[0], self._last[1], Tracks.empty(), (), (), exited, uninspected, ())
 
-    def _result(self, seq: int, t: float, tracks: Tracks, entered: tuple[PartEntered, ...],
-                requests: tuple[InspectRequest, ...], exited: tuple[PartExited, ...],
-                uninspected: tuple[PartUninspected, ...], line_events: tuple[LineStateChanged, ...]) -> PartsUpdate:
+    def _result(
+        self,
+        seq: int,
+        t: float,
+        tracks: Tracks,
+        entered: tuple[PartEntered, ...],
+        requests: tuple[InspectRequest, ...],
+        exited: tuple[PartExited, ...],
+        uninspected: tuple[PartUninspected, ...],
+        line_events: tuple[LineStateChanged, ...],
+    ) -> PartsUpdate:
         c = self._counters
-        self._counters = PartCounters(c.seen + len(entered), c.inspected + len(requests),
-                                      c.uninspected + len(uninspected))
-        return PartsUpdate(self.camera_id, seq, t, tracks, entered, requests, exited, uninspected, line_events,
-                           self._line, self._counters)
+        self._counters = PartCounters(
+            c.seen + len(entered), c.inspected + len(requests), c.uninspected + len(uninspected)
+        )
+        return PartsUpdate(
+            self.camera_id,
+            seq,
+            t,
+            tracks,
+            entered,
+            requests,
+            exited,
+            uninspected,
+            line_events,
+            self._line,
+            self._counters,
+        )
 
     def _enter(self, tracks: Tracks, frame: Frame) -> tuple[PartEntered, ...]:
         entered = []
@@ -259,8 +292,17 @@ class PartTracker:
         x1, y1 = max(int(np.floor(box[0])) - m, 0), max(int(np.floor(box[1])) - m, 0)
         x2, y2 = min(int(np.ceil(box[2])) + m, w), min(int(np.ceil(box[3])) + m, h)
         crop = frame.image[y1:y2, x1:x2].copy()
-        return InspectRequest(part.part_id, self.camera_id, part.track_id, crop, box.astype(np.float32).copy(),
-                              np.array([x1, y1, x2, y2], np.int64), frame.seq, frame.t_mono, frame.t_wall)
+        return InspectRequest(
+            part.part_id,
+            self.camera_id,
+            part.track_id,
+            crop,
+            box.astype(np.float32).copy(),
+            np.array([x1, y1, x2, y2], np.int64),
+            frame.seq,
+            frame.t_mono,
+            frame.t_wall,
+        )
 
     def _leave(self, alive: set[int]) -> tuple[tuple[PartExited, ...], tuple[PartUninspected, ...]]:
         exited, uninspected = [], []
@@ -268,8 +310,11 @@ class PartTracker:
             part = self._parts.pop(tid)
             exited.append(PartExited(part.part_id, self.camera_id, tid, part.inspected, part.last_seq, part.last_t))
             if not part.inspected:
-                uninspected.append(PartUninspected(part.part_id, self.camera_id, tid, _why_uninspected(part),
-                                                   part.last_seq, part.last_t))
+                uninspected.append(
+                    PartUninspected(
+                        part.part_id, self.camera_id, tid, _why_uninspected(part), part.last_seq, part.last_t
+                    )
+                )
         return tuple(exited), tuple(uninspected)
 
     def _line_motion(self, tracks: Tracks, frame: Frame) -> tuple[LineStateChanged, ...]:

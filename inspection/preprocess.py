@@ -47,8 +47,9 @@ def letterbox(image: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, Le
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     if top or bottom or left or right:
-        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
-                                   value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+        image = cv2.copyMakeBorder(
+            image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE)
+        )
     return image, Letterbox(scale=r, pad_x=left, pad_y=top, src_w=w, src_h=h)
 
 

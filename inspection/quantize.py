@@ -75,9 +75,16 @@ def quantize_int8(fp32: Path, data: Path, out: Path | None = None, calibration: 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), _Images(inp.name, imgsz, files), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=head)
+        quantize_static(
+            str(prepared),
+            str(out),
+            _Images(inp.name, imgsz, files),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=head,
+        )
     # keep the class names and image size the serving path reads
     quantized = onnx.load(str(out))
     del quantized.metadata_props[:]

@@ -51,8 +51,7 @@ def compose(board: np.ndarray, golden: np.ndarray) -> np.ndarray:
     """
     b, g = gray(board), gray(golden)
     if b.shape != g.shape:
-        raise ValueError(f"board {b.shape[1]}x{b.shape[0]} and golden {g.shape[1]}x{g.shape[0]} "
-                         f"differ in size")
+        raise ValueError(f"board {b.shape[1]}x{b.shape[0]} and golden {g.shape[1]}x{g.shape[0]} differ in size")
     return np.dstack([b, g, cv2.absdiff(b, g)])
 
 
@@ -92,8 +91,7 @@ def relight(image: np.ndarray, rng: np.random.Generator, j: Jitter) -> np.ndarra
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def jitter_pair(board: np.ndarray, golden: np.ndarray, rng: np.random.Generator,
-                j: Jitter = Jitter()) -> np.ndarray:
+def jitter_pair(board: np.ndarray, golden: np.ndarray, rng: np.random.Generator, j: Jitter = Jitter()) -> np.ndarray:
     """A reference input of the pair with random residual misregistration and lighting."""
     b, g = gray(board), gray(golden)
     if rng.random() >= j.exact_p:

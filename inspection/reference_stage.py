@@ -41,8 +41,9 @@ class Prepared:
 class ReferenceStage:
     """Prepares board crops for a reference-input defect model; thread-safe."""
 
-    def __init__(self, book: GoldenBook, recipe: str | None = None,
-                 differences: DifferenceConfig | None = None) -> None:
+    def __init__(
+        self, book: GoldenBook, recipe: str | None = None, differences: DifferenceConfig | None = None
+    ) -> None:
         self.book = book
         self.differences = differences or DifferenceConfig()
         self._recipe = recipe
@@ -65,18 +66,31 @@ class ReferenceStage:
         """Align ``crop`` (board box ``board_xyxy`` in crop pixels) to its golden and compose the model input."""
         recipe = product or self.recipe
         if recipe is None:
-            return Prepared(None, None, None, None, "no golden: line.recipe is not set and the camera names "
-                                                    "no product for this part")
+            return Prepared(
+                None,
+                None,
+                None,
+                None,
+                "no golden: line.recipe is not set and the camera names no product for this part",
+            )
         try:
             golden = self.book.golden(recipe)
         except RecipeError as exc:
             return Prepared(None, None, None, None, f"no golden: {exc}")
         result = align(crop, board_xyxy, golden)
-        info = ReferenceInfo(recipe, golden.sha256, round(float(result.score), 4), result.ok,
-                             tuple(float(v) for v in result.homography.ravel()))
+        info = ReferenceInfo(
+            recipe,
+            golden.sha256,
+            round(float(result.score), 4),
+            result.ok,
+            tuple(float(v) for v in result.homography.ravel()),
+        )
         if not result.ok or result.aligned is None:
             return Prepared(None, None, info, None, result.failure())
         image = compose(result.aligned, golden.image)
-        diffs = find_differences(result.aligned, golden.image, self.differences, golden.ignore) \
-            if self.differences.enabled else None
+        diffs = (
+            find_differences(result.aligned, golden.image, self.differences, golden.ignore)
+            if self.differences.enabled
+            else None
+        )
         return Prepared(image, result.aligned, info, diffs)

@@ -48,14 +48,16 @@ def read_card(model_dir: Path) -> dict[str, Any]:
 
 def write_card(folder: Path, card: dict[str, Any]) -> None:
     """Refresh file hashes and write card.json and CARD.md."""
-    card["files"] = {p.name: file_sha256(p) for p in sorted(folder.iterdir())
-                     if p.is_file() and p.name not in (CARD, "CARD.md")}
+    card["files"] = {
+        p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name not in (CARD, "CARD.md")
+    }
     (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
     (folder / "CARD.md").write_text(render_markdown(card))
 
 
-def register_run(run: Path, task: str, registry: Path, data: Path, name: str | None = None,
-                 checkpoint: str = "best.pt") -> Path:
+def register_run(
+    run: Path, task: str, registry: Path, data: Path, name: str | None = None, checkpoint: str = "best.pt"
+) -> Path:
     """Copy a run's checkpoint into a new registry version, export ONNX, evaluate, write the card.
 
     Works on a finished run or one still in progress (its current best.pt). Everything is
@@ -109,12 +111,24 @@ def quantize_and_check(onnx_path: Path, data: Path, split: str, calibration: int
 
     int8 = quantize_int8(onnx_path, data, calibration=calibration)
     metrics = evaluate_weights(int8, data, split=split).summary()
-    return {"file": int8.name, "calibration_images": calibration, "format": "ONNX Runtime static QDQ, "
-            "per-channel, Detect head outputs and decoding in fp32", "val_metrics": {**metrics, "split": split}}
+    return {
+        "file": int8.name,
+        "calibration_images": calibration,
+        "format": "ONNX Runtime static QDQ, per-channel, Detect head outputs and decoding in fp32",
+        "val_metrics": {**metrics, "split": split},
+    }
 
 
-def _base_card(name: str, version: int, task: str, model: Any, args: dict[str, Any], data: Path,
-               history: list[dict[str, float]], src: Path) -> dict[str, Any]:
+def _base_card(
+    name: str,
+    version: int,
+    task: str,
+    model: Any,
+    args: dict[str, Any],
+    data: Path,
+    history: list[dict[str, float]],
+    src: Path,
+) -> dict[str, Any]:
     import torch
     import ultralytics
 
@@ -136,8 +150,12 @@ def _base_card(name: str, version: int, task: str, model: Any, args: dict[str, A
         "class_names": names,
         "input": spec.input,  # "image", or "reference": board, aligned golden and |difference| (3 planes)
         "imgsz": int(args.get("imgsz", 640)),
-        "training_data": {"yaml": str(data), "source_sha256": ds_card.get("source_sha256"),
-                          "split_rule": ds_card.get("split_rule"), "splits": ds_card.get("splits")},
+        "training_data": {
+            "yaml": str(data),
+            "source_sha256": ds_card.get("source_sha256"),
+            "split_rule": ds_card.get("split_rule"),
+            "splits": ds_card.get("splits"),
+        },
         "epochs": {"planned": int(args.get("epochs", 0)), "trained": len(history) or epochs_done},
         "train_args": {k: args.get(k) for k in ("batch", "device", "optimizer", "seed", "close_mosaic")},
         "history": history,
@@ -155,24 +173,35 @@ def _architecture(model: Any, args: dict[str, Any]) -> str:
 
 
 def render_markdown(card: dict[str, Any]) -> str:
-    lines = [f"# Model card: {card['name']} v{card['version']}", "",
-             f"- task: {card['task']} ({card['architecture']}, imgsz {card['imgsz']})",
-             f"- classes: {', '.join(card['class_names'])}",
-             f"- input: {card.get('input', 'image')}"
-             + (" (board, aligned golden board and their difference as three planes)"
-                if card.get("input") == "reference" else " (the board alone)"),
-             f"- epochs trained: {card['epochs']['trained']} of {card['epochs']['planned']} planned"
-             + (f", starting from `{card['initial_weights']}`" if card.get("initial_weights") else ""),
-             f"- training data sha256: `{card['training_data']['source_sha256']}`",
-             f"- ultralytics {card['ultralytics_version']}, torch {card['torch_version']}",
-             f"- created: {card['created_at']}", ""]
+    lines = [
+        f"# Model card: {card['name']} v{card['version']}",
+        "",
+        f"- task: {card['task']} ({card['architecture']}, imgsz {card['imgsz']})",
+        f"- classes: {', '.join(card['class_names'])}",
+        f"- input: {card.get('input', 'image')}"
+        + (
+            " (board, aligned golden board and their difference as three planes)"
+            if card.get("input") == "reference"
+            else " (the board alone)"
+        ),
+        f"- epochs trained: {card['epochs']['trained']} of {card['epochs']['planned']} planned"
+        + (f", starting from `{card['initial_weights']}`" if card.get("initial_weights") else ""),
+        f"- training data sha256: `{card['training_data']['source_sha256']}`",
+        f"- ultralytics {card['ultralytics_version']}, torch {card['torch_version']}",
+        f"- created: {card['created_at']}",
+        "",
+    ]
     int8 = card.get("int8")
     vm = card.get("val_metrics")
     if vm and int8:
         i8 = int8["val_metrics"]
-        lines += ["## INT8 (`" + int8["file"] + "`, " + int8["format"] + ")", "",
-                  f"- mAP50 {i8['map50']} (fp32 {vm['map50']}), mAP50-95 {i8['map50_95']} (fp32 {vm['map50_95']}), "
-                  f"DeepPCB F-score {i8['deeppcb_fscore']} (fp32 {vm['deeppcb_fscore']})", ""]
+        lines += [
+            "## INT8 (`" + int8["file"] + "`, " + int8["format"] + ")",
+            "",
+            f"- mAP50 {i8['map50']} (fp32 {vm['map50']}), mAP50-95 {i8['map50_95']} (fp32 {vm['map50_95']}), "
+            f"DeepPCB F-score {i8['deeppcb_fscore']} (fp32 {vm['deeppcb_fscore']})",
+            "",
+        ]
     if vm:
         lines += ["## Validation (twinspect eval, ONNX Runtime)", ""]
         lines += [f"- {k}: {v}" for k, v in vm.items() if not isinstance(v, dict)]
@@ -181,11 +210,17 @@ def render_markdown(card: dict[str, Any]) -> str:
             lines += ["", "| class | AP50 |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in per.items()]
         lines.append("")
     if card.get("history"):
-        lines += ["## Training curve (Ultralytics validation each epoch)", "",
-                  "| epoch | mAP50 | mAP50-95 | precision | recall |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Training curve (Ultralytics validation each epoch)",
+            "",
+            "| epoch | mAP50 | mAP50-95 | precision | recall |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for h in card["history"]:
-            lines.append(f"| {int(h.get('epoch', 0))} | {h.get('mAP50', '')} | {h.get('mAP50-95', '')} | "
-                         f"{h.get('precision', '')} | {h.get('recall', '')} |")
+            lines.append(
+                f"| {int(h.get('epoch', 0))} | {h.get('mAP50', '')} | {h.get('mAP50-95', '')} | "
+                f"{h.get('precision', '')} | {h.get('recall', '')} |"
+            )
         lines.append("")
     lines += ["## Files (sha256)", ""] + [f"- `{k}`: `{v}`" for k, v in card.get("files", {}).items()]
     return "\n".join(lines) + "\n"

@@ -53,10 +53,13 @@ class ReplayReport:
         with self._lock:
             done = list(self.inspected.values()) + self.unmatched
             out: dict[str, Any] = {
-                "boards_shown": len(self.sequence), "boards_seen": boards_seen, "inspected": len(done),
+                "boards_shown": len(self.sequence),
+                "boards_seen": boards_seen,
+                "inspected": len(done),
                 "uninspected": self.uninspected_events,
                 "verdicts": {o.value: sum(d.verdict.outcome is o for d in done) for o in Outcome},
-                "frames": frames, "wall_s": round(wall_s, 3),
+                "frames": frames,
+                "wall_s": round(wall_s, 3),
                 "fps": round(frames / wall_s, 2) if wall_s else 0.0,
                 "boards_per_s": round(len(done) / wall_s, 3) if wall_s else 0.0,
                 "stage_ms": stage_ms,
@@ -75,12 +78,21 @@ class ReplayReport:
 
 def board_line(done: Inspected) -> dict[str, Any]:
     v = done.verdict
-    line = {"board": done.truth.name if done.truth else None, "verdict": v.outcome.value,
-            "defects": v.defects.boxes_json(), "reasons": list(v.reasons), "frames_seen": done.frames_seen,
-            "latency_ms": round(1000 * done.latency_s, 1), "part_id": v.part_id}
+    line = {
+        "board": done.truth.name if done.truth else None,
+        "verdict": v.outcome.value,
+        "defects": v.defects.boxes_json(),
+        "reasons": list(v.reasons),
+        "frames_seen": done.frames_seen,
+        "latency_ms": round(1000 * done.latency_s, 1),
+        "part_id": v.part_id,
+    }
     if v.reference is not None:
-        line.update(recipe=v.reference.recipe, golden_sha256=v.reference.golden_sha256,
-                    alignment_score=v.reference.alignment_score)
+        line.update(
+            recipe=v.reference.recipe,
+            golden_sha256=v.reference.golden_sha256,
+            alignment_score=v.reference.alignment_score,
+        )
     return line
 
 
@@ -99,28 +111,47 @@ def _group(done: list[Inspected]) -> dict[str, Any]:
     unsure = sum(d.verdict.outcome is Outcome.UNCERTAIN for d in done)
     unexplained = sum(_fires(d, "unexplained difference") for d in done)
     misaligned = sum(_fires(d, "alignment failed") for d in done)
-    return {"inspected": n, "fail": fail, "uncertain": unsure, "pass": n - fail - unsure,
-            "fail_rate": share(fail), "uncertain_rate": share(unsure),
-            "unexplained_difference": unexplained, "unexplained_difference_rate": share(unexplained),
-            "alignment_failed": misaligned}
+    return {
+        "inspected": n,
+        "fail": fail,
+        "uncertain": unsure,
+        "pass": n - fail - unsure,
+        "fail_rate": share(fail),
+        "uncertain_rate": share(unsure),
+        "unexplained_difference": unexplained,
+        "unexplained_difference_rate": share(unexplained),
+        "alignment_failed": misaligned,
+    }
 
 
 def _alignment(done: list[Inspected]) -> dict[str, Any] | None:
-    scores = np.array([d.verdict.reference.alignment_score for d in done if d.verdict.reference is not None
-                       and np.isfinite(d.verdict.reference.alignment_score)])
+    scores = np.array(
+        [
+            d.verdict.reference.alignment_score
+            for d in done
+            if d.verdict.reference is not None and np.isfinite(d.verdict.reference.alignment_score)
+        ]
+    )
     if not scores.size:
         return None
-    return {"boards": int(scores.size), "score_min": round(float(scores.min()), 4),
-            "score_p1": round(float(np.percentile(scores, 1)), 4),
-            "score_p50": round(float(np.median(scores)), 4)}
+    return {
+        "boards": int(scores.size),
+        "score_min": round(float(scores.min()), 4),
+        "score_p1": round(float(np.percentile(scores, 1)), 4),
+        "score_p50": round(float(np.median(scores)), 4),
+    }
 
 
 def _recall_precision(shown: Sequence[BoardPass], inspected: dict[int, Inspected]) -> dict[str, Any]:
     """Recall over every defective board shown (missed and uninspected ones count against it)."""
     defective = [b for b in shown if b.sprite.defective]
-    flagged = [b for b in shown if b.appearance in inspected
-               and inspected[b.appearance].verdict.outcome is not Outcome.PASS]
+    flagged = [
+        b for b in shown if b.appearance in inspected and inspected[b.appearance].verdict.outcome is not Outcome.PASS
+    ]
     hit = sum(1 for b in flagged if b.sprite.defective)
-    return {"board_recall": round(hit / len(defective), 4) if defective else None,
-            "board_precision": round(hit / len(flagged), 4) if flagged else None,
-            "defective_shown": len(defective), "flagged": len(flagged)}
+    return {
+        "board_recall": round(hit / len(defective), 4) if defective else None,
+        "board_precision": round(hit / len(flagged), 4) if flagged else None,
+        "defective_shown": len(defective),
+        "flagged": len(flagged),
+    }

@@ -120,11 +120,20 @@ class ReviewPlan:
 
     def event_data(self) -> dict[str, Any]:
         """``review.corrected`` data (sync/schemas.py ReviewCorrectedData): live boxes after the review."""
-        boxes = [{"xyxy": [round(v, 1) for v in b.xyxy], "confidence": round(b.confidence, 4),
-                  "class_name": b.class_name} for b in self.boxes_after if not b.rejected]
-        return {"inspection_id": self.inspection.id, "part_id": self.inspection.part_id,
-                "before": self.before.value, "after": self.after.value, "action": self.action.value,
-                "reviewer": self.reviewer.name, "boxes": boxes}
+        boxes = [
+            {"xyxy": [round(v, 1) for v in b.xyxy], "confidence": round(b.confidence, 4), "class_name": b.class_name}
+            for b in self.boxes_after
+            if not b.rejected
+        ]
+        return {
+            "inspection_id": self.inspection.id,
+            "part_id": self.inspection.part_id,
+            "before": self.before.value,
+            "after": self.after.value,
+            "action": self.action.value,
+            "reviewer": self.reviewer.name,
+            "boxes": boxes,
+        }
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -156,13 +165,19 @@ def _check_conflict(current: StoredInspection, request: ReviewRequest, reviewer:
     if request.action is ReviewAction.COMMENT:
         return
     if request.version is not None and request.version != current.version:
-        raise ReviewConflict(f"inspection {current.id!r} changed since you read it (you saw version "
-                             f"{request.version}, it is now {current.version}); reload and review again", current.id)
+        raise ReviewConflict(
+            f"inspection {current.id!r} changed since you read it (you saw version "
+            f"{request.version}, it is now {current.version}); reload and review again",
+            current.id,
+        )
     if current.review_status is not ReviewStatus.PENDING and not reviewer.made(current):
         at = current.reviewed_at.isoformat() if current.reviewed_at else "an unknown time"
         token = f" (token {current.reviewed_by_id})" if current.reviewed_by_id else ""
-        raise ReviewConflict(f"inspection {current.id!r} was already reviewed by {current.reviewed_by!r}{token} "
-                             f"({current.review_status.value}, at {at}); only that token may amend it", current.id)
+        raise ReviewConflict(
+            f"inspection {current.id!r} was already reviewed by {current.reviewed_by!r}{token} "
+            f"({current.review_status.value}, at {at}); only that token may amend it",
+            current.id,
+        )
 
 
 def _live_box(current: StoredInspection, box_id: int | None) -> BoxRecord:
@@ -193,6 +208,7 @@ def _new_box(current: StoredInspection, xyxy: Sequence[float] | None, class_name
 
 # -- the actions ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Effect:
     after: Outcome
@@ -205,8 +221,10 @@ class _Effect:
 
 
 def _rejected(boxes: tuple[BoxRecord, ...], ids: set[int | None]) -> tuple[BoxRecord, ...]:
-    return tuple(BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_name, b.source, True, b.id)
-                 if b.id in ids else b for b in boxes)
+    return tuple(
+        BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_name, b.source, True, b.id) if b.id in ids else b
+        for b in boxes
+    )
 
 
 def _reject(current: StoredInspection, request: ReviewRequest) -> _Effect:
@@ -216,8 +234,7 @@ def _reject(current: StoredInspection, request: ReviewRequest) -> _Effect:
     remaining = any(not b.rejected for b in boxes)
     after = current.outcome if remaining else Outcome.PASS
     status = ReviewStatus.CORRECTED if remaining else ReviewStatus.REJECTED
-    return _Effect(after, status, boxes, rejected=tuple(int(i) for i in ids if i is not None),
-                   touched=tuple(targets))
+    return _Effect(after, status, boxes, rejected=tuple(int(i) for i in ids if i is not None), touched=tuple(targets))
 
 
 def _effect(current: StoredInspection, request: ReviewRequest, class_names: Sequence[str]) -> _Effect:
@@ -234,10 +251,11 @@ def _effect(current: StoredInspection, request: ReviewRequest, class_names: Sequ
         name = _known_class(request.class_name, class_names)
         if name == box.class_name:
             raise InvalidReview(f"box_id {box.id} is already {name!r}")
-        boxes = tuple(BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, name, b.source, b.rejected, b.id)
-                      if b.id == box.id else b for b in current.boxes)
-        return _Effect(Outcome.FAIL, ReviewStatus.CORRECTED, boxes, relabel=((int(box.id or 0), name),),
-                       touched=(box,))
+        boxes = tuple(
+            BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, name, b.source, b.rejected, b.id) if b.id == box.id else b
+            for b in current.boxes
+        )
+        return _Effect(Outcome.FAIL, ReviewStatus.CORRECTED, boxes, relabel=((int(box.id or 0), name),), touched=(box,))
     if action is ReviewAction.ADD_BOX:
         new = _new_box(current, request.xyxy, _known_class(request.class_name, class_names))
         return _Effect(Outcome.FAIL, ReviewStatus.CORRECTED, (*current.boxes, new), added=(new,))
@@ -245,18 +263,31 @@ def _effect(current: StoredInspection, request: ReviewRequest, class_names: Sequ
 
 
 def box_json(box: BoxRecord) -> dict[str, Any]:
-    return {"id": box.id, "xyxy": list(box.xyxy), "confidence": box.confidence, "class_name": box.class_name,
-            "source": box.source.value, "rejected": box.rejected}
+    return {
+        "id": box.id,
+        "xyxy": list(box.xyxy),
+        "confidence": box.confidence,
+        "class_name": box.class_name,
+        "source": box.source.value,
+        "rejected": box.rejected,
+    }
 
 
-def _snapshot(outcome: Outcome, status: ReviewStatus, by: tuple[str | None, str | None],
-              boxes: Sequence[BoxRecord]) -> dict[str, Any]:
-    return {"verdict": outcome.value, "review_status": status.value, "reviewed_by": by[0], "reviewed_by_id": by[1],
-            "boxes": [box_json(b) for b in boxes]}
+def _snapshot(
+    outcome: Outcome, status: ReviewStatus, by: tuple[str | None, str | None], boxes: Sequence[BoxRecord]
+) -> dict[str, Any]:
+    return {
+        "verdict": outcome.value,
+        "review_status": status.value,
+        "reviewed_by": by[0],
+        "reviewed_by_id": by[1],
+        "boxes": [box_json(b) for b in boxes],
+    }
 
 
-def plan_review(current: StoredInspection, request: ReviewRequest, reviewer: Reviewer,
-                class_names: Sequence[str], at: datetime) -> ReviewPlan:
+def plan_review(
+    current: StoredInspection, request: ReviewRequest, reviewer: Reviewer, class_names: Sequence[str], at: datetime
+) -> ReviewPlan:
     """What ``request`` does to ``current``; raises InvalidReview or ReviewConflict, changes nothing."""
     _check_fields(request)
     _check_conflict(current, request, reviewer)
@@ -267,16 +298,32 @@ def plan_review(current: StoredInspection, request: ReviewRequest, reviewer: Rev
     by = was if is_comment else (reviewer.name, reviewer.token_id)
     changed_ids = {b.id for b in effect.touched}
     after_boxes = [b for b in effect.boxes_after if b.id in changed_ids] + list(effect.added)
-    audit = AuditDraft(at=at, actor=reviewer.name, actor_id=reviewer.token_id, role=reviewer.role,
-                       action=request.action.value,
-                       before=_snapshot(current.outcome, current.review_status, was, effect.touched),
-                       after=_snapshot(effect.after, effect.status, by, after_boxes), comment=comment)
+    audit = AuditDraft(
+        at=at,
+        actor=reviewer.name,
+        actor_id=reviewer.token_id,
+        role=reviewer.role,
+        action=request.action.value,
+        before=_snapshot(current.outcome, current.review_status, was, effect.touched),
+        after=_snapshot(effect.after, effect.status, by, after_boxes),
+        comment=comment,
+    )
     live = [b.confidence for b in effect.boxes_after if not b.rejected]
     change = ReviewChange(
-        inspection_id=current.id, expected_version=current.version, audit=audit, update_row=not is_comment,
-        outcome=effect.after, review_status=effect.status, reviewed_by=by[0], reviewed_by_id=by[1],
-        reviewed_at=current.reviewed_at if is_comment else at, max_confidence=max(live, default=0.0),
-        reject_box_ids=effect.rejected, relabel=effect.relabel, add_boxes=effect.added)
+        inspection_id=current.id,
+        expected_version=current.version,
+        audit=audit,
+        update_row=not is_comment,
+        outcome=effect.after,
+        review_status=effect.status,
+        reviewed_by=by[0],
+        reviewed_by_id=by[1],
+        reviewed_at=current.reviewed_at if is_comment else at,
+        max_confidence=max(live, default=0.0),
+        reject_box_ids=effect.rejected,
+        relabel=effect.relabel,
+        add_boxes=effect.added,
+    )
     return ReviewPlan(current, request.action, reviewer, current.outcome, effect.after, effect.boxes_after, change)
 
 
@@ -287,9 +334,17 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def run_review(store: InspectionStore, inspection_id: str, request: ReviewRequest, reviewer: Reviewer,
-               class_names: Sequence[str], commit: Commit, *, clock: Callable[[], datetime] = _utc_now,
-               attempts: int = 3) -> ReviewPlan:
+def run_review(
+    store: InspectionStore,
+    inspection_id: str,
+    request: ReviewRequest,
+    reviewer: Reviewer,
+    class_names: Sequence[str],
+    commit: Commit,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    attempts: int = 3,
+) -> ReviewPlan:
     """Read, plan and commit a review; ``commit(plan, write)`` runs ``write`` in one transaction.
 
     ``commit`` decides which transaction: the event log's (with a ``review.corrected``
@@ -302,5 +357,4 @@ def run_review(store: InspectionStore, inspection_id: str, request: ReviewReques
             return plan
         except ConcurrentUpdate:
             continue  # someone wrote in between: plan again on what is there now
-    raise ReviewConflict(f"inspection {inspection_id!r} kept changing while it was reviewed; try again",
-                         inspection_id)
+    raise ReviewConflict(f"inspection {inspection_id!r} kept changing while it was reviewed; try again", inspection_id)

@@ -38,18 +38,30 @@ class RulesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fail_threshold: float = Field(0.5, ge=0, le=1, description="Confidence at or above which a box is a clear "
-                                  "defect (fail), for every class without its own threshold.")
-    class_thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class fail thresholds by "
-                                               "class name, overriding fail_threshold, e.g. {'spur': 0.7}.")
-    uncertain_low: float = Field(0.25, ge=0, le=1, description="Boxes with confidence in [uncertain_low, "
-                                 "class threshold) make the part uncertain when nothing is a clear fail; "
-                                 "lower boxes are ignored.")
-    min_area_px2: float = Field(0.0, ge=0, description="Boxes smaller than this area (crop pixels²) are "
-                                "ignored.")
-    differences: DifferenceConfig = Field(default_factory=DifferenceConfig, description="Reference models: "
-                                          "differences from the golden that no defect box explains make a "
-                                          "board uncertain.")
+    fail_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Confidence at or above which a box is a clear "
+        "defect (fail), for every class without its own threshold.",
+    )
+    class_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-class fail thresholds by class name, overriding fail_threshold, e.g. {'spur': 0.7}.",
+    )
+    uncertain_low: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Boxes with confidence in [uncertain_low, "
+        "class threshold) make the part uncertain when nothing is a clear fail; "
+        "lower boxes are ignored.",
+    )
+    min_area_px2: float = Field(0.0, ge=0, description="Boxes smaller than this area (crop pixels²) are ignored.")
+    differences: DifferenceConfig = Field(
+        default_factory=DifferenceConfig,
+        description="Reference models: differences from the golden that no defect box explains make a board uncertain.",
+    )
 
     @model_validator(mode="after")
     def _check_thresholds(self) -> RulesConfig:
@@ -64,20 +76,31 @@ class RulesConfig(BaseModel):
         """(K,) fail threshold of each class id of a model with ``class_names``."""
         unknown = sorted(set(self.class_thresholds) - set(class_names))
         if unknown:
-            raise RulesError(f"class_thresholds name classes the defect model does not have: {unknown} "
-                             f"(model classes: {list(class_names)})")
+            raise RulesError(
+                f"class_thresholds name classes the defect model does not have: {unknown} "
+                f"(model classes: {list(class_names)})"
+            )
         return np.array([self.class_thresholds.get(n, self.fail_threshold) for n in class_names], np.float64)
 
 
-def apply_rules(request: InspectRequest, defects: Detections, config: RulesConfig,
-                prepared: Prepared | None = None) -> Verdict:
+def apply_rules(
+    request: InspectRequest, defects: Detections, config: RulesConfig, prepared: Prepared | None = None
+) -> Verdict:
     """The verdict of one part from the defect boxes found on its crop (or its aligned board)."""
     if prepared is not None and not prepared.ok:
-        return Verdict(part_id=request.part_id, camera_id=request.camera_id, track_id=request.track_id,
-                       outcome=Outcome.UNCERTAIN, defects=Detections.empty(defects.class_names), crop=request.crop,
-                       board_xyxy=request.crop_xyxy.astype(np.float32), frame_seq=request.frame_seq,
-                       t_capture=request.t_capture, reasons=(f"uncertain: {prepared.problem}",),
-                       reference=prepared.info)
+        return Verdict(
+            part_id=request.part_id,
+            camera_id=request.camera_id,
+            track_id=request.track_id,
+            outcome=Outcome.UNCERTAIN,
+            defects=Detections.empty(defects.class_names),
+            crop=request.crop,
+            board_xyxy=request.crop_xyxy.astype(np.float32),
+            frame_seq=request.frame_seq,
+            t_capture=request.t_capture,
+            reasons=(f"uncertain: {prepared.problem}",),
+            reference=prepared.info,
+        )
     thr_by_class = config.thresholds(defects.class_names)
     box = defects.xyxy.astype(np.float64)
     area = (box[:, 2] - box[:, 0]).clip(0) * (box[:, 3] - box[:, 1]).clip(0)
@@ -96,11 +119,19 @@ def apply_rules(request: InspectRequest, defects: Detections, config: RulesConfi
             outcome = Outcome.UNCERTAIN
         reasons += _difference_reasons(prepared, lonely)
     crop = prepared.aligned if prepared is not None and prepared.aligned is not None else request.crop
-    return Verdict(part_id=request.part_id, camera_id=request.camera_id, track_id=request.track_id,
-                   outcome=outcome, defects=defects.filter(kept), crop=crop,
-                   board_xyxy=request.crop_xyxy.astype(np.float32), frame_seq=request.frame_seq,
-                   t_capture=request.t_capture, reasons=reasons,
-                   reference=prepared.info if prepared is not None else None)
+    return Verdict(
+        part_id=request.part_id,
+        camera_id=request.camera_id,
+        track_id=request.track_id,
+        outcome=outcome,
+        defects=defects.filter(kept),
+        crop=crop,
+        board_xyxy=request.crop_xyxy.astype(np.float32),
+        frame_seq=request.frame_seq,
+        t_capture=request.t_capture,
+        reasons=reasons,
+        reference=prepared.info if prepared is not None else None,
+    )
 
 
 def _difference_reasons(prepared: Prepared, lonely: np.ndarray) -> tuple[str, ...]:

@@ -51,12 +51,14 @@ class _CameraCollector(Collector):
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         frames = CounterMetricFamily("twinspect_camera_frames", "Frames captured per camera", labels=["camera"])
-        dropped = CounterMetricFamily("twinspect_camera_frames_dropped",
-                                      "Frames dropped by the full buffer (oldest first)", labels=["camera"])
+        dropped = CounterMetricFamily(
+            "twinspect_camera_frames_dropped", "Frames dropped by the full buffer (oldest first)", labels=["camera"]
+        )
         reconnects = CounterMetricFamily("twinspect_camera_reconnects", "Reconnect attempts", labels=["camera"])
         fps = GaugeMetricFamily("twinspect_camera_fps", "Measured capture rate", labels=["camera"])
-        state = GaugeMetricFamily("twinspect_camera_state", "1 for the camera's current state",
-                                  labels=["camera", "state"])
+        state = GaugeMetricFamily(
+            "twinspect_camera_state", "1 for the camera's current state", labels=["camera", "state"]
+        )
         for cam in self._read():
             frames.add_metric([cam.camera_id], cam.frames_in)
             dropped.add_metric([cam.camera_id], cam.dropped)
@@ -124,8 +126,9 @@ class _HealthCollector(Collector):
         self._health = health
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        fault = GaugeMetricFamily("twinspect_fault", "1 while a component fails (storage refusing writes)",
-                                  labels=["component"])
+        fault = GaugeMetricFamily(
+            "twinspect_fault", "1 while a component fails (storage refusing writes)", labels=["component"]
+        )
         for f in self._health.faults():
             fault.add_metric([f.component], 1.0)
         return [fault]
@@ -137,34 +140,47 @@ class Telemetry:
     def __init__(self, cameras: Callable[[], Iterable[CameraFigures]] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.inference_seconds = Histogram("twinspect_inference_seconds", "Model time per batch",
-                                           ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("twinspect_batch_size", "Images per inference batch", ["model"],
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.queue_wait_seconds = Histogram("twinspect_inference_queue_wait_seconds",
-                                            "Wait of the oldest image of a batch", ["model"],
-                                            buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge("twinspect_inference_queue_depth", "Images waiting for a model", ["model"],
-                                 registry=r)
+        self.inference_seconds = Histogram(
+            "twinspect_inference_seconds", "Model time per batch", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "twinspect_batch_size", "Images per inference batch", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_wait_seconds = Histogram(
+            "twinspect_inference_queue_wait_seconds",
+            "Wait of the oldest image of a batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("twinspect_inference_queue_depth", "Images waiting for a model", ["model"], registry=r)
         self.boards_seen = Counter("twinspect_boards_seen", "Boards that entered the view", ["camera"], registry=r)
         self.boards_inspected = Counter("twinspect_boards_inspected", "Boards inspected", ["camera"], registry=r)
-        self.boards_uninspected = Counter("twinspect_boards_uninspected", "Boards that left uninspected",
-                                          ["camera"], registry=r)
+        self.boards_uninspected = Counter(
+            "twinspect_boards_uninspected", "Boards that left uninspected", ["camera"], registry=r
+        )
         self.verdicts = Counter("twinspect_verdicts", "Verdicts by outcome", ["outcome"], registry=r)
         self.coverage = Gauge("twinspect_inspection_coverage", "Inspected / seen boards", ["camera"], registry=r)
-        self.capture_to_verdict = Histogram("twinspect_capture_to_verdict_seconds",
-                                            "From frame capture to verdict", buckets=LATENCY_BUCKETS, registry=r)
-        self.stage_errors = Counter("twinspect_stage_errors", "Exceptions a stage thread caught and went on from",
-                                    ["stage"], registry=r)
-        self.queue_dropped = Counter("twinspect_queue_dropped", "Items a full queue refused (logged)", ["queue"],
-                                     registry=r)
+        self.capture_to_verdict = Histogram(
+            "twinspect_capture_to_verdict_seconds", "From frame capture to verdict", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.stage_errors = Counter(
+            "twinspect_stage_errors", "Exceptions a stage thread caught and went on from", ["stage"], registry=r
+        )
+        self.queue_dropped = Counter(
+            "twinspect_queue_dropped", "Items a full queue refused (logged)", ["queue"], registry=r
+        )
         self.verdicts_stored = Counter("twinspect_verdicts_stored", "Verdicts committed to storage", registry=r)
         self.verdicts_unstored = Counter(
-            "twinspect_verdicts_unstored", "Verdicts not stored as made: evidence_dropped (stored uncertain with "
+            "twinspect_verdicts_unstored",
+            "Verdicts not stored as made: evidence_dropped (stored uncertain with "
             "a placeholder image), refused (storage rejected the record), lost (over the backlog bound or at stop)",
-            ["reason"], registry=r)
-        self.store_retries = Counter("twinspect_store_retries", "Failed storage attempts, retried", ["what"],
-                                     registry=r)
+            ["reason"],
+            registry=r,
+        )
+        self.store_retries = Counter(
+            "twinspect_store_retries", "Failed storage attempts, retried", ["what"], registry=r
+        )
         self.store_backlog = Gauge("twinspect_store_backlog", "Verdicts waiting to be stored", registry=r)
         self.health = Health(self.stage_errors)
         r.register(_HealthCollector(self.health))

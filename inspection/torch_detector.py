@@ -14,8 +14,15 @@ from inspection.offline import ultralytics
 class UltralyticsDetector:
     """YOLOv8 through ``YOLO(weights).predict``; same interface as OnnxDetector."""
 
-    def __init__(self, path: Path, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
-                 device: str = "cpu", imgsz: int | tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 300,
+        device: str = "cpu",
+        imgsz: int | tuple[int, int] | None = None,
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
@@ -36,11 +43,25 @@ class UltralyticsDetector:
             return []
         # rect=False: the same square letterbox as the ONNX path (Ultralytics' predict default pads
         # a 16:9 frame to a rectangle instead), so both backends see identical pixels
-        results = self.model.predict(images, imgsz=list(self.imgsz), conf=self.conf, iou=self.iou, rect=False,
-                                     max_det=self.max_det, device=self.device, verbose=False)
+        results = self.model.predict(
+            images,
+            imgsz=list(self.imgsz),
+            conf=self.conf,
+            iou=self.iou,
+            rect=False,
+            max_det=self.max_det,
+            device=self.device,
+            verbose=False,
+        )
         out = []
         for r in results:
             b = r.boxes
-            out.append(Detections(b.xyxy.cpu().numpy().astype(np.float32), b.conf.cpu().numpy().astype(np.float32),
-                                  b.cls.cpu().numpy().astype(np.int64), self.class_names))
+            out.append(
+                Detections(
+                    b.xyxy.cpu().numpy().astype(np.float32),
+                    b.conf.cpu().numpy().astype(np.float32),
+                    b.cls.cpu().numpy().astype(np.int64),
+                    self.class_names,
+                )
+            )
         return out

@@ -53,8 +53,7 @@ class Tracks:
 
     @classmethod
     def empty(cls) -> Tracks:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32),
-                   np.zeros(0, np.int64))
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return int(self.track_id.shape[0])
@@ -77,26 +76,55 @@ class ByteTrackConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["bytetrack"] = Field("bytetrack", description="Tracker backend; only ByteTrack for now.")
-    high_threshold: float = Field(0.5, ge=0, le=1, description="Detections at or above this confidence are "
-                                  "matched first (stage 1) and may start tracks.")
-    low_threshold: float = Field(0.1, ge=0, le=1, description="Detections below this confidence are ignored; "
-                                 "those in [low, high) only extend existing tracks (stage 2).")
-    new_track_threshold: float = Field(0.6, ge=0, le=1, description="Minimum confidence of an unmatched "
-                                       "detection to start a new track.")
-    match_iou: float = Field(0.2, gt=0, le=1, description="Minimum IoU between a track's predicted box and a "
-                             "high-score detection to match them (stage 1).")
-    low_match_iou: float = Field(0.5, gt=0, le=1, description="Minimum IoU to match a low-score detection "
-                                 "(stage 2).")
-    unconfirmed_match_iou: float = Field(0.3, gt=0, le=1, description="Minimum IoU to match a detection to a "
-                                         "track seen only once so far.")
-    min_hits: int = Field(2, ge=1, description="Consecutive frames a new track must be seen before it is "
-                          "confirmed and gets an id.")
-    track_buffer_s: float = Field(1.0, ge=0, description="Seconds a confirmed track is kept after its last "
-                                  "detection before it is dropped (the board has left).")
-    position_gain: float = Field(0.7, gt=0, le=1, description="Alpha of the alpha-beta filter: how much a "
-                                 "detection corrects the predicted box (1 = trust the detection fully).")
-    velocity_gain: float = Field(0.5, gt=0, le=1, description="Weight of the newest measured velocity in the "
-                                 "smoothed velocity (1 = use the last displacement only).")
+    high_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Detections at or above this confidence are matched first (stage 1) and may start tracks.",
+    )
+    low_threshold: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Detections below this confidence are ignored; "
+        "those in [low, high) only extend existing tracks (stage 2).",
+    )
+    new_track_threshold: float = Field(
+        0.6, ge=0, le=1, description="Minimum confidence of an unmatched detection to start a new track."
+    )
+    match_iou: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Minimum IoU between a track's predicted box and a high-score detection to match them (stage 1).",
+    )
+    low_match_iou: float = Field(0.5, gt=0, le=1, description="Minimum IoU to match a low-score detection (stage 2).")
+    unconfirmed_match_iou: float = Field(
+        0.3, gt=0, le=1, description="Minimum IoU to match a detection to a track seen only once so far."
+    )
+    min_hits: int = Field(
+        2, ge=1, description="Consecutive frames a new track must be seen before it is confirmed and gets an id."
+    )
+    track_buffer_s: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a confirmed track is kept after its last "
+        "detection before it is dropped (the board has left).",
+    )
+    position_gain: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="Alpha of the alpha-beta filter: how much a "
+        "detection corrects the predicted box (1 = trust the detection fully).",
+    )
+    velocity_gain: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Weight of the newest measured velocity in the "
+        "smoothed velocity (1 = use the last displacement only).",
+    )
 
 
 def linear_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +261,9 @@ class ByteTrack:
                 tr.missed, tr.hits = True, 0
             else:
                 self._correct(tr, boxes[det], t)
-        self._tracks = [tr for tr in self._tracks
-                        if tr.track_id and t - tr.t_box <= cfg.track_buffer_s or id(tr) in matched]
+        self._tracks = [
+            tr for tr in self._tracks if tr.track_id and t - tr.t_box <= cfg.track_buffer_s or id(tr) in matched
+        ]
         for det in new_high:
             if conf[det] >= cfg.new_track_threshold:
                 tr = _Track(boxes[det].copy(), boxes[det].copy(), np.zeros(2), t, hits=1)
@@ -245,8 +274,15 @@ class ByteTrack:
         out = [(tr, matched[id(tr)]) for tr in self._tracks if id(tr) in matched and tr.track_id]
         return self._tracks_value(out, detections)
 
-    def _associate(self, tracks: list[_Track], dets: np.ndarray, boxes: np.ndarray, t: float,
-                   min_iou: float, matched: dict[int, int]) -> tuple[list[_Track], np.ndarray]:
+    def _associate(
+        self,
+        tracks: list[_Track],
+        dets: np.ndarray,
+        boxes: np.ndarray,
+        t: float,
+        min_iou: float,
+        matched: dict[int, int],
+    ) -> tuple[list[_Track], np.ndarray]:
         """Match ``tracks`` to detections ``dets``; record pairs; return the unmatched of each."""
         if not tracks or dets.size == 0:
             return tracks, dets
@@ -287,8 +323,12 @@ class ByteTrack:
         idx = np.asarray([d for _, d in out], np.int64)
         matched_ids = {tr.track_id for tr, _ in out}
         lost = sorted(tr.track_id for tr in self._tracks if tr.track_id and tr.track_id not in matched_ids)
-        return Tracks(detections.xyxy[idx].astype(np.float32), np.asarray([tr.track_id for tr, _ in out], np.int64),
-                      detections.confidence[idx].astype(np.float32), np.asarray(lost, np.int64))
+        return Tracks(
+            detections.xyxy[idx].astype(np.float32),
+            np.asarray([tr.track_id for tr, _ in out], np.int64),
+            detections.confidence[idx].astype(np.float32),
+            np.asarray(lost, np.int64),
+        )
 
 
 def build_tracker(config: ByteTrackConfig) -> Tracker:

@@ -52,8 +52,9 @@ def check_classes(task: Task, spec: DatasetSpec) -> None:
     """The dataset's classes must be the task's classes, in order."""
     expected = TASK_CLASSES[task]
     if spec.names != expected:
-        raise DatasetError(f"{spec.yaml_path}: classes {list(spec.names)} do not match task "
-                           f"'{task}' (expects {list(expected)})")
+        raise DatasetError(
+            f"{spec.yaml_path}: classes {list(spec.names)} do not match task '{task}' (expects {list(expected)})"
+        )
 
 
 # Augmentations that treat the three planes as colour (HSV jitter, BGR<->RGB swaps). A
@@ -80,10 +81,13 @@ def _epoch_printer(total: int) -> Any:
         if epoch > total:  # the final validation of best.pt reports again; not an epoch
             return
         elapsed = time.monotonic() - started
-        print(f"[twinspect] epoch {epoch}/{total}  mAP50 {m.get('metrics/mAP50(B)', 0):.3f}  "
-              f"mAP50-95 {m.get('metrics/mAP50-95(B)', 0):.3f}  "
-              f"P {m.get('metrics/precision(B)', 0):.3f}  R {m.get('metrics/recall(B)', 0):.3f}  "
-              f"elapsed {elapsed / 60:.1f} min", flush=True)
+        print(
+            f"[twinspect] epoch {epoch}/{total}  mAP50 {m.get('metrics/mAP50(B)', 0):.3f}  "
+            f"mAP50-95 {m.get('metrics/mAP50-95(B)', 0):.3f}  "
+            f"P {m.get('metrics/precision(B)', 0):.3f}  R {m.get('metrics/recall(B)', 0):.3f}  "
+            f"elapsed {elapsed / 60:.1f} min",
+            flush=True,
+        )
 
     return on_fit_epoch_end
 
@@ -110,18 +114,36 @@ def train(req: TrainRequest) -> Path:
     spec = load_data_yaml(req.data)
     check_classes(req.task, spec)
     if folder.exists() and last.exists():
-        raise ModelError(f"{folder}: run '{req.name}' already exists; use --resume to continue "
-                         f"it or --name for a new run")
+        raise ModelError(
+            f"{folder}: run '{req.name}' already exists; use --resume to continue it or --name for a new run"
+        )
     folder.parent.mkdir(parents=True, exist_ok=True)
     data_yaml = spec.ultralytics_yaml(folder.parent / f"{req.name}.data.yaml")
     model = ul.YOLO(req.model)
     model.add_callback("on_fit_epoch_end", _epoch_printer(req.epochs))
-    model.train(data=str(data_yaml), epochs=req.epochs, imgsz=req.imgsz, batch=req.batch,
-                device=req.device, project=str(req.runs_dir), name=req.name, exist_ok=True,
-                workers=req.workers, patience=req.patience, seed=req.seed, deterministic=False, optimizer=req.optimizer,
-                plots=True, verbose=False, **augmentation(spec),
-                **{k: v for k, v in (("lr0", req.lr0), ("close_mosaic", req.close_mosaic),
-                                     ("warmup_epochs", req.warmup_epochs)) if v is not None})
+    model.train(
+        data=str(data_yaml),
+        epochs=req.epochs,
+        imgsz=req.imgsz,
+        batch=req.batch,
+        device=req.device,
+        project=str(req.runs_dir),
+        name=req.name,
+        exist_ok=True,
+        workers=req.workers,
+        patience=req.patience,
+        seed=req.seed,
+        deterministic=False,
+        optimizer=req.optimizer,
+        plots=True,
+        verbose=False,
+        **augmentation(spec),
+        **{
+            k: v
+            for k, v in (("lr0", req.lr0), ("close_mosaic", req.close_mosaic), ("warmup_epochs", req.warmup_epochs))
+            if v is not None
+        },
+    )
     return folder
 
 
@@ -132,9 +154,16 @@ def read_history(folder: Path) -> list[dict[str, float]]:
         return []
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
-    keep = {"epoch": "epoch", "metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
-            "metrics/precision(B)": "precision", "metrics/recall(B)": "recall",
-            "train/box_loss": "train_box_loss", "val/box_loss": "val_box_loss", "time": "time_s"}
+    keep = {
+        "epoch": "epoch",
+        "metrics/mAP50(B)": "mAP50",
+        "metrics/mAP50-95(B)": "mAP50-95",
+        "metrics/precision(B)": "precision",
+        "metrics/recall(B)": "recall",
+        "train/box_loss": "train_box_loss",
+        "val/box_loss": "val_box_loss",
+        "time": "time_s",
+    }
     out = []
     for row in rows:
         row = {k.strip(): v for k, v in row.items()}

@@ -18,10 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Anchor = Literal["center", "left", "right", "top", "bottom"]
 _ANCHOR_FRACTION: dict[str, tuple[float, float]] = {
-    "center": (0.5, 0.5), "left": (0.0, 0.5), "right": (1.0, 0.5), "top": (0.5, 0.0), "bottom": (0.5, 1.0)}
+    "center": (0.5, 0.5),
+    "left": (0.0, 0.5),
+    "right": (1.0, 0.5),
+    "top": (0.5, 0.0),
+    "bottom": (0.5, 1.0),
+}
 _DIRECTION_VECTOR: dict[str, tuple[float, float]] = {
-    "left_to_right": (1.0, 0.0), "right_to_left": (-1.0, 0.0),
-    "top_to_bottom": (0.0, 1.0), "bottom_to_top": (0.0, -1.0)}
+    "left_to_right": (1.0, 0.0),
+    "right_to_left": (-1.0, 0.0),
+    "top_to_bottom": (0.0, 1.0),
+    "bottom_to_top": (0.0, -1.0),
+}
 
 
 class Side(IntEnum):
@@ -41,9 +49,14 @@ class LineTriggerConfig(BaseModel):
     start: tuple[float, float] = Field(description="First end of the segment (x, y) in frame pixels.")
     end: tuple[float, float] = Field(description="Second end of the segment (x, y) in frame pixels.")
     direction: Literal["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"] = Field(
-        "left_to_right", description="Direction of travel that counts; the opposite never fires.")
-    hysteresis_px: float = Field(10.0, ge=0, description="Half-width of the dead band around the line: the "
-                                 "reference point must go from beyond -N px to beyond +N px.")
+        "left_to_right", description="Direction of travel that counts; the opposite never fires."
+    )
+    hysteresis_px: float = Field(
+        10.0,
+        ge=0,
+        description="Half-width of the dead band around the line: the "
+        "reference point must go from beyond -N px to beyond +N px.",
+    )
     anchor: Anchor = Field("center", description="Reference point of a board box that must cross.")
 
     @model_validator(mode="after")
@@ -64,10 +77,10 @@ class ZoneTriggerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["zone"] = Field("zone", description="Trigger kind: a polygon zone.")
-    polygon: tuple[tuple[float, float], ...] = Field(min_length=3, description="Zone corners (x, y) in frame "
-                                                      "pixels, in order.")
-    direction: Literal["enter", "exit"] = Field("enter", description="Whether entering or leaving the zone "
-                                                "counts.")
+    polygon: tuple[tuple[float, float], ...] = Field(
+        min_length=3, description="Zone corners (x, y) in frame pixels, in order."
+    )
+    direction: Literal["enter", "exit"] = Field("enter", description="Whether entering or leaving the zone counts.")
     hysteresis_px: float = Field(10.0, ge=0, description="Half-width of the dead band around the zone border.")
     anchor: Anchor = Field("center", description="Reference point of a board box that must cross.")
 
@@ -135,8 +148,9 @@ class ZoneTrigger:
 
     @classmethod
     def from_config(cls, config: ZoneTriggerConfig) -> ZoneTrigger:
-        return cls(np.asarray(config.polygon, np.float64), config.direction == "enter", config.hysteresis_px,
-                   config.anchor)
+        return cls(
+            np.asarray(config.polygon, np.float64), config.direction == "enter", config.hysteresis_px, config.anchor
+        )
 
     def side(self, points: np.ndarray) -> np.ndarray:
         """(N,) int8 ``Side`` values of (N, 2) points."""

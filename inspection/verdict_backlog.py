@@ -75,8 +75,15 @@ def placeholder_jpeg(width: int, height: int) -> bytes:
     """A grey image of the crop's size saying the evidence was not stored (same bytes for the same size)."""
     image = np.full((max(1, height), max(1, width), 3), 128, np.uint8)
     scale = max(0.3, min(width, height) / 400)
-    cv2.putText(image, "evidence not stored", (8, max(16, height // 2)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), max(1, int(scale * 2)))
+    cv2.putText(
+        image,
+        "evidence not stored",
+        (8, max(16, height // 2)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        max(1, int(scale * 2)),
+    )
     return encode_jpeg(image, 60)
 
 
@@ -95,8 +102,15 @@ def _uncertain(done: Any, record: InspectionRecord, reason: str) -> tuple[Any, I
 class VerdictBacklog:
     """See the module docstring. Used by the verdict thread only (not thread-safe)."""
 
-    def __init__(self, store: InspectionStore | None, evidence: EvidenceStore | None, outbox: Outbox | None,
-                 limits: StoreLimits, telemetry: Telemetry, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: InspectionStore | None,
+        evidence: EvidenceStore | None,
+        outbox: Outbox | None,
+        limits: StoreLimits,
+        telemetry: Telemetry,
+        wake: Callable[[], None],
+    ) -> None:
         self.store, self.evidence, self.outbox = store, evidence, outbox
         self.limits, self.telemetry, self.wake = limits, telemetry, wake
         self.health: Health = telemetry.health
@@ -134,9 +148,15 @@ class VerdictBacklog:
 
     def figures(self) -> dict[str, Any]:
         faults = [f for f in self.health.faults() if f.component in ("evidence", "database")]
-        return {"state": "failing" if faults else "ok", "pending": self.pending(), "stored": self.stored,
-                "evidence_dropped": self.reduced, "refused": self.refused, "lost": self.lost,
-                "faults": [{"component": f.component, "reason": f.reason, "since": f.since} for f in faults]}
+        return {
+            "state": "failing" if faults else "ok",
+            "pending": self.pending(),
+            "stored": self.stored,
+            "evidence_dropped": self.reduced,
+            "refused": self.refused,
+            "lost": self.lost,
+            "faults": [{"component": f.component, "reason": f.reason, "since": f.since} for f in faults],
+        }
 
     # boards in -----------------------------------------------------------------------------------
     def add(self, done: Any, record: InspectionRecord | None, jpeg: bytes | None) -> int:
@@ -170,7 +190,7 @@ class VerdictBacklog:
     def _store_next(self) -> None:
         first = self._waiting[0]
         take = [first]
-        for board in list(self._waiting)[1: self.limits.batch] if not first.alone else ():
+        for board in list(self._waiting)[1 : self.limits.batch] if not first.alone else ():
             if board.alone:
                 break
             take.append(board)
@@ -233,8 +253,9 @@ class VerdictBacklog:
                 self._failed("database", error)
                 self._requeue(boards)
             elif len(boards) > 1:
-                log.warning("storing a batch of %d verdicts was refused (%s); storing them one by one",
-                            len(boards), error)
+                log.warning(
+                    "storing a batch of %d verdicts was refused (%s); storing them one by one", len(boards), error
+                )
                 for board in boards:
                     board.alone = True
                 self._requeue(boards)
@@ -284,14 +305,17 @@ class VerdictBacklog:
             self.lost += 1
             self._unstored -= 1
             self.telemetry.verdicts_unstored.labels("lost").inc()
-            log.error("verdict of %s lost: %d verdicts wait to be stored (at most %d)", board.done.verdict.part_id,
-                      len(self._waiting) + 1, self.limits.max_kept)
+            log.error(
+                "verdict of %s lost: %d verdicts wait to be stored (at most %d)",
+                board.done.verdict.part_id,
+                len(self._waiting) + 1,
+                self.limits.max_kept,
+            )
 
     def _drop_evidence(self, board: _Board) -> None:
         assert board.record is not None
         fault = next((f.reason for f in self.health.faults() if f.component == "evidence"), "storage is behind")
-        reason = (f"uncertain: evidence image not stored ({fault}); "
-                  f"the model's verdict was {board.record.outcome.value}")
+        reason = f"uncertain: evidence image not stored ({fault}); the model's verdict was {board.record.outcome.value}"
         board.done, board.record = _uncertain(board.done, board.record, reason)
         board.jpeg = None
         self.reduced += 1

@@ -94,21 +94,40 @@ __all__ = ["Inspected", "ModelInfo", "Outbox", "PendingInspection", "SinkLimits"
 
 def failed_verdict(req: InspectRequest, error: str, names: tuple[str, ...], prepared: Prepared | None) -> Verdict:
     """The verdict of a board the defect model failed on: uncertain, with the reason."""
-    return Verdict(part_id=req.part_id, camera_id=req.camera_id, track_id=req.track_id, outcome=Outcome.UNCERTAIN,
-                   defects=Detections.empty(names), crop=req.crop, board_xyxy=req.crop_xyxy.astype(np.float32),
-                   frame_seq=req.frame_seq, t_capture=req.t_capture,
-                   reasons=(f"uncertain: the defect model failed: {error}",),
-                   reference=prepared.info if prepared is not None else None)
+    return Verdict(
+        part_id=req.part_id,
+        camera_id=req.camera_id,
+        track_id=req.track_id,
+        outcome=Outcome.UNCERTAIN,
+        defects=Detections.empty(names),
+        crop=req.crop,
+        board_xyxy=req.crop_xyxy.astype(np.float32),
+        frame_seq=req.frame_seq,
+        t_capture=req.t_capture,
+        reasons=(f"uncertain: the defect model failed: {error}",),
+        reference=prepared.info if prepared is not None else None,
+    )
 
 
 class VerdictSink:
     """Applies the rules, stores verdicts in batches, and publishes each to the listeners."""
 
-    def __init__(self, rules: RulesConfig, line_id: str, model: ModelInfo, store: InspectionStore | None,
-                 evidence: EvidenceStore | None, listeners: list[Callable[[Any], None]], recent: int = 24,
-                 batch: int = 64, interval_s: float = 0.2, outbox: Outbox | None = None,
-                 outbox_flush: Callable[[float], bool] | None = None, telemetry: Telemetry | None = None,
-                 limits: SinkLimits | None = None) -> None:
+    def __init__(
+        self,
+        rules: RulesConfig,
+        line_id: str,
+        model: ModelInfo,
+        store: InspectionStore | None,
+        evidence: EvidenceStore | None,
+        listeners: list[Callable[[Any], None]],
+        recent: int = 24,
+        batch: int = 64,
+        interval_s: float = 0.2,
+        outbox: Outbox | None = None,
+        outbox_flush: Callable[[float], bool] | None = None,
+        telemetry: Telemetry | None = None,
+        limits: SinkLimits | None = None,
+    ) -> None:
         self.rules, self.line_id, self.model = rules, line_id, model
         self.outbox, self.outbox_flush = outbox, outbox_flush
         self.store, self.evidence, self.listeners = store, evidence, listeners
@@ -136,8 +155,12 @@ class VerdictSink:
             self.failed += 1
             self.telemetry.queue_dropped.labels("verdicts").inc()
             self.telemetry.verdicts_unstored.labels("lost").inc()
-            log.error("verdict queue full (%d boards) for %.0f s: board %s dropped", self.limits.max_queue,
-                      self.limits.put_timeout_s, item.request.part_id)
+            log.error(
+                "verdict queue full (%d boards) for %.0f s: board %s dropped",
+                self.limits.max_queue,
+                self.limits.put_timeout_s,
+                item.request.part_id,
+            )
 
     def _wake(self) -> None:
         with contextlib.suppress(queue.Full):  # full: the thread has plenty to wake up for
@@ -218,8 +241,9 @@ class VerdictSink:
             item = self._queue.get_nowait()
             if isinstance(item, PendingInspection):
                 self._accept(item)
-        self.backlog.give_up("the engine stopped while storage failed" if grace_over
-                             else "the engine stopped before they were stored")
+        self.backlog.give_up(
+            "the engine stopped while storage failed" if grace_over else "the engine stopped before they were stored"
+        )
         return True
 
     def _release_flushes(self, everything: bool = False) -> None:
@@ -249,10 +273,14 @@ class VerdictSink:
         try:
             if self.store is not None and self.evidence is not None:
                 jpeg = encode_jpeg(verdict.crop, 90)
-                record = InspectionRecord.from_verdict(verdict, line_id=self.line_id, model_name=self.model.name,
-                                                       model_version=self.model.version,
-                                                       captured_at=datetime.fromtimestamp(req.t_wall, UTC),
-                                                       evidence_sha256="")
+                record = InspectionRecord.from_verdict(
+                    verdict,
+                    line_id=self.line_id,
+                    model_name=self.model.name,
+                    model_version=self.model.version,
+                    captured_at=datetime.fromtimestamp(req.t_wall, UTC),
+                    evidence_sha256="",
+                )
         except Exception as exc:  # a crop that cannot be encoded: counted as refused, never silently gone
             self.backlog.refuse(req.part_id, exc)
             return

@@ -60,10 +60,18 @@ R = TypeVar("R")
 class InferenceWorker:
     """Runs one detector on batches gathered from many submitters."""
 
-    def __init__(self, detector: Detector, name: str, max_batch: int = 8, max_wait_ms: float = 5.0,
-                 on_batch: Callable[[BatchStats], None] | None = None, max_queue: int = 256,
-                 submitters: int | None = None, runners: int = 1,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        name: str,
+        max_batch: int = 8,
+        max_wait_ms: float = 5.0,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        max_queue: int = 256,
+        submitters: int | None = None,
+        runners: int = 1,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch: must be at least 1")
         if runners < 1:
@@ -75,8 +83,9 @@ class InferenceWorker:
         self.submitters = submitters  # a batch this big goes at once (None: unknown, wait up to max_wait_ms)
         self.runners = runners
         self._queue: queue.Queue[_Request | object] = queue.Queue(maxsize=max_queue)
-        self._threads = [threading.Thread(target=self._run, name=f"infer-{name}-{i}", daemon=True)
-                         for i in range(runners)]
+        self._threads = [
+            threading.Thread(target=self._run, name=f"infer-{name}-{i}", daemon=True) for i in range(runners)
+        ]
         self._started = False
 
     def start(self) -> InferenceWorker:
@@ -171,8 +180,7 @@ class InferenceWorker:
                 self._report(exc)
 
 
-def in_order(items: Iterable[T], start: Callable[[T], Future[R] | None],
-             depth: int) -> Iterator[tuple[T, R | None]]:
+def in_order(items: Iterable[T], start: Callable[[T], Future[R] | None], depth: int) -> Iterator[tuple[T, R | None]]:
     """Start work on each item of a stream (``start`` returns its future, or None when there is nothing
     to run), at most ``depth`` in flight, and give (item, result or None) back in input order. Reading
     the next item overlaps the work on the others; if reading fails, the results of the items before
@@ -196,11 +204,13 @@ def in_order(items: Iterable[T], start: Callable[[T], Future[R] | None],
         yield oldest()
 
 
-def detect_in_order(worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray]],
-                    depth: int | None = None) -> Iterator[tuple[T, np.ndarray, Detections]]:
+def detect_in_order(
+    worker: InferenceWorker, items: Iterable[tuple[T, np.ndarray]], depth: int | None = None
+) -> Iterator[tuple[T, np.ndarray, Detections]]:
     """Detect over a stream of (tag, image), ``depth`` images in flight (default: two per runner
     and batch), answers in input order (see :func:`in_order`)."""
-    for (tag, image), det in in_order(items, lambda item: worker.submit(item[1]),
-                                      depth or 2 * worker.runners * worker.max_batch):
+    for (tag, image), det in in_order(
+        items, lambda item: worker.submit(item[1]), depth or 2 * worker.runners * worker.max_batch
+    ):
         assert det is not None
         yield tag, image, det

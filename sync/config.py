@@ -55,13 +55,17 @@ class NatsSettings(BaseModel):
     enabled: bool = Field(False, description="Publish every event to JetStream (edge).")
     url: str = Field("nats://127.0.0.1:4222", description="NATS server URL.")
     stream: str = Field("TWINSPECT_EVENTS", pattern=r"^[A-Za-z0-9_-]+$", description="JetStream stream name.")
-    subject_prefix: str = Field("twinspect", pattern=r"^[A-Za-z0-9_-]+$",
-                                description="Subjects are <prefix>.<line>.<type>.")
+    subject_prefix: str = Field(
+        "twinspect", pattern=r"^[A-Za-z0-9_-]+$", description="Subjects are <prefix>.<line>.<type>."
+    )
     duplicate_window_s: float = Field(120.0, gt=0, description="JetStream de-duplication window (Nats-Msg-Id).")
     durable: str = Field("twinspect-hub", pattern=r"^[A-Za-z0-9_-]+$", description="Durable consumer of the hub.")
-    evidence_bucket: str = Field("TWINSPECT_EVIDENCE", pattern=r"^[A-Za-z0-9_-]+$",
-                                 description="JetStream object store bucket of the evidence JPEGs (named by sha256): "
-                                             "edges put them, the hub fetches them.")
+    evidence_bucket: str = Field(
+        "TWINSPECT_EVIDENCE",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="JetStream object store bucket of the evidence JPEGs (named by sha256): "
+        "edges put them, the hub fetches them.",
+    )
 
 
 class SyncSettings(BaseModel):
@@ -69,8 +73,11 @@ class SyncSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    edge_id: str = Field(default_factory=_default_edge_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-                         description="This edge box's id (event sources, MQTT status topic); default: host name.")
+    edge_id: str = Field(
+        default_factory=_default_edge_id,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="This edge box's id (event sources, MQTT status topic); default: host name.",
+    )
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Event log retention.")
     feeds: FeedSettings = Field(default_factory=FeedSettings, description="SSE / WebSocket / pull feeds.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT forwarding.")

@@ -30,9 +30,18 @@ from sync.errors import InvalidEvent, UnknownEventType
 
 TYPE_PREFIX = "io.twinspect."
 EVENT_TYPES: tuple[str, ...] = (
-    "part.entered", "part.inspected", "part.uninspected", "part.exited",
-    "line.started", "line.stopped", "camera.online", "camera.offline",
-    "review.corrected", "model.activated", "twin.drift", "line.recipe_changed",
+    "part.entered",
+    "part.inspected",
+    "part.uninspected",
+    "part.exited",
+    "line.started",
+    "line.stopped",
+    "camera.online",
+    "camera.offline",
+    "review.corrected",
+    "model.activated",
+    "twin.drift",
+    "line.recipe_changed",
 )
 SPEC_VERSION = "1.0"
 LINE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -76,7 +85,7 @@ class _UuidPool(threading.local):
     def next(self) -> str:
         if self.pos >= len(self.buf):
             self.buf, self.pos = os.urandom(16 * 256), 0
-        raw = bytearray(self.buf[self.pos:self.pos + 16])
+        raw = bytearray(self.buf[self.pos : self.pos + 16])
         self.pos += 16
         raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
         raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
@@ -108,8 +117,10 @@ def check_body(short_type: str, body: str) -> str:
     except UnicodeEncodeError:
         raise InvalidEvent(f"{short_type} event: a string holds a lone UTF-16 surrogate (not Unicode text)") from None
     if size > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"{short_type} event of {size} bytes is over the limit of {MAX_EVENT_BYTES} bytes "
-                           "(every feed replays the log: bound what goes into an event)")
+        raise InvalidEvent(
+            f"{short_type} event of {size} bytes is over the limit of {MAX_EVENT_BYTES} bytes "
+            "(every feed replays the log: bound what goes into an event)"
+        )
     return body
 
 
@@ -140,9 +151,15 @@ class Draft:
 
     def envelope(self, sequence: int) -> dict[str, Any]:
         ce: dict[str, Any] = {
-            "specversion": SPEC_VERSION, "id": self.id, "source": self.source, "type": TYPE_PREFIX + self.type,
-            "time": self.time, "datacontenttype": "application/json", "lineid": self.line_id,
-            "sequence": sequence, "data": dict(self.data),
+            "specversion": SPEC_VERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": TYPE_PREFIX + self.type,
+            "time": self.time,
+            "datacontenttype": "application/json",
+            "lineid": self.line_id,
+            "sequence": sequence,
+            "data": dict(self.data),
         }
         if self.subject is not None:
             ce["subject"] = self.subject

@@ -97,8 +97,9 @@ class Forwarder(ABC):
                 sent = self._step()
                 self.after_step()
                 if attempt:
-                    log.info("%s: back after %.1f s; lag %d events", self.name, time.monotonic() - failing_since,
-                             self.lag)
+                    log.info(
+                        "%s: back after %.1f s; lag %d events", self.name, time.monotonic() - failing_since, self.lag
+                    )
                 attempt = 0
                 if not sent:
                     self.log.wait(self.cursor, 0.5)

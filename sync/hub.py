@@ -76,9 +76,18 @@ def _stream_seq(item: _Item) -> int:
 class Hub:
     """Consumes the JetStream stream into ``event_log`` in a thread of its own; see the module docstring."""
 
-    def __init__(self, event_log: EventLog, settings: NatsSettings, *, batch: int = 500,
-                 fetch_timeout_s: float = 1.0, ack_wait_s: float = 30.0, gap_wait_s: float = 60.0,
-                 max_ack_pending: int = 20_000, projection: InspectionProjection | None = None) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        settings: NatsSettings,
+        *,
+        batch: int = 500,
+        fetch_timeout_s: float = 1.0,
+        ack_wait_s: float = 30.0,
+        gap_wait_s: float = 60.0,
+        max_ack_pending: int = 20_000,
+        projection: InspectionProjection | None = None,
+    ) -> None:
         self.log, self.settings, self.batch = event_log, settings, batch
         self.projection = projection
         self.fetch_timeout_s, self.ack_wait_s, self.gap_wait_s = fetch_timeout_s, ack_wait_s, gap_wait_s
@@ -151,11 +160,19 @@ class Hub:
 
     async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
         await ensure_stream(js, self.settings)
-        config = ConsumerConfig(durable_name=self.settings.durable, ack_policy=AckPolicy.EXPLICIT,
-                                deliver_policy=DeliverPolicy.ALL, ack_wait=self.ack_wait_s,
-                                max_ack_pending=self.max_ack_pending)
-        sub = await js.pull_subscribe(f"{self.settings.subject_prefix}.>", durable=self.settings.durable,
-                                      stream=self.settings.stream, config=config)
+        config = ConsumerConfig(
+            durable_name=self.settings.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_ack_pending=self.max_ack_pending,
+        )
+        sub = await js.pull_subscribe(
+            f"{self.settings.subject_prefix}.>",
+            durable=self.settings.durable,
+            stream=self.settings.stream,
+            config=config,
+        )
         log.info("hub: consuming stream %s as %s", self.settings.stream, self.settings.durable)
         return sub
 
@@ -223,8 +240,12 @@ class Hub:
             if not held:
                 self._gap_since.pop(line, None)
             elif now - self._gap_since.setdefault(line, now) >= self.gap_wait_s:
-                log.warning("hub: line %s: events from sequence %d never arrived in %.0f s; going on without them",
-                            line, nxt, self.gap_wait_s)
+                log.warning(
+                    "hub: line %s: events from sequence %d never arrived in %.0f s; going on without them",
+                    line,
+                    nxt,
+                    self.gap_wait_s,
+                )
                 self.gaps += 1
                 run.extend(held.pop(seq) for seq in sorted(held))
                 self._gap_since.pop(line, None)
@@ -266,8 +287,9 @@ class Hub:
 
         return await self._retrying(apply, "storing inspections of", events, msgs) is not None
 
-    async def _retrying(self, work: Callable[[], Awaitable[T]], what: str, events: list[Event],
-                        msgs: Sequence[Msg]) -> T | None:
+    async def _retrying(
+        self, work: Callable[[], Awaitable[T]], what: str, events: list[Event], msgs: Sequence[Msg]
+    ) -> T | None:
         attempt = 0
         while True:
             try:

@@ -50,16 +50,35 @@ def inspection_record(event: Event) -> InspectionRecord | None:
         raise ValueError(f"inspection id {data.inspection_id[:40]!r} or part id too long")
     x1, y1, x2, y2 = (float(v) for v in data.board_box)
     return InspectionRecord(
-        id=data.inspection_id, part_id=data.part_id, line_id=event.line_id, camera_id=data.camera_id,
-        track_id=data.track_id, outcome=Outcome(data.verdict), reasons=tuple(data.reasons),
+        id=data.inspection_id,
+        part_id=data.part_id,
+        line_id=event.line_id,
+        camera_id=data.camera_id,
+        track_id=data.track_id,
+        outcome=Outcome(data.verdict),
+        reasons=tuple(data.reasons),
         model_name=data.model.name if data.model else "unknown",
-        model_version=data.model.version if data.model else "unknown", frame_seq=data.frame_seq,
+        model_version=data.model.version if data.model else "unknown",
+        frame_seq=data.frame_seq,
         captured_at=datetime.fromisoformat(event.time.replace("Z", "+00:00")),
-        evidence_sha256=data.evidence_sha256, board_xyxy=(x1, y1, x2, y2),
-        crop_width=data.crop.width, crop_height=data.crop.height,
-        boxes=tuple(BoxRecord(float(b.xyxy[0]), float(b.xyxy[1]), float(b.xyxy[2]), float(b.xyxy[3]),
-                              float(b.confidence), b.class_name) for b in data.defects),
-        recipe=data.recipe, golden_sha256=data.golden_sha256, alignment_score=data.alignment_score,
+        evidence_sha256=data.evidence_sha256,
+        board_xyxy=(x1, y1, x2, y2),
+        crop_width=data.crop.width,
+        crop_height=data.crop.height,
+        boxes=tuple(
+            BoxRecord(
+                float(b.xyxy[0]),
+                float(b.xyxy[1]),
+                float(b.xyxy[2]),
+                float(b.xyxy[3]),
+                float(b.confidence),
+                b.class_name,
+            )
+            for b in data.defects
+        ),
+        recipe=data.recipe,
+        golden_sha256=data.golden_sha256,
+        alignment_score=data.alignment_score,
     )
 
 
@@ -73,10 +92,19 @@ class _Pending:
 class InspectionProjection:
     """Keeps the hub's InspectionStore in step with its edges' part.inspected events; see the module docstring."""
 
-    def __init__(self, store: InspectionStore, settings: NatsSettings, *, retry_s: float = 0.5,
-                 retry_max_s: float = 30.0, give_up_s: float = 3600.0, fetch_per_step: int = 64,
-                 fetch_timeout_s: float = 10.0, max_pending: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: InspectionStore,
+        settings: NatsSettings,
+        *,
+        retry_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        give_up_s: float = 3600.0,
+        fetch_per_step: int = 64,
+        fetch_timeout_s: float = 10.0,
+        max_pending: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store, self.settings = store, settings
         self.retry_s, self.retry_max_s, self.give_up_s = retry_s, retry_max_s, give_up_s
         self.fetch_per_step, self.fetch_timeout_s, self.max_pending = fetch_per_step, fetch_timeout_s, max_pending
@@ -131,7 +159,7 @@ class InspectionProjection:
     async def fetch_due(self, js: JetStreamContext) -> int:
         """Fetch up to ``fetch_per_step`` due evidence JPEGs; returns how many were stored."""
         now = self.clock()
-        due = [sha for sha, p in self._pending.items() if p.due <= now][:self.fetch_per_step]
+        due = [sha for sha, p in self._pending.items() if p.due <= now][: self.fetch_per_step]
         if not due:
             return 0
         if self._bucket is None:
@@ -171,8 +199,9 @@ class InspectionProjection:
         if now - p.first >= self.give_up_s:
             del self._pending[sha]
             self.given_up += 1
-            log.error("hub: evidence %s: %s after %.0f s; giving up (its inspection has no image)",
-                      sha, why, now - p.first)
+            log.error(
+                "hub: evidence %s: %s after %.0f s; giving up (its inspection has no image)", sha, why, now - p.first
+            )
             return
         p.due = now + min(self.retry_max_s, self.retry_s * 2 ** min(p.attempts - 1, 16))
         log.debug("hub: evidence %s: %s; retry %d in %.1f s", sha, why, p.attempts, p.due - now)

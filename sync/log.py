@@ -98,9 +98,16 @@ def _upsert(conn: Connection, table, key: dict, values: dict) -> None:  # type: 
 class EventLog:
     """See the module docstring."""
 
-    def __init__(self, engine: Engine, *, ring_size: int = 50_000, batch_max: int = 5_000,
-                 max_queue: int = 50_000, retry_s: tuple[float, float] = (0.05, 2.0),
-                 grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        ring_size: int = 50_000,
+        batch_max: int = 5_000,
+        max_queue: int = 50_000,
+        retry_s: tuple[float, float] = (0.05, 2.0),
+        grace_s: float = 5.0,
+    ) -> None:
         self.engine = engine
         self._write_engine = write_bind(engine)
         self.batch_max, self.max_queue = batch_max, max_queue
@@ -190,8 +197,12 @@ class EventLog:
         with self._queue_cond:
             if self._queue and self._queued + len(drafts) > self.max_queue:
                 self.refused += len(drafts)
-                sub.done.set_exception(Backlogged(f"event log: {self._queued} events are waiting to be committed "
-                                                  f"(at most {self.max_queue}); {len(drafts)} refused"))
+                sub.done.set_exception(
+                    Backlogged(
+                        f"event log: {self._queued} events are waiting to be committed "
+                        f"(at most {self.max_queue}); {len(drafts)} refused"
+                    )
+                )
                 if time.monotonic() - self._logged_at > 10.0:
                     self._logged_at = time.monotonic()
                     log.error("event log queue full (%d events): %d refused so far", self._queued, self.refused)
@@ -207,19 +218,28 @@ class EventLog:
         False on timeout, without a running writer, or once commits have failed for ``grace_s``
         (a short failure is waited out: the writer retries it).
         """
+
         def given_up() -> bool:
             return self._fault is not None and time.time() - self._fault[1] >= self.grace_s
 
         with self._queue_cond:
-            self._queue_cond.wait_for(lambda: (not self._queue and not self._busy) or given_up()
-                                      or not self._writing(), timeout)
+            self._queue_cond.wait_for(
+                lambda: (not self._queue and not self._busy) or given_up() or not self._writing(), timeout
+            )
             return not self._queue and not self._busy
 
     def health(self) -> LogHealth:
         with self._queue_cond:
             fault = self._fault
-            return LogHealth(fault[0] if fault else None, fault[1] if fault else None, self._queued, self.retries,
-                             self.refused, self.failed, self.lost)
+            return LogHealth(
+                fault[0] if fault else None,
+                fault[1] if fault else None,
+                self._queued,
+                self.retries,
+                self.refused,
+                self.failed,
+                self.lost,
+            )
 
     def _writing(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -255,11 +275,11 @@ class EventLog:
         self._queue.clear()
         self._queued = 0
         self.lost += n
-        log.error("event log stopped with %d events in %d submissions not committed: %s", n, len(subs),
-                  self._fault[0])
+        log.error("event log stopped with %d events in %d submissions not committed: %s", n, len(subs), self._fault[0])
         for sub in subs:
-            sub.done.set_exception(StoreUnavailableError(f"the event log stopped before this could be committed "
-                                                         f"({self._fault[0]})"))
+            sub.done.set_exception(
+                StoreUnavailableError(f"the event log stopped before this could be committed ({self._fault[0]})")
+            )
 
     def _run(self) -> None:
         while True:
@@ -308,8 +328,9 @@ class EventLog:
                 self._note(error)
                 return batch
             if len(batch) == 1:
-                log.error("event log: a submission of %d events can never commit (%s); dropped",
-                          len(batch[0].drafts), error)
+                log.error(
+                    "event log: a submission of %d events can never commit (%s); dropped", len(batch[0].drafts), error
+                )
                 self.failed += 1
                 batch[0].done.set_exception(error)
                 return []
@@ -317,12 +338,12 @@ class EventLog:
             for i, sub in enumerate(batch):
                 left = self._commit_submissions([sub])
                 if left:
-                    return left + batch[i + 1:]
+                    return left + batch[i + 1 :]
             return []
         self._note(None)
         i = 0
         for sub in batch:
-            sub.done.set_result(out[i:i + len(sub.drafts)])
+            sub.done.set_result(out[i : i + len(sub.drafts)])
             i += len(sub.drafts)
         return []
 
@@ -343,8 +364,12 @@ class EventLog:
                 if ev.id in known or ev.sequence <= seqs.get(ev.line_id, 0):
                     continue
                 if ev.sequence != seqs.get(ev.line_id, 0) + 1:
-                    log.warning("line %s: sequence jumps from %d to %d (an edge lost events?)",
-                                ev.line_id, seqs.get(ev.line_id, 0), ev.sequence)
+                    log.warning(
+                        "line %s: sequence jumps from %d to %d (an edge lost events?)",
+                        ev.line_id,
+                        seqs.get(ev.line_id, 0),
+                        ev.sequence,
+                    )
                 seqs[ev.line_id] = ev.sequence
                 known.add(ev.id)
                 fresh.append(ev)
@@ -368,9 +393,21 @@ class EventLog:
                     for extra in extras:
                         extra(conn)
                     if out:
-                        conn.execute(events.insert(), [
-                            {"offset": e.offset, "id": e.id, "line_id": e.line_id, "sequence": e.sequence,
-                             "type": e.type, "time": e.time, "body": e.body} for e in out])
+                        conn.execute(
+                            events.insert(),
+                            [
+                                {
+                                    "offset": e.offset,
+                                    "id": e.id,
+                                    "line_id": e.line_id,
+                                    "sequence": e.sequence,
+                                    "type": e.type,
+                                    "time": e.time,
+                                    "body": e.body,
+                                }
+                                for e in out
+                            ],
+                        )
                     for line in touched:
                         _upsert(conn, event_lines, {"line_id": line}, {"last_sequence": seqs[line]})
             except exc.OperationalError as error:  # full disk, lock, lost connection: the caller may retry
@@ -398,17 +435,21 @@ class EventLog:
         if after > self._head:
             raise BadOffset(f"offset {after} is past the end of the log (last offset {self._head})")
         if after + 1 < self._first:
-            raise OffsetExpired(f"offset {after} is older than retention: the oldest kept event has offset "
-                                f"{self._first}; resume from {self._first - 1} or rebuild from the twin",
-                                self._first)
+            raise OffsetExpired(
+                f"offset {after} is older than retention: the oldest kept event has offset "
+                f"{self._first}; resume from {self._first - 1} or rebuild from the twin",
+                self._first,
+            )
 
-    def read(self, after: int, limit: int = 1000, types: Sequence[str] | None = None,
-             line: str | None = None) -> list[Event]:
+    def read(
+        self, after: int, limit: int = 1000, types: Sequence[str] | None = None, line: str | None = None
+    ) -> list[Event]:
         """Up to ``limit`` events with offset > ``after``, in offset order, optionally filtered."""
         return self.scan(after, limit, types, line)[0]
 
-    def scan(self, after: int, limit: int = 1000, types: Sequence[str] | None = None,
-             line: str | None = None) -> tuple[list[Event], int]:
+    def scan(
+        self, after: int, limit: int = 1000, types: Sequence[str] | None = None, line: str | None = None
+    ) -> tuple[list[Event], int]:
         """``read``, plus the offset up to which the log was looked at (resume a filtered read there)."""
         self.check_after(after)
         wanted = set(types) if types else None
@@ -429,8 +470,9 @@ class EventLog:
                             return out, e.offset
                 return out, head
         c = events.c
-        query = (select(c.offset, c.sequence, c.line_id, c.type, c.id, c.time, c.body)
-                 .where(c.offset > after, c.offset <= head))  # never past the head it reports as scanned
+        query = select(c.offset, c.sequence, c.line_id, c.type, c.id, c.time, c.body).where(
+            c.offset > after, c.offset <= head
+        )  # never past the head it reports as scanned
         if wanted is not None:
             query = query.where(events.c.type.in_(sorted(wanted)))
         if line is not None:
@@ -440,8 +482,9 @@ class EventLog:
         found = [Event(*row) for row in rows]
         return found, (found[-1].offset if len(found) >= limit else head)
 
-    def iter_all(self, after: int = 0, upto: int | None = None, chunk: int = 20_000,
-                 line: str | None = None) -> Iterable[Event]:
+    def iter_all(
+        self, after: int = 0, upto: int | None = None, chunk: int = 20_000, line: str | None = None
+    ) -> Iterable[Event]:
         """Every event (of ``line``) with ``after`` < offset <= ``upto`` (default: head), in order."""
         end = self._head if upto is None else upto
         while after < end:

@@ -53,8 +53,12 @@ class _Link:
         self.up = False
         self.answered = False  # CONNACK received, or the connection closed before it
         self.refused = ""
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=True, reconnect_on_failure=False)
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=True,
+            reconnect_on_failure=False,
+        )
         self.client.max_inflight_messages_set(inflight)
         self.client.will_set(will_topic, will_payload, qos=1, retain=True)
         self.client.on_connect = self._on_connect
@@ -85,8 +89,7 @@ class _Link:
         while True:
             down = not self.up  # read before counting: acks that came before the drop still count
             start = done
-            while done < len(infos) and infos[done].rc == MQTTErrorCode.MQTT_ERR_SUCCESS \
-                    and infos[done].is_published():
+            while done < len(infos) and infos[done].rc == MQTTErrorCode.MQTT_ERR_SUCCESS and infos[done].is_published():
                 done += 1
             now = time.monotonic()
             if done > start:
@@ -108,23 +111,36 @@ class _Link:
         self.client.loop_stop()
 
     # paho callbacks (its network thread) ---------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
-                    properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         with self.cond:
             self.answered, self.up = True, not reason_code.is_failure
             self.refused = "" if self.up else str(reason_code)
             self.cond.notify_all()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         with self.cond:
             was_up, self.up, self.answered = self.up, False, True
             self.cond.notify_all()
         if was_up:
             log.info("mqtt %s: disconnected (%s)", self.label, reason_code)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
-                    properties: Properties | None) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties | None
+    ) -> None:
         with self.cond:
             self.cond.notify_all()
 
@@ -132,8 +148,17 @@ class _Link:
 class MqttForwarder(Forwarder):
     """Forwards every event, the retained twins and the edge status to one MQTT broker."""
 
-    def __init__(self, event_log: EventLog, twins: TwinStore, settings: MqttSettings, edge_id: str, *,
-                 batch: int = 500, retry_max_s: float = 5.0, ack_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        twins: TwinStore,
+        settings: MqttSettings,
+        edge_id: str,
+        *,
+        batch: int = 500,
+        retry_max_s: float = 5.0,
+        ack_timeout_s: float = 5.0,
+    ) -> None:
         super().__init__(event_log, "mqtt", batch=batch, retry_max_s=retry_max_s)
         self.twins, self.settings, self.edge_id = twins, settings, edge_id
         self.ack_timeout_s = ack_timeout_s
@@ -161,8 +186,13 @@ class MqttForwarder(Forwarder):
     def connect(self) -> None:
         self._drop()
         s = self.settings
-        link = _Link(self.client_id, self.status_topic, self.status_payload("offline"),
-                     inflight=max(1000, self.batch), label=f"{s.host}:{s.port}")
+        link = _Link(
+            self.client_id,
+            self.status_topic,
+            self.status_payload("offline"),
+            inflight=max(1000, self.batch),
+            label=f"{s.host}:{s.port}",
+        )
         link.open(s.host, s.port, s.keepalive_s)
         self._link = link
         self.connects += 1
@@ -193,8 +223,13 @@ class MqttForwarder(Forwarder):
             self._sent_upto = max(self._sent_upto, batch[len(infos) - 1].offset)
         confirmed = link.acked(infos, self.ack_timeout_s)
         if confirmed < len(batch) and link.up:  # alive but silent: start over on a fresh connection
-            log.warning("mqtt %s: broker confirmed %d of %d events, then nothing for %.1f s; reconnecting",
-                        link.label, confirmed, len(batch), self.ack_timeout_s)
+            log.warning(
+                "mqtt %s: broker confirmed %d of %d events, then nothing for %.1f s; reconnecting",
+                link.label,
+                confirmed,
+                len(batch),
+                self.ack_timeout_s,
+            )
             self._drop()
         return confirmed
 

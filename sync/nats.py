@@ -67,8 +67,11 @@ async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> None:
             info = await js.stream_info(settings.stream)
         except NotFoundError:
             try:
-                await js.add_stream(name=settings.stream, subjects=stream_subjects(settings),
-                                    duplicate_window=settings.duplicate_window_s)
+                await js.add_stream(
+                    name=settings.stream,
+                    subjects=stream_subjects(settings),
+                    duplicate_window=settings.duplicate_window_s,
+                )
                 log.info("nats: created stream %s on %s", settings.stream, stream_subjects(settings)[0])
                 return
             except BadRequestError as error:  # created meanwhile (10058 "already in use"): look again
@@ -82,8 +85,12 @@ async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> None:
         if wanted not in subjects:
             subjects.append(wanted)
         await js.update_stream(config.evolve(subjects=subjects, duplicate_window=settings.duplicate_window_s))
-        log.info("nats: updated stream %s (subjects %s, duplicate window %.0f s)", settings.stream, subjects,
-                 settings.duplicate_window_s)
+        log.info(
+            "nats: updated stream %s (subjects %s, duplicate window %.0f s)",
+            settings.stream,
+            subjects,
+            settings.duplicate_window_s,
+        )
         return
     raise BrokerError(f"nats: stream {settings.stream}: could not create or read it")
 
@@ -128,10 +135,17 @@ async def connect(settings: NatsSettings, name: str, timeout_s: int = 2) -> Clie
     try:
         # nats-py applies max_reconnect_attempts to the first connect too (-1 would retry it forever):
         # try twice there, then never give up once connected.
-        await nc.connect(settings.url, name=name, connect_timeout=timeout_s, max_reconnect_attempts=1,
-                         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, used as seconds
-                         allow_reconnect=True, error_cb=on_error,
-                         disconnected_cb=on_disconnected, reconnected_cb=on_reconnected)
+        await nc.connect(
+            settings.url,
+            name=name,
+            connect_timeout=timeout_s,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, used as seconds
+            allow_reconnect=True,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
     except Exception as error:  # NoServersError, OSError, TimeoutError
         raise BrokerError(f"nats: cannot connect to {settings.url}: {type(error).__name__}: {error}") from None
     nc.options["max_reconnect_attempts"] = -1
@@ -164,8 +178,16 @@ class LoopThread:
 class NatsForwarder(Forwarder):
     """Publishes the event log to a JetStream stream, at least once, deduplicated by event id."""
 
-    def __init__(self, event_log: EventLog, settings: NatsSettings, edge_id: str, *, batch: int = 500,
-                 ack_timeout_s: float = 5.0, evidence_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        settings: NatsSettings,
+        edge_id: str,
+        *,
+        batch: int = 500,
+        ack_timeout_s: float = 5.0,
+        evidence_dir: Path | None = None,
+    ) -> None:
         super().__init__(event_log, f"nats-{settings.stream}", batch=batch)
         self.settings, self.edge_id, self.ack_timeout_s = settings, edge_id, ack_timeout_s
         self.duplicates = 0  # events JetStream already had (PubAck.duplicate): re-sends after a restart
@@ -206,7 +228,7 @@ class NatsForwarder(Forwarder):
     async def _send(self, js: JetStreamContext, batch: Sequence[Event]) -> int:
         confirmed = 0
         for start in range(0, len(batch), CHUNK):
-            chunk = batch[start:start + CHUNK]
+            chunk = batch[start : start + CHUNK]
             try:
                 await self._put_evidence(chunk)
             except Exception as put_error:  # bucket away: publish nothing of this chunk, retried with backoff
@@ -214,8 +236,14 @@ class NatsForwarder(Forwarder):
                 return confirmed
             futures: list[asyncio.Future[Any]] = []
             for event in chunk:  # written in order on one connection: the stream keeps log order
-                futures.append(await js.publish_async(subject(self.settings, event), event.body.encode(),
-                                                      stream=self.settings.stream, headers={MSG_ID: event.id}))
+                futures.append(
+                    await js.publish_async(
+                        subject(self.settings, event),
+                        event.body.encode(),
+                        stream=self.settings.stream,
+                        headers={MSG_ID: event.id},
+                    )
+                )
             await asyncio.wait(futures, timeout=self.ack_timeout_s)
             for future in futures:
                 if not future.done():

@@ -36,12 +36,22 @@ def _box(xyxy: Any) -> list[float]:
     return [round(float(v), 1) for v in list(xyxy)[:4]]
 
 
-def line_recipe_draft(line_id: str, source: str, recipe: str | None, previous: str | None,
-                      golden_sha256: str | None, changed_by: str) -> Draft:
+def line_recipe_draft(
+    line_id: str, source: str, recipe: str | None, previous: str | None, golden_sha256: str | None, changed_by: str
+) -> Draft:
     """The line.recipe_changed event: the line's recipe (and golden) is now ``recipe``, was ``previous``."""
-    return Draft("line.recipe_changed", line_id, source,
-                 {"line_id": line_id, "recipe": recipe, "previous": previous, "golden_sha256": golden_sha256,
-                  "changed_by": changed_by})
+    return Draft(
+        "line.recipe_changed",
+        line_id,
+        source,
+        {
+            "line_id": line_id,
+            "recipe": recipe,
+            "previous": previous,
+            "golden_sha256": golden_sha256,
+            "changed_by": changed_by,
+        },
+    )
 
 
 def _reference_data(verdict: Verdict) -> dict[str, Any]:
@@ -50,15 +60,25 @@ def _reference_data(verdict: Verdict) -> dict[str, Any]:
     if ref is None:
         return {"recipe": None, "golden_sha256": None, "alignment_score": None}
     score = float(ref.alignment_score)
-    return {"recipe": ref.recipe, "golden_sha256": ref.golden_sha256,
-            "alignment_score": round(score, 4) if math.isfinite(score) else None}
+    return {
+        "recipe": ref.recipe,
+        "golden_sha256": ref.golden_sha256,
+        "alignment_score": round(score, 4) if math.isfinite(score) else None,
+    }
 
 
 class EngineRecorder:
     """See the module docstring."""
 
-    def __init__(self, event_log: EventLog, twins: TwinStore, line_id: str, edge_id: str,
-                 models: Mapping[str, ModelInfo], poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        twins: TwinStore,
+        line_id: str,
+        edge_id: str,
+        models: Mapping[str, ModelInfo],
+        poll_s: float = 0.5,
+    ) -> None:
         self.log, self.twins, self.line_id, self.edge_id = event_log, twins, line_id, edge_id
         self.models = dict(models)
         self.poll_s = poll_s
@@ -72,10 +92,15 @@ class EngineRecorder:
     def source(self, camera_id: str | None = None) -> str:
         return f"/twinspect/{self.edge_id}" + (f"/{camera_id}" if camera_id else "")
 
-    def _draft(self, kind: str, data: dict[str, Any], camera_id: str | None = None, subject: str | None = None,
-               time_iso: str | None = None) -> Draft:
-        return Draft(kind, self.line_id, self.source(camera_id), data, subject=subject,
-                     time=time_iso or rfc3339())
+    def _draft(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        camera_id: str | None = None,
+        subject: str | None = None,
+        time_iso: str | None = None,
+    ) -> Draft:
+        return Draft(kind, self.line_id, self.source(camera_id), data, subject=subject, time=time_iso or rfc3339())
 
     # engine listener ---------------------------------------------------------------------------
     def __call__(self, event: Any) -> None:
@@ -86,18 +111,48 @@ class EngineRecorder:
     def drafts_for(self, event: Any) -> list[Draft]:
         """Drafts of a camera-thread event, stamped now (frame times of simulated lines are media times)."""
         if isinstance(event, PartEntered):
-            return [self._draft("part.entered", {"part_id": event.part_id, "camera_id": event.camera_id,
-                                                 "track_id": event.track_id, "box": _box(event.board_xyxy),
-                                                 "frame_seq": event.frame_seq},
-                                event.camera_id, event.part_id)]
+            return [
+                self._draft(
+                    "part.entered",
+                    {
+                        "part_id": event.part_id,
+                        "camera_id": event.camera_id,
+                        "track_id": event.track_id,
+                        "box": _box(event.board_xyxy),
+                        "frame_seq": event.frame_seq,
+                    },
+                    event.camera_id,
+                    event.part_id,
+                )
+            ]
         if isinstance(event, PartExited):
-            return [self._draft("part.exited", {"part_id": event.part_id, "camera_id": event.camera_id,
-                                                "inspected": event.inspected, "frame_seq": event.frame_seq},
-                                event.camera_id, event.part_id)]
+            return [
+                self._draft(
+                    "part.exited",
+                    {
+                        "part_id": event.part_id,
+                        "camera_id": event.camera_id,
+                        "inspected": event.inspected,
+                        "frame_seq": event.frame_seq,
+                    },
+                    event.camera_id,
+                    event.part_id,
+                )
+            ]
         if isinstance(event, PartUninspected):
-            return [self._draft("part.uninspected", {"part_id": event.part_id, "camera_id": event.camera_id,
-                                                     "reason": event.reason, "frame_seq": event.frame_seq},
-                                event.camera_id, event.part_id)]
+            return [
+                self._draft(
+                    "part.uninspected",
+                    {
+                        "part_id": event.part_id,
+                        "camera_id": event.camera_id,
+                        "reason": event.reason,
+                        "frame_seq": event.frame_seq,
+                    },
+                    event.camera_id,
+                    event.part_id,
+                )
+            ]
         if isinstance(event, LineStateChanged):
             return self._line_drafts(event)
         return []
@@ -106,19 +161,34 @@ class EngineRecorder:
         with self._lock:
             self._camera_line[event.camera_id] = event.state
             states = set(self._camera_line.values())
-            line = (LineState.RUNNING if LineState.RUNNING in states
-                    else LineState.STOPPED if LineState.STOPPED in states else LineState.UNKNOWN)
+            line = (
+                LineState.RUNNING
+                if LineState.RUNNING in states
+                else LineState.STOPPED
+                if LineState.STOPPED in states
+                else LineState.UNKNOWN
+            )
             if line is self._line or line is LineState.UNKNOWN:
                 return []
             self._line = line
         kind = "line.started" if line is LineState.RUNNING else "line.stopped"
-        return [self._draft(kind, {"camera_id": event.camera_id, "frame_seq": event.frame_seq,
-                                   "cameras": {k: v.value for k, v in sorted(self._camera_line.items())}},
-                            None, None)]
+        return [
+            self._draft(
+                kind,
+                {
+                    "camera_id": event.camera_id,
+                    "frame_seq": event.frame_seq,
+                    "cameras": {k: v.value for k, v in sorted(self._camera_line.items())},
+                },
+                None,
+                None,
+            )
+        ]
 
     # verdict sink outbox -----------------------------------------------------------------------
-    def outbox(self, handled: list[tuple[Inspected, InspectionRecord | None]],
-               extra: Callable[[Any], None] | None) -> Future[Any]:
+    def outbox(
+        self, handled: list[tuple[Inspected, InspectionRecord | None]], extra: Callable[[Any], None] | None
+    ) -> Future[Any]:
         """Queue the batch's events with its rows; the future says when both are committed (or why not)."""
         return self.log.publish([self.inspected_draft(done, rec) for done, rec in handled], extra)
 
@@ -126,10 +196,16 @@ class EngineRecorder:
         v = done.verdict
         model = self.models.get("defect")
         data = {
-            "part_id": v.part_id, "camera_id": v.camera_id, "track_id": v.track_id,
-            "inspection_id": record.id if record else None, "verdict": v.outcome.value,
-            "defects": v.defects.boxes_json(), "reasons": list(v.reasons), "board_box": _box(v.board_xyxy),
-            "frame_seq": v.frame_seq, "latency_ms": round(done.latency_s * 1000.0, 2),
+            "part_id": v.part_id,
+            "camera_id": v.camera_id,
+            "track_id": v.track_id,
+            "inspection_id": record.id if record else None,
+            "verdict": v.outcome.value,
+            "defects": v.defects.boxes_json(),
+            "reasons": list(v.reasons),
+            "board_box": _box(v.board_xyxy),
+            "frame_seq": v.frame_seq,
+            "latency_ms": round(done.latency_s * 1000.0, 2),
             "model": {"name": model.name, "version": model.version} if model else None,
             "evidence_sha256": record.evidence_sha256 if record else None,
             "crop": {"width": record.crop_width, "height": record.crop_height} if record else None,
@@ -159,8 +235,9 @@ class EngineRecorder:
         for role, info in sorted(self.models.items()):
             last = seen.get(role)
             if last is None or (last["name"], last["version"]) != (info.name, info.version):
-                drafts.append(self._draft("model.activated", {"role": role, "name": info.name,
-                                                              "version": info.version}))
+                drafts.append(
+                    self._draft("model.activated", {"role": role, "name": info.name, "version": info.version})
+                )
         if drafts:
             self.log.publish(drafts)
 
@@ -172,8 +249,7 @@ class EngineRecorder:
         previous, previous_sha = self.twins.line_recipe(self.line_id)
         if (previous, previous_sha) == (recipe, golden_sha256):
             return False
-        self.log.publish([line_recipe_draft(self.line_id, self.source(), recipe, previous, golden_sha256,
-                                            changed_by)])
+        self.log.publish([line_recipe_draft(self.line_id, self.source(), recipe, previous, golden_sha256, changed_by)])
         return True
 
     def camera_drafts(self, sources: Mapping[str, FrameSource]) -> list[Draft]:
@@ -189,9 +265,13 @@ class EngineRecorder:
             if cid not in self._online and st.state is SourceState.STOPPED:
                 continue
             self._online[cid] = online
-            drafts.append(self._draft("camera.online" if online else "camera.offline",
-                                      {"camera_id": cid, "state": st.state.value, "last_error": st.last_error},
-                                      cid))
+            drafts.append(
+                self._draft(
+                    "camera.online" if online else "camera.offline",
+                    {"camera_id": cid, "state": st.state.value, "last_error": st.last_error},
+                    cid,
+                )
+            )
         return drafts
 
     def _watch(self, sources: dict[str, FrameSource]) -> None:

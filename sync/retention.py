@@ -18,8 +18,9 @@ from sync.tables import twin_snapshots
 from sync.twin import TwinStore
 
 
-def cut_offset(log: EventLog, *, max_events: int | None = None, max_age_s: float | None = None,
-               now: float | None = None) -> int:
+def cut_offset(
+    log: EventLog, *, max_events: int | None = None, max_age_s: float | None = None, now: float | None = None
+) -> int:
     """The first offset retention keeps (never past the newest event)."""
     cut = log.first
     if max_events is not None:
@@ -30,8 +31,14 @@ def cut_offset(log: EventLog, *, max_events: int | None = None, max_age_s: float
     return min(cut, log.head)
 
 
-def prune(log: EventLog, twins: TwinStore, *, max_events: int | None = None, max_age_s: float | None = None,
-          now: float | None = None) -> int:
+def prune(
+    log: EventLog,
+    twins: TwinStore,
+    *,
+    max_events: int | None = None,
+    max_age_s: float | None = None,
+    now: float | None = None,
+) -> int:
     """Apply retention; returns how many events were deleted."""
     cut = cut_offset(log, max_events=max_events, max_age_s=max_age_s, now=now)
     if cut <= log.first:
@@ -40,8 +47,11 @@ def prune(log: EventLog, twins: TwinStore, *, max_events: int | None = None, max
 
     def save_snapshots(conn: Connection) -> None:
         for row in rows:
-            exists = conn.execute(select(twin_snapshots.c.revision).where(
-                twin_snapshots.c.line_id == row["line_id"], twin_snapshots.c.revision == row["revision"])).first()
+            exists = conn.execute(
+                select(twin_snapshots.c.revision).where(
+                    twin_snapshots.c.line_id == row["line_id"], twin_snapshots.c.revision == row["revision"]
+                )
+            ).first()
             if exists is None:
                 conn.execute(twin_snapshots.insert(), row)
 

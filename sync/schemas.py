@@ -61,18 +61,29 @@ class PartInspectedData(_Data):
     frame_seq: int
     latency_ms: float = Field(description="Frame capture to verdict.")
     model: ModelRef | None
-    evidence_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
-                                        description="sha256 of the evidence JPEG (the object's name in the "
-                                                    "evidence bucket); null when not stored.")
+    evidence_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the evidence JPEG (the object's name in the evidence bucket); null when not stored.",
+    )
     crop: CropSize | None = Field(None, description="Size of the board crop in pixels; null when not stored.")
-    recipe: str | None = Field(None, max_length=100, description="Recipe (product) whose golden image the board was "
-                               "compared with; null without a golden.")
-    golden_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
-                                      description="sha256 of the golden image file (GET /api/v1/goldens/{sha256}); "
-                                                  "null without a golden.")
-    alignment_score: float | None = Field(None, ge=-1, le=1,
-                                          description="How well the board aligned to the golden (normalised "
-                                                      "correlation, 1 = identical); null when not measured.")
+    recipe: str | None = Field(
+        None,
+        max_length=100,
+        description="Recipe (product) whose golden image the board was compared with; null without a golden.",
+    )
+    golden_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the golden image file (GET /api/v1/goldens/{sha256}); null without a golden.",
+    )
+    alignment_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="How well the board aligned to the golden (normalised "
+        "correlation, 1 = identical); null when not measured.",
+    )
 
 
 class PartUninspectedData(_Data):
@@ -119,13 +130,18 @@ class ModelActivatedData(_Data):
 
 class LineRecipeChangedData(_Data):
     line_id: str
-    recipe: str | None = Field(max_length=100, description="The recipe (product) every board is now compared with; "
-                                                            "null: none set for the whole line.")
+    recipe: str | None = Field(
+        max_length=100,
+        description="The recipe (product) every board is now compared with; null: none set for the whole line.",
+    )
     previous: str | None = Field(description="The line's recipe before the change, as the twin knew it.")
-    golden_sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$",
-                                      description="sha256 of the new recipe's golden image file; null without one.")
-    changed_by: str = Field(description="Who changed it: a token's name, or 'config' when the engine started with "
-                                        "another recipe than the twin last recorded.")
+    golden_sha256: str | None = Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 of the new recipe's golden image file; null without one."
+    )
+    changed_by: str = Field(
+        description="Who changed it: a token's name, or 'config' when the engine started with "
+        "another recipe than the twin last recorded."
+    )
 
 
 class Difference(BaseModel):
@@ -140,12 +156,18 @@ class TwinDriftData(_Data):
 
 
 DATA_MODELS: dict[str, type[BaseModel]] = {
-    "part.entered": PartEnteredData, "part.inspected": PartInspectedData,
-    "part.uninspected": PartUninspectedData, "part.exited": PartExitedData,
-    "line.started": LineStateData, "line.stopped": LineStateData,
-    "camera.online": CameraStateData, "camera.offline": CameraStateData,
-    "review.corrected": ReviewCorrectedData, "model.activated": ModelActivatedData,
-    "twin.drift": TwinDriftData, "line.recipe_changed": LineRecipeChangedData,
+    "part.entered": PartEnteredData,
+    "part.inspected": PartInspectedData,
+    "part.uninspected": PartUninspectedData,
+    "part.exited": PartExitedData,
+    "line.started": LineStateData,
+    "line.stopped": LineStateData,
+    "camera.online": CameraStateData,
+    "camera.offline": CameraStateData,
+    "review.corrected": ReviewCorrectedData,
+    "model.activated": ModelActivatedData,
+    "twin.drift": TwinDriftData,
+    "line.recipe_changed": LineRecipeChangedData,
 }
 assert set(DATA_MODELS) == set(EVENT_TYPES)
 
@@ -169,10 +191,16 @@ def event_schema(short_type: str) -> dict[str, Any]:
             "subject": {"type": "string"},
             "datacontenttype": {"const": "application/json"},
             "lineid": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"},
-            "sequence": {"type": "integer", "minimum": 1,
-                         "description": "Position in the line's stream: strictly increasing, no gaps."},
-            "offset": {"type": "integer", "minimum": 1,
-                       "description": "Position in the serving log (feeds only; resume with it)."},
+            "sequence": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Position in the line's stream: strictly increasing, no gaps.",
+            },
+            "offset": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Position in the serving log (feeds only; resume with it).",
+            },
             "data": data,
         },
         "$defs": defs,

@@ -1,9 +1,9 @@
 """The sync side of a running twinspect: event log, twin, broker forwarders, retention.
 
-    sync = SyncService.open(db_engine, settings.sync)   # log + twins + forwarders per config
-    sync.start()            # writer thread, forwarders, retention timer
-    ... engine events -> sync.log.publish(drafts) ...
-    sync.stop()             # commits what is queued, lets forwarders drain, stops
+sync = SyncService.open(db_engine, settings.sync)   # log + twins + forwarders per config
+sync.start()            # writer thread, forwarders, retention timer
+... engine events -> sync.log.publish(drafts) ...
+sync.stop()             # commits what is queued, lets forwarders drain, stops
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from sync.twin import TwinStore
 log = logging.getLogger(__name__)
 
 
-def build_forwarders(event_log: EventLog, twins: TwinStore, settings: SyncSettings,
-                     evidence_dir: Path | None = None) -> list[Forwarder]:
+def build_forwarders(
+    event_log: EventLog, twins: TwinStore, settings: SyncSettings, evidence_dir: Path | None = None
+) -> list[Forwarder]:
     """The broker forwarders the config enables (imported only when enabled).
 
     ``evidence_dir``: the edge's evidence folder; NATS then also puts the JPEGs of its inspections
@@ -45,16 +46,18 @@ def build_forwarders(event_log: EventLog, twins: TwinStore, settings: SyncSettin
 class SyncService:
     """Owns the event log of one database, its twins, forwarders and retention."""
 
-    def __init__(self, event_log: EventLog, twins: TwinStore, settings: SyncSettings,
-                 forwarders: list[Forwarder] | None = None) -> None:
+    def __init__(
+        self, event_log: EventLog, twins: TwinStore, settings: SyncSettings, forwarders: list[Forwarder] | None = None
+    ) -> None:
         self.log, self.twins, self.settings = event_log, twins, settings
         self.forwarders = forwarders or []
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
 
     @classmethod
-    def open(cls, db: Engine, settings: SyncSettings, *, forwarders: bool = True,
-             evidence_dir: Path | None = None) -> SyncService:
+    def open(
+        cls, db: Engine, settings: SyncSettings, *, forwarders: bool = True, evidence_dir: Path | None = None
+    ) -> SyncService:
         event_log = EventLog(db)
         twins = TwinStore(event_log)
         fw = build_forwarders(event_log, twins, settings, evidence_dir) if forwarders else []
@@ -82,8 +85,12 @@ class SyncService:
 
     def retain_now(self) -> int:
         r = self.settings.retention
-        return prune(self.log, self.twins, max_events=r.max_events,
-                     max_age_s=None if r.max_age_days is None else r.max_age_days * 86400.0)
+        return prune(
+            self.log,
+            self.twins,
+            max_events=r.max_events,
+            max_age_s=None if r.max_age_days is None else r.max_age_days * 86400.0,
+        )
 
     def _retain(self) -> None:
         while not self._stop.wait(self.settings.retention.interval_s):

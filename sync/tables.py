@@ -14,7 +14,8 @@ from inspection.store.models import Base
 Offset = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY = rowid on SQLite
 
 events = Table(
-    "events", Base.metadata,
+    "events",
+    Base.metadata,
     Column("offset", Offset, primary_key=True, autoincrement=False),
     Column("id", String(36), nullable=False),
     Column("line_id", String(100), nullable=False),
@@ -28,19 +29,22 @@ events = Table(
 )
 
 event_lines = Table(
-    "event_lines", Base.metadata,
+    "event_lines",
+    Base.metadata,
     Column("line_id", String(100), primary_key=True),
     Column("last_sequence", BigInteger, nullable=False),
 )
 
 sync_cursors = Table(
-    "sync_cursors", Base.metadata,
+    "sync_cursors",
+    Base.metadata,
     Column("name", String(200), primary_key=True),
     Column("offset", BigInteger, nullable=False),
 )
 
 twin_snapshots = Table(
-    "twin_snapshots", Base.metadata,
+    "twin_snapshots",
+    Base.metadata,
     Column("line_id", String(100), primary_key=True),
     Column("revision", BigInteger, primary_key=True),
     Column("state", Text, nullable=False),

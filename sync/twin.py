@@ -38,12 +38,25 @@ OUTCOMES = ("pass", "fail", "uncertain")
 
 def new_state(line_id: str) -> dict[str, Any]:
     return {
-        "line_id": line_id, "revision": 0, "offset": 0, "last_time": None,
+        "line_id": line_id,
+        "revision": 0,
+        "offset": 0,
+        "last_time": None,
         "line": {"status": "unknown", "since": None},
-        "cameras": {}, "models": {}, "drift": None,
-        "counters": {"entered": 0, "inspected": 0, "uninspected": 0, "exited": 0, "corrected": 0,
-                     "verdicts": dict.fromkeys(OUTCOMES, 0), "defects": {}},
-        "recent": [], "inspected_per_second": {},
+        "cameras": {},
+        "models": {},
+        "drift": None,
+        "counters": {
+            "entered": 0,
+            "inspected": 0,
+            "uninspected": 0,
+            "exited": 0,
+            "corrected": 0,
+            "verdicts": dict.fromkeys(OUTCOMES, 0),
+            "defects": {},
+        },
+        "recent": [],
+        "inspected_per_second": {},
         "recipe": {"line": None, "last": None},
     }
 
@@ -69,15 +82,24 @@ def _on_inspected(state: dict[str, Any], ce: dict[str, Any]) -> None:
     if len(per_second) > THROUGHPUT_WINDOW_S + 1:
         for key in [k for k in per_second if int(k) <= second - THROUGHPUT_WINDOW_S]:
             del per_second[key]
-    item = {"partId": data["part_id"], "cameraId": data["camera_id"], "verdict": verdict,
-            "defects": sorted({d["class_name"] for d in data.get("defects", [])}),
-            "inspectionId": data.get("inspection_id"), "time": ce["time"]}
+    item = {
+        "partId": data["part_id"],
+        "cameraId": data["camera_id"],
+        "verdict": verdict,
+        "defects": sorted({d["class_name"] for d in data.get("defects", [])}),
+        "inspectionId": data.get("inspection_id"),
+        "time": ce["time"],
+    }
     if data.get("recipe") is not None:
         item["recipe"] = data["recipe"]
         recipe = _recipe_state(state)
-        recipe["last"] = {"partId": data["part_id"], "recipe": data["recipe"],
-                          "goldenSha256": data.get("golden_sha256"), "alignmentScore": data.get("alignment_score"),
-                          "time": ce["time"]}
+        recipe["last"] = {
+            "partId": data["part_id"],
+            "recipe": data["recipe"],
+            "goldenSha256": data.get("golden_sha256"),
+            "alignmentScore": data.get("alignment_score"),
+            "time": ce["time"],
+        }
     state["recent"] = [item, *state["recent"]][:RECENT_PARTS]
 
 
@@ -88,9 +110,13 @@ def _recipe_state(state: dict[str, Any]) -> dict[str, Any]:
 
 def _on_recipe_changed(state: dict[str, Any], ce: dict[str, Any]) -> None:
     data = ce["data"]
-    _recipe_state(state)["line"] = {"name": data["recipe"], "goldenSha256": data.get("golden_sha256"),
-                                    "previous": data.get("previous"), "changedBy": data.get("changed_by"),
-                                    "since": ce["time"]}
+    _recipe_state(state)["line"] = {
+        "name": data["recipe"],
+        "goldenSha256": data.get("golden_sha256"),
+        "previous": data.get("previous"),
+        "changedBy": data.get("changed_by"),
+        "since": ce["time"],
+    }
 
 
 def line_recipe(state: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -128,8 +154,11 @@ def apply(state: dict[str, Any], ce: dict[str, Any], offset: int) -> None:
     elif kind in ("line.started", "line.stopped"):
         state["line"] = {"status": "running" if kind == "line.started" else "stopped", "since": ce["time"]}
     elif kind in ("camera.online", "camera.offline"):
-        state["cameras"][data["camera_id"]] = {"state": kind.split(".")[1], "since": ce["time"],
-                                               "lastError": data.get("last_error")}
+        state["cameras"][data["camera_id"]] = {
+            "state": kind.split(".")[1],
+            "since": ce["time"],
+            "lastError": data.get("last_error"),
+        }
     elif kind == "review.corrected":
         _on_corrected(state, ce)
     elif kind == "model.activated":
@@ -157,15 +186,29 @@ def document(state: dict[str, Any]) -> dict[str, Any]:
         "features": {
             "line": {"properties": dict(state["line"])},
             "cameras": {"properties": state["cameras"]},
-            "counters": {"properties": {"entered": c["entered"], "inspected": inspected,
-                                        "uninspected": c["uninspected"], "exited": c["exited"],
-                                        "corrected": c["corrected"], "verdicts": c["verdicts"],
-                                        "defects": dict(sorted(c["defects"].items()))}},
-            "quality": {"properties": {
-                "yield": round(c["verdicts"]["pass"] / inspected, 6) if inspected else None,
-                "coverage": round(inspected / c["entered"], 6) if c["entered"] else None}},
-            "throughput": {"properties": {"windowSeconds": THROUGHPUT_WINDOW_S,
-                                          "partsPerMinute": round(in_window * 60.0 / THROUGHPUT_WINDOW_S, 3)}},
+            "counters": {
+                "properties": {
+                    "entered": c["entered"],
+                    "inspected": inspected,
+                    "uninspected": c["uninspected"],
+                    "exited": c["exited"],
+                    "corrected": c["corrected"],
+                    "verdicts": c["verdicts"],
+                    "defects": dict(sorted(c["defects"].items())),
+                }
+            },
+            "quality": {
+                "properties": {
+                    "yield": round(c["verdicts"]["pass"] / inspected, 6) if inspected else None,
+                    "coverage": round(inspected / c["entered"], 6) if c["entered"] else None,
+                }
+            },
+            "throughput": {
+                "properties": {
+                    "windowSeconds": THROUGHPUT_WINDOW_S,
+                    "partsPerMinute": round(in_window * 60.0 / THROUGHPUT_WINDOW_S, 3),
+                }
+            },
             "models": {"properties": state["models"]},
             "recentParts": {"properties": {"items": state["recent"]}},
             "drift": {"properties": state["drift"] or {}},
@@ -178,9 +221,14 @@ def _recipe_properties(state: dict[str, Any]) -> dict[str, Any]:
     """The line's recipe and golden (from line.recipe_changed) and the last inspection's (from part.inspected)."""
     recipe = state.get("recipe") or {}
     line = recipe.get("line") or {}
-    return {"name": line.get("name"), "goldenSha256": line.get("goldenSha256"), "since": line.get("since"),
-            "changedBy": line.get("changedBy"), "previous": line.get("previous"),
-            "lastInspection": recipe.get("last")}
+    return {
+        "name": line.get("name"),
+        "goldenSha256": line.get("goldenSha256"),
+        "since": line.get("since"),
+        "changedBy": line.get("changedBy"),
+        "previous": line.get("previous"),
+        "lastInspection": recipe.get("last"),
+    }
 
 
 class TwinStore:
@@ -266,8 +314,9 @@ class TwinStore:
         if state["offset"] + 1 < self.log.first and state["revision"] != revision:
             nxt = self.log.read(self.log.first - 1, 1, line=line)
             if not nxt or nxt[0].sequence != state["revision"] + 1:
-                raise OffsetExpired(f"revision {revision} of line {line!r} is older than retention keeps",
-                                    self.log.first)
+                raise OffsetExpired(
+                    f"revision {revision} of line {line!r} is older than retention keeps", self.log.first
+                )
         return state
 
     def _rebuild(self, line: str, revision: int | None) -> dict[str, Any]:

@@ -26,8 +26,14 @@ def draw_board(rng: np.random.Generator, size: int = 640) -> np.ndarray:
     return img
 
 
-def make_deeppcb(root: Path, boards: int = 6, sep: str = ",", seed: int = 0,
-                 size: int = 640, lists: tuple[str, ...] = ("trainval.txt",)) -> Path:
+def make_deeppcb(
+    root: Path,
+    boards: int = 6,
+    sep: str = ",",
+    seed: int = 0,
+    size: int = 640,
+    lists: tuple[str, ...] = ("trainval.txt",),
+) -> Path:
     """Write a small DeepPCB-layout folder; defect boxes are real marks drawn on the board."""
     rng = np.random.default_rng(seed)
     pcb = root / "PCBData"
@@ -72,12 +78,19 @@ def deeppcb_factory(tmp_path: Path) -> Callable[..., Path]:
 def detections_factory() -> Callable[..., Detections]:
     """Detections from plain lists: boxes [[x1,y1,x2,y2], ...], confidences, class ids."""
 
-    def build(boxes: list[list[float]], conf: list[float] | None = None, cls: list[int] | None = None,
-              names: tuple[str, ...] = ("a", "b")) -> Detections:
+    def build(
+        boxes: list[list[float]],
+        conf: list[float] | None = None,
+        cls: list[int] | None = None,
+        names: tuple[str, ...] = ("a", "b"),
+    ) -> Detections:
         n = len(boxes)
-        return Detections(np.asarray(boxes, np.float32).reshape(n, 4),
-                          np.asarray(conf if conf is not None else [0.9] * n, np.float32),
-                          np.asarray(cls if cls is not None else [0] * n, np.int64), names)
+        return Detections(
+            np.asarray(boxes, np.float32).reshape(n, 4),
+            np.asarray(conf if conf is not None else [0.9] * n, np.float32),
+            np.asarray(cls if cls is not None else [0] * n, np.int64),
+            names,
+        )
 
     return build
 
@@ -117,7 +130,7 @@ def real_board_subset(dest: Path, n: int, offset: int = 0) -> Path:
     import shutil
 
     src = deeppcb_source() / "PCBData"
-    lines = (src / "trainval.txt").read_text().split("\n")[offset:offset + n]
+    lines = (src / "trainval.txt").read_text().split("\n")[offset : offset + n]
     pcb = dest / "PCBData"
     for line in lines:
         img, label = line.split()

@@ -105,8 +105,9 @@ def small_disk(path: Path, mode: str = "tmpfs", size_mb: int = 16) -> Iterator[S
     path.mkdir(parents=True, exist_ok=True)
     mounted = False
     if mode == "tmpfs":
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], capture_output=True, text=True
+        )
         mounted = r.returncode == 0
         if not mounted:
             mode = "injected"
@@ -185,8 +186,14 @@ class OracleDetector:
             with self.source._cond:
                 boxes = self.source.truth.pop(id(image), [])
             n = len(boxes)
-            out.append(Detections(np.asarray(boxes, np.float32).reshape(n, 4), np.full(n, 0.95, np.float32),
-                                  np.zeros(n, np.int64), self.class_names))
+            out.append(
+                Detections(
+                    np.asarray(boxes, np.float32).reshape(n, 4),
+                    np.full(n, 0.95, np.float32),
+                    np.zeros(n, np.int64),
+                    self.class_names,
+                )
+            )
         return out
 
 

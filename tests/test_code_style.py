@@ -11,8 +11,12 @@ PACKAGES = ["inspection", "camera", "sync", "api"]
 
 
 def test_ruff_is_clean():
-    r = subprocess.run([sys.executable, "-m", "ruff", "check", *PACKAGES, "tests", "bench", "examples"], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", *PACKAGES, "tests", "bench", "examples"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -22,7 +26,9 @@ def test_mypy_is_clean():
 
 
 def test_serving_path_does_not_import_torch():
-    code = ("import sys; import api.cli.main, inspection.models, inspection.onnx_detector, inspection.evaluate; "
-            "print('torch' in sys.modules, 'ultralytics' in sys.modules)")
+    code = (
+        "import sys; import api.cli.main, inspection.models, inspection.onnx_detector, inspection.evaluate; "
+        "print('torch' in sys.modules, 'ultralytics' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False False"

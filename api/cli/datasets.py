@@ -22,9 +22,14 @@ def import_deeppcb_cmd(
     background_percent: Annotated[
         int, typer.Option(help="Share of training boards whose defect-free template is added as a background.")
     ] = 10,
-    input_kind: Annotated[str, typer.Option(
-        "--input", help="'image' (the tested board alone) or 'reference' (board, aligned golden and their "
-                        "difference as three planes, PNG).")] = "image",
+    input_kind: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            help="'image' (the tested board alone) or 'reference' (board, aligned golden and their "
+            "difference as three planes, PNG).",
+        ),
+    ] = "image",
     seed: Annotated[int, typer.Option(help="Seed of the reference pairs' misregistration jitter.")] = 0,
 ) -> None:
     """Import DeepPCB into a YOLO dataset with a deterministic validation split and a card."""
@@ -33,11 +38,20 @@ def import_deeppcb_cmd(
     def progress(items):  # type: ignore[no-untyped-def]
         return tqdm(items, desc="checking boards", unit="board", leave=False)
 
-    card = import_deeppcb(src, out, val_percent=val_percent, background_percent=background_percent,
-                          progress=progress, input_kind=input_kind, seed=seed)
+    card = import_deeppcb(
+        src,
+        out,
+        val_percent=val_percent,
+        background_percent=background_percent,
+        progress=progress,
+        input_kind=input_kind,
+        seed=seed,
+    )
     for split, st in card["splits"].items():
-        typer.echo(f"{split:5s} {st['images']:5d} images  {st['boxes']:5d} boxes  "
-                   + " ".join(f"{k}={v}" for k, v in st["boxes_per_class"].items()))
+        typer.echo(
+            f"{split:5s} {st['images']:5d} images  {st['boxes']:5d} boxes  "
+            + " ".join(f"{k}={v}" for k, v in st["boxes_per_class"].items())
+        )
     typer.echo(f"source sha256 {card['source_sha256']}")
     typer.echo(f"wrote {out / 'data.yaml'} and {out / 'CARD.md'}")
 

@@ -29,8 +29,9 @@ def hub_cmd(
     from sync.service import SyncService
 
     settings = settings_from(config, data_dir)
-    server = settings.server.model_copy(update={"host": host or settings.server.host,
-                                                "port": port or settings.server.port})
+    server = settings.server.model_copy(
+        update={"host": host or settings.server.host, "port": port or settings.server.port}
+    )
     nats = settings.sync.nats
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sync = SyncService.open(open_database(settings.database_url), settings.sync, forwarders=False)
@@ -41,14 +42,27 @@ def hub_cmd(
         class_names = tuple(read_card(settings.models.defect.weights)["class_names"])
     except (ModelError, OSError, KeyError, ValueError):
         class_names = ()
-    app = create_app(Services(engine=None, sync=sync, tokens=TokenStore(sync.log.engine),
-                              heartbeat_s=settings.sync.feeds.heartbeat_s, max_page=settings.sync.feeds.max_page,
-                              inspections=inspections, class_names=class_names, review_events=False))
+    app = create_app(
+        Services(
+            engine=None,
+            sync=sync,
+            tokens=TokenStore(sync.log.engine),
+            heartbeat_s=settings.sync.feeds.heartbeat_s,
+            max_page=settings.sync.feeds.max_page,
+            inspections=inspections,
+            class_names=class_names,
+            review_events=False,
+        )
+    )
     url = f"http://{server.host}:{server.port}/"
-    typer.echo(f"twinspect: hub at {url}, consuming stream {nats.stream} ({nats.subject_prefix}.>) "
-               f"from {nats.url} as {nats.durable}")
-    typer.echo(f"  twins at {url}api/v1/twin/LINE, events at {url}api/v1/events?after=N; "
-               f"data in {settings.data_dir}; Ctrl-C stops")
+    typer.echo(
+        f"twinspect: hub at {url}, consuming stream {nats.stream} ({nats.subject_prefix}.>) "
+        f"from {nats.url} as {nats.durable}"
+    )
+    typer.echo(
+        f"  twins at {url}api/v1/twin/LINE, events at {url}api/v1/events?after=N; "
+        f"data in {settings.data_dir}; Ctrl-C stops"
+    )
     typer.echo(f"  inspections (QA) at {url}api/v1/inspections, evidence from bucket {nats.evidence_bucket}")
     typer.echo("  read them with a token from: twinspect tokens create --role twin")
     hub.start()
@@ -56,6 +70,8 @@ def hub_cmd(
         uvicorn.run(app, host=server.host, port=server.port, log_level="warning")
     finally:
         hub.stop()
-        typer.echo(f"twinspect: hub stopped: {hub.ingested} events stored, {hub.duplicates} duplicates dropped, "
-                   f"{hub.malformed} malformed messages terminated, {projection.stored} "
-                   f"inspections stored ({projection.pending} evidence images still missing)")
+        typer.echo(
+            f"twinspect: hub stopped: {hub.ingested} events stored, {hub.duplicates} duplicates dropped, "
+            f"{hub.malformed} malformed messages terminated, {projection.stored} "
+            f"inspections stored ({projection.pending} evidence images still missing)"
+        )

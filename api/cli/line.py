@@ -25,19 +25,43 @@ def default_boards() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "datasets" / "deeppcb-trainval"
 
 
-def _simulated_line(settings: Settings, boards: Path, cameras: int, realtime: bool, fps: float,
-                    defect_rate: float, replay: bool, speed: float = 300.0, spacing: float = 120.0,
-                    list_name: str | None = None, split: str = "all") -> Settings:
+def _simulated_line(
+    settings: Settings,
+    boards: Path,
+    cameras: int,
+    realtime: bool,
+    fps: float,
+    defect_rate: float,
+    replay: bool,
+    speed: float = 300.0,
+    spacing: float = 120.0,
+    list_name: str | None = None,
+    split: str = "all",
+) -> Settings:
     """Settings with the line replaced by N simulated cameras over ``boards``."""
     from camera.config import SimulatedCamera
     from inspection.parts import PartsConfig
     from inspection.trigger import LineTriggerConfig
 
-    cams = [SimulatedCamera(type="simulated", id=f"cam{i + 1}", boards=boards, mode="replay" if replay else "endless",
-                            realtime=realtime, fps=fps, defect_rate=defect_rate, split_count=cameras, split_index=i,
-                            speed_px_s=speed, spacing_px=spacing, list_name=list_name, split=split,  # type: ignore[arg-type]
-                            seed=i if not replay else 0)
-            for i in range(cameras)]
+    cams = [
+        SimulatedCamera(
+            type="simulated",
+            id=f"cam{i + 1}",
+            boards=boards,
+            mode="replay" if replay else "endless",
+            realtime=realtime,
+            fps=fps,
+            defect_rate=defect_rate,
+            split_count=cameras,
+            split_index=i,
+            speed_px_s=speed,
+            spacing_px=spacing,
+            list_name=list_name,
+            split=split,  # type: ignore[arg-type]
+            seed=i if not replay else 0,
+        )
+        for i in range(cameras)
+    ]
     w, h = cams[0].width, cams[0].height
     trigger = LineTriggerConfig(start=(w / 2, 0.0), end=(w / 2, float(h)), direction="right_to_left")
     parts = PartsConfig(**{**settings.line.parts.model_dump(), "trigger": trigger})
@@ -58,16 +82,25 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
     sync = open_sync(settings)
     tokens = TokenStore(sync.log.engine)
     engine = build_engine(engine_settings, sync=sync)
-    app = create_app(Services(LiveView(engine, sync.twins), sync, tokens, heartbeat_s=settings.sync.feeds.heartbeat_s,
-                              max_page=settings.sync.feeds.max_page, inspections=engine.sink.store,
-                              model_dirs={"defect": engine_settings.models.defect.weights,
-                                          "part": engine_settings.models.part.weights},
-                              class_names=tuple(engine.defect_worker.detector.class_names),
-                              recipes=open_recipes(settings, sync.log.engine)))
+    app = create_app(
+        Services(
+            LiveView(engine, sync.twins),
+            sync,
+            tokens,
+            heartbeat_s=settings.sync.feeds.heartbeat_s,
+            max_page=settings.sync.feeds.max_page,
+            inspections=engine.sink.store,
+            model_dirs={"defect": engine_settings.models.defect.weights, "part": engine_settings.models.part.weights},
+            class_names=tuple(engine.defect_worker.detector.class_names),
+            recipes=open_recipes(settings, sync.log.engine),
+        )
+    )
     url = f"http://{settings.server.host}:{settings.server.port}/"
     typer.echo(f"twinspect: {banner} at {url}")
-    typer.echo("  open it in a browser: the review queue, live frames with tracked boards, the dashboard; "
-               f"metrics at {url}metrics; data in {settings.data_dir}; Ctrl-C stops")
+    typer.echo(
+        "  open it in a browser: the review queue, live frames with tracked boards, the dashboard; "
+        f"metrics at {url}metrics; data in {settings.data_dir}; Ctrl-C stops"
+    )
     if demo_token:
         with contextlib.suppress(NotFound):
             tokens.revoke("demo-admin")  # one demo token at a time
@@ -82,9 +115,13 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
 def demo_cmd(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    boards: Annotated[Path | None, typer.Option(
-        help="DeepPCB folder (or any folder of board images); default: $TWINSPECT_DEEPPCB or "
-             "../shared/datasets/deeppcb-trainval.")] = None,
+    boards: Annotated[
+        Path | None,
+        typer.Option(
+            help="DeepPCB folder (or any folder of board images); default: $TWINSPECT_DEEPPCB or "
+            "../shared/datasets/deeppcb-trainval."
+        ),
+    ] = None,
     cameras: Annotated[int, typer.Option(help="Simulated cameras.")] = 1,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
@@ -110,10 +147,15 @@ def replay_cmd(
     cameras: Annotated[int, typer.Option(help="Simulated cameras sharing the boards.")] = 1,
     speed: Annotated[float, typer.Option(help="Belt speed in frame pixels per second.")] = 300.0,
     spacing: Annotated[float, typer.Option(help="Gap between boards in pixels.")] = 120.0,
-    list_name: Annotated[str | None, typer.Option(
-        "--list", help="DeepPCB list: trainval or test (default: trainval, else test).")] = None,
-    split: Annotated[str, typer.Option(help="DeepPCB boards: all, or val / train of the importer's split "
-                                            "(sha256(board id) % 100 < 20 is val).")] = "all",
+    list_name: Annotated[
+        str | None, typer.Option("--list", help="DeepPCB list: trainval or test (default: trainval, else test).")
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="DeepPCB boards: all, or val / train of the importer's split (sha256(board id) % 100 < 20 is val)."
+        ),
+    ] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per board, then a summary line.")] = False,
     store: Annotated[bool, typer.Option(help="Store inspections (in --data-dir, else a temporary folder).")] = True,
     config: ConfigOption = None,
@@ -137,8 +179,19 @@ def replay_cmd(
     with tempfile.TemporaryDirectory(prefix="twinspect-replay-") as tmp:
         if data_dir is None:
             settings = settings.model_copy(update={"data_dir": Path(tmp)})
-        line = _simulated_line(settings, boards, cameras, realtime=False, fps=fps, defect_rate=defect_rate,
-                               replay=True, speed=speed, spacing=spacing, list_name=list_file, split=split)
+        line = _simulated_line(
+            settings,
+            boards,
+            cameras,
+            realtime=False,
+            fps=fps,
+            defect_rate=defect_rate,
+            replay=True,
+            speed=speed,
+            spacing=spacing,
+            list_name=list_file,
+            split=split,
+        )
         sequence = replay_sequence(BoardPool.load(boards, list_file, split_filter(split, 20)), defect_rate, seed=0)
         sync = open_sync(settings) if store else None
         engine = build_engine(line, store=store, sync=sync)

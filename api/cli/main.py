@@ -18,8 +18,12 @@ from api.cli import config_cmd, datasets, hub, line, models, recipes, tokens, tr
 from inspection.errors import InspectionError
 from sync.errors import SyncError
 
-app = typer.Typer(help="twinspect: vision inspection of production lines with a synchronized digital twin.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="twinspect: vision inspection of production lines with a synchronized digital twin.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(config_cmd.app, name="config")

@@ -38,13 +38,17 @@ def eval_cmd(
     typer.echo(f"{weights} on {split}: {s['images']} images, {s['instances']} boxes")
     typer.echo(f"mAP50 {s['map50']:.4f}   mAP50-95 {s['map50_95']:.4f}")
     typer.echo(f"at conf {conf}: precision {s['precision']:.4f}  recall {s['recall']:.4f}  F1 {s['f1']:.4f}")
-    typer.echo(f"DeepPCB F-score (IoU > 0.33, same type): {s['deeppcb_fscore']:.4f} "
-               f"(P {s['deeppcb_precision']:.4f}, R {s['deeppcb_recall']:.4f})")
+    typer.echo(
+        f"DeepPCB F-score (IoU > 0.33, same type): {s['deeppcb_fscore']:.4f} "
+        f"(P {s['deeppcb_precision']:.4f}, R {s['deeppcb_recall']:.4f})"
+    )
     typer.echo(f"{'class':10s} {'AP50':>7s} {'AP50-95':>8s}")
     for name, ap in s["per_class_ap50"].items():
         ap95 = s["per_class_ap50_95"][name]
-        typer.echo(f"{name:10s} {ap if ap is not None else float('nan'):7.4f} "
-                   f"{ap95 if ap95 is not None else float('nan'):8.4f}")
+        typer.echo(
+            f"{name:10s} {ap if ap is not None else float('nan'):7.4f} "
+            f"{ap95 if ap95 is not None else float('nan'):8.4f}"
+        )
 
 
 def predict_cmd(
@@ -54,14 +58,24 @@ def predict_cmd(
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image per line.")] = False,
     batch: Annotated[int, typer.Option(help="Images per inference call.")] = 1,
-    runners: Annotated[int, typer.Option(help="Images run side by side (0: one per CPU core, at most 4; "
-                                          "1 on a GPU).")] = 0,
-    golden: Annotated[Path | None, typer.Option(
-        help="Reference models: compare every board with this golden image (default: the DeepPCB layout, "
-             "each ID_test.jpg with its ID_temp.jpg).")] = None,
-    register: Annotated[bool, typer.Option(
-        "--align/--no-align", help="Reference models: register each board to its golden first (as the "
-                                   "engine does); --no-align takes pairs as already registered.")] = True,
+    runners: Annotated[
+        int, typer.Option(help="Images run side by side (0: one per CPU core, at most 4; 1 on a GPU).")
+    ] = 0,
+    golden: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reference models: compare every board with this golden image (default: the DeepPCB layout, "
+            "each ID_test.jpg with its ID_temp.jpg)."
+        ),
+    ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--align/--no-align",
+            help="Reference models: register each board to its golden first (as the "
+            "engine does); --no-align takes pairs as already registered.",
+        ),
+    ] = True,
 ) -> None:
     """Detect defects with ONNX Runtime (the serving path; no torch)."""
     from inspection.errors import ModelError
@@ -93,8 +107,9 @@ def predict_cmd(
         worker.stop()
 
 
-def _predict_pairs(worker: InferenceWorker, files: list[Path], golden: Path | None, register: bool,
-                   as_json: bool, threads: int) -> None:
+def _predict_pairs(
+    worker: InferenceWorker, files: list[Path], golden: Path | None, register: bool, as_json: bool, threads: int
+) -> None:
     from inspection.pairing import detect_pairs, pair_inputs, prepared_stream
 
     pairs = pair_inputs(files, golden)
@@ -103,19 +118,33 @@ def _predict_pairs(worker: InferenceWorker, files: list[Path], golden: Path | No
         extra = {"golden": str(prep.pair.golden), "alignment_score": round(prep.score, 4)}
         if det is None:
             if as_json:
-                typer.echo(json.dumps({"image": str(prep.pair.board), "width": w, "height": h, "boxes": [],
-                                       **extra, "error": prep.problem}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "image": str(prep.pair.board),
+                            "width": w,
+                            "height": h,
+                            "boxes": [],
+                            **extra,
+                            "error": prep.problem,
+                        }
+                    )
+                )
             else:
                 typer.echo(f"{prep.pair.board}: not inspected: {prep.problem}")
             continue
         _print_prediction(prep.pair.board, w, h, det, as_json, extra)
 
 
-def _print_prediction(path: Path, width: int, height: int, det: Detections, as_json: bool,
-                      extra: dict[str, object] | None = None) -> None:
+def _print_prediction(
+    path: Path, width: int, height: int, det: Detections, as_json: bool, extra: dict[str, object] | None = None
+) -> None:
     if as_json:
-        typer.echo(json.dumps({"image": str(path), "width": width, "height": height, "boxes": det.boxes_json(),
-                               **(extra or {})}))
+        typer.echo(
+            json.dumps(
+                {"image": str(path), "width": width, "height": height, "boxes": det.boxes_json(), **(extra or {})}
+            )
+        )
         return
     counts: dict[str, int] = {}
     for k in det.class_id:
@@ -129,13 +158,19 @@ def export_cmd(
     fmt: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
     half: Annotated[bool, typer.Option(help="FP16 weights (needs a GPU).")] = False,
     dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch dimension (fixed image size).")] = False,
-    imgsz: Annotated[str | None, typer.Option(help="Input size: 640, or HEIGHTxWIDTH such as 192x320 for "
-                                                   "16:9 frames (default: the model card's).")] = None,
+    imgsz: Annotated[
+        str | None,
+        typer.Option(
+            help="Input size: 640, or HEIGHTxWIDTH such as 192x320 for 16:9 frames (default: the model card's)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="'cpu' or a CUDA index.")] = "cpu",
     check: Annotated[int, typer.Option(help="Images used for the ONNX vs PyTorch check (0: skip).")] = 8,
     int8: Annotated[bool, typer.Option(help="Also write model.int8.onnx (static quantization) and eval both.")] = False,
-    calib_data: Annotated[Path | None, typer.Option(help="Data YAML to calibrate INT8 on and eval "
-                                                          "(default: the model card's training data).")] = None,
+    calib_data: Annotated[
+        Path | None,
+        typer.Option(help="Data YAML to calibrate INT8 on and eval (default: the model card's training data)."),
+    ] = None,
 ) -> None:
     """Export to ONNX, then compare ONNX Runtime with PyTorch and print the largest box difference."""
     from inspection.errors import ModelError
@@ -150,12 +185,22 @@ def export_cmd(
     if pt.parent.joinpath("card.json").is_file():
         card = read_card(pt.parent)
     size = parse_imgsz(imgsz) if imgsz else (card["imgsz"] if card else 640)
-    onnx_path = export_onnx(pt, imgsz=size, half=half, dynamic_batch=dynamic_batch, device=device,
-                            input_kind=card.get("input", "image") if card else None)
+    onnx_path = export_onnx(
+        pt,
+        imgsz=size,
+        half=half,
+        dynamic_batch=dynamic_batch,
+        device=device,
+        input_kind=card.get("input", "image") if card else None,
+    )
     typer.echo(f"exported {onnx_path}")
     if card is not None:
-        card["export"] = {"format": "onnx", "half": half, "dynamic_batch": dynamic_batch,
-                          "imgsz": list(size) if isinstance(size, tuple) else size}
+        card["export"] = {
+            "format": "onnx",
+            "half": half,
+            "dynamic_batch": dynamic_batch,
+            "imgsz": list(size) if isinstance(size, tuple) else size,
+        }
     if int8:
         _export_int8(onnx_path, calib_data or (Path(card["training_data"]["yaml"]) if card else None), card)
     if card is not None:
@@ -166,9 +211,11 @@ def export_cmd(
             typer.echo("parity check skipped: no sample images (the model card's dataset is not imported)")
             return
         p = check_parity(pt, onnx_path, images)
-        typer.echo(f"parity on {p.images} images: torch {p.boxes_torch} boxes, onnx {p.boxes_onnx} boxes, "
-                   f"{p.unmatched} unmatched; largest box difference {p.max_box_diff_px:.3f} px, "
-                   f"largest confidence difference {p.max_conf_diff:.4f}")
+        typer.echo(
+            f"parity on {p.images} images: torch {p.boxes_torch} boxes, onnx {p.boxes_onnx} boxes, "
+            f"{p.unmatched} unmatched; largest box difference {p.max_box_diff_px:.3f} px, "
+            f"largest confidence difference {p.max_conf_diff:.4f}"
+        )
 
 
 def _export_int8(onnx_path: Path, data: Path | None, card: dict | None) -> None:  # type: ignore[type-arg]
@@ -181,9 +228,11 @@ def _export_int8(onnx_path: Path, data: Path | None, card: dict | None) -> None:
     info = quantize_and_check(onnx_path, data, "val")
     fp32 = evaluate_weights(onnx_path, data, split="val").summary()
     i8 = info["val_metrics"]
-    typer.echo(f"INT8 {onnx_path.with_name(info['file'])}: mAP50 {i8['map50']} vs fp32 {fp32['map50']}, "
-               f"mAP50-95 {i8['map50_95']} vs {fp32['map50_95']}, DeepPCB F {i8['deeppcb_fscore']} vs "
-               f"{fp32['deeppcb_fscore']} (val split of {data})")
+    typer.echo(
+        f"INT8 {onnx_path.with_name(info['file'])}: mAP50 {i8['map50']} vs fp32 {fp32['map50']}, "
+        f"mAP50-95 {i8['map50_95']} vs {fp32['map50_95']}, DeepPCB F {i8['deeppcb_fscore']} vs "
+        f"{fp32['deeppcb_fscore']} (val split of {data})"
+    )
     if card is not None:  # both files were just written: the card gets both measurements
         card["int8"] = info
         card["val_metrics"] = {**fp32, "split": "val"}
@@ -226,6 +275,8 @@ def list_cmd(weights_dir: Annotated[Path, typer.Option(help="Model registry fold
     for card_path in sorted(weights_dir.glob("*/card.json")):
         card = json.loads(card_path.read_text())
         vm = card.get("val_metrics", {})
-        typer.echo(f"{card_path.parent.name:28s} {card['task']:7s} imgsz {card['imgsz']:4d}  "
-                   f"epochs {card['epochs']['trained']:3d}  mAP50 {vm.get('map50')}  "
-                   f"DeepPCB-F {vm.get('deeppcb_fscore')}")
+        typer.echo(
+            f"{card_path.parent.name:28s} {card['task']:7s} imgsz {card['imgsz']:4d}  "
+            f"epochs {card['epochs']['trained']:3d}  mAP50 {vm.get('map50')}  "
+            f"DeepPCB-F {vm.get('deeppcb_fscore')}"
+        )

@@ -87,18 +87,33 @@ def _line(r: Recipe) -> str:
 @app.command("add")
 def add_cmd(
     name: Annotated[str, typer.Argument(help="Recipe name: 1-100 letters, digits, '.', '-', '_'.")],
-    golden: Annotated[Path, typer.Option("--golden", help="Golden image of a defect-free board (JPEG, PNG, BMP, "
-                                         "TIFF); stored as given, named by its sha256.")],
-    mask: Annotated[list[str] | None, typer.Option("--mask", help="Region to ignore, x1,y1,x2,y2[:label] in golden "
-                                                   "pixels (repeat for more).")] = None,
+    golden: Annotated[
+        Path,
+        typer.Option(
+            "--golden",
+            help="Golden image of a defect-free board (JPEG, PNG, BMP, TIFF); stored as given, named by its sha256.",
+        ),
+    ],
+    mask: Annotated[
+        list[str] | None,
+        typer.Option("--mask", help="Region to ignore, x1,y1,x2,y2[:label] in golden pixels (repeat for more)."),
+    ] = None,
     align_method: Annotated[str, typer.Option("--align-method", help="ecc or features.")] = "ecc",
-    min_score: Annotated[float | None, typer.Option("--min-score", help="Alignment score (-1..1) below which a "
-                                                    "board is uncertain (default 0.8).")] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", help="Alignment score (-1..1) below which a board is uncertain (default 0.8)."),
+    ] = None,
     description: Annotated[str, typer.Option("--description", help="What the product is.")] = "",
     replace: Annotated[bool, typer.Option("--replace", help="Replace a recipe of that name.")] = False,
-    allow_resize: Annotated[bool, typer.Option("--allow-resize", help="With --replace: accept a golden of "
-                                               "another size (a new product revision).")] = False,
-    config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False,
+    allow_resize: Annotated[
+        bool,
+        typer.Option(
+            "--allow-resize", help="With --replace: accept a golden of another size (a new product revision)."
+        ),
+    ] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Add a recipe (or replace one with --replace); everything is checked before anything is stored."""
     masks = tuple(parse_mask(m) for m in mask or [])
@@ -106,8 +121,17 @@ def add_cmd(
     data = read_golden(golden)
     store = open_recipes(config, data_dir)
     try:
-        recipe = store.add(name, data, masks, align, description, actor="cli", replace=replace,
-                           allow_resize=allow_resize, where=str(golden))
+        recipe = store.add(
+            name,
+            data,
+            masks,
+            align,
+            description,
+            actor="cli",
+            replace=replace,
+            allow_resize=allow_resize,
+            where=str(golden),
+        )
     except RecipeExists as error:
         raise RecipeExists(f"{error} (--replace)") from None
     except GoldenSizeMismatch as error:
@@ -129,8 +153,12 @@ def list_cmd(config: ConfigOption = None, data_dir: DataDirOption = None, as_jso
 
 
 @app.command("show")
-def show_cmd(name: Annotated[str, typer.Argument(help="Recipe name.")], config: ConfigOption = None,
-             data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+def show_cmd(
+    name: Annotated[str, typer.Argument(help="Recipe name.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """One recipe in full, with where its golden image file is."""
     store = open_recipes(config, data_dir)
     r = store.get(name)
@@ -138,11 +166,13 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Recipe name.")], config: 
         typer.echo(_json(r))
         return
     path = store.files.find(r.golden_sha256)
-    typer.echo(f"recipe       {r.name}\ndescription  {r.description}\n"
-               f"golden       {r.golden_sha256}  {r.width}x{r.height}  {path or 'FILE MISSING'}\n"
-               f"align        {r.align.model_dump_json()}\n"
-               f"created      {r.created_at:%Y-%m-%d %H:%M:%S} by {r.created_by or '-'}\n"
-               f"updated      {r.updated_at:%Y-%m-%d %H:%M:%S} by {r.updated_by or '-'}")
+    typer.echo(
+        f"recipe       {r.name}\ndescription  {r.description}\n"
+        f"golden       {r.golden_sha256}  {r.width}x{r.height}  {path or 'FILE MISSING'}\n"
+        f"align        {r.align.model_dump_json()}\n"
+        f"created      {r.created_at:%Y-%m-%d %H:%M:%S} by {r.created_by or '-'}\n"
+        f"updated      {r.updated_at:%Y-%m-%d %H:%M:%S} by {r.updated_by or '-'}"
+    )
     for m in r.masks:
         typer.echo(f"mask         {m.x1},{m.y1},{m.x2},{m.y2}  {m.label}")
 
@@ -150,9 +180,11 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Recipe name.")], config: 
 @app.command("import-deeppcb")
 def import_deeppcb_cmd(
     src: Annotated[Path, typer.Argument(help="DeepPCB folder (holding PCBData, or PCBData itself).")],
-    list_name: Annotated[str | None, typer.Option("--list", help="trainval or test (default: every list the "
-                                                  "folder has).")] = None,
-    config: ConfigOption = None, data_dir: DataDirOption = None,
+    list_name: Annotated[
+        str | None, typer.Option("--list", help="trainval or test (default: every list the folder has).")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """One recipe per board, deeppcb-<board id>, golden = the board's template; repeating it is cheap."""
     from inspection.datasets.deeppcb import find_pcbdata

@@ -21,9 +21,12 @@ def open_tokens(config: ConfigOption, data_dir: DataDirOption) -> TokenStore:
 
 
 @app.command("create")
-def create_cmd(role: Annotated[Role, typer.Option(help="What the token may do.")],
-               name: Annotated[str | None, typer.Option(help="Who or what holds it (default: the role).")] = None,
-               config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def create_cmd(
+    role: Annotated[Role, typer.Option(help="What the token may do.")],
+    name: Annotated[str | None, typer.Option(help="Who or what holds it (default: the role).")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
     """Create a token; it is printed once, alone on the last line (only its hash is stored)."""
     info, clear = open_tokens(config, data_dir).create(role, name or f"{role.value}-token")
     typer.echo(f"created token {info.id} ({info.name}, role {info.role.value}); keep it, it is not shown again:")
@@ -39,8 +42,11 @@ def list_cmd(config: ConfigOption = None, data_dir: DataDirOption = None) -> Non
 
 
 @app.command("revoke")
-def revoke_cmd(token: Annotated[str, typer.Argument(help="Token id, or a name (revokes every active token of it).")],
-               config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def revoke_cmd(
+    token: Annotated[str, typer.Argument(help="Token id, or a name (revokes every active token of it).")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
     """Revoke a token at once (requests with it get 401)."""
     ids = open_tokens(config, data_dir).revoke(token)
     typer.echo(f"revoked {', '.join(ids)}")

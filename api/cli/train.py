@@ -23,11 +23,13 @@ def train_cmd(
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement.")] = 100,
     resume: Annotated[bool, typer.Option(help="Resume the interrupted run NAME from its last.pt.")] = False,
     lr0: Annotated[float | None, typer.Option(help="Initial learning rate (needs --optimizer).")] = None,
-    optimizer: Annotated[str, typer.Option(help="auto (Ultralytics picks the optimizer and its learning rate), SGD, "
-                                           "AdamW, Adam, ...")] = "auto",
+    optimizer: Annotated[
+        str, typer.Option(help="auto (Ultralytics picks the optimizer and its learning rate), SGD, AdamW, Adam, ...")
+    ] = "auto",
     close_mosaic: Annotated[int | None, typer.Option(help="Last epochs trained without mosaic (default 10).")] = None,
-    warmup_epochs: Annotated[float | None, typer.Option(
-        help="Learning-rate warm-up epochs (default 3; 0 when fine-tuning trained weights).")] = None,
+    warmup_epochs: Annotated[
+        float | None, typer.Option(help="Learning-rate warm-up epochs (default 3; 0 when fine-tuning trained weights).")
+    ] = None,
     register: Annotated[bool, typer.Option(help="Register the trained model into weights/ when done.")] = True,
     weights_dir: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("weights"),
     config: ConfigOption = None,
@@ -40,16 +42,33 @@ def train_cmd(
     if task not in ("defect", "part"):
         raise typer.BadParameter(f"must be 'defect' or 'part', got {task!r}", param_hint="--task")
     if lr0 is not None and optimizer == "auto":
-        raise typer.BadParameter("only used with an explicit --optimizer (SGD, AdamW, ...): Ultralytics' auto "
-                                 "optimizer picks its own learning rate", param_hint="--lr0")
+        raise typer.BadParameter(
+            "only used with an explicit --optimizer (SGD, AdamW, ...): Ultralytics' auto "
+            "optimizer picks its own learning rate",
+            param_hint="--lr0",
+        )
     settings = settings_from(config, data_dir)
     arch = Path(model).stem
     run_name = name or f"{task}-{arch}"
     the_task: Literal["defect", "part"] = "defect" if task == "defect" else "part"
-    req = TrainRequest(task=the_task, data=data, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
-                       model=model, name=run_name, runs_dir=settings.runs_dir, workers=workers,
-                       patience=patience, resume=resume, lr0=lr0, close_mosaic=close_mosaic,
-                       warmup_epochs=warmup_epochs, optimizer=optimizer)
+    req = TrainRequest(
+        task=the_task,
+        data=data,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        model=model,
+        name=run_name,
+        runs_dir=settings.runs_dir,
+        workers=workers,
+        patience=patience,
+        resume=resume,
+        lr0=lr0,
+        close_mosaic=close_mosaic,
+        warmup_epochs=warmup_epochs,
+        optimizer=optimizer,
+    )
     folder = train(req)
     typer.echo(f"run folder: {folder}")
     if register:

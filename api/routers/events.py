@@ -32,8 +32,9 @@ from sync.log import EventLog
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 readers = [Depends(require(*READERS))]
 
-TypeFilter = Annotated[list[str] | None,
-                       Query(alias="type", description=f"Only these types: {', '.join(EVENT_TYPES)}.")]
+TypeFilter = Annotated[
+    list[str] | None, Query(alias="type", description=f"Only these types: {', '.join(EVENT_TYPES)}.")
+]
 LineFilter = Annotated[str | None, Query(description="Only events of this line.")]
 
 
@@ -65,8 +66,10 @@ def parse_offset(value: str, what: str) -> int:
     if value.startswith("-") and OFFSET_RE.fullmatch(value[1:]):
         raise BadOffset(f"{what} {value!r}: must be >= 0")
     if not OFFSET_RE.fullmatch(value):
-        raise BadOffset(f"{what} {value[:40]!r}: not an offset; send plain decimal digits 0-9 (a whole number >= 0, "
-                        "no sign, spaces or underscores, at most 19 digits)")
+        raise BadOffset(
+            f"{what} {value[:40]!r}: not an offset; send plain decimal digits 0-9 (a whole number >= 0, "
+            "no sign, spaces or underscores, at most 19 digits)"
+        )
     return int(value)
 
 
@@ -85,9 +88,13 @@ async def _refusal(check: Callable[[], object]) -> str | None:
 
 
 @router.get("", summary="Events after an offset (HTTP pull)", response_model=EventPage, dependencies=readers)
-def pull(request: Request, after: Annotated[int, Query(ge=0, description="Last offset already seen.")] = 0,
-         limit: Annotated[int, Query(ge=1, le=100_000, description="Most events to return.")] = 100,
-         types: TypeFilter = None, line: LineFilter = None) -> Response:
+def pull(
+    request: Request,
+    after: Annotated[int, Query(ge=0, description="Last offset already seen.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000, description="Most events to return.")] = 100,
+    types: TypeFilter = None,
+    line: LineFilter = None,
+) -> Response:
     log = event_log(request)
     wanted, line = _filters(log, types, line)
     found, scanned = log.scan(after, min(limit, request.app.state.services.max_page), wanted, line)
@@ -95,8 +102,9 @@ def pull(request: Request, after: Annotated[int, Query(ge=0, description="Last o
     return Response(body, media_type="application/json")
 
 
-async def _sse(log: EventLog, after: int, wanted: list[str] | None, line: str | None,
-               heartbeat_s: float, request: Request) -> AsyncIterator[str]:
+async def _sse(
+    log: EventLog, after: int, wanted: list[str] | None, line: str | None, heartbeat_s: float, request: Request
+) -> AsyncIterator[str]:
     """The stream; every ``heartbeat_s`` (busy or idle) the caller's token is checked again and a revoked one
     ends it."""
     yield f"retry: 1000\n: twinspect event stream from offset {after}\n\n"
@@ -120,13 +128,25 @@ async def _sse(log: EventLog, after: int, wanted: list[str] | None, line: str | 
             yield f": heartbeat {after}\n\n"
 
 
-@router.get("/stream", summary="Server-Sent Events from an offset (Last-Event-ID), with heartbeats",
-            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}},
-            dependencies=readers)
-def stream(request: Request, last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-           after: Annotated[int | None, Query(ge=0, description="Start after this offset (else Last-Event-ID, "
-                                              "else the current head: only new events).")] = None,
-           types: TypeFilter = None, line: LineFilter = None) -> StreamingResponse:
+@router.get(
+    "/stream",
+    summary="Server-Sent Events from an offset (Last-Event-ID), with heartbeats",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+    dependencies=readers,
+)
+def stream(
+    request: Request,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0, description="Start after this offset (else Last-Event-ID, else the current head: only new events)."
+        ),
+    ] = None,
+    types: TypeFilter = None,
+    line: LineFilter = None,
+) -> StreamingResponse:
     log = event_log(request)
     wanted, line = _filters(log, types, line)
     start = parse_offset(last_event_id, "Last-Event-ID") if last_event_id is not None else after
@@ -134,13 +154,15 @@ def stream(request: Request, last_event_id: Annotated[str | None, Header(alias="
         start = log.head
     log.check_after(start)
     gen = _sse(log, start, wanted, line, request.app.state.services.heartbeat_s, request)
-    return StreamingResponse(gen, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        gen, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.websocket("/ws")
-async def websocket_feed(ws: WebSocket, after: int | None = None, types: TypeFilter = None,
-                         line: LineFilter = None) -> None:
+async def websocket_feed(
+    ws: WebSocket, after: int | None = None, types: TypeFilter = None, line: LineFilter = None
+) -> None:
     """One text message per event (CloudEvents JSON with `offset`); `?after=N` resumes."""
     try:
         require_ws(ws, *READERS)

@@ -48,8 +48,9 @@ def _labels(item: StoredInspection, names: tuple[str, ...]) -> tuple[list[Box], 
     return boxes, skipped
 
 
-def write_dataset(store: InspectionStore, flt: InspectionFilter, statuses: tuple[ReviewStatus, ...],
-                  names: tuple[str, ...], out: Path) -> dict[str, Any]:
+def write_dataset(
+    store: InspectionStore, flt: InspectionFilter, statuses: tuple[ReviewStatus, ...], names: tuple[str, ...], out: Path
+) -> dict[str, Any]:
     """Write the YOLO dataset of the selected inspections to ``out``; returns its card."""
     writer = YoloDatasetWriter(out, names)
     digest, by_status, skipped = hashlib.sha256(), Counter[str](), 0
@@ -58,8 +59,13 @@ def write_dataset(store: InspectionStore, flt: InspectionFilter, statuses: tuple
             for item in store.iterate(replace(flt, review_status=status)):
                 boxes, unknown = _labels(item, names)
                 skipped += unknown
-                writer.add("train", f"{item.id}.jpg", store.evidence.get(item.evidence_sha256),
-                           (item.crop_width, item.crop_height), boxes)
+                writer.add(
+                    "train",
+                    f"{item.id}.jpg",
+                    store.evidence.get(item.evidence_sha256),
+                    (item.crop_width, item.crop_height),
+                    boxes,
+                )
                 digest.update(f"{item.id}:{item.version}\n".encode())
                 by_status[status.value] += 1
     except BaseException:
@@ -68,12 +74,20 @@ def write_dataset(store: InspectionStore, flt: InspectionFilter, statuses: tuple
     if not by_status:
         writer.abort()
         raise NotFound("no inspections match: nothing to export (only reviewed ones are exported by default)")
-    extra = {"name": "twinspect-reviewed", "source": "twinspect QA review export",
-             "created_at": datetime.now(UTC).isoformat(), "inspections": sum(by_status.values()),
-             "by_review_status": dict(by_status), "boxes_with_unknown_class": skipped,
-             "filters": {"line": flt.line_id, "from": flt.created_from and flt.created_from.isoformat(),
-                         "to": flt.created_before and flt.created_before.isoformat(),
-                         "review_status": [s.value for s in statuses]}}
+    extra = {
+        "name": "twinspect-reviewed",
+        "source": "twinspect QA review export",
+        "created_at": datetime.now(UTC).isoformat(),
+        "inspections": sum(by_status.values()),
+        "by_review_status": dict(by_status),
+        "boxes_with_unknown_class": skipped,
+        "filters": {
+            "line": flt.line_id,
+            "from": flt.created_from and flt.created_from.isoformat(),
+            "to": flt.created_before and flt.created_before.isoformat(),
+            "review_status": [s.value for s in statuses],
+        },
+    }
     return writer.commit(digest.hexdigest(), extra)
 
 
@@ -84,13 +98,23 @@ def _zip(folder: Path, dest: Path) -> None:
                 zf.write(path, path.relative_to(folder).as_posix())
 
 
-@router.get("/export", response_class=FileResponse, dependencies=[Depends(require(Role.ML))],
-            responses={200: {"content": {"application/zip": {}}}, 404: {"description": "Nothing to export"}},
-            summary="Reviewed inspections as a YOLO dataset (zip with data.yaml)")
-def export(request: Request,
-           review_status: Annotated[ReviewStatusName | None, Query(
-               description="Only this review status; default: every reviewed one (not pending).")] = None,
-           line: Line = None, since: Since = None, until: Until = None) -> FileResponse:
+@router.get(
+    "/export",
+    response_class=FileResponse,
+    dependencies=[Depends(require(Role.ML))],
+    responses={200: {"content": {"application/zip": {}}}, 404: {"description": "Nothing to export"}},
+    summary="Reviewed inspections as a YOLO dataset (zip with data.yaml)",
+)
+def export(
+    request: Request,
+    review_status: Annotated[
+        ReviewStatusName | None,
+        Query(description="Only this review status; default: every reviewed one (not pending)."),
+    ] = None,
+    line: Line = None,
+    since: Since = None,
+    until: Until = None,
+) -> FileResponse:
     store = inspection_store(request)
     statuses = (ReviewStatus(review_status),) if review_status else REVIEWED
     flt = InspectionFilter(line_id=line, created_from=utc(since), created_before=utc(until))
@@ -102,5 +126,9 @@ def export(request: Request,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return FileResponse(tmp / "dataset.zip", media_type="application/zip", filename=f"twinspect-reviewed-{stamp}.zip",
-                        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
+    return FileResponse(
+        tmp / "dataset.zip",
+        media_type="application/zip",
+        filename=f"twinspect-reviewed-{stamp}.zip",
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )

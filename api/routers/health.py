@@ -43,8 +43,13 @@ def faults(services: Services) -> list[dict[str, Any]]:
         health = services.sync.log.health()
         if health.failing is not None:
             out.append({"component": "event-log", "reason": health.failing, "since": health.since})
-    db = services.sync.log.engine if services.sync is not None else \
-        services.inspections.engine if services.inspections is not None else None
+    db = (
+        services.sync.log.engine
+        if services.sync is not None
+        else services.inspections.engine
+        if services.inspections is not None
+        else None
+    )
     reason = _database(db) if db is not None else None
     if reason is not None:
         out.append({"component": "database", "reason": reason, "since": time.time()})
@@ -57,5 +62,6 @@ def readyz(request: Request) -> JSONResponse:
     if not found:
         return JSONResponse({"ready": True, "faults": []}, headers=NO_STORE)
     detail = "; ".join(f"{f['component']}: {f['reason']}" for f in found)
-    return JSONResponse({"ready": False, "detail": f"not ready: {detail}", "faults": found}, status_code=503,
-                        headers=NO_STORE)
+    return JSONResponse(
+        {"ready": False, "detail": f"not ready: {detail}", "faults": found}, status_code=503, headers=NO_STORE
+    )

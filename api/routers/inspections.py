@@ -72,8 +72,12 @@ def utc(value: datetime | None) -> datetime | None:
         raise InvalidQuery(f"{value.isoformat()}: outside the times that can be stored (years 1-9999 UTC)") from None
 
 
-@router.get("", response_model=InspectionPage, dependencies=readers,
-            summary="Stored inspections, filtered; sort=risk is the review queue")
+@router.get(
+    "",
+    response_model=InspectionPage,
+    dependencies=readers,
+    summary="Stored inspections, filtered; sort=risk is the review queue",
+)
 def list_inspections(
     request: Request,
     line: Line = None,
@@ -83,16 +87,25 @@ def list_inspections(
     review_status: Annotated[ReviewStatusName | None, Query(description="Only this review status.")] = None,
     since: Since = None,
     until: Until = None,
-    sort: Annotated[Literal["newest", "risk"], Query(
-        description="newest: newest first. risk: uncertain, then fail, then pass; the least confident "
-                    "first; then newest.")] = "newest",
+    sort: Annotated[
+        Literal["newest", "risk"],
+        Query(
+            description="newest: newest first. risk: uncertain, then fail, then pass; the least confident "
+            "first; then newest."
+        ),
+    ] = "newest",
     cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> InspectionPage:
-    flt = InspectionFilter(outcome=Outcome(verdict) if verdict else None,
-                           review_status=ReviewStatus(review_status) if review_status else None,
-                           line_id=line, camera_id=camera, created_from=utc(since), created_before=utc(until),
-                           defect_class=defect_class)
+    flt = InspectionFilter(
+        outcome=Outcome(verdict) if verdict else None,
+        review_status=ReviewStatus(review_status) if review_status else None,
+        line_id=line,
+        camera_id=camera,
+        created_from=utc(since),
+        created_before=utc(until),
+        defect_class=defect_class,
+    )
     page = inspection_store(request).list(flt, cursor=cursor, limit=limit, sort=sort)
     return InspectionPage(items=[summary(item) for item in page.items], next_cursor=page.next_cursor)
 
@@ -103,26 +116,40 @@ def load_detail(request: Request, inspection_id: str) -> InspectionDetail:
     return detail(item, store.audit(inspection_id), class_names(request))
 
 
-@router.get("/{inspection_id}", response_model=InspectionDetail, dependencies=readers,
-            summary="One inspection: boxes, reasons, review state, audit trail, its golden image if any")
+@router.get(
+    "/{inspection_id}",
+    response_model=InspectionDetail,
+    dependencies=readers,
+    summary="One inspection: boxes, reasons, review state, audit trail, its golden image if any",
+)
 def get_inspection(inspection_id: str, request: Request) -> InspectionDetail:
     return load_detail(request, inspection_id)
 
 
-@router.get("/{inspection_id}/evidence.jpg", dependencies=readers, response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}}},
-            summary="The evidence crop (size: longest side in pixels, for thumbnails)")
-def evidence(inspection_id: str, request: Request,
-             size: Annotated[int | None, Query(ge=16, le=2048, description="Longest side in pixels.")] = None
-             ) -> Response:
+@router.get(
+    "/{inspection_id}/evidence.jpg",
+    dependencies=readers,
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+    summary="The evidence crop (size: longest side in pixels, for thumbnails)",
+)
+def evidence(
+    inspection_id: str,
+    request: Request,
+    size: Annotated[int | None, Query(ge=16, le=2048, description="Longest side in pixels.")] = None,
+) -> Response:
     store = inspection_store(request)
     sha = store.get(inspection_id).evidence_sha256
     data = store.evidence.get(sha) if size is None else thumbnail(sha, size, lambda: store.evidence.get(sha))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
-@router.get("/{inspection_id}/audit", response_model=list[AuditOut], dependencies=readers,
-            summary="Every review action on an inspection, oldest first")
+@router.get(
+    "/{inspection_id}/audit",
+    response_model=list[AuditOut],
+    dependencies=readers,
+    summary="Every review action on an inspection, oldest first",
+)
 def audit(inspection_id: str, request: Request) -> list[AuditOut]:
     store = inspection_store(request)
     store.get(inspection_id)  # 404 for an unknown id
@@ -137,25 +164,46 @@ def _committer(request: Request, store: InspectionStore) -> Commit:
             store.apply_review(plan.change)
             return
         item = plan.inspection
-        draft = Draft("review.corrected", item.line_id, f"/twinspect/{sync.settings.edge_id}/qa",
-                      plan.event_data(), subject=item.part_id)
+        draft = Draft(
+            "review.corrected",
+            item.line_id,
+            f"/twinspect/{sync.settings.edge_id}/qa",
+            plan.event_data(),
+            subject=item.part_id,
+        )
         sync.log.append([draft], extra=write)
 
     return commit
 
 
-@router.post("/{inspection_id}/review", response_model=InspectionDetail,
-             responses={409: {"model": ConflictOut, "description": "Reviewed by someone else, or a stale version"},
-                        422: {"description": "Unknown box or class, box outside the crop, missing field"}},
-             summary="Review: confirm, reject (false positive), relabel a box, add a missed box, comment")
+@router.post(
+    "/{inspection_id}/review",
+    response_model=InspectionDetail,
+    responses={
+        409: {"model": ConflictOut, "description": "Reviewed by someone else, or a stale version"},
+        422: {"description": "Unknown box or class, box outside the crop, missing field"},
+    },
+    summary="Review: confirm, reject (false positive), relabel a box, add a missed box, comment",
+)
 def review(inspection_id: str, body: ReviewBody, request: Request, principal: Reviewing) -> InspectionDetail:
     store = inspection_store(request)
-    req = ReviewRequest(action=body.action, version=body.version, box_id=body.box_id, class_name=body.class_name,
-                        xyxy=tuple(body.xyxy) if body.xyxy is not None else None,  # type: ignore[arg-type]
-                        comment=body.comment)
+    req = ReviewRequest(
+        action=body.action,
+        version=body.version,
+        box_id=body.box_id,
+        class_name=body.class_name,
+        xyxy=tuple(body.xyxy) if body.xyxy is not None else None,  # type: ignore[arg-type]
+        comment=body.comment,
+    )
     try:
-        run_review(store, inspection_id, req, Reviewer(principal.name, principal.role.value, principal.token_id),
-                   class_names(request), _committer(request, store))
+        run_review(
+            store,
+            inspection_id,
+            req,
+            Reviewer(principal.name, principal.role.value, principal.token_id),
+            class_names(request),
+            _committer(request, store),
+        )
     except ReviewConflict as conflict:
         current = load_detail(request, inspection_id).model_dump(mode="json")
         raise conflict.with_current(current) from None

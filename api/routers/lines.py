@@ -14,9 +14,14 @@ from api.tokens import Principal, Role
 router = APIRouter(prefix="/api/v1", tags=["lines"])
 
 
-@router.put("/lines/{line_id}/recipe", response_model=LineRecipeOut, dependencies=[Depends(require(Role.ML))],
-            summary="Compare every board of the running line with this recipe's golden (emits line.recipe_changed)")
-def put_line_recipe(line_id: Annotated[str, Path(description="The line this process runs.")], body: LineRecipeIn,
-                    request: Request) -> LineRecipeOut:
+@router.put(
+    "/lines/{line_id}/recipe",
+    response_model=LineRecipeOut,
+    dependencies=[Depends(require(Role.ML))],
+    summary="Compare every board of the running line with this recipe's golden (emits line.recipe_changed)",
+)
+def put_line_recipe(
+    line_id: Annotated[str, Path(description="The line this process runs.")], body: LineRecipeIn, request: Request
+) -> LineRecipeOut:
     principal: Principal = request.state.principal
     return change_line_recipe(request.app.state.services, line_id, body.recipe, principal.name)

@@ -27,8 +27,12 @@ def status(request: Request) -> dict[str, Any]:
     return _engine(request).status()  # type: ignore[no-any-return]
 
 
-@router.get("/cameras/{camera_id}/frame.jpg", summary="Latest annotated frame of a camera",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+@router.get(
+    "/cameras/{camera_id}/frame.jpg",
+    summary="Latest annotated frame of a camera",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
 def latest_frame(camera_id: str, request: Request) -> Response:
     data = _engine(request).latest_jpeg(camera_id)
     if data is None:
@@ -36,8 +40,12 @@ def latest_frame(camera_id: str, request: Request) -> Response:
     return Response(data, media_type="image/jpeg", headers=NO_CACHE)
 
 
-@router.get("/parts/{part_id}/evidence.jpg", summary="Evidence crop of a recent verdict",
-            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+@router.get(
+    "/parts/{part_id}/evidence.jpg",
+    summary="Evidence crop of a recent verdict",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
 def evidence(part_id: str, request: Request) -> Response:
     data = _engine(request).evidence_jpeg(part_id)
     if data is None:

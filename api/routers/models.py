@@ -22,12 +22,21 @@ def model_out(role: str, weights: Path) -> ModelOut:
         card = json.loads((resolve_model_dir(weights) / CARD).read_text(), parse_constant=lambda _: None)
     except (ModelError, OSError, ValueError):
         return ModelOut(role=role, name=Path(weights).stem, version="unregistered", path=str(weights), card=None)
-    return ModelOut(role=role, name=str(card.get("name", Path(weights).stem)), version=str(card.get("version", "")),
-                    path=str(weights), card=card)
+    return ModelOut(
+        role=role,
+        name=str(card.get("name", Path(weights).stem)),
+        version=str(card.get("version", "")),
+        path=str(weights),
+        card=card,
+    )
 
 
-@router.get("/models", response_model=ModelsOut, dependencies=[Depends(require(Role.QA, Role.ML))],
-            summary="The active models and their model cards")
+@router.get(
+    "/models",
+    response_model=ModelsOut,
+    dependencies=[Depends(require(Role.QA, Role.ML))],
+    summary="The active models and their model cards",
+)
 def models(request: Request) -> ModelsOut:
     dirs = request.app.state.services.model_dirs
     return ModelsOut(models=[model_out(role, path) for role, path in sorted(dirs.items())])

@@ -36,17 +36,24 @@ async def _check_caller(services: Services, camera_id: str, token: str | None) -
         return
     principal = await anyio.to_thread.run_sync(services.tokens.verify, token) if services.tokens else None
     if principal is None:
-        raise Unauthorized(f"camera {camera_id!r}: missing or wrong camera token; send its camera token or an "
-                           "API token with the camera role (Authorization: Bearer ...)")
+        raise Unauthorized(
+            f"camera {camera_id!r}: missing or wrong camera token; send its camera token or an "
+            "API token with the camera role (Authorization: Bearer ...)"
+        )
     if principal.role not in (Role.CAMERA, Role.ADMIN):
         raise Forbidden(f"role {principal.role.value!r} may not push frames; it needs camera or admin")
 
 
-@router.post("/{camera_id}/frames", status_code=202, response_model=PushAccepted,
-             summary="Push one JPEG or PNG frame (body: the image bytes)",
-             openapi_extra={"requestBody": {"content": {"image/jpeg": {}, "image/png": {}}, "required": True}})
-async def push_frame(camera_id: str, request: Request,
-                     content_type: Annotated[str | None, Header()] = None) -> PushAccepted:
+@router.post(
+    "/{camera_id}/frames",
+    status_code=202,
+    response_model=PushAccepted,
+    summary="Push one JPEG or PNG frame (body: the image bytes)",
+    openapi_extra={"requestBody": {"content": {"image/jpeg": {}, "image/png": {}}, "required": True}},
+)
+async def push_frame(
+    camera_id: str, request: Request, content_type: Annotated[str | None, Header()] = None
+) -> PushAccepted:
     services: Services = request.app.state.services
     await _check_caller(services, camera_id, bearer(request))
     assert services.engine is not None
@@ -56,6 +63,7 @@ async def push_frame(camera_id: str, request: Request,
         body += chunk
         if len(body) > limit:
             raise FrameRejected(f"body is over the limit of {limit} bytes")
-    seq = await anyio.to_thread.run_sync(services.engine.push, camera_id, bytes(body), content_type,
-                                         limiter=request.app.state.decode_limiter)
+    seq = await anyio.to_thread.run_sync(
+        services.engine.push, camera_id, bytes(body), content_type, limiter=request.app.state.decode_limiter
+    )
     return PushAccepted(camera_id=camera_id, seq=seq)

@@ -67,10 +67,20 @@ readers = [Depends(require(*READERS))]
 
 RecipeName = Annotated[str, Path(pattern=NAME_RE.pattern, description="Recipe name.")]
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the golden image file.")]
-MasksField = Annotated[str | None, Form(description='JSON list of rectangles to ignore, golden pixels: '
-                                                    '[{"x1": 0, "y1": 0, "x2": 40, "y2": 20, "label": "sticker"}].')]
-AlignField = Annotated[str | None, Form(description='JSON alignment settings: {"method": "ecc"|"features", '
-                                                    '"min_score": 0.8, "work_px": 192, "iterations": 40}.')]
+MasksField = Annotated[
+    str | None,
+    Form(
+        description="JSON list of rectangles to ignore, golden pixels: "
+        '[{"x1": 0, "y1": 0, "x2": 40, "y2": 20, "label": "sticker"}].'
+    ),
+]
+AlignField = Annotated[
+    str | None,
+    Form(
+        description='JSON alignment settings: {"method": "ecc"|"features", '
+        '"min_score": 0.8, "work_px": 192, "iterations": 40}.'
+    ),
+]
 DescriptionField = Annotated[str | None, Form(max_length=2000, description="What the product is.")]
 
 
@@ -99,8 +109,9 @@ def get_recipe(name: RecipeName, request: Request) -> RecipeOut:
     return recipe_out(recipe_store(request.app.state.services).get(name))
 
 
-def _image(data: bytes, media_type: str, sha: str, cache: str, if_none_match: str | None,
-           location: str | None = None) -> Response:
+def _image(
+    data: bytes, media_type: str, sha: str, cache: str, if_none_match: str | None, location: str | None = None
+) -> Response:
     etag = f'"{sha}"'
     headers = {"ETag": etag, "Cache-Control": cache}
     if location:
@@ -110,60 +121,106 @@ def _image(data: bytes, media_type: str, sha: str, cache: str, if_none_match: st
     return Response(data, media_type=media_type, headers=headers)
 
 
-@router.get("/recipes/{name}/golden", dependencies=readers,
-            summary="The recipe's golden image as uploaded (ETag = its sha256; revalidate: a replacement changes it)",
-            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/bmp": {}, "image/tiff": {}}},
-                       304: {"description": "Not modified"}})
-def recipe_golden(name: RecipeName, request: Request,
-                  if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
+@router.get(
+    "/recipes/{name}/golden",
+    dependencies=readers,
+    summary="The recipe's golden image as uploaded (ETag = its sha256; revalidate: a replacement changes it)",
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/bmp": {}, "image/tiff": {}}},
+        304: {"description": "Not modified"},
+    },
+)
+def recipe_golden(
+    name: RecipeName, request: Request, if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None
+) -> Response:
     store = recipe_store(request.app.state.services)
     recipe = store.get(name)
     data, media_type = store.golden_file(recipe.golden_sha256)
-    return _image(data, media_type, recipe.golden_sha256, "private, no-cache", if_none_match,
-                  f"/api/v1/goldens/{recipe.golden_sha256}")
+    return _image(
+        data,
+        media_type,
+        recipe.golden_sha256,
+        "private, no-cache",
+        if_none_match,
+        f"/api/v1/goldens/{recipe.golden_sha256}",
+    )
 
 
-@router.get("/goldens/{sha256}", dependencies=readers,
-            summary="A golden image by the sha256 of its file (kept after its recipe was replaced)",
-            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/bmp": {}, "image/tiff": {}}},
-                       304: {"description": "Not modified"}})
-def golden_by_sha(sha256: Sha256, request: Request,
-                  if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
+@router.get(
+    "/goldens/{sha256}",
+    dependencies=readers,
+    summary="A golden image by the sha256 of its file (kept after its recipe was replaced)",
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/bmp": {}, "image/tiff": {}}},
+        304: {"description": "Not modified"},
+    },
+)
+def golden_by_sha(
+    sha256: Sha256, request: Request, if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None
+) -> Response:
     data, media_type = recipe_store(request.app.state.services).golden_file(sha256)
     return _image(data, media_type, sha256, IMMUTABLE, if_none_match)
 
 
-@router.post("/recipes", response_model=RecipeOut, status_code=201,
-             dependencies=[Depends(require(Role.ML))], summary="Add a recipe with its golden image (multipart)")
-def add_recipe(request: Request,
-               name: Annotated[str, Form(description="Recipe name: 1-100 letters, digits, '.', '-', '_'.")],
-               golden: Annotated[UploadFile, File(description="Golden image: JPEG, PNG, BMP or TIFF, at most 32 MiB.")],
-               masks: MasksField = None, align: AlignField = None, description: DescriptionField = None,
-               ) -> RecipeOut:
+@router.post(
+    "/recipes",
+    response_model=RecipeOut,
+    status_code=201,
+    dependencies=[Depends(require(Role.ML))],
+    summary="Add a recipe with its golden image (multipart)",
+)
+def add_recipe(
+    request: Request,
+    name: Annotated[str, Form(description="Recipe name: 1-100 letters, digits, '.', '-', '_'.")],
+    golden: Annotated[UploadFile, File(description="Golden image: JPEG, PNG, BMP or TIFF, at most 32 MiB.")],
+    masks: MasksField = None,
+    align: AlignField = None,
+    description: DescriptionField = None,
+) -> RecipeOut:
     store = recipe_store(request.app.state.services)
-    recipe = store.add(name, _read_golden(golden), parse_masks(masks or "[]"), parse_align(align or "{}"),
-                       description or "", actor=_principal(request).name, where=_where(golden))
+    recipe = store.add(
+        name,
+        _read_golden(golden),
+        parse_masks(masks or "[]"),
+        parse_align(align or "{}"),
+        description or "",
+        actor=_principal(request).name,
+        where=_where(golden),
+    )
     return recipe_out(recipe)
 
 
-@router.put("/recipes/{name}", response_model=RecipeOut,
-            dependencies=[Depends(require(Role.ML))],
-            summary="Replace a recipe (multipart); omitted fields keep their values, the old golden stays readable")
+@router.put(
+    "/recipes/{name}",
+    response_model=RecipeOut,
+    dependencies=[Depends(require(Role.ML))],
+    summary="Replace a recipe (multipart); omitted fields keep their values, the old golden stays readable",
+)
 def replace_recipe(
-    name: RecipeName, request: Request,
+    name: RecipeName,
+    request: Request,
     golden: Annotated[UploadFile | None, File(description="New golden image (same size unless allow_resize).")] = None,
-    masks: MasksField = None, align: AlignField = None, description: DescriptionField = None,
-    allow_resize: Annotated[bool, Form(description="Accept a golden of another size (a new product revision).")
-                            ] = False,
+    masks: MasksField = None,
+    align: AlignField = None,
+    description: DescriptionField = None,
+    allow_resize: Annotated[
+        bool, Form(description="Accept a golden of another size (a new product revision).")
+    ] = False,
 ) -> RecipeOut:
     services = request.app.state.services
     store = recipe_store(services)
     current: Recipe = store.get(name)  # 404: create recipes with POST
     data = _read_golden(golden) if golden is not None else store.golden_bytes(current.golden_sha256)
-    recipe = store.add(name, data, parse_masks(masks) if masks is not None else current.masks,
-                       parse_align(align) if align is not None else current.align,
-                       description if description is not None else current.description,
-                       actor=_principal(request).name, replace=True, allow_resize=allow_resize,
-                       where=_where(golden) if golden is not None else "golden")
+    recipe = store.add(
+        name,
+        data,
+        parse_masks(masks) if masks is not None else current.masks,
+        parse_align(align) if align is not None else current.align,
+        description if description is not None else current.description,
+        actor=_principal(request).name,
+        replace=True,
+        allow_resize=allow_resize,
+        where=_where(golden) if golden is not None else "golden",
+    )
     follow_replaced_recipe(services, recipe, _principal(request).name)
     return recipe_out(recipe)

@@ -71,16 +71,24 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 @router.get("/tokens", response_model=list[TokenOut], summary="Every API token (never the secrets)", tags=["auth"])
 def list_tokens(request: Request, _: Admin) -> list[TokenOut]:
-    return [TokenOut(id=t.id, name=t.name, role=t.role, created_at=t.created_at.isoformat(),
-                     revoked_at=t.revoked_at.isoformat() if t.revoked_at else None)
-            for t in token_store(request).all()]
+    return [
+        TokenOut(
+            id=t.id,
+            name=t.name,
+            role=t.role,
+            created_at=t.created_at.isoformat(),
+            revoked_at=t.revoked_at.isoformat() if t.revoked_at else None,
+        )
+        for t in token_store(request).all()
+    ]
 
 
 @router.post("/tokens", response_model=TokenOut, status_code=201, summary="Create a token")
 def create_token(body: NewToken, request: Request, _: Admin) -> TokenOut:
     info, clear = token_store(request).create(body.role, body.name)
-    return TokenOut(id=info.id, name=info.name, role=info.role, created_at=info.created_at.isoformat(),
-                    revoked_at=None, token=clear)
+    return TokenOut(
+        id=info.id, name=info.name, role=info.role, created_at=info.created_at.isoformat(), revoked_at=None, token=clear
+    )
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")

@@ -30,8 +30,9 @@ def _pareto(stats: Stats) -> list[ParetoItem]:
     out, running = [], 0
     for name, n in stats.pareto:
         running += n
-        out.append(ParetoItem(class_name=name, count=n, share=round(n / total, 6),
-                              cumulative=round(running / total, 6)))
+        out.append(
+            ParetoItem(class_name=name, count=n, share=round(n / total, 6), cumulative=round(running / total, 6))
+        )
     return out
 
 
@@ -50,24 +51,49 @@ def _trend(stats: Stats) -> list[TrendItem]:
     for point in stats.trend:
         c = point.counts
         n = sum(c.values())
-        items.append(TrendItem.model_validate({
-            "start": point.start, "inspected": n, "pass": c[Outcome.PASS], "fail": c[Outcome.FAIL],
-            "uncertain": c[Outcome.UNCERTAIN], "yield": _ratio(c[Outcome.PASS], n)}))
+        items.append(
+            TrendItem.model_validate(
+                {
+                    "start": point.start,
+                    "inspected": n,
+                    "pass": c[Outcome.PASS],
+                    "fail": c[Outcome.FAIL],
+                    "uncertain": c[Outcome.UNCERTAIN],
+                    "yield": _ratio(c[Outcome.PASS], n),
+                }
+            )
+        )
     return items
 
 
-@router.get("/stats", response_model=StatsOut, dependencies=[Depends(require(Role.QA, Role.ML))],
-            summary="Counts, yield, throughput, defect Pareto and trend of the stored inspections")
-def stats(request: Request, line: Line = None, since: Since = None, until: Until = None,
-          bucket: Annotated[Literal["minute", "hour", "day"], Query(description="Trend bucket.")] = "hour"
-          ) -> StatsOut:
+@router.get(
+    "/stats",
+    response_model=StatsOut,
+    dependencies=[Depends(require(Role.QA, Role.ML))],
+    summary="Counts, yield, throughput, defect Pareto and trend of the stored inspections",
+)
+def stats(
+    request: Request,
+    line: Line = None,
+    since: Since = None,
+    until: Until = None,
+    bucket: Annotated[Literal["minute", "hour", "day"], Query(description="Trend bucket.")] = "hour",
+) -> StatsOut:
     since, until = utc(since), utc(until)
     flt = InspectionFilter(line_id=line, created_from=since, created_before=until)
     result = inspection_store(request).stats(flt, bucket)
     c = result.counts
-    return StatsOut.model_validate({
-        "counts": Counts.model_validate({"pass": c[Outcome.PASS], "fail": c[Outcome.FAIL],
-                                         "uncertain": c[Outcome.UNCERTAIN]}),
-        "inspected": result.inspected, "yield": _ratio(c[Outcome.PASS], result.inspected),
-        "throughput_per_hour": _throughput(result, since, until), "pareto": _pareto(result),
-        "trend": _trend(result), "reviewed": result.reviewed, "corrected": result.corrected})
+    return StatsOut.model_validate(
+        {
+            "counts": Counts.model_validate(
+                {"pass": c[Outcome.PASS], "fail": c[Outcome.FAIL], "uncertain": c[Outcome.UNCERTAIN]}
+            ),
+            "inspected": result.inspected,
+            "yield": _ratio(c[Outcome.PASS], result.inspected),
+            "throughput_per_hour": _throughput(result, since, until),
+            "pareto": _pareto(result),
+            "trend": _trend(result),
+            "reviewed": result.reviewed,
+            "corrected": result.corrected,
+        }
+    )

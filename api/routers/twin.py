@@ -30,15 +30,26 @@ def _sync(request: Request) -> SyncService:
 @router.get("/twin", summary="Lines with a twin, and their revisions", dependencies=readers)
 def lines(request: Request) -> dict[str, Any]:
     twins = _sync(request).twins
-    return {"lines": [{"line_id": line, "revision": twins.revision(line), "href": f"/api/v1/twin/{line}"}
-                      for line in twins.lines()]}
+    return {
+        "lines": [
+            {"line_id": line, "revision": twins.revision(line), "href": f"/api/v1/twin/{line}"}
+            for line in twins.lines()
+        ]
+    }
 
 
-@router.get("/twin/{line}", summary="The twin document of a line (ETag = revision; ?at=REVISION rebuilds the past)",
-            responses={200: {"content": {"application/json": {}}}, 304: {"description": "Not modified"}},
-            dependencies=readers)
-def twin(line: str, request: Request, at: Annotated[int | None, Query(ge=0, description="Revision to rebuild.")] = None,
-         if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
+@router.get(
+    "/twin/{line}",
+    summary="The twin document of a line (ETag = revision; ?at=REVISION rebuilds the past)",
+    responses={200: {"content": {"application/json": {}}}, 304: {"description": "Not modified"}},
+    dependencies=readers,
+)
+def twin(
+    line: str,
+    request: Request,
+    at: Annotated[int | None, Query(ge=0, description="Revision to rebuild.")] = None,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+) -> Response:
     twins = _sync(request).twins
     revision, text = twins.document_text(line)
     if at is not None:
@@ -66,12 +77,17 @@ class ExpectedState(BaseModel):
 
     line_status: Literal["running", "stopped"] | None = Field(None, description="Expected line status.")
     boards_in_view: dict[CameraId, Annotated[int, Field(ge=0, le=MAX_BOARDS)]] | None = Field(
-        None, max_length=MAX_CAMERAS, description=f"Boards expected in each camera's view, by camera id (at most "
-                                                  f"{MAX_CAMERAS} cameras, {MAX_BOARDS} boards each).")
-    throughput_per_min: float | None = Field(None, ge=0, le=MAX_THROUGHPUT, allow_inf_nan=False,
-                                             description="Expected inspected parts per minute (finite).")
-    throughput_tolerance: float = Field(0.2, ge=0, le=10, allow_inf_nan=False,
-                                        description="Relative tolerance of the throughput check.")
+        None,
+        max_length=MAX_CAMERAS,
+        description=f"Boards expected in each camera's view, by camera id (at most "
+        f"{MAX_CAMERAS} cameras, {MAX_BOARDS} boards each).",
+    )
+    throughput_per_min: float | None = Field(
+        None, ge=0, le=MAX_THROUGHPUT, allow_inf_nan=False, description="Expected inspected parts per minute (finite)."
+    )
+    throughput_tolerance: float = Field(
+        0.2, ge=0, le=10, allow_inf_nan=False, description="Relative tolerance of the throughput check."
+    )
 
 
 class DriftReport(BaseModel):
@@ -81,8 +97,9 @@ class DriftReport(BaseModel):
     offset: int | None = Field(description="Offset of the twin.drift event, when one was emitted.")
 
 
-def _differences(expected: ExpectedState, doc: dict[str, Any], boards: dict[str, int] | None
-                 ) -> tuple[list[dict[str, Any]], list[str]]:
+def _differences(
+    expected: ExpectedState, doc: dict[str, Any], boards: dict[str, int] | None
+) -> tuple[list[dict[str, Any]], list[str]]:
     diffs, unchecked = [], []
     status = doc["features"]["line"]["properties"]["status"]
     if expected.line_status is not None and expected.line_status != status:
@@ -91,8 +108,7 @@ def _differences(expected: ExpectedState, doc: dict[str, Any], boards: dict[str,
         observed = doc["features"]["throughput"]["properties"]["partsPerMinute"]
         allowed = expected.throughput_per_min * expected.throughput_tolerance
         if abs(observed - expected.throughput_per_min) > allowed:
-            diffs.append({"field": "throughput_per_min", "expected": expected.throughput_per_min,
-                          "observed": observed})
+            diffs.append({"field": "throughput_per_min", "expected": expected.throughput_per_min, "observed": observed})
     if expected.boards_in_view is not None:
         if boards is None:
             unchecked.append("boards_in_view")
@@ -105,8 +121,12 @@ def _differences(expected: ExpectedState, doc: dict[str, Any], boards: dict[str,
     return diffs, unchecked
 
 
-@router.post("/twin/{line}/expected", summary="Compare a twin engine's expected state with what the cameras see",
-             response_model=DriftReport, dependencies=[Depends(require(Role.TWIN))])
+@router.post(
+    "/twin/{line}/expected",
+    summary="Compare a twin engine's expected state with what the cameras see",
+    response_model=DriftReport,
+    dependencies=[Depends(require(Role.TWIN))],
+)
 def expected_state(line: str, body: ExpectedState, request: Request) -> DriftReport:
     sync = _sync(request)
     _, text = sync.twins.document_text(line)
@@ -115,8 +135,12 @@ def expected_state(line: str, body: ExpectedState, request: Request) -> DriftRep
     diffs, unchecked = _differences(body, json.loads(text), boards)
     offset = None
     if diffs:
-        draft = Draft("twin.drift", line, f"/twinspect/{sync.settings.edge_id}",
-                      {"differences": diffs, "expected": body.model_dump(exclude_none=True)})
+        draft = Draft(
+            "twin.drift",
+            line,
+            f"/twinspect/{sync.settings.edge_id}",
+            {"differences": diffs, "expected": body.model_dump(exclude_none=True)},
+        )
         offset = sync.log.append([draft])[0].offset
     return DriftReport(drift=bool(diffs), differences=diffs, unchecked=unchecked, offset=offset)
 
@@ -126,7 +150,6 @@ def schemas() -> dict[str, Any]:
     return {"types": list(EVENT_TYPES), "schemas": all_schemas()}
 
 
-@router.get("/schemas/{event_type}", summary="JSON Schema of one event type", tags=["events"],
-            dependencies=readers)
+@router.get("/schemas/{event_type}", summary="JSON Schema of one event type", tags=["events"], dependencies=readers)
 def schema(event_type: str) -> JSONResponse:
     return JSONResponse(event_schema(check_type(event_type)))

@@ -97,8 +97,7 @@ def parse_label_file(path: Path, size: tuple[int, int], problems: list[str]) -> 
             problems.append(f"{path}:{n}: unknown defect type {kind} (expected 1-6)")
             continue
         if x1 < 0 or y1 < 0 or x2 > w or y2 > h or x2 <= x1 or y2 <= y1:
-            problems.append(f"{path}:{n}: box {x1:g},{y1:g},{x2:g},{y2:g} outside the "
-                            f"{w}x{h} image or empty")
+            problems.append(f"{path}:{n}: box {x1:g},{y1:g},{x2:g},{y2:g} outside the {w}x{h} image or empty")
             continue
         boxes.append(Box(x1, y1, x2, y2, kind - 1))
     return boxes
@@ -118,8 +117,9 @@ def image_size(path: Path, problems: list[str]) -> tuple[int, int] | None:
     return int(img.shape[1]), int(img.shape[0])
 
 
-def load_boards(pcb: Path, list_name: str, progress: Callable[[Iterable[Any]], Iterable[Any]],
-                problems: list[str]) -> list[Board]:
+def load_boards(
+    pcb: Path, list_name: str, progress: Callable[[Iterable[Any]], Iterable[Any]], problems: list[str]
+) -> list[Board]:
     """Read and validate every board of one list; problems are collected, not raised."""
     boards = []
     for listed, label, _ in progress(read_list(pcb, list_name)):
@@ -144,9 +144,15 @@ def is_validation(board_id: str, val_percent: int) -> bool:
     return bucket < val_percent
 
 
-def import_deeppcb(src: Path, out: Path, val_percent: int = 20, background_percent: int = 10,
-                   progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
-                   input_kind: str = "image", seed: int = 0) -> dict[str, Any]:
+def import_deeppcb(
+    src: Path,
+    out: Path,
+    val_percent: int = 20,
+    background_percent: int = 10,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+    input_kind: str = "image",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Import DeepPCB into a YOLO dataset at ``out`` and return its card.
 
     ``input_kind="image"``: the tested boards as they are; ``background_percent`` of the
@@ -195,16 +201,21 @@ def import_deeppcb(src: Path, out: Path, val_percent: int = 20, background_perce
                     writer.add(split, b.template_image.name, None, b.size, [], source=b.template_image)
                     used.append(b.template_image)
         source_hash = tree_sha256(used, pcb)
-        rule = (f"val = sha256(board id) % 100 < {val_percent}; "
-                + (f"train templates as background: {background_percent}%" if input_kind == "image" else
-                   f"reference input; every train template also a good example; jitter seed {seed}"))
-        return writer.commit(source_hash, {
-            "name": out.name,
-            "source": "DeepPCB (Tang et al. 2019), upstream PCBData layout",
-            "input": input_kind,
-            "split_rule": rule,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        })
+        rule = f"val = sha256(board id) % 100 < {val_percent}; " + (
+            f"train templates as background: {background_percent}%"
+            if input_kind == "image"
+            else f"reference input; every train template also a good example; jitter seed {seed}"
+        )
+        return writer.commit(
+            source_hash,
+            {
+                "name": out.name,
+                "source": "DeepPCB (Tang et al. 2019), upstream PCBData layout",
+                "input": input_kind,
+                "split_rule": rule,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
     except BaseException:
         writer.abort()
         raise
@@ -215,8 +226,9 @@ def check_template_sizes(boards: list[Board], problems: list[str]) -> None:
     for b in boards:
         tmpl = cv2.imread(str(b.template_image), cv2.IMREAD_GRAYSCALE)
         if tmpl is not None and (tmpl.shape[1], tmpl.shape[0]) != b.size:
-            problems.append(f"{b.template_image}: template is {tmpl.shape[1]}x{tmpl.shape[0]}, "
-                            f"its board {b.size[0]}x{b.size[1]}")
+            problems.append(
+                f"{b.template_image}: template is {tmpl.shape[1]}x{tmpl.shape[0]}, its board {b.size[0]}x{b.size[1]}"
+            )
 
 
 def board_rng(board_id: str, seed: int) -> np.random.Generator:

@@ -26,9 +26,16 @@ from inspection.hashing import tree_sha256
 EMPTY_SHARE = 0.05
 
 
-def synth_line_dataset(boards: Path, out: Path, train: int = 400, val: int = 100, test: int = 100,
-                       seed: int = 0, style: LineStyle | None = None,
-                       progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> dict[str, Any]:
+def synth_line_dataset(
+    boards: Path,
+    out: Path,
+    train: int = 400,
+    val: int = 100,
+    test: int = 100,
+    seed: int = 0,
+    style: LineStyle | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+) -> dict[str, Any]:
     """Render ``train + val + test`` frames and write them as a YOLO dataset; returns the card."""
     for name, n in (("train", train), ("val", val), ("test", test)):
         if n < 0:
@@ -49,22 +56,31 @@ def synth_line_dataset(boards: Path, out: Path, train: int = 400, val: int = 100
             # a few frames of empty belt: gaps between batches, a stopped feeder
             placements = [] if rng.random() < EMPTY_SHARE else random_scene(style, pool, rng)
             belt = belts[int(rng.integers(len(belts)))]
-            frame, boxes = render(style, belt, float(rng.uniform(0, style.seam_every_px)), placements,
-                                  Effects.random(rng), rng)
+            frame, boxes = render(
+                style, belt, float(rng.uniform(0, style.seam_every_px)), placements, Effects.random(rng), rng
+            )
             ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not ok:
                 raise DatasetError("could not encode a rendered frame as JPEG")
-            writer.add(split, f"{split}_{i:05d}.jpg", buf.tobytes(), (style.width, style.height),
-                       [Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for _, b in boxes])
+            writer.add(
+                split,
+                f"{split}_{i:05d}.jpg",
+                buf.tobytes(),
+                (style.width, style.height),
+                [Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), 0) for _, b in boxes],
+            )
         files = [p for p in Path(boards).rglob("*") if p.is_file()]
-        return writer.commit(tree_sha256(files, Path(boards)), {
-            "name": out.name,
-            "source": f"synthetic conveyor frames rendered from {len(sprites)} boards ({boards})",
-            "split_rule": "boards with sha256(name) % 100 < 20 appear only in val/test frames",
-            "seed": seed,
-            "style": {"width": style.width, "height": style.height, "board_px": style.board_px},
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        })
+        return writer.commit(
+            tree_sha256(files, Path(boards)),
+            {
+                "name": out.name,
+                "source": f"synthetic conveyor frames rendered from {len(sprites)} boards ({boards})",
+                "split_rule": "boards with sha256(name) % 100 < 20 appear only in val/test frames",
+                "seed": seed,
+                "style": {"width": style.width, "height": style.height, "board_px": style.board_px},
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
     except BaseException:
         writer.abort()
         raise

@@ -61,8 +61,15 @@ class YoloDatasetWriter:
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         self._stats: dict[str, _SplitStats] = {}
 
-    def add(self, split: str, name: str, image_bytes: bytes | None, size: tuple[int, int],
-            boxes: list[Box], source: Path | None = None) -> None:
+    def add(
+        self,
+        split: str,
+        name: str,
+        image_bytes: bytes | None,
+        size: tuple[int, int],
+        boxes: list[Box],
+        source: Path | None = None,
+    ) -> None:
         """Add one image (its bytes, or a source file to copy) with its boxes.
 
         ``size`` is (width, height) in pixels; boxes are in pixels and converted to
@@ -100,8 +107,13 @@ class YoloDatasetWriter:
         try:
             card = self._card(source_hash, extra)
             splits = [s for s in SPLITS if s in self._stats]
-            data = {"path": ".", **{s: f"images/{s}" for s in splits},
-                    "nc": len(self.names), "names": dict(enumerate(self.names)), **self.extra_yaml}
+            data = {
+                "path": ".",
+                **{s: f"images/{s}" for s in splits},
+                "nc": len(self.names),
+                "names": dict(enumerate(self.names)),
+                **self.extra_yaml,
+            }
             (self._tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
             (self._tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
             (self._tmp / "CARD.md").write_text(render_card_markdown(card))
@@ -135,8 +147,13 @@ class YoloDatasetWriter:
             }
             all_w += st.widths
             all_h += st.heights
-        return {"names": list(self.names), "source_sha256": source_hash,
-                "splits": splits, "box_sizes": box_size_distribution(all_w, all_h), **extra}
+        return {
+            "names": list(self.names),
+            "source_sha256": source_hash,
+            "splits": splits,
+            "box_sizes": box_size_distribution(all_w, all_h),
+            **extra,
+        }
 
 
 def box_size_distribution(widths: list[float], heights: list[float]) -> dict[str, Any]:
@@ -172,8 +189,11 @@ def render_card_markdown(card: dict[str, Any]) -> str:
     for key in ("source", "source_sha256", "split_rule", "created_at"):
         if key in card:
             lines.append(f"- {key}: `{card[key]}`")
-    lines += ["", "| split | images | background | boxes | " + " | ".join(names) + " |",
-              "| --- " * (4 + len(names)) + "|"]
+    lines += [
+        "",
+        "| split | images | background | boxes | " + " | ".join(names) + " |",
+        "| --- " * (4 + len(names)) + "|",
+    ]
     for split, st in card["splits"].items():
         per = " | ".join(str(st["boxes_per_class"][n]) for n in names)
         lines.append(f"| {split} | {st['images']} | {st['background_images']} | {st['boxes']} | {per} |")
@@ -203,8 +223,7 @@ class DatasetSpec:
 
     def split_dir(self, split: str) -> Path:
         if split not in self.splits:
-            raise DatasetError(f"{self.yaml_path}: has no '{split}' split "
-                               f"(it has: {', '.join(self.splits)})")
+            raise DatasetError(f"{self.yaml_path}: has no '{split}' split (it has: {', '.join(self.splits)})")
         return self.splits[split]
 
     def labels_for(self, image: Path) -> Path:
@@ -226,8 +245,13 @@ class DatasetSpec:
 
     def ultralytics_yaml(self, dest: Path) -> Path:
         """Write a copy of the data YAML with an absolute ``path`` for Ultralytics."""
-        data = {"path": str(self.root), **{k: str(v) for k, v in self.splits.items()},
-                "nc": len(self.names), "names": dict(enumerate(self.names)), "input": self.input}
+        data = {
+            "path": str(self.root),
+            **{k: str(v) for k, v in self.splits.items()},
+            "nc": len(self.names),
+            "names": dict(enumerate(self.names)),
+            "input": self.input,
+        }
         dest.write_text(yaml.safe_dump(data, sort_keys=False))
         return dest
 

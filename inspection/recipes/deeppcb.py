@@ -42,8 +42,9 @@ def _templates(boards_dir: Path, list_name: str) -> list[tuple[str, Path]]:
     return out
 
 
-def register_deeppcb_recipes(store: RecipeStore, boards_dir: Path | str, list_name: str = "trainval.txt",
-                             actor: str = "deeppcb-import") -> int:
+def register_deeppcb_recipes(
+    store: RecipeStore, boards_dir: Path | str, list_name: str = "trainval.txt", actor: str = "deeppcb-import"
+) -> int:
     """Register ``deeppcb-<id>`` for every board of ``list_name``; returns how many were added or changed.
 
     Idempotent and cheap to repeat: a board whose recipe already holds the same golden

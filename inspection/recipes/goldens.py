@@ -66,8 +66,9 @@ def _complete(data: bytes, ext: str) -> bool:
 def decode_grey(data: bytes) -> np.ndarray | None:
     """HxW uint8 grey pixels of an image file's bytes, or None when they do not decode within the limits."""
     try:
-        return np.ascontiguousarray(decode(data, max_pixels=MAX_PIXELS, flags=cv2.IMREAD_GRAYSCALE,
-                                           formats=GOLDEN_FORMATS))
+        return np.ascontiguousarray(
+            decode(data, max_pixels=MAX_PIXELS, flags=cv2.IMREAD_GRAYSCALE, formats=GOLDEN_FORMATS)
+        )
     except ImageError:
         return None
 
@@ -90,8 +91,10 @@ def check_golden(data: bytes, where: str) -> CheckedGolden:
     except ImageError as exc:
         raise RecipeError(f"{where}: corrupt {FORMAT_NAMES[ext]} image ({exc})") from None
     if max(header.width, header.height) > MAX_SIDE or header.pixels > MAX_PIXELS:
-        raise RecipeError(f"{where}: {header.width}x{header.height} image; at most {MAX_SIDE} pixels a side and "
-                          f"{MAX_PIXELS} pixels in all")
+        raise RecipeError(
+            f"{where}: {header.width}x{header.height} image; at most {MAX_SIDE} pixels a side and "
+            f"{MAX_PIXELS} pixels in all"
+        )
     grey = decode_grey(data)
     if grey is None:
         raise RecipeError(f"{where}: corrupt {FORMAT_NAMES[ext]} image (it does not decode)")

@@ -54,8 +54,7 @@ MAX_DESCRIPTION = 2000
 def check_name(name: str) -> str:
     """``name`` if it is a valid recipe name; RecipeError naming the field otherwise."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise RecipeError(f"name {name!r}: use 1-100 letters, digits, '.', '-' or '_', starting with a letter "
-                          "or digit")
+        raise RecipeError(f"name {name!r}: use 1-100 letters, digits, '.', '-' or '_', starting with a letter or digit")
     return name
 
 
@@ -65,14 +64,30 @@ class AlignSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["ecc", "features"] = Field(
-        "ecc", description="ecc: coarse-to-fine ECC homography seeded by the board box (fast, needs the board "
-        "roughly upright); features: ORB keypoints + RANSAC homography, then ECC (any pose, slower).")
-    min_score: float = Field(0.80, ge=-1.0, le=1.0, description="Alignment quality (normalised correlation of the "
-                             "aligned board and the golden, 1 = identical) below which a board is 'uncertain'.")
-    work_px: int = Field(160, ge=64, le=2048, description="Longer side, in pixels, at which ECC registers the "
-                         "board (the golden and the crop are resized to it).")
-    refine_px: int = Field(0, ge=0, le=4096, description="If larger than work_px: a second ECC pass at this size "
-                           "(finer, slower); 0 = none.")
+        "ecc",
+        description="ecc: coarse-to-fine ECC homography seeded by the board box (fast, needs the board "
+        "roughly upright); features: ORB keypoints + RANSAC homography, then ECC (any pose, slower).",
+    )
+    min_score: float = Field(
+        0.80,
+        ge=-1.0,
+        le=1.0,
+        description="Alignment quality (normalised correlation of the "
+        "aligned board and the golden, 1 = identical) below which a board is 'uncertain'.",
+    )
+    work_px: int = Field(
+        160,
+        ge=64,
+        le=2048,
+        description="Longer side, in pixels, at which ECC registers the "
+        "board (the golden and the crop are resized to it).",
+    )
+    refine_px: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="If larger than work_px: a second ECC pass at this size (finer, slower); 0 = none.",
+    )
     iterations: int = Field(50, ge=1, le=1000, description="Most ECC iterations (it stops earlier once converged).")
 
 
@@ -125,8 +140,9 @@ def check_masks(masks: tuple[RegionMask, ...], width: int, height: int) -> None:
     """RecipeError naming the first mask (``masks[i]``) that is empty or not inside a width x height image."""
     for i, m in enumerate(masks):
         if m.x2 <= m.x1 or m.y2 <= m.y1 or m.x2 > width or m.y2 > height:
-            raise RecipeError(f"masks[{i}]: ({m.x1},{m.y1})-({m.x2},{m.y2}) is empty or outside the "
-                              f"{width}x{height} golden image")
+            raise RecipeError(
+                f"masks[{i}]: ({m.x1},{m.y1})-({m.x2},{m.y2}) is empty or outside the {width}x{height} golden image"
+            )
 
 
 def ignore_mask(masks: tuple[RegionMask, ...], width: int, height: int) -> np.ndarray | None:
@@ -136,14 +152,16 @@ def ignore_mask(masks: tuple[RegionMask, ...], width: int, height: int) -> np.nd
     out = np.zeros((height, width), np.uint8)
     for m in masks:
         if m.x2 <= m.x1 or m.y2 <= m.y1 or m.x2 > width or m.y2 > height:
-            raise RecipeError(f"mask ({m.x1},{m.y1})-({m.x2},{m.y2}) is empty or outside the "
-                              f"{width}x{height} golden image")
+            raise RecipeError(
+                f"mask ({m.x1},{m.y1})-({m.x2},{m.y2}) is empty or outside the {width}x{height} golden image"
+            )
         cv2.rectangle(out, (m.x1, m.y1), (m.x2 - 1, m.y2 - 1), 255, thickness=-1)
     return out
 
 
-def golden_from_image(recipe: str, sha256: str, image: np.ndarray, masks: tuple[RegionMask, ...] = (),
-                      align: AlignSettings | None = None) -> Golden:
+def golden_from_image(
+    recipe: str, sha256: str, image: np.ndarray, masks: tuple[RegionMask, ...] = (), align: AlignSettings | None = None
+) -> Golden:
     """A Golden from decoded pixels (grey or BGR)."""
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     h, w = grey.shape[:2]

@@ -69,8 +69,14 @@ class RecipeDraft:
     where: str = "golden"  # how errors name the golden (its file)
 
 
-def draft_recipe(name: str, golden_bytes: bytes, masks: Sequence[RegionMask] = (), align: AlignSettings | None = None,
-                 description: str = "", where: str = "golden") -> RecipeDraft:
+def draft_recipe(
+    name: str,
+    golden_bytes: bytes,
+    masks: Sequence[RegionMask] = (),
+    align: AlignSettings | None = None,
+    description: str = "",
+    where: str = "golden",
+) -> RecipeDraft:
     """Check every value of a new recipe; RecipeError naming the field (or ``where``, the golden's file) if bad."""
     check_name(name)
     masks = tuple(masks)
@@ -88,25 +94,49 @@ def _recipe(row: RecipeRow) -> Recipe:
         masks = tuple(RegionMask.model_validate(m) for m in row.masks)
         align = AlignSettings.model_validate(row.align)
     except ValidationError as error:
-        raise RecipeError(f"recipe {row.name!r}: stored masks or alignment settings are invalid: "
-                          f"{error.errors()[0]['msg']}") from None
-    return Recipe(name=row.name, golden_sha256=row.golden_sha256, width=row.width, height=row.height, masks=masks,
-                  align=align, description=row.description, created_at=row.created_at, created_by=row.created_by,
-                  updated_at=row.updated_at, updated_by=row.updated_by)
+        raise RecipeError(
+            f"recipe {row.name!r}: stored masks or alignment settings are invalid: {error.errors()[0]['msg']}"
+        ) from None
+    return Recipe(
+        name=row.name,
+        golden_sha256=row.golden_sha256,
+        width=row.width,
+        height=row.height,
+        masks=masks,
+        align=align,
+        description=row.description,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+    )
 
 
 def _values(draft: RecipeDraft, actor: str, now: datetime) -> dict[str, Any]:
-    return {"name": draft.name, "golden_sha256": draft.golden.sha256, "width": draft.golden.width,
-            "height": draft.golden.height, "masks": [m.model_dump() for m in draft.masks],
-            "align": draft.align.model_dump(), "description": draft.description, "updated_at": now,
-            "updated_by": actor}
+    return {
+        "name": draft.name,
+        "golden_sha256": draft.golden.sha256,
+        "width": draft.golden.width,
+        "height": draft.golden.height,
+        "masks": [m.model_dump() for m in draft.masks],
+        "align": draft.align.model_dump(),
+        "description": draft.description,
+        "updated_at": now,
+        "updated_by": actor,
+    }
 
 
 class RecipeStore:
     """Recipes and their golden images; implements ``GoldenBook`` for the engine. See the module docstring."""
 
-    def __init__(self, engine: Engine, goldens_dir: Path | str, *, cache_size: int = DEFAULT_CACHE,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        goldens_dir: Path | str,
+        *,
+        cache_size: int = DEFAULT_CACHE,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         self.engine = engine
@@ -121,8 +151,10 @@ class RecipeStore:
     def _session(self, write: bool = False) -> Iterator[Session]:
         where = self.engine.url.render_as_string(hide_password=True)
         try:
-            with (Session(self._write_engine if write else self.engine, expire_on_commit=False) as session,
-                  session.begin()):
+            with (
+                Session(self._write_engine if write else self.engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 yield session
         except exc.IntegrityError as error:  # another writer added the same name between our check and insert
             raise RecipeExists(f"recipe already stored in {where}: {str(error.orig).strip()}") from error
@@ -130,9 +162,19 @@ class RecipeStore:
             raise StoreUnavailableError(f"database {where} failed: {str(error.orig).strip()}") from error
 
     # writing ---------------------------------------------------------------------------------------
-    def add(self, name: str, golden_bytes: bytes, masks: Sequence[RegionMask] = (), align: AlignSettings | None = None,
-            description: str = "", actor: str = "", replace: bool = False, *, allow_resize: bool = False,
-            where: str = "golden") -> Recipe:
+    def add(
+        self,
+        name: str,
+        golden_bytes: bytes,
+        masks: Sequence[RegionMask] = (),
+        align: AlignSettings | None = None,
+        description: str = "",
+        actor: str = "",
+        replace: bool = False,
+        *,
+        allow_resize: bool = False,
+        where: str = "golden",
+    ) -> Recipe:
         """Add a recipe, or replace one with ``replace``; ``where`` names the golden in errors (its file).
 
         A replacement golden of another size than the recipe's is refused (another product)
@@ -141,8 +183,9 @@ class RecipeStore:
         draft = draft_recipe(name, golden_bytes, masks, align, description, where)
         return self.add_many([draft], actor=actor, replace=replace, allow_resize=allow_resize)[0]
 
-    def add_many(self, drafts: Sequence[RecipeDraft], *, actor: str = "", replace: bool = False,
-                 allow_resize: bool = False) -> list[Recipe]:
+    def add_many(
+        self, drafts: Sequence[RecipeDraft], *, actor: str = "", replace: bool = False, allow_resize: bool = False
+    ) -> list[Recipe]:
         """Store checked drafts: every golden file first, then all rows in one transaction."""
         if not drafts:
             return []
@@ -157,8 +200,11 @@ class RecipeStore:
             # same name fails on the primary key and is reported as RecipeExists)
             existing = self._rows(names, session)
             self._check_existing(drafts, existing, replace, allow_resize)
-            new = [{**_values(d, actor, now), "created_at": now, "created_by": actor}
-                   for d in drafts if d.name not in existing]
+            new = [
+                {**_values(d, actor, now), "created_at": now, "created_by": actor}
+                for d in drafts
+                if d.name not in existing
+            ]
             changed = [_values(d, actor, now) for d in drafts if d.name in existing]
             if new:
                 session.execute(insert(RecipeRow), new)
@@ -170,8 +216,9 @@ class RecipeStore:
         return stored
 
     @staticmethod
-    def _check_existing(drafts: Sequence[RecipeDraft], existing: dict[str, RecipeRow], replace: bool,
-                        allow_resize: bool) -> None:
+    def _check_existing(
+        drafts: Sequence[RecipeDraft], existing: dict[str, RecipeRow], replace: bool, allow_resize: bool
+    ) -> None:
         for d in drafts:
             row = existing.get(d.name)
             if row is None:
@@ -182,7 +229,8 @@ class RecipeStore:
             if size != old and not allow_resize:
                 raise GoldenSizeMismatch(
                     f"{d.where}: {size[0]}x{size[1]} image for recipe {d.name!r}, whose golden is {old[0]}x{old[1]}: "
-                    "another product? Allow a new size explicitly to replace it anyway")
+                    "another product? Allow a new size explicitly to replace it anyway"
+                )
 
     def delete(self, name: str) -> None:
         """Remove a recipe (its golden file stays: inspections still name it)."""
@@ -199,7 +247,7 @@ class RecipeStore:
                 return self._rows(names, own)
         out: dict[str, RecipeRow] = {}
         for start in range(0, len(names), 500):  # bounded IN lists
-            chunk = list(names[start:start + 500])
+            chunk = list(names[start : start + 500])
             stmt = select(RecipeRow).where(RecipeRow.name.in_(chunk)).execution_options(populate_existing=True)
             out.update((r.name, r) for r in session.scalars(stmt))
         return out
@@ -248,8 +296,9 @@ class RecipeStore:
         data, _ = self.files.read(rec.golden_sha256)
         grey = decode_grey(data)
         if grey is None or (grey.shape[1], grey.shape[0]) != (rec.width, rec.height):
-            raise RecipeError(f"recipe {recipe!r}: golden {rec.golden_sha256} does not decode to its "
-                              f"{rec.width}x{rec.height} image")
+            raise RecipeError(
+                f"recipe {recipe!r}: golden {rec.golden_sha256} does not decode to its {rec.width}x{rec.height} image"
+            )
         golden = golden_from_image(recipe, rec.golden_sha256, grey, rec.masks, rec.align)
         with self._lock:
             self._cache[recipe] = (key, golden)

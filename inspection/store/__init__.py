@@ -1,10 +1,10 @@
 """Storage of inspections: SQLite (WAL) or PostgreSQL through SQLAlchemy, evidence JPEGs on disk.
 
-    engine = open_database("sqlite:///var/twinspect.db")   # migrates to head
-    store = InspectionStore(engine, EvidenceStore("var/evidence"))
-    rec = InspectionRecord.from_verdict(verdict, line_id=..., model_name=..., model_version=...,
-                                        captured_at=..., evidence=store.evidence)
-    store.save_many([rec, ...])                            # one transaction
+engine = open_database("sqlite:///var/twinspect.db")   # migrates to head
+store = InspectionStore(engine, EvidenceStore("var/evidence"))
+rec = InspectionRecord.from_verdict(verdict, line_id=..., model_name=..., model_version=...,
+                                    captured_at=..., evidence=store.evidence)
+store.save_many([rec, ...])                            # one transaction
 """
 
 from inspection.store.db import head_revision, open_database
@@ -36,9 +36,34 @@ from inspection.store.reviews import AuditDraft, ConcurrentUpdate, ReviewChange
 from inspection.store.stats import Bucket, Stats, StatsRangeError, TrendPoint
 
 __all__ = [
-    "AuditDraft", "AuditEntry", "BoxRecord", "BoxSource", "Bucket", "ConcurrentUpdate", "DuplicateInspectionError",
-    "EvidenceError", "EvidenceNotFoundError", "EvidenceStore", "InspectionFilter", "InspectionNotFoundError",
-    "InspectionRecord", "InspectionStore", "InvalidCursorError", "NotADatabaseError", "Page", "ReviewChange",
-    "ReviewStatus", "SchemaVersionError", "SortOrder", "Stats", "StatsRangeError", "StoreError",
-    "StoreUnavailableError", "StoredInspection", "TrendPoint", "encode_jpeg", "head_revision", "open_database",
+    "AuditDraft",
+    "AuditEntry",
+    "BoxRecord",
+    "BoxSource",
+    "Bucket",
+    "ConcurrentUpdate",
+    "DuplicateInspectionError",
+    "EvidenceError",
+    "EvidenceNotFoundError",
+    "EvidenceStore",
+    "InspectionFilter",
+    "InspectionNotFoundError",
+    "InspectionRecord",
+    "InspectionStore",
+    "InvalidCursorError",
+    "NotADatabaseError",
+    "Page",
+    "ReviewChange",
+    "ReviewStatus",
+    "SchemaVersionError",
+    "SortOrder",
+    "Stats",
+    "StatsRangeError",
+    "StoreError",
+    "StoreUnavailableError",
+    "StoredInspection",
+    "TrendPoint",
+    "encode_jpeg",
+    "head_revision",
+    "open_database",
 ]

@@ -171,8 +171,11 @@ def translate(error: exc.DBAPIError, url: URL | str | None, action: str = "use")
 
 def _translate(error: exc.DBAPIError, url: URL, where: str) -> StoreError:
     found = translate(error, url, "open")
-    return StoreUnavailableError(f"cannot open database {where}: {str(error.orig).strip()}") \
-        if type(found) is StoreError else found
+    return (
+        StoreUnavailableError(f"cannot open database {where}: {str(error.orig).strip()}")
+        if type(found) is StoreError
+        else found
+    )
 
 
 _OPEN_LOCK = threading.Lock()

@@ -30,8 +30,9 @@ def encode_jpeg(image_bgr: np.ndarray, quality: int = 90) -> bytes:
         raise EvidenceError(f"JPEG quality must be 1..100, got {quality}")
     shape_ok = image_bgr.ndim == 2 or (image_bgr.ndim == 3 and image_bgr.shape[2] == 3)
     if image_bgr.dtype != np.uint8 or not shape_ok or image_bgr.size == 0:
-        raise EvidenceError(f"evidence image must be a non-empty HxWx3 or HxW uint8 array, "
-                            f"got {image_bgr.dtype} {image_bgr.shape}")
+        raise EvidenceError(
+            f"evidence image must be a non-empty HxWx3 or HxW uint8 array, got {image_bgr.dtype} {image_bgr.shape}"
+        )
     ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise EvidenceError(f"OpenCV could not encode a {image_bgr.shape} image as JPEG")

@@ -123,7 +123,8 @@ class InspectionRow(Base):
     alignment_score: Mapped[float | None] = mapped_column(Float)
 
     boxes: Mapped[list[BoxRow]] = relationship(
-        back_populates="inspection", cascade="all, delete-orphan", passive_deletes=True, order_by="BoxRow.id")
+        back_populates="inspection", cascade="all, delete-orphan", passive_deletes=True, order_by="BoxRow.id"
+    )
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (

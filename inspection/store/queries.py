@@ -51,8 +51,13 @@ def conditions(flt: InspectionFilter | None) -> list[ColumnElement[bool]]:
     if flt.created_before is not None:
         conds.append(col.created_at < flt.created_before)
     if flt.defect_class is not None:
-        conds.append(exists(select(literal(1)).where(
-            BoxRow.inspection_id == col.id, BoxRow.rejected.is_(False), BoxRow.class_name == flt.defect_class)))
+        conds.append(
+            exists(
+                select(literal(1)).where(
+                    BoxRow.inspection_id == col.id, BoxRow.rejected.is_(False), BoxRow.class_name == flt.defect_class
+                )
+            )
+        )
     return conds
 
 
@@ -91,8 +96,14 @@ def decode_cursor(cursor: str, sort: SortOrder = SortOrder.NEWEST) -> tuple[Any,
             raise ValueError("not a list")
         if sort is SortOrder.RISK:
             tag, rank, confidence, stamp, inspection_id = raw
-            ok = (tag == _RISK_TAG and rank in (0, 1, 2) and type(rank) is int and isinstance(confidence, int | float)
-                  and math.isfinite(confidence) and isinstance(inspection_id, str))
+            ok = (
+                tag == _RISK_TAG
+                and rank in (0, 1, 2)
+                and type(rank) is int
+                and isinstance(confidence, int | float)
+                and math.isfinite(confidence)
+                and isinstance(inspection_id, str)
+            )
             if not ok:
                 raise ValueError("not a risk cursor")
             return rank, float(confidence), _stamp(stamp), inspection_id

@@ -82,9 +82,19 @@ class InspectionRecord:
         _require_aware("captured_at", self.captured_at)
 
     @classmethod
-    def from_verdict(cls, verdict: Verdict, *, line_id: str, model_name: str, model_version: str,
-                     captured_at: datetime, evidence: EvidenceStore | None = None, jpeg_quality: int = 90,
-                     record_id: str | None = None, evidence_sha256: str | None = None) -> InspectionRecord:
+    def from_verdict(
+        cls,
+        verdict: Verdict,
+        *,
+        line_id: str,
+        model_name: str,
+        model_version: str,
+        captured_at: datetime,
+        evidence: EvidenceStore | None = None,
+        jpeg_quality: int = 90,
+        record_id: str | None = None,
+        evidence_sha256: str | None = None,
+    ) -> InspectionRecord:
         """Encode the verdict's crop as JPEG into ``evidence`` and build the record.
 
         The evidence file is written (durably) before the record exists, so a stored
@@ -106,12 +116,22 @@ class InspectionRecord:
         ref = verdict.reference
         score = float(ref.alignment_score) if ref is not None else math.nan
         return cls(
-            id=record_id or str(uuid.uuid4()), part_id=verdict.part_id, line_id=line_id,
-            camera_id=verdict.camera_id, track_id=int(verdict.track_id), outcome=Outcome(verdict.outcome),
-            reasons=tuple(verdict.reasons), model_name=model_name, model_version=model_version,
-            frame_seq=int(verdict.frame_seq), captured_at=captured_at, evidence_sha256=sha,
-            board_xyxy=(x1, y1, x2, y2), crop_width=int(verdict.crop.shape[1]),
-            crop_height=int(verdict.crop.shape[0]), boxes=boxes,
+            id=record_id or str(uuid.uuid4()),
+            part_id=verdict.part_id,
+            line_id=line_id,
+            camera_id=verdict.camera_id,
+            track_id=int(verdict.track_id),
+            outcome=Outcome(verdict.outcome),
+            reasons=tuple(verdict.reasons),
+            model_name=model_name,
+            model_version=model_version,
+            frame_seq=int(verdict.frame_seq),
+            captured_at=captured_at,
+            evidence_sha256=sha,
+            board_xyxy=(x1, y1, x2, y2),
+            crop_width=int(verdict.crop.shape[1]),
+            crop_height=int(verdict.crop.shape[0]),
+            boxes=boxes,
             recipe=ref.recipe if ref is not None else None,
             golden_sha256=ref.golden_sha256 if ref is not None else None,
             alignment_score=score if math.isfinite(score) else None,

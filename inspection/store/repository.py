@@ -51,39 +51,84 @@ def _utc_now() -> datetime:
 def _to_row(rec: InspectionRecord, created_at: datetime) -> InspectionRow:
     x1, y1, x2, y2 = rec.board_xyxy
     return InspectionRow(
-        id=rec.id, part_id=rec.part_id, line_id=rec.line_id, camera_id=rec.camera_id, track_id=rec.track_id,
-        outcome=Outcome(rec.outcome).value, reasons=list(rec.reasons), model_name=rec.model_name,
-        model_version=rec.model_version, frame_seq=rec.frame_seq, captured_at=rec.captured_at,
-        created_at=created_at, evidence_sha256=rec.evidence_sha256, board_x1=x1, board_y1=y1, board_x2=x2,
-        board_y2=y2, crop_width=rec.crop_width, crop_height=rec.crop_height,
-        review_status=ReviewStatus.PENDING.value, version=1,
+        id=rec.id,
+        part_id=rec.part_id,
+        line_id=rec.line_id,
+        camera_id=rec.camera_id,
+        track_id=rec.track_id,
+        outcome=Outcome(rec.outcome).value,
+        reasons=list(rec.reasons),
+        model_name=rec.model_name,
+        model_version=rec.model_version,
+        frame_seq=rec.frame_seq,
+        captured_at=rec.captured_at,
+        created_at=created_at,
+        evidence_sha256=rec.evidence_sha256,
+        board_x1=x1,
+        board_y1=y1,
+        board_x2=x2,
+        board_y2=y2,
+        crop_width=rec.crop_width,
+        crop_height=rec.crop_height,
+        review_status=ReviewStatus.PENDING.value,
+        version=1,
         max_confidence=max((b.confidence for b in rec.boxes if not b.rejected), default=0.0),
         risk_rank=RISK_RANK[Outcome(rec.outcome).value],
-        recipe=rec.recipe, golden_sha256=rec.golden_sha256, alignment_score=rec.alignment_score,
-        boxes=[BoxRow(x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2, confidence=b.confidence, class_name=b.class_name,
-                      source=BoxSource(b.source).value, rejected=b.rejected) for b in rec.boxes],
+        recipe=rec.recipe,
+        golden_sha256=rec.golden_sha256,
+        alignment_score=rec.alignment_score,
+        boxes=[
+            BoxRow(
+                x1=b.x1,
+                y1=b.y1,
+                x2=b.x2,
+                y2=b.y2,
+                confidence=b.confidence,
+                class_name=b.class_name,
+                source=BoxSource(b.source).value,
+                rejected=b.rejected,
+            )
+            for b in rec.boxes
+        ],
     )
 
 
 def _to_stored(row: InspectionRow) -> StoredInspection:
     return StoredInspection(
-        id=row.id, part_id=row.part_id, line_id=row.line_id, camera_id=row.camera_id, track_id=row.track_id,
-        outcome=Outcome(row.outcome), reasons=tuple(row.reasons), model_name=row.model_name,
-        model_version=row.model_version, frame_seq=row.frame_seq, captured_at=row.captured_at,
-        created_at=row.created_at, evidence_sha256=row.evidence_sha256,
+        id=row.id,
+        part_id=row.part_id,
+        line_id=row.line_id,
+        camera_id=row.camera_id,
+        track_id=row.track_id,
+        outcome=Outcome(row.outcome),
+        reasons=tuple(row.reasons),
+        model_name=row.model_name,
+        model_version=row.model_version,
+        frame_seq=row.frame_seq,
+        captured_at=row.captured_at,
+        created_at=row.created_at,
+        evidence_sha256=row.evidence_sha256,
         board_xyxy=(row.board_x1, row.board_y1, row.board_x2, row.board_y2),
-        crop_width=row.crop_width, crop_height=row.crop_height,
-        boxes=tuple(BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_name, BoxSource(b.source),
-                              bool(b.rejected), b.id) for b in row.boxes),
-        review_status=ReviewStatus(row.review_status), reviewed_by=row.reviewed_by,
-        reviewed_at=row.reviewed_at, version=row.version,
-        recipe=row.recipe, golden_sha256=row.golden_sha256, alignment_score=row.alignment_score,
+        crop_width=row.crop_width,
+        crop_height=row.crop_height,
+        boxes=tuple(
+            BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_name, BoxSource(b.source), bool(b.rejected), b.id)
+            for b in row.boxes
+        ),
+        review_status=ReviewStatus(row.review_status),
+        reviewed_by=row.reviewed_by,
+        reviewed_at=row.reviewed_at,
+        version=row.version,
+        recipe=row.recipe,
+        golden_sha256=row.golden_sha256,
+        alignment_score=row.alignment_score,
         reviewed_by_id=row.reviewed_by_id,
     )
 
 
-def list_statement(flt: InspectionFilter | None, cursor: str | None, limit: int,
-                   sort: SortOrder = SortOrder.NEWEST) -> Select[InspectionRow]:
+def list_statement(
+    flt: InspectionFilter | None, cursor: str | None, limit: int, sort: SortOrder = SortOrder.NEWEST
+) -> Select[InspectionRow]:
     """The SELECT of one page (without loading the boxes): what ``list`` runs, for EXPLAIN in tests."""
     conds = conditions(flt)
     if cursor is not None:
@@ -94,8 +139,7 @@ def list_statement(flt: InspectionFilter | None, cursor: str | None, limit: int,
 class InspectionStore:
     """Inspections, their boxes and their evidence; every value handed out is a frozen dataclass."""
 
-    def __init__(self, engine: Engine, evidence: EvidenceStore, *,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, engine: Engine, evidence: EvidenceStore, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self.engine = engine
         self.evidence = evidence
         self._write_engine = write_bind(engine)
@@ -139,8 +183,11 @@ class InspectionStore:
         ids, parts = {r.id for r in records}, {r.part_id for r in records}
         created_at = self._clock()
         with self._session(write=True) as session:
-            found = session.execute(select(InspectionRow.id, InspectionRow.part_id)
-                                    .where(or_(InspectionRow.id.in_(ids), InspectionRow.part_id.in_(parts)))).all()
+            found = session.execute(
+                select(InspectionRow.id, InspectionRow.part_id).where(
+                    or_(InspectionRow.id.in_(ids), InspectionRow.part_id.in_(parts))
+                )
+            ).all()
             seen_ids, seen_parts = {row.id for row in found}, {row.part_id for row in found}
             new = []
             for rec in records:
@@ -175,14 +222,19 @@ class InspectionStore:
 
     def counts(self, flt: InspectionFilter | None = None) -> dict[Outcome, int]:
         """Number of inspections per outcome (every outcome present, zero when none)."""
-        stmt = (select(InspectionRow.outcome, func.count()).where(*conditions(flt))
-                .group_by(InspectionRow.outcome))
+        stmt = select(InspectionRow.outcome, func.count()).where(*conditions(flt)).group_by(InspectionRow.outcome)
         with self._session() as session:
             found = {Outcome(outcome): int(n) for outcome, n in session.execute(stmt)}
         return {outcome: found.get(outcome, 0) for outcome in Outcome}
 
-    def list(self, flt: InspectionFilter | None = None, *, cursor: str | None = None,
-             limit: int = 50, sort: SortOrder | str = SortOrder.NEWEST) -> Page:
+    def list(
+        self,
+        flt: InspectionFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        sort: SortOrder | str = SortOrder.NEWEST,
+    ) -> Page:
         """Inspections in ``sort`` order (newest first by default), ``limit`` at a time.
 
         Keyset pagination: the cursor names the last row handed out, so rows inserted

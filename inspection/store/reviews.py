@@ -60,9 +60,17 @@ class ReviewChange:
 
 
 def _box_values(inspection_id: str, box: BoxRecord) -> dict[str, Any]:
-    return {"inspection_id": inspection_id, "x1": box.x1, "y1": box.y1, "x2": box.x2, "y2": box.y2,
-            "confidence": box.confidence, "class_name": box.class_name, "source": box.source.value,
-            "rejected": box.rejected}
+    return {
+        "inspection_id": inspection_id,
+        "x1": box.x1,
+        "y1": box.y1,
+        "x2": box.x2,
+        "y2": box.y2,
+        "confidence": box.confidence,
+        "class_name": box.class_name,
+        "source": box.source.value,
+        "rejected": box.rejected,
+    }
 
 
 def _check_version(conn: Connection, change: ReviewChange) -> None:
@@ -73,18 +81,24 @@ def _check_version(conn: Connection, change: ReviewChange) -> None:
     if version is None:
         raise InspectionNotFoundError(f"no inspection with id {change.inspection_id!r}")
     if version != change.expected_version:
-        raise ConcurrentUpdate(f"inspection {change.inspection_id!r} is at version {version}, "
-                               f"the review was planned on {change.expected_version}")
+        raise ConcurrentUpdate(
+            f"inspection {change.inspection_id!r} is at version {version}, "
+            f"the review was planned on {change.expected_version}"
+        )
 
 
 def _write_boxes(conn: Connection, change: ReviewChange) -> list[int]:
     ident = change.inspection_id
     if change.reject_box_ids:
-        conn.execute(update(BoxRow).where(BoxRow.inspection_id == ident, BoxRow.id.in_(change.reject_box_ids))
-                     .values(rejected=True))
+        conn.execute(
+            update(BoxRow)
+            .where(BoxRow.inspection_id == ident, BoxRow.id.in_(change.reject_box_ids))
+            .values(rejected=True)
+        )
     for box_id, class_name in change.relabel:
-        conn.execute(update(BoxRow).where(BoxRow.inspection_id == ident, BoxRow.id == box_id)
-                     .values(class_name=class_name))
+        conn.execute(
+            update(BoxRow).where(BoxRow.inspection_id == ident, BoxRow.id == box_id).values(class_name=class_name)
+        )
     added = []
     for box in change.add_boxes:
         key = conn.execute(insert(BoxRow).values(**_box_values(ident, box))).inserted_primary_key
@@ -109,16 +123,33 @@ def review_writer(change: ReviewChange) -> Callable[[Connection], None]:
             done = conn.execute(
                 update(InspectionRow)
                 .where(InspectionRow.id == change.inspection_id, InspectionRow.version == change.expected_version)
-                .values(outcome=change.outcome.value, risk_rank=RISK_RANK[change.outcome.value],
-                        review_status=change.review_status.value, reviewed_by=change.reviewed_by,
-                        reviewed_by_id=change.reviewed_by_id, reviewed_at=change.reviewed_at,
-                        max_confidence=change.max_confidence, version=change.expected_version + 1))
+                .values(
+                    outcome=change.outcome.value,
+                    risk_rank=RISK_RANK[change.outcome.value],
+                    review_status=change.review_status.value,
+                    reviewed_by=change.reviewed_by,
+                    reviewed_by_id=change.reviewed_by_id,
+                    reviewed_at=change.reviewed_at,
+                    max_confidence=change.max_confidence,
+                    version=change.expected_version + 1,
+                )
+            )
             if done.rowcount != 1:
                 raise ConcurrentUpdate(f"inspection {change.inspection_id!r} changed while it was reviewed")
         audit = replace(change.audit, after=_with_added_ids(change.audit.after, added))
-        conn.execute(insert(AuditRow).values(
-            inspection_id=change.inspection_id, at=audit.at, actor=audit.actor, actor_id=audit.actor_id,
-            role=audit.role, action=audit.action, before=audit.before, after=audit.after, comment=audit.comment))
+        conn.execute(
+            insert(AuditRow).values(
+                inspection_id=change.inspection_id,
+                at=audit.at,
+                actor=audit.actor,
+                actor_id=audit.actor_id,
+                role=audit.role,
+                action=audit.action,
+                before=audit.before,
+                after=audit.after,
+                comment=audit.comment,
+            )
+        )
 
     return write
 
@@ -127,5 +158,9 @@ def read_audit(conn: Connection, inspection_id: str) -> tuple[AuditEntry, ...]:
     """The audit trail of one inspection, oldest first."""
     table = AuditRow.__table__
     rows = conn.execute(select(table).where(table.c.inspection_id == inspection_id).order_by(table.c.id)).all()
-    return tuple(AuditEntry(r.id, r.inspection_id, r.at, r.actor, r.role, r.action, dict(r.before),
-                            dict(r.after), r.comment, r.actor_id) for r in rows)
+    return tuple(
+        AuditEntry(
+            r.id, r.inspection_id, r.at, r.actor, r.role, r.action, dict(r.before), dict(r.after), r.comment, r.actor_id
+        )
+        for r in rows
+    )

@@ -106,14 +106,18 @@ def compute_stats(conn: Connection, flt: InspectionFilter | None, bucket: Bucket
     if first is not None and last is not None:
         buckets = (last - first) / timedelta(seconds=BUCKET_SECONDS[bucket]) + 1
         if buckets > MAX_BUCKETS:
-            raise StatsRangeError(f"the selection spans about {int(buckets)} {bucket.value} buckets "
-                                  f"(at most {MAX_BUCKETS}): choose a larger bucket or a shorter time range")
+            raise StatsRangeError(
+                f"the selection spans about {int(buckets)} {bucket.value} buckets "
+                f"(at most {MAX_BUCKETS}): choose a larger bucket or a shorter time range"
+            )
     label = _bucket_column(conn, bucket).label("bucket")
     col = InspectionRow
     reviewed_expr = col.review_status != ReviewStatus.PENDING.value
     corrected_expr = col.review_status.in_([ReviewStatus.REJECTED.value, ReviewStatus.CORRECTED.value])
-    sums = [func.sum(case((cond, 1), else_=0)) for cond in
-            (*(col.outcome == o.value for o in Outcome), reviewed_expr, corrected_expr)]
+    sums = [
+        func.sum(case((cond, 1), else_=0))
+        for cond in (*(col.outcome == o.value for o in Outcome), reviewed_expr, corrected_expr)
+    ]
     rows = conn.execute(select(label, *sums).where(*conds).group_by(label)).all()  # one sort key: the bucket
     counts = dict.fromkeys(Outcome, 0)
     points, reviewed, corrected = [], 0, 0
@@ -124,5 +128,12 @@ def compute_stats(conn: Connection, flt: InspectionFilter | None, bucket: Bucket
             counts[outcome] += n
         reviewed += int(n_reviewed)
         corrected += int(n_corrected)
-    return Stats(counts=counts, reviewed=reviewed, corrected=corrected, first=first, last=last,
-                 pareto=_pareto(conn, conds), trend=tuple(sorted(points, key=lambda p: p.start)))
+    return Stats(
+        counts=counts,
+        reviewed=reviewed,
+        corrected=corrected,
+        first=first,
+        last=last,
+        pareto=_pareto(conn, conds),
+        trend=tuple(sorted(points, key=lambda p: p.start)),
+    )

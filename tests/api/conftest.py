@@ -84,9 +84,10 @@ def real_crops(k: int = 6) -> list[Crop]:
                 continue
             x1, y1, x2, y2, kind = (int(v) for v in row.replace(",", " ").split())
             if x1 >= x0 and y1 >= y0 and x2 <= x0 + w and y2 <= y0 + h:
-                boxes.append((float(x1 - x0), float(y1 - y0), float(x2 - x0), float(y2 - y0),
-                              DEEPPCB_CLASSES[kind - 1]))
-        out.append(Crop(np.ascontiguousarray(board[y0:y0 + h, x0:x0 + w]), tuple(boxes)))
+                boxes.append(
+                    (float(x1 - x0), float(y1 - y0), float(x2 - x0), float(y2 - y0), DEEPPCB_CLASSES[kind - 1])
+                )
+        out.append(Crop(np.ascontiguousarray(board[y0 : y0 + h, x0 : x0 + w]), tuple(boxes)))
     return out
 
 
@@ -100,28 +101,52 @@ def make_record(i: int, crop: Crop, sha: str, rng: np.random.Generator) -> Inspe
     boxes: tuple[BoxRecord, ...] = ()
     if outcome is not Outcome.PASS:
         chosen = crop.boxes[: 1 + i % 3] or ((10.0, 10.0, 40.0, 40.0, "open"),)
-        boxes = tuple(BoxRecord(x1, y1, x2, y2, round(float(rng.uniform(lo, hi)), 4), name)
-                      for x1, y1, x2, y2, name in chosen)
+        boxes = tuple(
+            BoxRecord(x1, y1, x2, y2, round(float(rng.uniform(lo, hi)), 4), name) for x1, y1, x2, y2, name in chosen
+        )
     reasons = tuple(f"{b.class_name} {b.confidence:.2f}" for b in boxes)
     h, w = crop.image.shape[:2]
     camera = "cam1" if i % 4 < 2 else "cam2"
     return InspectionRecord(
-        id=str(uuid.UUID(int=i + 1)), part_id=f"run0-{camera}-{i}-{100 + i}", line_id=LINES[i % 2],
-        camera_id=camera, track_id=i, outcome=outcome, reasons=reasons, model_name=MODEL[0],
-        model_version=MODEL[1], frame_seq=100 + i, captured_at=T0 + timedelta(seconds=i),
-        evidence_sha256=sha, board_xyxy=(40.0, 60.0, 40.0 + w, 60.0 + h), crop_width=w, crop_height=h,
-        boxes=boxes)
+        id=str(uuid.UUID(int=i + 1)),
+        part_id=f"run0-{camera}-{i}-{100 + i}",
+        line_id=LINES[i % 2],
+        camera_id=camera,
+        track_id=i,
+        outcome=outcome,
+        reasons=reasons,
+        model_name=MODEL[0],
+        model_version=MODEL[1],
+        frame_seq=100 + i,
+        captured_at=T0 + timedelta(seconds=i),
+        evidence_sha256=sha,
+        board_xyxy=(40.0, 60.0, 40.0 + w, 60.0 + h),
+        crop_width=w,
+        crop_height=h,
+        boxes=boxes,
+    )
 
 
 def inspected_draft(rec: InspectionRecord, at: datetime) -> Draft:
-    data = {"part_id": rec.part_id, "camera_id": rec.camera_id, "track_id": rec.track_id,
-            "inspection_id": rec.id, "verdict": rec.outcome.value,
-            "defects": [{"xyxy": [b.x1, b.y1, b.x2, b.y2], "confidence": b.confidence, "class_name": b.class_name}
-                        for b in rec.boxes],
-            "reasons": list(rec.reasons), "board_box": list(rec.board_xyxy), "frame_seq": rec.frame_seq,
-            "latency_ms": 12.5, "model": {"name": MODEL[0], "version": MODEL[1]}}
-    return Draft("part.inspected", rec.line_id, f"/twinspect/{EDGE}/{rec.camera_id}", data, subject=rec.part_id,
-                 time=rfc3339(at))
+    data = {
+        "part_id": rec.part_id,
+        "camera_id": rec.camera_id,
+        "track_id": rec.track_id,
+        "inspection_id": rec.id,
+        "verdict": rec.outcome.value,
+        "defects": [
+            {"xyxy": [b.x1, b.y1, b.x2, b.y2], "confidence": b.confidence, "class_name": b.class_name}
+            for b in rec.boxes
+        ],
+        "reasons": list(rec.reasons),
+        "board_box": list(rec.board_xyxy),
+        "frame_seq": rec.frame_seq,
+        "latency_ms": 12.5,
+        "model": {"name": MODEL[0], "version": MODEL[1]},
+    }
+    return Draft(
+        "part.inspected", rec.line_id, f"/twinspect/{EDGE}/{rec.camera_id}", data, subject=rec.part_id, time=rfc3339(at)
+    )
 
 
 class _Clock:
@@ -144,14 +169,19 @@ def build_populated_app(tmp_path: Path, n: int = 30) -> tuple[FastAPI, Services,
     records = [make_record(i, crops[i % len(crops)], shas[i % len(crops)], rng) for i in range(n)]
     for start in range(0, n, BATCH):
         clock.now = T0 + timedelta(minutes=start // BATCH)
-        batch = records[start:start + BATCH]
+        batch = records[start : start + BATCH]
         sync.log.append([inspected_draft(r, clock.now) for r in batch], extra=store.adder(batch))
     tokens = TokenStore(db)
     _, admin = tokens.create(Role.ADMIN, "admin")
-    services = Services(engine=None, sync=sync, tokens=tokens, inspections=store,
-                        model_dirs={"defect": REPO / "weights" / "defect-yolov8n",
-                                    "part": REPO / "weights" / "part-yolov8n"},
-                        class_names=DEEPPCB_CLASSES, recipes=RecipeStore(db, tmp_path / "goldens"))
+    services = Services(
+        engine=None,
+        sync=sync,
+        tokens=tokens,
+        inspections=store,
+        model_dirs={"defect": REPO / "weights" / "defect-yolov8n", "part": REPO / "weights" / "part-yolov8n"},
+        class_names=DEEPPCB_CLASSES,
+        recipes=RecipeStore(db, tmp_path / "goldens"),
+    )
     return create_app(services), services, admin
 
 
@@ -195,8 +225,13 @@ def populated(tmp_path: Path) -> Iterator[Populated]:
     app, services, admin = build_populated_app(tmp_path, N_POPULATED)
     assert services.tokens is not None
     tokens = {"admin": admin}
-    for role, name in (("qa", "alice"), ("qa2", "bob"), ("ml", "ml-eng"), ("twin", "twin-engine"),
-                       ("camera", "door-cam")):
+    for role, name in (
+        ("qa", "alice"),
+        ("qa2", "bob"),
+        ("ml", "ml-eng"),
+        ("twin", "twin-engine"),
+        ("camera", "door-cam"),
+    ):
         tokens[role] = services.tokens.create(role.rstrip("2"), name)[1]
     with TestClient(app) as client:
         yield Populated(client, services, tokens, N_POPULATED)
@@ -228,18 +263,42 @@ def golden_crop(board: int = GOLDEN_BOARD) -> np.ndarray:
     template = cv2.imread(str(stem.with_name(stem.name + "_temp.jpg")), cv2.IMREAD_COLOR)
     assert template is not None, stem
     (x0, y0), (w, h) = CROP_XY, CROP_WH
-    return np.ascontiguousarray(template[y0:y0 + h, x0:x0 + w])
+    return np.ascontiguousarray(template[y0 : y0 + h, x0 : x0 + w])
 
 
-def reference_record(i: int, sha: str, image: np.ndarray, golden_sha: str, *, score: float, outcome: Outcome,
-                     boxes: tuple[BoxRecord, ...], reasons: tuple[str, ...]) -> InspectionRecord:
+def reference_record(
+    i: int,
+    sha: str,
+    image: np.ndarray,
+    golden_sha: str,
+    *,
+    score: float,
+    outcome: Outcome,
+    boxes: tuple[BoxRecord, ...],
+    reasons: tuple[str, ...],
+) -> InspectionRecord:
     h, w = image.shape[:2]
     return InspectionRecord(
-        id=str(uuid.UUID(int=1000 + i)), part_id=f"ref-cam1-{i}", line_id=LINES[0], camera_id="cam1", track_id=500 + i,
-        outcome=outcome, reasons=reasons, model_name=MODEL[0], model_version=MODEL[1], frame_seq=500 + i,
-        captured_at=T0 + timedelta(hours=1, seconds=i), evidence_sha256=sha,
-        board_xyxy=(40.0, 60.0, 40.0 + w, 60.0 + h), crop_width=w, crop_height=h, boxes=boxes,
-        recipe=GOLDEN_RECIPE, golden_sha256=golden_sha, alignment_score=score)
+        id=str(uuid.UUID(int=1000 + i)),
+        part_id=f"ref-cam1-{i}",
+        line_id=LINES[0],
+        camera_id="cam1",
+        track_id=500 + i,
+        outcome=outcome,
+        reasons=reasons,
+        model_name=MODEL[0],
+        model_version=MODEL[1],
+        frame_seq=500 + i,
+        captured_at=T0 + timedelta(hours=1, seconds=i),
+        evidence_sha256=sha,
+        board_xyxy=(40.0, 60.0, 40.0 + w, 60.0 + h),
+        crop_width=w,
+        crop_height=h,
+        boxes=boxes,
+        recipe=GOLDEN_RECIPE,
+        golden_sha256=golden_sha,
+        alignment_score=score,
+    )
 
 
 def add_reference_inspections(services: Services) -> ReferenceInspections:
@@ -251,16 +310,33 @@ def add_reference_inspections(services: Services) -> ReferenceInspections:
     cv2.rectangle(board, SHORT_BAR[:2], SHORT_BAR[2:], (0, 0, 0), -1)
     cv2.rectangle(board, OPEN_CUT[:2], OPEN_CUT[2:], (255, 255, 255), -1)
     h, w = golden.shape[:2]
-    turned = cv2.warpAffine(board, cv2.getRotationMatrix2D((w / 2, h / 2), 9.0, 1.1), (w, h),
-                            borderValue=(255, 255, 255))
+    turned = cv2.warpAffine(
+        board, cv2.getRotationMatrix2D((w / 2, h / 2), 9.0, 1.1), (w, h), borderValue=(255, 255, 255)
+    )
     store = services.inspections
     aligned_sha, raw_sha = (store.evidence.put(encode_jpeg(im)) for im in (board, turned))
     boxes = (BoxRecord(300.0, 190.0, 346.0, 215.0, 0.93, "short"), BoxRecord(434.0, 194.0, 458.0, 232.0, 0.88, "open"))
     records = [
-        reference_record(0, aligned_sha, board, recipe.golden_sha256, score=0.9731, outcome=Outcome.FAIL, boxes=boxes,
-                         reasons=("short 0.93", "open 0.88")),
-        reference_record(1, raw_sha, turned, recipe.golden_sha256, score=0.41, outcome=Outcome.UNCERTAIN, boxes=(),
-                         reasons=("uncertain: alignment failed (score 0.41): ECC did not converge",)),
+        reference_record(
+            0,
+            aligned_sha,
+            board,
+            recipe.golden_sha256,
+            score=0.9731,
+            outcome=Outcome.FAIL,
+            boxes=boxes,
+            reasons=("short 0.93", "open 0.88"),
+        ),
+        reference_record(
+            1,
+            raw_sha,
+            turned,
+            recipe.golden_sha256,
+            score=0.41,
+            outcome=Outcome.UNCERTAIN,
+            boxes=(),
+            reasons=("uncertain: alignment failed (score 0.41): ECC did not converge",),
+        ),
     ]
     at = T0 + timedelta(hours=1)
     services.sync.log.append([inspected_draft(r, at) for r in records], extra=store.adder(records))

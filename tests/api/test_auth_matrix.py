@@ -151,8 +151,11 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     assert services.recipes is not None
     recipe = services.recipes.add(RECIPE, _png(), actor="matrix")
     with TestClient(app, raise_server_exceptions=False) as client:
-        r = client.post(f"/api/v1/inspections/{fail.id}/review", json={"action": "confirm"},
-                        headers={"Authorization": f"Bearer {tokens['qa']}"})
+        r = client.post(
+            f"/api/v1/inspections/{fail.id}/review",
+            json={"action": "confirm"},
+            headers={"Authorization": f"Bearer {tokens['qa']}"},
+        )
         assert r.status_code == 200, r.text  # something reviewed, so the export has content
         yield Matrix(client, tokens, fail.id, app_routes(app), recipe.golden_sha256)
     dispose(services)
@@ -163,9 +166,16 @@ def _png() -> bytes:
 
 
 def concrete(m: Matrix, method: str, path: str) -> str:
-    values = {"inspection_id": m.inspection_id, "line": "line-1", "event_type": "part.inspected",
-              "camera_id": "door" if path.startswith("/api/v1/cameras") else "cam1", "part_id": "p-1",
-              "name": RECIPE, "sha256": m.golden_sha256, "line_id": "line-1"}
+    values = {
+        "inspection_id": m.inspection_id,
+        "line": "line-1",
+        "event_type": "part.inspected",
+        "camera_id": "door" if path.startswith("/api/v1/cameras") else "cam1",
+        "part_id": "p-1",
+        "name": RECIPE,
+        "sha256": m.golden_sha256,
+        "line_id": "line-1",
+    }
     if "{token_id}" in path:  # a fresh throwaway token for every call: only admin may revoke it
         client_tokens = m.client.app.state.services.tokens
         values["token_id"] = client_tokens.create(Role.QA, "throwaway")[0].id
@@ -251,11 +261,17 @@ def test_denials_say_why(matrix: Matrix):
 
 
 def test_camera_push_takes_the_configured_camera_token(matrix: Matrix):
-    ok = matrix.client.post("/api/v1/cameras/door/frames", content=_png(),
-                            headers={"Authorization": f"Bearer {CAMERA_SECRET}", "Content-Type": "image/png"})
+    ok = matrix.client.post(
+        "/api/v1/cameras/door/frames",
+        content=_png(),
+        headers={"Authorization": f"Bearer {CAMERA_SECRET}", "Content-Type": "image/png"},
+    )
     assert ok.status_code == 202
-    wrong = matrix.client.post("/api/v1/cameras/cam1/frames", content=_png(),
-                               headers={"Authorization": f"Bearer {CAMERA_SECRET}", "Content-Type": "image/png"})
+    wrong = matrix.client.post(
+        "/api/v1/cameras/cam1/frames",
+        content=_png(),
+        headers={"Authorization": f"Bearer {CAMERA_SECRET}", "Content-Type": "image/png"},
+    )
     assert wrong.status_code == 401  # that secret belongs to the door camera only
 
 
@@ -267,6 +283,7 @@ def test_session_cookie_requests_need_the_csrf_header_for_reviews(matrix: Matrix
     assert c.get("/api/v1/inspections").status_code == 200  # a read needs no CSRF header
     r = c.post(url, json={"action": "comment", "comment": "via cookie"})
     assert r.status_code == 403 and "X-CSRF-Token" in r.json()["detail"]
-    r = c.post(url, json={"action": "comment", "comment": "via cookie"},
-               headers={"X-CSRF-Token": signed.json()["csrf"]})
+    r = c.post(
+        url, json={"action": "comment", "comment": "via cookie"}, headers={"X-CSRF-Token": signed.json()["csrf"]}
+    )
     assert r.status_code == 200

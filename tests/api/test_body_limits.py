@@ -59,8 +59,10 @@ class Upload(threading.Thread):
     def run(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
             framing = "Transfer-Encoding: chunked" if self.chunked else f"Content-Length: {self.total}"
-            s.sendall(f"POST {self.path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                      f"{framing}\r\n\r\n".encode())
+            s.sendall(
+                f"POST {self.path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                f"{framing}\r\n\r\n".encode()
+            )
             try:
                 for piece in self.pieces():
                     s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if self.chunked else piece)
@@ -103,9 +105,11 @@ def test_a_50mb_body_is_refused_while_another_request_is_answered(token_store: T
             probe = httpx.get(url + "/api/v1/session", headers=probe_headers, timeout=10)
             probes.append((probe.status_code, time.monotonic() - started))
         upload.join(60)
-        print(f"\n{'chunked' if chunked else 'content-length'}: probes answered in "
-              f"{', '.join(f'{s * 1000:.0f} ms' for _, s in probes)}; {upload.sent} of {upload.total} bytes sent "
-              "before the 413")
+        print(
+            f"\n{'chunked' if chunked else 'content-length'}: probes answered in "
+            f"{', '.join(f'{s * 1000:.0f} ms' for _, s in probes)}; {upload.sent} of {upload.total} bytes sent "
+            "before the 413"
+        )
     assert [status for status, _ in probes] == [200, 200]
     assert upload.status == 413, upload.head[:300]
     assert upload.sent < upload.total // 2  # refused at the limit (plus socket buffers), not after the whole body
@@ -113,8 +117,10 @@ def test_a_50mb_body_is_refused_while_another_request_is_answered(token_store: T
 
 # -- the ASGI app called directly: what was read of the body -------------------------------------------
 
-def call(app: FastAPI, method: str, path: str, headers: dict[str, str], chunks: list[bytes]
-         ) -> tuple[int, dict[str, str], bytes, int]:
+
+def call(
+    app: FastAPI, method: str, path: str, headers: dict[str, str], chunks: list[bytes]
+) -> tuple[int, dict[str, str], bytes, int]:
     """(status, headers, body, chunks read) of one request whose body is ``chunks``."""
     sent: list[dict[str, Any]] = []
     reads = 0
@@ -129,10 +135,21 @@ def call(app: FastAPI, method: str, path: str, headers: dict[str, str], chunks: 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "state": {},
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "state": {},
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
     anyio.run(app, scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -145,21 +162,33 @@ def app(token_store: TokenStore) -> FastAPI:
 
 
 def test_a_declared_body_over_the_limit_is_refused_unread_and_the_connection_closed(app: FastAPI):
-    status, headers, body, reads = call(app, "POST", "/api/v1/session", {
-        "content-type": "application/json", "content-length": str(50 * MB)}, [b'{"token": "x"}'])
+    status, headers, body, reads = call(
+        app,
+        "POST",
+        "/api/v1/session",
+        {"content-type": "application/json", "content-length": str(50 * MB)},
+        [b'{"token": "x"}'],
+    )
     assert (status, reads, headers["connection"]) == (413, 0, "close")
-    assert json.loads(body) == {"error": "BodyTooLarge",
-                                "detail": f"request body over the limit of 1 MiB for JSON requests ({50 * MB} "
-                                          "bytes sent)"}
-    status, _, body, reads = call(app, "POST", "/api/v1/cameras/door/frames", {
-        "authorization": "Bearer s3cret", "content-length": "50001"}, [b"\x89PNG"])
+    assert json.loads(body) == {
+        "error": "BodyTooLarge",
+        "detail": f"request body over the limit of 1 MiB for JSON requests ({50 * MB} bytes sent)",
+    }
+    status, _, body, reads = call(
+        app,
+        "POST",
+        "/api/v1/cameras/door/frames",
+        {"authorization": "Bearer s3cret", "content-length": "50001"},
+        [b"\x89PNG"],
+    )
     assert (status, reads) == (413, 0) and "frame body over the limit of 50000 bytes" in json.loads(body)["detail"]
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(app: FastAPI):
     chunks = [b'{"token": "'] + [b"x" * 65536] * 80 + [b'"}']  # 5 MiB, no Content-Length
-    status, headers, body, reads = call(app, "POST", "/api/v1/session", {"content-type": "application/json",
-                                                                           "transfer-encoding": "chunked"}, chunks)
+    status, headers, body, reads = call(
+        app, "POST", "/api/v1/session", {"content-type": "application/json", "transfer-encoding": "chunked"}, chunks
+    )
     assert status == 413 and headers["connection"] == "close" and "over the limit of 1 MiB" in body.decode()
     assert reads == JSON_LIMIT // 65536 + 1  # read up to the limit, not a chunk more
 
@@ -167,11 +196,17 @@ def test_a_chunked_body_is_cut_off_at_the_limit(app: FastAPI):
 def test_large_body_routes_authenticate_before_reading(app: FastAPI, token_store: TokenStore):
     form = [b'--b\r\nContent-Disposition: form-data; name="golden"; filename="g.png"\r\n\r\n', b"\0" * 65536]
     for headers, status in (({}, 401), (bearer_for(token_store, "qa"), 403)):
-        got, _, body, reads = call(app, "POST", "/api/v1/recipes", {
-            **headers, "content-type": "multipart/form-data; boundary=b", "content-length": "65611"}, form)
+        got, _, body, reads = call(
+            app,
+            "POST",
+            "/api/v1/recipes",
+            {**headers, "content-type": "multipart/form-data; boundary=b", "content-length": "65611"},
+            form,
+        )
         assert (got, reads) == (status, 0), body
-    got, _, body, reads = call(app, "POST", "/api/v1/cameras/door/frames", {"content-length": "40000"},
-                               [b"\x89PNG" + b"\0" * 39996])
+    got, _, body, reads = call(
+        app, "POST", "/api/v1/cameras/door/frames", {"content-length": "40000"}, [b"\x89PNG" + b"\0" * 39996]
+    )
     assert (got, reads) == (401, 0) and "camera token" in body.decode()
 
 
@@ -180,13 +215,27 @@ def test_a_422_names_the_problem_and_never_echoes_the_input(app: FastAPI, token_
         secret = "Q" * 300
         r = client.post("/api/v1/session", json={"token": secret, "extra": list(range(100))})
         assert r.status_code == 422 and "QQQQ" not in r.text
-        assert r.json() == {"error": "RequestValidationError", "detail": [
-            {"loc": ["body", "token"], "msg": "String should have at most 200 characters", "type": "string_too_long"}]}
+        assert r.json() == {
+            "error": "RequestValidationError",
+            "detail": [
+                {
+                    "loc": ["body", "token"],
+                    "msg": "String should have at most 200 characters",
+                    "type": "string_too_long",
+                }
+            ],
+        }
         r = client.post("/api/v1/session", content=b'{"token": [1, 2', headers={"Content-Type": "application/json"})
         assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid" and "[1, 2" not in r.text
-        r = client.post("/api/v1/twin/line-1/expected", json={"boards_in_view": {f"cam{i}": -1 for i in range(60)}},
-                        headers=bearer_for(token_store, "twin"))
+        r = client.post(
+            "/api/v1/twin/line-1/expected",
+            json={"boards_in_view": {f"cam{i}": -1 for i in range(60)}},
+            headers=bearer_for(token_store, "twin"),
+        )
         problems = r.json()["detail"]
-        assert r.status_code == 422 and len(problems) == 21 and problems[-1] == {
-            "loc": [], "msg": "and 40 more problems", "type": "too_many_errors"}
+        assert (
+            r.status_code == 422
+            and len(problems) == 21
+            and problems[-1] == {"loc": [], "msg": "and 40 more problems", "type": "too_many_errors"}
+        )
         assert all(set(p) == {"loc", "msg", "type"} for p in problems)

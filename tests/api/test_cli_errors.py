@@ -51,25 +51,51 @@ def test_bad_option_value_names_the_field(tmp_path):
 
 
 def test_train_missing_data_yaml(tmp_path):
-    r = run_cli("train", "--task", "defect", "--data", str(tmp_path / "missing.yaml"),
-                "--data-dir", str(tmp_path / "d"), "--weights-dir", str(tmp_path / "w"))
+    r = run_cli(
+        "train",
+        "--task",
+        "defect",
+        "--data",
+        str(tmp_path / "missing.yaml"),
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--weights-dir",
+        str(tmp_path / "w"),
+    )
     assert r.returncode == 2
     assert "missing.yaml: data YAML not found" in _error_line(r.stderr)
     assert not (tmp_path / "w").exists()
 
 
 def test_every_command_has_help():
-    for cmd in (["--help"], ["train", "--help"], ["eval", "--help"], ["predict", "--help"], ["export", "--help"],
-                ["datasets", "import", "deeppcb", "--help"], ["datasets", "synth-line", "--help"],
-                ["models", "register", "--help"], ["config", "check", "--help"]):
+    for cmd in (
+        ["--help"],
+        ["train", "--help"],
+        ["eval", "--help"],
+        ["predict", "--help"],
+        ["export", "--help"],
+        ["datasets", "import", "deeppcb", "--help"],
+        ["datasets", "synth-line", "--help"],
+        ["models", "register", "--help"],
+        ["config", "check", "--help"],
+    ):
         r = run_cli(*cmd)
         assert r.returncode == 0 and "Usage" in r.stdout, cmd
 
 
 def test_train_lr0_without_an_optimizer_is_refused_before_anything_runs(tmp_path):
     # Ultralytics' auto optimizer would silently ignore lr0: say so instead of training with another rate
-    r = run_cli("train", "--task", "defect", "--data", str(tmp_path / "none.yaml"), "--lr0", "0.001",
-                "--data-dir", str(tmp_path / "data"))
+    r = run_cli(
+        "train",
+        "--task",
+        "defect",
+        "--data",
+        str(tmp_path / "none.yaml"),
+        "--lr0",
+        "0.001",
+        "--data-dir",
+        str(tmp_path / "data"),
+    )
     assert r.returncode == 2
     assert "--lr0" in r.stderr and "--optimizer" in r.stderr
     assert not (tmp_path / "data").exists()

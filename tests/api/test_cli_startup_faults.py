@@ -46,8 +46,9 @@ def full_disk(tmp_path: Path) -> Iterator[SmallDisk]:
             pytest.skip("cannot mount a tmpfs here (not root?): the injected-fault tests cover this path")
         data = disk.root / "data"
         assert run_cli("tokens", "create", "--role", "qa", "--data-dir", str(data)).returncode == 0
-        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(data / "twinspect.db")], stdout=subprocess.PIPE,
-                                  text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(data / "twinspect.db")], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
             disk.fill()
@@ -75,8 +76,9 @@ def test_starting_on_a_damaged_database_ends_with_one_line(tmp_path: Path, comma
     assert run_cli("tokens", "create", "--role", "qa", "--data-dir", str(data)).returncode == 0
     db = data / "twinspect.db"
     damage(db, lambda n: range(5, 15))  # the schema and alembic_version read fine; the event log does not
-    r = run_cli(command, "--data-dir", str(data), *(["--port", str(free_port())] if command == "demo" else []),
-                timeout=300)
+    r = run_cli(
+        command, "--data-dir", str(data), *(["--port", str(free_port())] if command == "demo" else []), timeout=300
+    )
     assert r.returncode == 2
     line = one_line(r.stderr)
     assert "twinspect.db" in line and ("damaged" in line or "malformed" in line)
@@ -97,13 +99,28 @@ def test_serve_with_its_database_open_runs_not_ready_on_a_full_disk_and_recovers
     port = free_port()
     cfg = full_disk.root.parent / "serve.yaml"  # beside the disk: the config is read, never written
     cfg.write_text(f"server: {{port: {port}}}\nline:\n  cameras:\n    - {{type: push, id: door}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "serve", "--config", str(cfg), "--data-dir",
-                             str(full_disk.root / "data")], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli.main",
+            "serve",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(full_disk.root / "data"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def not_ready() -> bool:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             return _readyz(port)[0] == 503
+
         assert wait_until(not_ready, timeout=120, step=0.5)
         body = _readyz(port)[1]
         assert "event-log" in {f["component"] for f in body["faults"]} and "no space left" in body["detail"]

@@ -36,9 +36,25 @@ def test_demo_serves_the_line_and_stops_on_ctrl_c(tmp_path):
     deeppcb_source()  # the real boards must be there
     boards = real_board_subset(tmp_path / "boards", 4, offset=120)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "demo", "--port", str(port), "--boards",
-                             str(boards), "--data-dir", str(tmp_path / "data")], cwd=REPO, env=os.environ.copy(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "api.cli.main",
+            "demo",
+            "--port",
+            str(port),
+            "--boards",
+            str(boards),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     reader = read_lines(proc, lines)
     try:

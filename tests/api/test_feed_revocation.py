@@ -53,8 +53,13 @@ def feed(tmp_path) -> Iterator[Feed]:  # type: ignore[no-untyped-def]
 def test_an_sse_stream_ends_when_its_token_is_revoked_even_while_busy(feed: Feed):
     info, token = feed.tokens.create(Role.TWIN, "reader")
     lines, n = [], 0
-    with httpx.stream("GET", feed.url + "/api/v1/events/stream", params={"after": 0},
-                      headers={"Authorization": f"bearer {token}"}, timeout=DEADLINE_S) as r:
+    with httpx.stream(
+        "GET",
+        feed.url + "/api/v1/events/stream",
+        params={"after": 0},
+        headers={"Authorization": f"bearer {token}"},
+        timeout=DEADLINE_S,
+    ) as r:
         assert r.status_code == 200
         deadline = time.monotonic() + DEADLINE_S
         for line in r.iter_lines():
@@ -96,7 +101,11 @@ def test_last_event_id_takes_only_plain_decimal_digits(value: str):
 @pytest.mark.parametrize("value", ["+5", "1_000"])
 def test_a_stream_with_a_signed_or_underscored_last_event_id_is_400(feed: Feed, value: str):
     _, token = feed.tokens.create(Role.TWIN, "reader")
-    with httpx.stream("GET", feed.url + "/api/v1/events/stream", timeout=DEADLINE_S,
-                      headers={"Authorization": f"Bearer {token}", "Last-Event-ID": value}) as r:
+    with httpx.stream(
+        "GET",
+        feed.url + "/api/v1/events/stream",
+        timeout=DEADLINE_S,
+        headers={"Authorization": f"Bearer {token}", "Last-Event-ID": value},
+    ) as r:
         assert r.status_code == 400  # headers only: a stream that opened is never read
         assert "not an offset" in r.read().decode()

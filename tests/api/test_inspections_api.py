@@ -43,8 +43,11 @@ def walk(p: Populated, params: dict[str, Any], limit: int, role: str = "qa") -> 
     ids: list[str] = []
     cursor = None
     for _ in range(1000):
-        r = p.client.get("/api/v1/inspections", params={**params, "limit": limit, **({"cursor": cursor} if cursor
-                                                                                      else {})}, headers=p.as_(role))
+        r = p.client.get(
+            "/api/v1/inspections",
+            params={**params, "limit": limit, **({"cursor": cursor} if cursor else {})},
+            headers=p.as_(role),
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert len(body["items"]) <= limit
@@ -76,7 +79,7 @@ def test_risk_queue_pages_walk_everything_once_in_order(populated: Populated, li
     assert got == risk_order(items)
     outcomes = [populated.store.get(i).outcome for i in got]
     n_unc, n_fail = outcomes.count(Outcome.UNCERTAIN), outcomes.count(Outcome.FAIL)
-    assert set(outcomes[:n_unc]) == {Outcome.UNCERTAIN} and set(outcomes[n_unc:n_unc + n_fail]) == {Outcome.FAIL}
+    assert set(outcomes[:n_unc]) == {Outcome.UNCERTAIN} and set(outcomes[n_unc : n_unc + n_fail]) == {Outcome.FAIL}
     conf = [populated.store.get(i).max_confidence for i in got[:n_unc]]
     assert conf == sorted(conf)
 
@@ -103,11 +106,19 @@ def _expected(items: list[StoredInspection], key: str, value: str) -> list[Store
     return [x for x in items if pick(x)]
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("line", "line-2"), ("camera", "cam2"), ("verdict", "uncertain"), ("verdict", "pass"),
-    ("defect_class", "spur"), ("defect_class", "copper"), ("review_status", "pending"),
-    ("review_status", "rejected"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("line", "line-2"),
+        ("camera", "cam2"),
+        ("verdict", "uncertain"),
+        ("verdict", "pass"),
+        ("defect_class", "spur"),
+        ("defect_class", "copper"),
+        ("review_status", "pending"),
+        ("review_status", "rejected"),
+    ],
+)
 @pytest.mark.parametrize("sort", ["newest", "risk"])
 def test_each_filter_selects_exactly_its_inspections(populated: Populated, key: str, value: str, sort: str):
     items = truth(populated)
@@ -131,8 +142,9 @@ def test_time_range_and_combined_filters(populated: Populated):
 
 
 def test_summary_fields(populated: Populated):
-    item = populated.client.get("/api/v1/inspections", params={"sort": "risk", "limit": 1},
-                                headers=populated.as_("qa")).json()["items"][0]
+    item = populated.client.get(
+        "/api/v1/inspections", params={"sort": "risk", "limit": 1}, headers=populated.as_("qa")
+    ).json()["items"][0]
     stored = populated.store.get(item["id"])
     assert item["verdict"] == "uncertain" == stored.outcome.value and item["review_status"] == "pending"
     assert item["max_confidence"] == stored.max_confidence == max(b.confidence for b in stored.boxes)
@@ -143,20 +155,31 @@ def test_summary_fields(populated: Populated):
     assert datetime.fromisoformat(item["created_at"]) == stored.created_at
     assert datetime.fromisoformat(item["captured_at"]) == stored.captured_at
     assert {k: item[k] for k in ("part_id", "line_id", "camera_id")} == {
-        "part_id": stored.part_id, "line_id": stored.line_id, "camera_id": stored.camera_id}
+        "part_id": stored.part_id,
+        "line_id": stored.line_id,
+        "camera_id": stored.camera_id,
+    }
     passed = next(x for x in truth(populated) if x.outcome is Outcome.PASS)
     page = walk(populated, {"verdict": "pass"}, 50)
     assert passed.id in page and passed.max_confidence == 0.0
 
 
-@pytest.mark.parametrize(("params", "status", "reason"), [
-    ({"limit": 0}, 422, "limit"), ({"limit": 201}, 422, "limit"), ({"verdict": "broken"}, 422, "verdict"),
-    ({"sort": "oldest"}, 422, "sort"), ({"review_status": "done"}, 422, "review_status"),
-    ({"from": "yesterday"}, 422, "from"), ({"cursor": "garbage"}, 400, "cursor"),
-    ({"cursor": "W10"}, 400, "cursor"),
-])
-def test_bad_list_queries_are_4xx_with_the_reason(populated: Populated, params: dict[str, Any], status: int,
-                                                  reason: str):
+@pytest.mark.parametrize(
+    ("params", "status", "reason"),
+    [
+        ({"limit": 0}, 422, "limit"),
+        ({"limit": 201}, 422, "limit"),
+        ({"verdict": "broken"}, 422, "verdict"),
+        ({"sort": "oldest"}, 422, "sort"),
+        ({"review_status": "done"}, 422, "review_status"),
+        ({"from": "yesterday"}, 422, "from"),
+        ({"cursor": "garbage"}, 400, "cursor"),
+        ({"cursor": "W10"}, 400, "cursor"),
+    ],
+)
+def test_bad_list_queries_are_4xx_with_the_reason(
+    populated: Populated, params: dict[str, Any], status: int, reason: str
+):
     r = populated.client.get("/api/v1/inspections", params=params, headers=populated.as_("qa"))
     assert r.status_code == status, r.text
     assert reason in r.text
@@ -165,10 +188,13 @@ def test_bad_list_queries_are_4xx_with_the_reason(populated: Populated, params: 
 def test_a_cursor_continues_only_its_own_sort(populated: Populated):
     h = populated.as_("qa")
     newest = populated.client.get("/api/v1/inspections", params={"limit": 2}, headers=h).json()["next_cursor"]
-    risk = populated.client.get("/api/v1/inspections", params={"limit": 2, "sort": "risk"},
-                                headers=h).json()["next_cursor"]
-    assert populated.client.get("/api/v1/inspections", params={"cursor": newest, "sort": "risk"},
-                                headers=h).status_code == 400
+    risk = populated.client.get("/api/v1/inspections", params={"limit": 2, "sort": "risk"}, headers=h).json()[
+        "next_cursor"
+    ]
+    assert (
+        populated.client.get("/api/v1/inspections", params={"cursor": newest, "sort": "risk"}, headers=h).status_code
+        == 400
+    )
     assert populated.client.get("/api/v1/inspections", params={"cursor": risk}, headers=h).status_code == 400
 
 
@@ -179,9 +205,14 @@ def test_detail_has_boxes_crop_review_classes_and_audit(populated: Populated):
     stored = next(x for x in truth(populated) if x.outcome is Outcome.FAIL)
     d = populated.client.get(f"/api/v1/inspections/{stored.id}", headers=populated.as_("ml")).json()
     assert [b["id"] for b in d["boxes"]] == [b.id for b in stored.boxes]
-    assert d["boxes"][0] == {"id": stored.boxes[0].id, "xyxy": list(stored.boxes[0].xyxy),
-                             "confidence": stored.boxes[0].confidence, "class_name": stored.boxes[0].class_name,
-                             "source": "model", "rejected": False}
+    assert d["boxes"][0] == {
+        "id": stored.boxes[0].id,
+        "xyxy": list(stored.boxes[0].xyxy),
+        "confidence": stored.boxes[0].confidence,
+        "class_name": stored.boxes[0].class_name,
+        "source": "model",
+        "rejected": False,
+    }
     assert d["crop"] == {"width": 560, "height": 480} and d["board_box"] == [40.0, 60.0, 600.0, 540.0]
     assert d["reasons"] == list(stored.reasons) and d["frame_seq"] == stored.frame_seq
     assert d["review"] == {"status": "pending", "by": None, "by_token_id": None, "at": None}
@@ -203,9 +234,14 @@ def test_detail_names_the_golden_image_of_a_reference_inspection(populated: Popu
     assert board.shape == image.shape == (d["crop"]["height"], d["crop"]["width"], 3)  # one pixel grid
     failed = populated.client.get(f"/api/v1/inspections/{ref.unaligned_id}", headers=h).json()
     assert (failed["golden_sha256"], failed["alignment_score"], failed["golden_aligned"]) == (
-        ref.golden_sha256, 0.41, False)
-    listed = {it["id"]: it for it in populated.client.get("/api/v1/inspections", params={"limit": 200},
-                                                         headers=h).json()["items"]}
+        ref.golden_sha256,
+        0.41,
+        False,
+    )
+    listed = {
+        it["id"]: it
+        for it in populated.client.get("/api/v1/inspections", params={"limit": 200}, headers=h).json()["items"]
+    }
     assert listed[ref.aligned_id]["recipe"] == GOLDEN_RECIPE and "golden_url" not in listed[ref.aligned_id]
     unknown = populated.client.get(f"/api/v1/goldens/{'0' * 64}", headers=h)
     assert unknown.status_code == 404, unknown.text
@@ -215,7 +251,12 @@ def test_a_plain_inspection_has_no_golden(populated: Populated):
     stored = next(x for x in truth(populated) if x.outcome is Outcome.FAIL)
     d = populated.client.get(f"/api/v1/inspections/{stored.id}", headers=populated.as_("qa")).json()
     assert {k: d[k] for k in ("recipe", "golden_sha256", "golden_url", "alignment_score", "golden_aligned")} == {
-        "recipe": None, "golden_sha256": None, "golden_url": None, "alignment_score": None, "golden_aligned": None}
+        "recipe": None,
+        "golden_sha256": None,
+        "golden_url": None,
+        "alignment_score": None,
+        "golden_aligned": None,
+    }
 
 
 def test_evidence_full_and_thumbnail(populated: Populated):
@@ -246,7 +287,9 @@ def test_audit_lists_every_action_oldest_first(populated: Populated):
     review(populated, stored.id, action="confirm")
     audit = populated.client.get(f"/api/v1/inspections/{stored.id}/audit", headers=populated.as_("ml")).json()
     assert [(a["action"], a["actor"], a["role"], a["comment"]) for a in audit] == [
-        ("comment", "alice", "qa", "looks odd"), ("confirm", "alice", "qa", None)]
+        ("comment", "alice", "qa", "looks odd"),
+        ("confirm", "alice", "qa", None),
+    ]
     assert audit[1]["before"]["review_status"] == "pending" and audit[1]["after"]["review_status"] == "confirmed"
 
 
@@ -260,11 +303,14 @@ def hand_stats(items: list[StoredInspection], bucket_s: int) -> dict[str, Any]:
     for x in items:
         start = datetime.fromtimestamp(x.created_at.timestamp() // bucket_s * bucket_s, UTC)
         trend.setdefault(start, Counter())[x.outcome.value] += 1
-    return {"counts": {o: counts.get(o, 0) for o in ("pass", "fail", "uncertain")}, "inspected": len(items),
-            "pareto": sorted(boxes.items(), key=lambda kv: (-kv[1], kv[0])),
-            "trend": [(s, c.get("pass", 0), c.get("fail", 0), c.get("uncertain", 0)) for s, c in sorted(trend.items())],
-            "reviewed": sum(1 for x in items if x.review_status.value != "pending"),
-            "corrected": sum(1 for x in items if x.review_status.value in ("rejected", "corrected"))}
+    return {
+        "counts": {o: counts.get(o, 0) for o in ("pass", "fail", "uncertain")},
+        "inspected": len(items),
+        "pareto": sorted(boxes.items(), key=lambda kv: (-kv[1], kv[0])),
+        "trend": [(s, c.get("pass", 0), c.get("fail", 0), c.get("uncertain", 0)) for s, c in sorted(trend.items())],
+        "reviewed": sum(1 for x in items if x.review_status.value != "pending"),
+        "corrected": sum(1 for x in items if x.review_status.value in ("rejected", "corrected")),
+    }
 
 
 def check_stats(body: dict[str, Any], want: dict[str, Any]) -> None:
@@ -293,20 +339,27 @@ def test_stats_equal_a_hand_count_before_and_after_reviews(populated: Populated)
     review(populated, passed.id, action="add_box", class_name="short", xyxy=[10, 10, 50, 40])
     review(populated, uncertain.id, action="confirm")
     items = truth(populated)
-    check_stats(populated.client.get("/api/v1/stats", params={"bucket": "minute"}, headers=h).json(),
-                hand_stats(items, 60))
-    check_stats(populated.client.get("/api/v1/stats", params={"bucket": "hour"}, headers=h).json(),
-                hand_stats(items, 3600))
+    check_stats(
+        populated.client.get("/api/v1/stats", params={"bucket": "minute"}, headers=h).json(), hand_stats(items, 60)
+    )
+    check_stats(
+        populated.client.get("/api/v1/stats", params={"bucket": "hour"}, headers=h).json(), hand_stats(items, 3600)
+    )
     line2 = [x for x in items if x.line_id == "line-2"]
-    check_stats(populated.client.get("/api/v1/stats", params={"bucket": "day", "line": "line-2"},
-                                     headers=h).json(), hand_stats(line2, 86400))
+    check_stats(
+        populated.client.get("/api/v1/stats", params={"bucket": "day", "line": "line-2"}, headers=h).json(),
+        hand_stats(line2, 86400),
+    )
 
 
 def test_stats_time_window_and_throughput(populated: Populated):
     since, until = T0 + timedelta(minutes=1), T0 + timedelta(minutes=3)
     items = [x for x in truth(populated) if since <= x.created_at < until]
-    body = populated.client.get("/api/v1/stats", params={"from": since.isoformat(), "to": until.isoformat(),
-                                                         "bucket": "minute"}, headers=populated.as_("ml")).json()
+    body = populated.client.get(
+        "/api/v1/stats",
+        params={"from": since.isoformat(), "to": until.isoformat(), "bucket": "minute"},
+        headers=populated.as_("ml"),
+    ).json()
     check_stats(body, hand_stats(items, 60))
     assert body["throughput_per_hour"] == pytest.approx(len(items) / (2 / 60))  # 10 parts in 2 minutes
 
@@ -372,8 +425,9 @@ def test_export_is_a_yolo_dataset_of_the_reviewed_boxes(populated: Populated):
     assert labels_of(files, fails[1].id) == []  # a false positive: a background image
     assert labels_of(files, fails[2].id)[0][0] == DEEPPCB_CLASSES.index("pin-hole")
     assert d["boxes"][0]["class_name"] == "pin-hole"
-    assert labels_of(files, passed.id) == [(1, pytest.approx(84 / 560), pytest.approx(72 / 480),
-                                            pytest.approx(56 / 560), pytest.approx(48 / 480))]
+    assert labels_of(files, passed.id) == [
+        (1, pytest.approx(84 / 560), pytest.approx(72 / 480), pytest.approx(56 / 560), pytest.approx(48 / 480))
+    ]
     card = yaml.safe_load(files["card.json"])
     assert card["inspections"] == 4 and card["splits"]["train"]["images"] == 4
     assert card["by_review_status"] == {"confirmed": 1, "rejected": 1, "corrected": 2}

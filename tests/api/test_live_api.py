@@ -27,8 +27,7 @@ class FakeView:
         self.stopped = True
 
     def status(self) -> dict[str, Any]:
-        return {"line_id": "l1", "line_state": "running", "counters": {"boards_seen": 3}, "cameras": [],
-                "recent": []}
+        return {"line_id": "l1", "line_state": "running", "counters": {"boards_seen": 3}, "cameras": [], "recent": []}
 
     def latest_jpeg(self, camera_id: str) -> bytes | None:
         return b"\xff\xd8jpeg" if camera_id == "cam1" else None
@@ -97,18 +96,24 @@ def test_latest_frame_and_unknown_camera(client):
 
 def test_push_accepts_an_image_with_the_camera_token(client):
     c, view = client
-    r = c.post("/api/v1/cameras/door/frames", content=png(),
-               headers={"Authorization": "Bearer s3cret", "Content-Type": "image/png"})
+    r = c.post(
+        "/api/v1/cameras/door/frames",
+        content=png(),
+        headers={"Authorization": "Bearer s3cret", "Content-Type": "image/png"},
+    )
     assert r.status_code == 202 and r.json() == {"camera_id": "door", "seq": 0}
     assert view.pushed == [("door", len(png()))]
 
 
-@pytest.mark.parametrize(("headers", "body", "status", "reason"), [
-    ({"Authorization": ""}, b"x", 401, "camera token"),
-    ({"Authorization": "Bearer wrong"}, b"x", 401, "camera token"),
-    ({"Authorization": "Bearer s3cret"}, b"not an image", 422, "not a JPEG or PNG"),
-    ({"Authorization": "Bearer s3cret"}, b"\x89PNG" + b"0" * 60_000, 413, "over the limit"),
-])
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "reason"),
+    [
+        ({"Authorization": ""}, b"x", 401, "camera token"),
+        ({"Authorization": "Bearer wrong"}, b"x", 401, "camera token"),
+        ({"Authorization": "Bearer s3cret"}, b"not an image", 422, "not a JPEG or PNG"),
+        ({"Authorization": "Bearer s3cret"}, b"\x89PNG" + b"0" * 60_000, 413, "over the limit"),
+    ],
+)
 def test_push_rejections_say_why_and_store_nothing(client, headers, body, status, reason):
     c, view = client
     r = c.post("/api/v1/cameras/door/frames", content=body, headers=headers)

@@ -70,8 +70,10 @@ def _build(tmp_path: Path, engine: FakeEngine | None) -> Iterator[Api]:
     tokens = TokenStore(db)
     store = RecipeStore(db, tmp_path / "goldens")
     app = create_app(Services(engine, sync, tokens, recipes=store))
-    headers = {role: {"Authorization": f"Bearer {tokens.create(role, f'{role}-user')[1]}"}
-               for role in ("admin", "ml", "qa", "twin", "camera")}
+    headers = {
+        role: {"Authorization": f"Bearer {tokens.create(role, f'{role}-user')[1]}"}
+        for role in ("admin", "ml", "qa", "twin", "camera")
+    }
     with TestClient(app) as client:
         yield Api(client, store, sync, engine, headers)
     db.dispose()
@@ -83,14 +85,24 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 
 def post(api: Api, name: str, golden: bytes, role: str = "ml", **form: str) -> Any:
-    return api.client.post("/api/v1/recipes", data={"name": name, **form},
-                           files={"golden": ("golden.png", golden, "image/png")}, headers=api.tokens[role])
+    return api.client.post(
+        "/api/v1/recipes",
+        data={"name": name, **form},
+        files={"golden": ("golden.png", golden, "image/png")},
+        headers=api.tokens[role],
+    )
 
 
 def test_add_list_show_and_fetch_the_golden(api: Api):
     data = png(1)
-    r = post(api, "pcb-a", data, masks='[{"x1": 2, "y1": 3, "x2": 40, "y2": 20, "label": "sticker"}]',
-             align='{"method": "features", "min_score": 0.7}', description="rev A")
+    r = post(
+        api,
+        "pcb-a",
+        data,
+        masks='[{"x1": 2, "y1": 3, "x2": 40, "y2": 20, "label": "sticker"}]',
+        align='{"method": "features", "min_score": 0.7}',
+        description="rev A",
+    )
     assert r.status_code == 201, r.text
     sha = hashlib.sha256(data).hexdigest()
     body = r.json()
@@ -99,7 +111,8 @@ def test_add_list_show_and_fetch_the_golden(api: Api):
     assert body["align"]["method"] == "features" and body["created_by"] == "ml-user"
     for role in ("qa", "twin", "ml", "admin"):
         assert [x["name"] for x in api.client.get("/api/v1/recipes", headers=api.tokens[role]).json()["items"]] == [
-            "pcb-a"]
+            "pcb-a"
+        ]
     assert api.client.get("/api/v1/recipes/pcb-a", headers=api.tokens["qa"]).json() == body
     g = api.client.get("/api/v1/recipes/pcb-a/golden", headers=api.tokens["qa"])
     assert g.status_code == 200 and g.content == data and g.headers["content-type"] == "image/png"
@@ -131,16 +144,30 @@ def test_bad_input_gets_a_4xx_with_the_reason_and_changes_nothing(api: Api):
         (post(api, "broken", b"plain text"), 422, "not a JPEG, PNG, BMP or TIFF"),
         (post(api, "bad name", good), 422, "name 'bad name'"),
         (post(api, "masked", good, masks="[{oops"), 422, "masks: Invalid JSON"),
-        (post(api, "masked", good, masks='[{"x1": 0, "y1": 0, "x2": 500, "y2": 10}]'), 422,
-         "masks[0]: (0,0)-(500,10) is empty or outside the 128x96 golden image"),
+        (
+            post(api, "masked", good, masks='[{"x1": 0, "y1": 0, "x2": 500, "y2": 10}]'),
+            422,
+            "masks[0]: (0,0)-(500,10) is empty or outside the 128x96 golden image",
+        ),
         (post(api, "aligned", good, align='{"method": "magic"}'), 422, "align.method"),
         (api.client.get("/api/v1/recipes/nope", headers=api.tokens["qa"]), 404, "recipe 'nope': no such recipe"),
         (api.client.get(f"/api/v1/goldens/{'0' * 64}", headers=api.tokens["qa"]), 404, "no such file"),
-        (api.client.put("/api/v1/recipes/nope", files={"golden": ("g.png", good, "image/png")},
-                        headers=api.tokens["ml"]), 404, "recipe 'nope': no such recipe"),
-        (api.client.put("/api/v1/recipes/pcb", files={"golden": ("small.png", png(5, (64, 128)), "image/png")},
-                        headers=api.tokens["ml"]), 409,
-         "small.png): 128x64 image for recipe 'pcb', whose golden is 128x96"),
+        (
+            api.client.put(
+                "/api/v1/recipes/nope", files={"golden": ("g.png", good, "image/png")}, headers=api.tokens["ml"]
+            ),
+            404,
+            "recipe 'nope': no such recipe",
+        ),
+        (
+            api.client.put(
+                "/api/v1/recipes/pcb",
+                files={"golden": ("small.png", png(5, (64, 128)), "image/png")},
+                headers=api.tokens["ml"],
+            ),
+            409,
+            "small.png): 128x64 image for recipe 'pcb', whose golden is 128x96",
+        ),
     ]
     for response, status, reason in cases:
         assert response.status_code == status, (status, response.text)
@@ -160,8 +187,11 @@ def test_an_upload_over_the_cap_is_refused_before_it_is_read(api: Api):
         for _ in range(MAX_GOLDEN_BYTES // (1 << 20) + 2):
             yield b"\x00" * (1 << 20)
 
-    r = api.client.post("/api/v1/recipes", content=chunks(), headers={
-        **api.tokens["ml"], "Content-Type": "multipart/form-data; boundary=b"})
+    r = api.client.post(
+        "/api/v1/recipes",
+        content=chunks(),
+        headers={**api.tokens["ml"], "Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert r.status_code == 413 and "capped at 32 MiB" in r.json()["detail"]
     assert api.store.list() == []
 
@@ -170,11 +200,21 @@ def test_replace_keeps_the_old_golden_and_the_line_twin_follows(api: Api):
     first = post(api, "pcb", png(6), description="rev A").json()
     r = api.client.put("/api/v1/lines/line-1/recipe", json={"recipe": "pcb"}, headers=api.tokens["ml"])
     assert r.status_code == 200, r.text
-    assert r.json() == {"line_id": "line-1", "recipe": "pcb", "previous": None,
-                        "golden_sha256": first["golden_sha256"], "changed_by": "ml-user", "offset": 1}
+    assert r.json() == {
+        "line_id": "line-1",
+        "recipe": "pcb",
+        "previous": None,
+        "golden_sha256": first["golden_sha256"],
+        "changed_by": "ml-user",
+        "offset": 1,
+    }
     new = png(7)
-    r = api.client.put("/api/v1/recipes/pcb", files={"golden": ("b.png", new, "image/png")},
-                       data={"masks": '[{"x1": 0, "y1": 0, "x2": 8, "y2": 8}]'}, headers=api.tokens["ml"])
+    r = api.client.put(
+        "/api/v1/recipes/pcb",
+        files={"golden": ("b.png", new, "image/png")},
+        data={"masks": '[{"x1": 0, "y1": 0, "x2": 8, "y2": 8}]'},
+        headers=api.tokens["ml"],
+    )
     assert r.status_code == 200, r.text
     second = r.json()
     assert second["golden_sha256"] == hashlib.sha256(new).hexdigest() != first["golden_sha256"]
@@ -194,13 +234,28 @@ def test_changing_the_line_recipe_switches_the_engine_emits_an_event_and_updates
         assert r.status_code == 200, r.text
     assert api.engine is not None and api.engine.switched == ["pcb-a", "pcb-b"]
     assert api.events() == [
-        {"line_id": "line-1", "recipe": "pcb-a", "previous": None, "golden_sha256": a["golden_sha256"],
-         "changed_by": "ml-user"},
-        {"line_id": "line-1", "recipe": "pcb-b", "previous": "pcb-a", "golden_sha256": b["golden_sha256"],
-         "changed_by": "ml-user"}]
+        {
+            "line_id": "line-1",
+            "recipe": "pcb-a",
+            "previous": None,
+            "golden_sha256": a["golden_sha256"],
+            "changed_by": "ml-user",
+        },
+        {
+            "line_id": "line-1",
+            "recipe": "pcb-b",
+            "previous": "pcb-a",
+            "golden_sha256": b["golden_sha256"],
+            "changed_by": "ml-user",
+        },
+    ]
     twin = api.twin_recipe()
     assert (twin["name"], twin["goldenSha256"], twin["previous"], twin["changedBy"]) == (
-        "pcb-b", b["golden_sha256"], "pcb-a", "ml-user")
+        "pcb-b",
+        b["golden_sha256"],
+        "pcb-a",
+        "ml-user",
+    )
     unknown = api.client.put("/api/v1/lines/line-1/recipe", json={"recipe": "nope"}, headers=api.tokens["ml"])
     assert unknown.status_code == 404 and "'nope': no such recipe" in unknown.json()["detail"]
     other = api.client.put("/api/v1/lines/line-7/recipe", json={"recipe": "pcb-a"}, headers=api.tokens["ml"])

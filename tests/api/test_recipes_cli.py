@@ -23,8 +23,23 @@ def _golden(path: Path, seed: int, size: tuple[int, int] = (96, 128)) -> Path:
 def test_add_list_show_and_import(tmp_path: Path):
     data = ["--data-dir", str(tmp_path / "data")]
     golden = _golden(tmp_path / "golden.png", 1)
-    r = run_cli("recipes", "add", "pcb-a", "--golden", str(golden), "--mask", "2,3,40,20:serial sticker",
-                "--align-method", "features", "--min-score", "0.7", "--description", "rev A", "--json", *data)
+    r = run_cli(
+        "recipes",
+        "add",
+        "pcb-a",
+        "--golden",
+        str(golden),
+        "--mask",
+        "2,3,40,20:serial sticker",
+        "--align-method",
+        "features",
+        "--min-score",
+        "0.7",
+        "--description",
+        "rev A",
+        "--json",
+        *data,
+    )
     assert r.returncode == 0, r.stderr
     added = json.loads(r.stdout)
     sha = hashlib.sha256(golden.read_bytes()).hexdigest()
@@ -54,16 +69,22 @@ def test_bad_input_is_one_line_naming_the_file_or_field_and_stores_nothing(tmp_p
     cases = [
         (["add", "new", "--golden", str(tmp_path / "missing.png")], "missing.png: no such file"),
         (["add", "new", "--golden", str(corrupt)], "corrupt.jpg: corrupt JPEG image (truncated)"),
-        (["add", "new", "--golden", str(golden), "--mask", "0,0,500,10"], "--mask[0]: (0,0)-(500,10) is empty or "
-         "outside the 128x96 golden image"),
+        (
+            ["add", "new", "--golden", str(golden), "--mask", "0,0,500,10"],
+            "--mask[0]: (0,0)-(500,10) is empty or outside the 128x96 golden image",
+        ),
         (["add", "new", "--golden", str(golden), "--mask", "1,2,3"], "--mask '1,2,3': expected x1,y1,x2,y2"),
         (["add", "new", "--golden", str(golden), "--align-method", "magic"], "--align-method 'magic'"),
         (["add", "new", "--golden", str(golden), "--min-score", "2"], "--min-score 2.0"),
         (["add", "bad/name", "--golden", str(golden)], "name 'bad/name'"),
-        (["add", "pcb", "--golden", str(golden)], "'pcb': a recipe of that name exists; replace it explicitly "
-         "(--replace)"),
-        (["add", "pcb", "--golden", str(other_size), "--replace"], "small.png: 128x64 image for recipe 'pcb', "
-         "whose golden is 128x96"),
+        (
+            ["add", "pcb", "--golden", str(golden)],
+            "'pcb': a recipe of that name exists; replace it explicitly (--replace)",
+        ),
+        (
+            ["add", "pcb", "--golden", str(other_size), "--replace"],
+            "small.png: 128x64 image for recipe 'pcb', whose golden is 128x96",
+        ),
         (["show", "nope"], "recipe 'nope': no such recipe"),
         (["import-deeppcb", str(tmp_path)], "not a DeepPCB folder"),
     ]

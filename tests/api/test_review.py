@@ -39,13 +39,33 @@ ALICE = Reviewer("alice", "qa")
 
 
 def stored(outcome: Outcome = Outcome.FAIL, boxes: int = 2, **kw: Any) -> StoredInspection:
-    bx = tuple(BoxRecord(10.0 * k, 10.0, 10.0 * k + 8, 20.0, 0.3 + 0.1 * k, DEEPPCB_CLASSES[k], id=100 + k)
-               for k in range(boxes))
+    bx = tuple(
+        BoxRecord(10.0 * k, 10.0, 10.0 * k + 8, 20.0, 0.3 + 0.1 * k, DEEPPCB_CLASSES[k], id=100 + k)
+        for k in range(boxes)
+    )
     base = StoredInspection(
-        id="i1", part_id="p1", line_id="line-1", camera_id="cam1", track_id=1, outcome=outcome, reasons=(),
-        model_name="m", model_version="1", frame_seq=1, captured_at=AT, created_at=AT, evidence_sha256="0" * 64,
-        board_xyxy=(0, 0, 64, 48), crop_width=64, crop_height=48, boxes=bx, review_status=ReviewStatus.PENDING,
-        reviewed_by=None, reviewed_at=None, version=3)
+        id="i1",
+        part_id="p1",
+        line_id="line-1",
+        camera_id="cam1",
+        track_id=1,
+        outcome=outcome,
+        reasons=(),
+        model_name="m",
+        model_version="1",
+        frame_seq=1,
+        captured_at=AT,
+        created_at=AT,
+        evidence_sha256="0" * 64,
+        board_xyxy=(0, 0, 64, 48),
+        crop_width=64,
+        crop_height=48,
+        boxes=bx,
+        review_status=ReviewStatus.PENDING,
+        reviewed_by=None,
+        reviewed_at=None,
+        version=3,
+    )
     return replace(base, **kw)
 
 
@@ -72,15 +92,21 @@ def test_reject_marks_every_live_box_and_passes_the_part():
     assert p.event_data()["boxes"] == [] and p.event_data()["before"] == "fail"
     one = plan(stored(Outcome.FAIL, boxes=3), "reject", box_id=101)
     assert (one.after, one.change.review_status, one.change.reject_box_ids) == (
-        Outcome.FAIL, ReviewStatus.CORRECTED, (101,))
+        Outcome.FAIL,
+        ReviewStatus.CORRECTED,
+        (101,),
+    )
     assert one.change.max_confidence == pytest.approx(0.5)
     assert one.change.audit.before["boxes"][0]["rejected"] is False and one.change.audit.after["boxes"][0]["rejected"]
 
 
 def test_relabel_and_add_box_make_a_fail_and_keep_the_old_class_in_the_audit():
     p = plan(stored(Outcome.UNCERTAIN), "relabel", box_id=100, class_name="short")
-    assert (p.after, p.change.review_status, p.change.relabel) == (Outcome.FAIL, ReviewStatus.CORRECTED,
-                                                                   ((100, "short"),))
+    assert (p.after, p.change.review_status, p.change.relabel) == (
+        Outcome.FAIL,
+        ReviewStatus.CORRECTED,
+        ((100, "short"),),
+    )
     assert p.change.audit.before["boxes"][0]["class_name"] == "open"
     assert p.change.audit.after["boxes"][0]["class_name"] == "short"
     p = plan(stored(Outcome.PASS, boxes=0), "add_box", class_name="spur", xyxy=(1, 2, 30, 40))
@@ -95,21 +121,24 @@ def test_comment_is_audit_only_and_never_conflicts():
     assert p.change.update_row is False and p.change.audit.comment == "why?" and not p.verdict_changed
 
 
-@pytest.mark.parametrize(("action", "kw", "reason"), [
-    ("relabel", {"box_id": 100, "class_name": "scratch"}, "not a defect class"),
-    ("relabel", {"box_id": 999, "class_name": "short"}, "not a box of inspection"),
-    ("relabel", {"box_id": 100, "class_name": "open"}, "already 'open'"),
-    ("relabel", {"class_name": "short"}, "needs box_id"),
-    ("add_box", {"class_name": "spur", "xyxy": (0, 0, 65, 10)}, "inside the 64x48 crop"),
-    ("add_box", {"class_name": "spur", "xyxy": (10, 5, 10, 9)}, "x1 < x2"),
-    ("add_box", {"class_name": "spur", "xyxy": (-1, 5, 10, 9)}, "inside"),
-    ("add_box", {"class_name": "spur", "xyxy": (1, 2, 3, float("nan"))}, "finite"),
-    ("add_box", {"xyxy": (1, 2, 3, 4)}, "needs class_name"),
-    ("confirm", {"box_id": 100}, "takes no box_id"),
-    ("comment", {"comment": "   "}, "needs comment"),
-    ("comment", {"comment": "x" * 2001}, "at most 2000"),
-    ("reject", {"box_id": 7}, "not a box"),
-])
+@pytest.mark.parametrize(
+    ("action", "kw", "reason"),
+    [
+        ("relabel", {"box_id": 100, "class_name": "scratch"}, "not a defect class"),
+        ("relabel", {"box_id": 999, "class_name": "short"}, "not a box of inspection"),
+        ("relabel", {"box_id": 100, "class_name": "open"}, "already 'open'"),
+        ("relabel", {"class_name": "short"}, "needs box_id"),
+        ("add_box", {"class_name": "spur", "xyxy": (0, 0, 65, 10)}, "inside the 64x48 crop"),
+        ("add_box", {"class_name": "spur", "xyxy": (10, 5, 10, 9)}, "x1 < x2"),
+        ("add_box", {"class_name": "spur", "xyxy": (-1, 5, 10, 9)}, "inside"),
+        ("add_box", {"class_name": "spur", "xyxy": (1, 2, 3, float("nan"))}, "finite"),
+        ("add_box", {"xyxy": (1, 2, 3, 4)}, "needs class_name"),
+        ("confirm", {"box_id": 100}, "takes no box_id"),
+        ("comment", {"comment": "   "}, "needs comment"),
+        ("comment", {"comment": "x" * 2001}, "at most 2000"),
+        ("reject", {"box_id": 7}, "not a box"),
+    ],
+)
 def test_bad_requests_are_refused_with_the_reason(action: str, kw: dict[str, Any], reason: str):
     with pytest.raises(InvalidReview, match=reason.replace("(", r"\(")):
         plan(stored(), action, **kw)
@@ -170,10 +199,19 @@ def test_reject_writes_the_row_boxes_audit_event_and_twin(populated: Populated):
     assert ce["source"] == "/twinspect/edge-test/qa"
     data = ReviewCorrectedData.model_validate(ce["data"])
     assert (data.inspection_id, data.before, data.after, data.action, data.reviewer, data.boxes) == (
-        item.id, "fail", "pass", "reject", "alice", [])
+        item.id,
+        "fail",
+        "pass",
+        "reject",
+        "alice",
+        [],
+    )
     twin1 = twin_verdicts(p, item.line_id)
-    assert (twin1["fail"], twin1["pass"], twin1["corrected"]) == (twin0["fail"] - 1, twin0["pass"] + 1,
-                                                                  twin0["corrected"] + 1)
+    assert (twin1["fail"], twin1["pass"], twin1["corrected"]) == (
+        twin0["fail"] - 1,
+        twin0["pass"] + 1,
+        twin0["corrected"] + 1,
+    )
     assert p.sync.log.head == head0 + 1
 
 
@@ -209,8 +247,16 @@ def test_relabel_changes_one_box_and_keeps_the_original_in_the_audit(populated: 
     assert body["review_status"] == "corrected" and body["boxes"][0]["class_name"] == new
     assert [b["class_name"] for b in body["boxes"][1:]] == [b.class_name for b in item.boxes[1:]]
     entry = p.store.audit(item.id)[0]
-    assert entry.before["boxes"] == [{"id": box.id, "xyxy": list(box.xyxy), "confidence": box.confidence,
-                                      "class_name": box.class_name, "source": "model", "rejected": False}]
+    assert entry.before["boxes"] == [
+        {
+            "id": box.id,
+            "xyxy": list(box.xyxy),
+            "confidence": box.confidence,
+            "class_name": box.class_name,
+            "source": "model",
+            "rejected": False,
+        }
+    ]
     assert entry.after["boxes"][0]["class_name"] == new
     assert p.sync.log.head == head0  # a fail stays a fail: no event
 
@@ -223,7 +269,11 @@ def test_add_box_on_a_pass_makes_it_a_fail_with_an_event(populated: Populated):
     assert (body["verdict"], body["review_status"], body["max_confidence"]) == ("fail", "corrected", 1.0)
     (box,) = body["boxes"]
     assert (box["xyxy"], box["class_name"], box["source"], box["confidence"]) == (
-        [100, 120, 140.5, 150], "short", "review", 1.0)
+        [100, 120, 140.5, 150],
+        "short",
+        "review",
+        1.0,
+    )
     assert p.store.audit(item.id)[0].after["boxes"][0]["id"] == box["id"]
     (ce,) = corrected_events(p, head0)
     assert ce["data"]["boxes"] == [{"xyxy": [100.0, 120.0, 140.5, 150.0], "confidence": 1.0, "class_name": "short"}]
@@ -266,24 +316,28 @@ def test_a_stale_version_is_409(populated: Populated):
     assert r.json()["current"]["version"] == 1 and row_state(p, item.id) == before
 
 
-@pytest.mark.parametrize(("role", "body", "status", "reason"), [
-    ("qa", {"action": "relabel", "box_id": None, "class_name": "open"}, 422, "needs box_id"),
-    ("qa", {"action": "relabel", "box_id": "BOX", "class_name": "short"}, 422, "box_id"),
-    ("qa", {"action": "relabel", "box_id": "FIRST", "class_name": "scratch"}, 422, "not a defect class"),
-    ("qa", {"action": "relabel", "box_id": "OTHER", "class_name": "short"}, 422, "not a box of inspection"),
-    ("qa", {"action": "add_box", "class_name": "spur", "xyxy": [0, 0, 561, 10]}, 422, "inside the 560x480 crop"),
-    ("qa", {"action": "add_box", "class_name": "spur", "xyxy": [50, 0, 40, 10]}, 422, "x1 < x2"),
-    ("qa", {"action": "add_box", "class_name": "spur", "xyxy": [1, 2, 3]}, 422, "xyxy"),
-    ("qa", {"action": "approve"}, 422, "action"),
-    ("qa", {"action": "confirm", "verdict": "pass"}, 422, "verdict"),
-    ("qa", {"action": "comment"}, 422, "needs comment"),
-    ("qa", {"action": "confirm", "version": "one"}, 422, "version"),
-    ("ml", {"action": "confirm"}, 403, "role 'ml' may not"),
-    ("twin", {"action": "confirm"}, 403, "role 'twin' may not"),
-    (None, {"action": "confirm"}, 401, "sign in"),
-])
-def test_bad_reviews_are_4xx_with_the_reason_and_change_nothing(populated: Populated, role: str | None,
-                                                                 body: dict[str, Any], status: int, reason: str):
+@pytest.mark.parametrize(
+    ("role", "body", "status", "reason"),
+    [
+        ("qa", {"action": "relabel", "box_id": None, "class_name": "open"}, 422, "needs box_id"),
+        ("qa", {"action": "relabel", "box_id": "BOX", "class_name": "short"}, 422, "box_id"),
+        ("qa", {"action": "relabel", "box_id": "FIRST", "class_name": "scratch"}, 422, "not a defect class"),
+        ("qa", {"action": "relabel", "box_id": "OTHER", "class_name": "short"}, 422, "not a box of inspection"),
+        ("qa", {"action": "add_box", "class_name": "spur", "xyxy": [0, 0, 561, 10]}, 422, "inside the 560x480 crop"),
+        ("qa", {"action": "add_box", "class_name": "spur", "xyxy": [50, 0, 40, 10]}, 422, "x1 < x2"),
+        ("qa", {"action": "add_box", "class_name": "spur", "xyxy": [1, 2, 3]}, 422, "xyxy"),
+        ("qa", {"action": "approve"}, 422, "action"),
+        ("qa", {"action": "confirm", "verdict": "pass"}, 422, "verdict"),
+        ("qa", {"action": "comment"}, 422, "needs comment"),
+        ("qa", {"action": "confirm", "version": "one"}, 422, "version"),
+        ("ml", {"action": "confirm"}, 403, "role 'ml' may not"),
+        ("twin", {"action": "confirm"}, 403, "role 'twin' may not"),
+        (None, {"action": "confirm"}, 401, "sign in"),
+    ],
+)
+def test_bad_reviews_are_4xx_with_the_reason_and_change_nothing(
+    populated: Populated, role: str | None, body: dict[str, Any], status: int, reason: str
+):
     p = populated
     item, other = first(p, Outcome.FAIL), first(p, Outcome.FAIL, skip=1)
     subst = {"FIRST": item.boxes[0].id, "OTHER": other.boxes[0].id}
@@ -309,8 +363,15 @@ def test_the_review_and_its_event_commit_together_or_not_at_all(populated: Popul
     p = populated
     item = first(p, Outcome.FAIL)
     before, twin0 = row_state(p, item.id), twin_verdicts(p, item.line_id)
-    clash = {"offset": p.sync.log.head + 1, "id": str(uuid.uuid4()), "line_id": "other", "sequence": 1,
-             "type": "part.entered", "time": "2026-01-01T00:00:00.000Z", "body": "{}"}
+    clash = {
+        "offset": p.sync.log.head + 1,
+        "id": str(uuid.uuid4()),
+        "line_id": "other",
+        "sequence": 1,
+        "type": "part.entered",
+        "time": "2026-01-01T00:00:00.000Z",
+        "body": "{}",
+    }
     with p.sync.log.engine.begin() as conn:  # an offset the log will try to use next
         conn.execute(insert(events).values(**clash))
     client = TestClient(p.client.app, raise_server_exceptions=False)  # no lifespan: the app runs already
@@ -330,8 +391,9 @@ def test_a_write_between_read_and_commit_is_replanned(populated: Populated):
 
     def commit(plan, write):  # type: ignore[no-untyped-def]
         if not calls:
-            bob = plan_review(p.store.get(item.id), ReviewRequest(ReviewAction.CONFIRM), Reviewer("bob", "qa"),
-                              DEEPPCB_CLASSES, AT)
+            bob = plan_review(
+                p.store.get(item.id), ReviewRequest(ReviewAction.CONFIRM), Reviewer("bob", "qa"), DEEPPCB_CLASSES, AT
+            )
             p.store.apply_review(bob.change)  # bob's review lands first
         calls.append(plan)
         p.store.apply_review(plan.change)

@@ -53,16 +53,21 @@ def test_another_token_with_the_same_name_cannot_overwrite_a_review(populated: P
 
     audit = p.client.get(f"/api/v1/inspections/{item}/audit", headers=p.as_("qa")).json()
     assert [(a["actor"], a["actor_id"], a["action"]) for a in audit] == [
-        ("carol", first.id, "confirm"), ("carol", first.id, "reject"), ("carol", second.id, "comment")]
+        ("carol", first.id, "confirm"),
+        ("carol", first.id, "reject"),
+        ("carol", second.id, "comment"),
+    ]
     assert audit[0]["after"]["reviewed_by_id"] == first.id
 
 
 def _at_0005_with_reviews(url: str) -> None:
     """A database at revision 0005 (before reviewer ids) with tokens and reviewed inspections."""
     engine = create_engine(url, poolclass=NullPool)
-    cols = ("id, part_id, line_id, camera_id, track_id, outcome, reasons, model_name, model_version, frame_seq, "
-            "captured_at, created_at, evidence_sha256, board_x1, board_y1, board_x2, board_y2, crop_width, "
-            "crop_height, review_status, reviewed_by")
+    cols = (
+        "id, part_id, line_id, camera_id, track_id, outcome, reasons, model_name, model_version, frame_seq, "
+        "captured_at, created_at, evidence_sha256, board_x1, board_y1, board_x2, board_y2, crop_width, "
+        "crop_height, review_status, reviewed_by"
+    )
     t = T.replace(tzinfo=None)
     try:
         with engine.begin() as conn:
@@ -70,16 +75,29 @@ def _at_0005_with_reviews(url: str) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0005")
             for ident, name in (("tok-dave", "dave"), ("tok-erin-1", "erin"), ("tok-erin-2", "erin")):
-                conn.execute(text("INSERT INTO api_tokens (id, name, role, secret_sha256, created_at) "
-                                  "VALUES (:i, :n, 'qa', :s, :t)"), {"i": ident, "n": name, "s": "0" * 64, "t": t})
+                conn.execute(
+                    text(
+                        "INSERT INTO api_tokens (id, name, role, secret_sha256, created_at) "
+                        "VALUES (:i, :n, 'qa', :s, :t)"
+                    ),
+                    {"i": ident, "n": name, "s": "0" * 64, "t": t},
+                )
             for ident, by in (("a", "dave"), ("b", "erin"), ("c", None)):
-                conn.execute(text(f"INSERT INTO inspections ({cols}) VALUES (:id, :id, 'L1', 'cam1', 1, 'fail', '[]', "
-                                  "'m', '1', 1, :t, :t, :sha, 0, 0, 10, 10, 10, 10, :st, :by)"),
-                             {"id": ident, "t": t, "sha": "0" * 64, "st": "confirmed" if by else "pending", "by": by})
+                conn.execute(
+                    text(
+                        f"INSERT INTO inspections ({cols}) VALUES (:id, :id, 'L1', 'cam1', 1, 'fail', '[]', "
+                        "'m', '1', 1, :t, :t, :sha, 0, 0, 10, 10, 10, 10, :st, :by)"
+                    ),
+                    {"id": ident, "t": t, "sha": "0" * 64, "st": "confirmed" if by else "pending", "by": by},
+                )
                 if by:
-                    conn.execute(text("INSERT INTO review_audit (inspection_id, at, actor, role, action, before, "
-                                      "after) VALUES (:i, :t, :by, 'qa', 'confirm', '{}', '{}')"),
-                                 {"i": ident, "t": t, "by": by})
+                    conn.execute(
+                        text(
+                            "INSERT INTO review_audit (inspection_id, at, actor, role, action, before, "
+                            "after) VALUES (:i, :t, :by, 'qa', 'confirm', '{}', '{}')"
+                        ),
+                        {"i": ident, "t": t, "by": by},
+                    )
     finally:
         engine.dispose()
 

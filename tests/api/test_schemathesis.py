@@ -55,8 +55,14 @@ def _strategy(operation: Any, ids: list[str]) -> Any:
 
 def _run(operation: Any, headers: dict[str, str], ids: list[str]) -> None:
     @given(case=_strategy(operation, ids))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case: Any) -> None:
         case.call_and_validate(headers=headers, checks=[not_a_server_error])
 

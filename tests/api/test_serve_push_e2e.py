@@ -22,7 +22,7 @@ def served(tmp_path, token_store):
     boards = real_board_subset(tmp_path / "boards", 2, offset=80)
     cfg = tmp_path / "twinspect.yaml"
     cfg.write_text(f"""
-data_dir: {tmp_path / 'data'}
+data_dir: {tmp_path / "data"}
 line:
   line_id: push-line
   cameras:
@@ -46,8 +46,11 @@ def test_pushed_frames_are_inspected_and_stored(served):
     while (step := scene.step()) is not None:
         ok, jpeg = cv2.imencode(".jpg", step[0], [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert ok
-        r = client.post("/api/v1/cameras/door/frames", content=jpeg.tobytes(),
-                        headers={"Authorization": "Bearer door-token", "Content-Type": "image/jpeg"})
+        r = client.post(
+            "/api/v1/cameras/door/frames",
+            content=jpeg.tobytes(),
+            headers={"Authorization": "Bearer door-token", "Content-Type": "image/jpeg"},
+        )
         assert r.status_code == 202, r.text
         assert r.json()["seq"] == pushed
         pushed += 1

@@ -93,6 +93,7 @@ def test_readyz_needs_no_token_and_shows_the_engines_faults(tmp_path: Path):
     client = TestClient(create_app(replace(services, engine=FailingEngine())))  # type: ignore[arg-type]
     r = client.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["faults"] == [{"component": "evidence", "reason": "cannot write evidence: no space left",
-                                   "since": 1.0}]
+    assert r.json()["faults"] == [
+        {"component": "evidence", "reason": "cannot write evidence: no space left", "since": 1.0}
+    ]
     dispose(services)

@@ -27,26 +27,37 @@ def post_raw(p: Populated, path: str, raw: str, role: str) -> Any:
 
 def strict(text: str) -> Any:
     """JSON.parse: no NaN or Infinity."""
+
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
-@pytest.mark.parametrize(("xyxy", "why"), [
-    ("[1, 2, NaN, 40]", "NaN is not a JSON number"),
-    ("[1, 2, Infinity, 40]", "Infinity is not a JSON number"),
-    ("[-Infinity, 2, 30, 40]", "-Infinity is not a JSON number"),
-    ("[1, 2, 1e400, 40]", "a number too large for a double"),
-    ("[1, 2, 30, 123456789012345678901234567890]", "an integer beyond 64 bits"),
-])
+@pytest.mark.parametrize(
+    ("xyxy", "why"),
+    [
+        ("[1, 2, NaN, 40]", "NaN is not a JSON number"),
+        ("[1, 2, Infinity, 40]", "Infinity is not a JSON number"),
+        ("[-Infinity, 2, 30, 40]", "-Infinity is not a JSON number"),
+        ("[1, 2, 1e400, 40]", "a number too large for a double"),
+        ("[1, 2, 30, 123456789012345678901234567890]", "an integer beyond 64 bits"),
+    ],
+)
 def test_non_finite_box_coordinates_are_refused_and_nothing_changes(populated: Populated, xyxy: str, why: str):
     p = populated
     head, before = p.sync.log.head, p.store.get(FAIL_ID)
-    r = post_raw(p, f"/api/v1/inspections/{FAIL_ID}/review",
-                 f'{{"action": "add_box", "class_name": "open", "xyxy": {xyxy}}}', "qa")
+    r = post_raw(
+        p,
+        f"/api/v1/inspections/{FAIL_ID}/review",
+        f'{{"action": "add_box", "class_name": "open", "xyxy": {xyxy}}}',
+        "qa",
+    )
     assert r.status_code == 422, r.text
-    assert r.json() == {"error": "RequestValidationError",
-                        "detail": [{"loc": ["body"], "msg": r.json()["detail"][0]["msg"], "type": "json_invalid"}]}
+    assert r.json() == {
+        "error": "RequestValidationError",
+        "detail": [{"loc": ["body"], "msg": r.json()["detail"][0]["msg"], "type": "json_invalid"}],
+    }
     assert why in r.json()["detail"][0]["msg"]
     assert p.sync.log.head == head and p.store.get(FAIL_ID) == before and p.store.audit(FAIL_ID) == ()
 
@@ -73,8 +84,11 @@ def test_expected_state_refuses_non_finite_and_unbounded_values_and_logs_nothing
         ('{"line_status": "stopped", "throughput_per_min": 1e400}', 422, "too large for a double"),
         ('{"line_status": "stopped", "throughput_per_min": 1e300}', 422, "less than or equal to 1000000"),
         ('{"line_status": "stopped", "throughput_tolerance": NaN}', 422, "NaN is not a JSON number"),
-        (json.dumps({"boards_in_view": {f"cam{i}": 1 for i in range(MAX_CAMERAS + 1)}}), 422,
-         f"Dictionary should have at most {MAX_CAMERAS} items"),
+        (
+            json.dumps({"boards_in_view": {f"cam{i}": 1 for i in range(MAX_CAMERAS + 1)}}),
+            422,
+            f"Dictionary should have at most {MAX_CAMERAS} items",
+        ),
         (json.dumps({"boards_in_view": {f"cam{i}": 1 for i in range(30_000)}}), 422, "at most 64 items"),
         (json.dumps({"boards_in_view": {f"cam{i}": 1 for i in range(200_000)}}), 413, "over the limit of 1 MiB"),
         (json.dumps({"boards_in_view": {"c" * 65: 1}}), 422, "String should match pattern"),
@@ -86,8 +100,9 @@ def test_expected_state_refuses_non_finite_and_unbounded_values_and_logs_nothing
         assert r.status_code == status and why in r.text, (raw[:80], r.text[:300])
         assert len(r.content) < 4096  # bounded answers: the input is never echoed
     assert len(cases[6][0]) > JSON_LIMIT and p.sync.log.head == head
-    r = post_raw(p, path, '{"line_status": "stopped", "throughput_per_min": 12.5, "boards_in_view": {"cam1": 2}}',
-                 "twin")
+    r = post_raw(
+        p, path, '{"line_status": "stopped", "throughput_per_min": 12.5, "boards_in_view": {"cam1": 2}}', "twin"
+    )
     assert r.status_code == 200 and r.json()["drift"] and r.json()["unchecked"] == ["boards_in_view"]
     page = p.client.get("/api/v1/events", params={"after": head}, headers=p.as_("twin")).text
     (event,) = strict(page)["events"]

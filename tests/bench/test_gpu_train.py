@@ -33,13 +33,41 @@ RUN = "defect-ref-yolov8n"
 
 # Modules in this project's environment that the GPU image lacks (KINDS.md's package list): the
 # run must not need them. polars may only resolve to the stand-in in bench/gpu_stubs.
-GPU_IMAGE_LACKS = ("alembic", "annotated_types", "dotenv", "fastapi", "graphql", "greenlet", "httptools",
-                   "jsonschema_rs", "mako", "multipart", "nats", "onnxslim", "opentelemetry", "paho", "playwright",
-                   "psycopg", "pydantic", "pydantic_core", "pydantic_settings", "pyrate_limiter", "python_multipart",
-                   "schemathesis", "sqlalchemy", "starlette", "thop", "typer", "typing_inspection",
-                   "ultralytics_platform", "uvicorn", "watchfiles", "websockets")
+GPU_IMAGE_LACKS = (
+    "alembic",
+    "annotated_types",
+    "dotenv",
+    "fastapi",
+    "graphql",
+    "greenlet",
+    "httptools",
+    "jsonschema_rs",
+    "mako",
+    "multipart",
+    "nats",
+    "onnxslim",
+    "opentelemetry",
+    "paho",
+    "playwright",
+    "psycopg",
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "pyrate_limiter",
+    "python_multipart",
+    "schemathesis",
+    "sqlalchemy",
+    "starlette",
+    "thop",
+    "typer",
+    "typing_inspection",
+    "ultralytics_platform",
+    "uvicorn",
+    "watchfiles",
+    "websockets",
+)
 
-_GUARD = '''
+_GUARD = """
 import importlib.abc
 import importlib.machinery
 import socket
@@ -77,13 +105,31 @@ def _connect_local(self, addr):
 socket.getaddrinfo = _refuse
 socket.create_connection = _refuse
 socket.socket.connect = _connect_local
-'''
+"""
 
 
 def _pack(out: Path, boards: int, *extra: str) -> Path:
-    subprocess.run([sys.executable, "bench/gpu_pack.py", "build", "--src", str(deeppcb_source()), "--out", str(out),
-                    "--boards", str(boards), "--no-wheel", "--processes", "1", *extra],
-                   cwd=REPO, check=True, timeout=180, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "bench/gpu_pack.py",
+            "build",
+            "--src",
+            str(deeppcb_source()),
+            "--out",
+            str(out),
+            "--boards",
+            str(boards),
+            "--no-wheel",
+            "--processes",
+            "1",
+            *extra,
+        ],
+        cwd=REPO,
+        check=True,
+        timeout=180,
+        capture_output=True,
+    )
     return out
 
 
@@ -93,8 +139,14 @@ def _gpu_train(root: Path, pack: Path, *args: str) -> subprocess.CompletedProces
     (guard / "sitecustomize.py").write_text(_GUARD.format(log=str(root / "net-attempts.txt"), lacks=GPU_IMAGE_LACKS))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TWINSPECT_GPU_SITE")}
     env.update(PYTHON=sys.executable, PYTHONPATH=str(guard))
-    return subprocess.run(["bash", "bench/gpu_train.sh", str(root / "out"), "--pack", str(pack), *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
+    return subprocess.run(
+        ["bash", "bench/gpu_train.sh", str(root / "out"), "--pack", str(pack), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=480,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +167,12 @@ def test_smoke_run_writes_the_outputs(smoke):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] is True and summary["out_within_tool_limits"] is True
     assert summary["dataset"]["splits"]["train"]["images"] > 0 and summary["dataset"]["splits"]["val"]["images"] > 0
-    assert summary["dataset"]["pack"] == {"mode": "compact", "images": 12, "exact": summary["dataset"]["pack"]["exact"],
-                                          "same_as_packer": 12}
+    assert summary["dataset"]["pack"] == {
+        "mode": "compact",
+        "images": 12,
+        "exact": summary["dataset"]["pack"]["exact"],
+        "same_as_packer": 12,
+    }
     model = summary["models"][RUN]
     assert model["status"] == "ok" and model["epochs_done"] == 1
     assert set(model["final"]) == {"mAP50", "mAP50-95", "precision", "recall"}
@@ -137,8 +193,13 @@ def test_smoke_run_writes_the_outputs(smoke):
 def test_collect_gives_a_registrable_run_that_loads(smoke, tmp_path):
     root, proc = smoke
     assert proc.returncode == 0, proc.stdout[-4000:]
-    res = subprocess.run([sys.executable, "bench/gpu_pack.py", "collect", str(root / "out"), str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "bench/gpu_pack.py", "collect", str(root / "out"), str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     run = tmp_path / RUN
     best = run / "weights" / "best.pt"
@@ -167,8 +228,12 @@ def test_sharded_import_equals_one_import(smoke, tmp_path):
     sharded = root / "work" / "dataset"
 
     def tree(base: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(base)): p.read_bytes() for kind in ("images", "labels")
-                for p in (base / kind).rglob("*") if p.is_file() and p.suffix != ".cache"}  # Ultralytics' own
+        return {
+            str(p.relative_to(base)): p.read_bytes()
+            for kind in ("images", "labels")
+            for p in (base / kind).rglob("*")
+            if p.is_file() and p.suffix != ".cache"
+        }  # Ultralytics' own
 
     one, many = tree(tmp_path / "one"), tree(sharded)
     splits = json.loads((root / "out" / "summary.json").read_text())["dataset"]["splits"]

@@ -25,8 +25,10 @@ import sys
 import threading
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
-SDP = ("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=twinspect test pattern\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-       "m=video 0 RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\na=control:track1\r\n")
+SDP = (
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=twinspect test pattern\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=video 0 RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\na=control:track1\r\n"
+)
 
 
 class RtspHandler(socketserver.StreamRequestHandler):
@@ -46,8 +48,9 @@ class RtspHandler(socketserver.StreamRequestHandler):
                 if method == "OPTIONS":
                     self._reply(cseq, {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
                 elif method == "DESCRIBE":
-                    self._reply(cseq, {"Content-Base": url.rstrip("/") + "/", "Content-Type": "application/sdp"},
-                                SDP.encode())
+                    self._reply(
+                        cseq, {"Content-Base": url.rstrip("/") + "/", "Content-Type": "application/sdp"}, SDP.encode()
+                    )
                 elif method == "SETUP":
                     transport = headers.get("transport", "")
                     if "interleaved=" not in transport:
@@ -99,7 +102,7 @@ class RtspHandler(socketserver.StreamRequestHandler):
             line = first + self.rfile.readline()
         method, url, _ = line.decode("ascii").split(" ", 2)
         headers: dict[str, str] = {}
-        while (header := self.rfile.readline().decode("ascii").strip()):
+        while header := self.rfile.readline().decode("ascii").strip():
             name, _, value = header.partition(":")
             headers[name.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0"))
@@ -125,12 +128,33 @@ class RtspServer(socketserver.ThreadingTCPServer):
 
     def stream_to(self, rtp_port: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
-             "-i", f"testsrc=size={self.size}:rate={self.fps}",
-             # RFC 2435 needs the standard Huffman tables and full-range 4:2:0
-             "-c:v", "mjpeg", "-huffman", "default", "-pix_fmt", "yuvj420p", "-q:v", "8",
-             "-f", "rtp", f"rtp://127.0.0.1:{rtp_port}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                FFMPEG,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc=size={self.size}:rate={self.fps}",
+                # RFC 2435 needs the standard Huffman tables and full-range 4:2:0
+                "-c:v",
+                "mjpeg",
+                "-huffman",
+                "default",
+                "-pix_fmt",
+                "yuvj420p",
+                "-q:v",
+                "8",
+                "-f",
+                "rtp",
+                f"rtp://127.0.0.1:{rtp_port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 def main() -> None:

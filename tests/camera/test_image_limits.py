@@ -43,7 +43,7 @@ def declaring(jpeg: bytes, width: int, height: int, before_sof: bytes = b"") -> 
     """``jpeg`` with its frame header (SOF0) declaring ``width`` x ``height``, ``before_sof`` inserted before it."""
     at = jpeg.index(b"\xff\xc0")
     out = bytearray(jpeg)
-    out[at + 5:at + 9] = struct.pack(">HH", height, width)
+    out[at + 5 : at + 9] = struct.pack(">HH", height, width)
     return bytes(out[:at]) + before_sof + bytes(out[at:])
 
 
@@ -56,13 +56,17 @@ def test_the_bomb_is_small_and_its_size_is_read_past_stray_bytes():
     assert read_header(BOMB).pixels == 400_000_000
 
 
-@pytest.mark.parametrize("before_sof", [
-    b"\xff\xff\xff",  # fill bytes
-    b"\x00\x13\x37\xff\x00\x42",  # stray bytes and a stuffed 0xFF00 (not a marker)
-    b"\xff\xfe\x00\x07comme",  # a comment segment
-    b"\xff\xe5\x00\x04\xc0\xc0",  # an APP5 segment whose content looks like a SOF marker
-    b"\xff\xd3",  # a marker without length (RST3)
-], ids=["fill", "stray", "comment", "app5", "rst"])
+@pytest.mark.parametrize(
+    "before_sof",
+    [
+        b"\xff\xff\xff",  # fill bytes
+        b"\x00\x13\x37\xff\x00\x42",  # stray bytes and a stuffed 0xFF00 (not a marker)
+        b"\xff\xfe\x00\x07comme",  # a comment segment
+        b"\xff\xe5\x00\x04\xc0\xc0",  # an APP5 segment whose content looks like a SOF marker
+        b"\xff\xd3",  # a marker without length (RST3)
+    ],
+    ids=["fill", "stray", "comment", "app5", "rst"],
+)
 def test_jpeg_frame_headers_are_found_past_anything_the_decoder_skips(before_sof: bytes):
     data = declaring(small_jpeg(), 20_000, 15_000, before_sof)
     assert read_header(data).width == 20_000 and read_header(data).height == 15_000
@@ -70,18 +74,31 @@ def test_jpeg_frame_headers_are_found_past_anything_the_decoder_skips(before_sof
         decode(data, max_pixels=1_000_000)
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "no frame header"),  # truncated before any SOF
-    (b"\xff\xd8\xff\xda\x00\x08" + bytes(40), "the scan (SOS) before any frame header"),
-    (b"\xff\xd8\xff\xe0\x00\x01" + bytes(40), "bad length 1"),
-    (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x00\x00\x10" + bytes(20), "declares 16x0"),  # a height given by DNL later
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dtEXt" + bytes(20), "the first chunk is not IHDR"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00", "truncated"),
-    (b"BM" + bytes(12) + struct.pack("<I", 16) + bytes(20), "unknown info header"),
-    (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 0), "no ImageWidth"),
-    (b"RIFF\x00\x00\x00\x00WEBPVP8Z" + bytes(20), "unknown first chunk"),
-], ids=["jpeg-truncated", "jpeg-sos-first", "jpeg-bad-length", "jpeg-dnl", "png-no-ihdr", "png-truncated",
-        "bmp-header", "tiff-no-size", "webp-chunk"])
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "no frame header"),  # truncated before any SOF
+        (b"\xff\xd8\xff\xda\x00\x08" + bytes(40), "the scan (SOS) before any frame header"),
+        (b"\xff\xd8\xff\xe0\x00\x01" + bytes(40), "bad length 1"),
+        (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x00\x00\x10" + bytes(20), "declares 16x0"),  # a height given by DNL later
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dtEXt" + bytes(20), "the first chunk is not IHDR"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00", "truncated"),
+        (b"BM" + bytes(12) + struct.pack("<I", 16) + bytes(20), "unknown info header"),
+        (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 0), "no ImageWidth"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8Z" + bytes(20), "unknown first chunk"),
+    ],
+    ids=[
+        "jpeg-truncated",
+        "jpeg-sos-first",
+        "jpeg-bad-length",
+        "jpeg-dnl",
+        "png-no-ihdr",
+        "png-truncated",
+        "bmp-header",
+        "tiff-no-size",
+        "webp-chunk",
+    ],
+)
 def test_an_image_whose_size_cannot_be_read_is_refused(data: bytes, why: str):
     with pytest.raises(UnreadableSize, match="cannot read the image size from the .* header: .*" + re.escape(why)):
         decode(data, max_pixels=10**9)
@@ -103,7 +120,7 @@ def test_a_push_camera_refuses_the_bomb_before_decoding():
     cam.start()
     with pytest.raises(FrameRejected, match="image too large: 20000x20000 pixels > max_pixels 40000000"):
         cam.push(BOMB, "image/jpeg")
-    unreadable = small_jpeg()[:small_jpeg().index(b"\xff\xc0")]  # cut before its frame header
+    unreadable = small_jpeg()[: small_jpeg().index(b"\xff\xc0")]  # cut before its frame header
     with pytest.raises(FrameRejected, match="cannot read the image size from the JPEG header"):
         cam.push(unreadable, "image/jpeg")
     stats = cam.stats()
@@ -146,7 +163,10 @@ def test_the_push_route_decodes_in_a_worker_thread_and_reads_bearer_in_any_case(
     ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
     with TestClient(create_app(Services(view, tokens=token_store))) as client:
         for scheme in ("Bearer", "bearer", "BEARER"):
-            r = client.post("/api/v1/cameras/door/frames", content=png.tobytes(),
-                            headers={"Authorization": f"{scheme} s3cret", "Content-Type": "image/png"})
+            r = client.post(
+                "/api/v1/cameras/door/frames",
+                content=png.tobytes(),
+                headers={"Authorization": f"{scheme} s3cret", "Content-Type": "image/png"},
+            )
             assert r.status_code == 202, (scheme, r.text)
     assert view.on_loop == [False, False, False]

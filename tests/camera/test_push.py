@@ -25,8 +25,7 @@ def encode(ext: str, w: int = 40, h: int = 30) -> bytes:
 
 @pytest.fixture
 def cam() -> PushSource:
-    src = PushSource("dock", max_bytes=100_000, max_pixels=1_000_000,
-                     policy=ReconnectPolicy(stall_timeout_s=0.2))
+    src = PushSource("dock", max_bytes=100_000, max_pixels=1_000_000, policy=ReconnectPolicy(stall_timeout_s=0.2))
     src.start()
     return src
 
@@ -43,14 +42,17 @@ def test_jpeg_and_png_become_frames(cam: PushSource):
     assert stats.state is SourceState.RUNNING and stats.online and stats.frames_in == 3
 
 
-@pytest.mark.parametrize(("body", "ctype", "reason"), [
-    (b"", "image/jpeg", "empty body"),
-    (b"hello, not an image", None, "not an image"),
-    (b"%PDF-1.7 ...", "image/jpeg", "not an image"),
-    (b"\xff\xd8\xff" + bytes(200), "image/jpeg", "cannot read the image size from the JPEG header"),
-    (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x10" + bytes(200), "image/jpeg", "does not decode"),
-    (b"GIF89a....", "image/gif", "unsupported content type 'image/gif'"),
-])
+@pytest.mark.parametrize(
+    ("body", "ctype", "reason"),
+    [
+        (b"", "image/jpeg", "empty body"),
+        (b"hello, not an image", None, "not an image"),
+        (b"%PDF-1.7 ...", "image/jpeg", "not an image"),
+        (b"\xff\xd8\xff" + bytes(200), "image/jpeg", "cannot read the image size from the JPEG header"),
+        (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x10" + bytes(200), "image/jpeg", "does not decode"),
+        (b"GIF89a....", "image/gif", "unsupported content type 'image/gif'"),
+    ],
+)
 def test_non_images_are_rejected_with_the_reason(cam: PushSource, body: bytes, ctype: str | None, reason: str):
     with pytest.raises(FrameRejected, match=reason):
         cam.push(body, ctype)

@@ -77,8 +77,16 @@ def test_truth_boxes_are_where_the_boards_are_drawn():
 
 @pytest.mark.parametrize("angle", [0.0, 4.0])
 def test_frames_and_boxes_equal_the_synth_renderer(pool: BoardPool, angle: float):
-    motion = LineMotion(speed_px_s=400, fps=10, spacing_px=20, spacing_jitter_px=15, y_jitter_px=20,
-                        scale_jitter=0.1, angle_jitter_deg=angle, seed=3)
+    motion = LineMotion(
+        speed_px_s=400,
+        fps=10,
+        spacing_px=20,
+        spacing_jitter_px=15,
+        y_jitter_px=20,
+        scale_jitter=0.1,
+        angle_jitter_deg=angle,
+        seed=3,
+    )
     scene = LineScene(pool, STYLE, motion, sequence=replay_sequence(pool, seed=3)[:5])
     rng = np.random.default_rng(0)
     frames = 0
@@ -122,8 +130,9 @@ def test_replay_is_deterministic_with_a_seed(pool: BoardPool):
     b = run_scene(LineScene(pool, STYLE, FAST, Effects(noise_sigma=4), replay_sequence(pool, seed=5)))
     assert len(a) == len(b)
     assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
-    assert [[(t.appearance, t.name, t.xyxy.tolist()) for t in x[1]] for x in a] == \
-           [[(t.appearance, t.name, t.xyxy.tolist()) for t in y[1]] for y in b]
+    assert [[(t.appearance, t.name, t.xyxy.tolist()) for t in x[1]] for x in a] == [
+        [(t.appearance, t.name, t.xyxy.tolist()) for t in y[1]] for y in b
+    ]
     other = [p.sprite.name for p in replay_sequence(pool, seed=6)]
     assert other != [p.sprite.name for p in replay_sequence(pool, seed=5)]
 
@@ -159,8 +168,10 @@ def drain(cam: SimulatedLine, timeout: float = 20.0) -> list[Frame]:
 
 def test_replay_camera_loses_nothing_and_stops_after_the_last_board(pool: BoardPool):
     seq = replay_sequence(pool, seed=4)
-    cams = [SimulatedLine(f"cam{i}", pool, style=STYLE, motion=FAST, sequence=part, realtime=False, buffer_size=2)
-            for i, part in enumerate(split_sequence(seq, 2))]
+    cams = [
+        SimulatedLine(f"cam{i}", pool, style=STYLE, motion=FAST, sequence=part, realtime=False, buffer_size=2)
+        for i, part in enumerate(split_sequence(seq, 2))
+    ]
     for cam in cams:
         cam.start()
     try:

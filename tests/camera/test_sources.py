@@ -21,8 +21,6 @@ IMAGE = np.zeros((4, 4, 3), np.uint8)
 FAST = ReconnectPolicy(initial_delay_s=0.05, max_delay_s=0.2, multiplier=2.0, jitter=0.0, stall_timeout_s=0.3)
 
 
-
-
 class ScriptedDevice(ThreadedSource):
     """A device driven by a script: per connection, ('fail-open',) or (frames, then 'raise'|'stall'|'end')."""
 
@@ -85,8 +83,12 @@ def test_states_frames_and_reconnect_after_failures():
         stats = dev.stats()
         assert stats.online and stats.reconnects == 3
         assert stats.last_error is not None and "cable pulled" in stats.last_error
-        assert dev.states[:4] == [SourceState.STARTING, SourceState.RECONNECTING, SourceState.RUNNING,
-                                  SourceState.RECONNECTING]
+        assert dev.states[:4] == [
+            SourceState.STARTING,
+            SourceState.RECONNECTING,
+            SourceState.RUNNING,
+            SourceState.RECONNECTING,
+        ]
         assert dev.states[-1] is SourceState.RUNNING
         gaps = np.diff(dev.opens[:3])
         assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # backoff doubled after the second failed open

@@ -26,10 +26,6 @@ from tests.conftest import REPO, free_port, wait_until
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 
 
-
-
-
-
 class MjpegServer:
     """ffmpeg serving a generated test pattern as multipart JPEG over HTTP, one client at a time."""
 
@@ -39,9 +35,28 @@ class MjpegServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
-             "-i", "testsrc=size=160x120:rate=15", "-f", "mpjpeg", "-q:v", "8", "-listen", "1", self.url],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                FFMPEG,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=160x120:rate=15",
+                "-f",
+                "mpjpeg",
+                "-q:v",
+                "8",
+                "-listen",
+                "1",
+                self.url,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -59,9 +74,14 @@ class RtspServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.camera.rtsp_server", "--port", str(self.port)],
-                                     cwd=REPO, start_new_session=True, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.camera.rtsp_server", "--port", str(self.port)],
+            cwd=REPO,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         assert wait_until(self._listening, timeout=10), "RTSP test server did not start"
 
     def _listening(self) -> bool:

@@ -49,8 +49,9 @@ def test_effects_change_pixels_but_not_boxes():
     rng = np.random.default_rng(0)
     belt = belt_texture(STYLE, rng)
     plain, a = render(STYLE, belt, 0.0, [Placement(sprite(), 100, 50)], Effects(), rng)
-    noisy, b = render(STYLE, belt, 0.0, [Placement(sprite(), 100, 50)],
-                      Effects(gain=0.8, blur_px=5, noise_sigma=8, gradient=0.3), rng)
+    noisy, b = render(
+        STYLE, belt, 0.0, [Placement(sprite(), 100, 50)], Effects(gain=0.8, blur_px=5, noise_sigma=8, gradient=0.3), rng
+    )
     assert a[0][1].tolist() == b[0][1].tolist()
     assert np.abs(plain.astype(int) - noisy.astype(int)).mean() > 5
 

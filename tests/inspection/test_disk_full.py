@@ -64,14 +64,18 @@ class Rig:
     def caught_up(self) -> bool:
         """Every frame let out is tracked, and every board it asked for reached the verdict thread."""
         loop = self.engine.loops[0]
-        return (self.gate.delivered == self.gate.released and loop.frames == self.gate.delivered
-                and self.engine.sink.backlog.last_seq == self.requests())
+        return (
+            self.gate.delivered == self.gate.released
+            and loop.frames == self.gate.delivered
+            and self.engine.sink.backlog.last_seq == self.requests()
+        )
 
 
 def _counting(seen: Counter[str]) -> Any:
     def listener(event: Any) -> None:
         if isinstance(event, Inspected | PartUninspected):
             seen[type(event).__name__] += 1
+
     return listener
 
 
@@ -85,14 +89,24 @@ def open_rig(root: Path, boards: Path, mode: str, limits: SinkLimits) -> Iterato
         sync = SyncService.open(db, SyncSettings(edge_id="edge-disk"), forwarders=False)
         pool = BoardPool.load(boards)
         sequence = replay_sequence(pool, 0.5, seed=0)
-        inner = SimulatedLine("cam1", pool, style=STYLE, motion=LineMotion(fps=30, speed_px_s=900), realtime=False,
-                              sequence=sequence)
+        inner = SimulatedLine(
+            "cam1", pool, style=STYLE, motion=LineMotion(fps=30, speed_px_s=900), realtime=False, sequence=sequence
+        )
         gate = GatedSource(inner)
         trigger = LineTriggerConfig(start=(160.0, 0.0), end=(160.0, 192.0), direction="right_to_left")
         config = EngineConfig(parts=PartsConfig(trigger=trigger), sink=limits)
         recorder = EngineRecorder(sync.log, sync.twins, "line-1", "edge-disk", {"defect": MODEL})
-        engine = Engine(config, [gate], OracleDetector(gate), BlankDefects(DEEPPCB_CLASSES),  # type: ignore[list-item]
-                        MODEL, store, store.evidence, outbox=recorder.outbox, outbox_flush=sync.log.flush)
+        engine = Engine(
+            config,
+            [gate],
+            OracleDetector(gate),
+            BlankDefects(DEEPPCB_CLASSES),  # type: ignore[list-item]
+            MODEL,
+            store,
+            store.evidence,
+            outbox=recorder.outbox,
+            outbox_flush=sync.log.flush,
+        )
         engine.add_listener(recorder)
         seen: Counter[str] = Counter()
         engine.add_listener(_counting(seen))
@@ -111,20 +125,30 @@ def open_rig(root: Path, boards: Path, mode: str, limits: SinkLimits) -> Iterato
 
 
 @pytest.fixture(params=["tmpfs", "injected"])
-def make_rig(request: pytest.FixtureRequest, tmp_path: Path,
-             deeppcb_factory: Any) -> Iterator[Callable[[SinkLimits], Rig]]:
+def make_rig(
+    request: pytest.FixtureRequest, tmp_path: Path, deeppcb_factory: Any
+) -> Iterator[Callable[[SinkLimits], Rig]]:
     """``make_rig(limits)``: a rig on a real tmpfs, or with ENOSPC injected at the evidence store and database."""
     with ExitStack() as stack:
+
         def make(limits: SinkLimits | None = None) -> Rig:
-            return stack.enter_context(open_rig(tmp_path / "disk", deeppcb_factory(boards=12), request.param,
-                                                limits or SinkLimits()))
+            return stack.enter_context(
+                open_rig(tmp_path / "disk", deeppcb_factory(boards=12), request.param, limits or SinkLimits())
+            )
+
         yield make
 
 
 def _stored(rig: Rig) -> list[tuple[str, str, str, str]]:
     with rig.store.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(  # type: ignore[misc]
-            "SELECT part_id, outcome, reasons, evidence_sha256 FROM inspections ORDER BY part_id")).all()]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(  # type: ignore[misc]
+                    "SELECT part_id, outcome, reasons, evidence_sha256 FROM inspections ORDER BY part_id"
+                )
+            ).all()
+        ]
 
 
 def _phase(rig: Rig, frames: int) -> None:
@@ -152,15 +176,22 @@ def _run_through_a_full_disk(rig: Rig) -> dict[str, Any]:
 
     t0 = time.monotonic()
     rig.disk.free()
-    assert wait_until(lambda: not rig.engine.faults() and sink.backlog.pending() == 0, timeout=30), \
+    assert wait_until(lambda: not rig.engine.faults() and sink.backlog.pending() == 0, timeout=30), (
         "storing must recover by itself once space is back"
+    )
     recovery_s = time.monotonic() - t0
     assert rig.client.get("/readyz").status_code == 200
 
     rig.gate.release(1 << 30)
     assert rig.engine.wait(120), "the rest of the boards must be stored"
-    return {"before": before, "during": during, "ready": ready, "status": status, "metrics": metrics,
-            "recovery_s": recovery_s}
+    return {
+        "before": before,
+        "during": during,
+        "ready": ready,
+        "status": status,
+        "metrics": metrics,
+        "recovery_s": recovery_s,
+    }
 
 
 def test_every_board_is_stored_through_a_full_disk_and_the_service_says_so(make_rig: Callable[..., Rig]):
@@ -193,9 +224,11 @@ def test_every_board_is_stored_through_a_full_disk_and_the_service_says_so(make_
         db = sqlite3.connect(rig.disk.root / "twinspect.db")
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
         db.close()
-    print(f"\n[disk-full:{rig.disk.mode}] boards {rig.shown}, waiting while full {seen['during']}, "
-          f"recovered in {seen['recovery_s']:.2f} s, store retries "
-          f"{rig.engine.telemetry.store_retries.labels('evidence')._value.get():.0f}")
+    print(
+        f"\n[disk-full:{rig.disk.mode}] boards {rig.shown}, waiting while full {seen['during']}, "
+        f"recovered in {seen['recovery_s']:.2f} s, store retries "
+        f"{rig.engine.telemetry.store_retries.labels('evidence')._value.get():.0f}"
+    )
 
 
 def test_beyond_the_backlog_bound_boards_are_stored_uncertain_with_the_reason(make_rig: Callable[..., Rig]):

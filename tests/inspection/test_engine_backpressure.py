@@ -28,8 +28,9 @@ class SlowDetector:
 def test_slow_part_model_makes_the_buffer_drop_without_blocking_capture(deeppcb_factory):
     pool = BoardPool.load(deeppcb_factory(boards=4))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
-    source = SimulatedLine("cam1", pool, style=style, motion=LineMotion(fps=40, speed_px_s=400), realtime=True,
-                           buffer_size=3)
+    source = SimulatedLine(
+        "cam1", pool, style=style, motion=LineMotion(fps=40, speed_px_s=400), realtime=True, buffer_size=3
+    )
     part = SlowDetector(("board",), delay=0.25)
     engine = Engine(EngineConfig(), [source], part, SlowDetector(DEEPPCB_CLASSES, 0.0), ModelInfo("m", "1"))
     engine.start()
@@ -47,8 +48,9 @@ def test_engine_reports_camera_metrics(deeppcb_factory):
     pool = BoardPool.load(deeppcb_factory(boards=4))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
     source = SimulatedLine("cam9", pool, style=style, motion=LineMotion(fps=30), realtime=True)
-    engine = Engine(EngineConfig(), [source], SlowDetector(("board",), 0.0), SlowDetector(DEEPPCB_CLASSES, 0.0),
-                    ModelInfo("m", "1"))
+    engine = Engine(
+        EngineConfig(), [source], SlowDetector(("board",), 0.0), SlowDetector(DEEPPCB_CLASSES, 0.0), ModelInfo("m", "1")
+    )
     engine.start()
     time.sleep(0.6)
     text = engine.telemetry.render().decode()
@@ -67,8 +69,13 @@ def test_a_camera_that_does_not_answer_never_stops_the_others(deeppcb_factory):
     pool = BoardPool.load(deeppcb_factory(boards=4))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
     good = SimulatedLine("good", pool, style=style, motion=LineMotion(fps=30), realtime=True)
-    dead = OpenCVSource("dead", "http://127.0.0.1:9/nothing-listens-here", open_timeout_s=0.5, read_timeout_s=0.5,
-                        policy=ReconnectPolicy(initial_delay_s=0.1, max_delay_s=0.3, stall_timeout_s=1.0))
+    dead = OpenCVSource(
+        "dead",
+        "http://127.0.0.1:9/nothing-listens-here",
+        open_timeout_s=0.5,
+        read_timeout_s=0.5,
+        policy=ReconnectPolicy(initial_delay_s=0.1, max_delay_s=0.3, stall_timeout_s=1.0),
+    )
     part = SlowDetector(("board",), 0.0)
     engine = Engine(EngineConfig(), [good, dead], part, SlowDetector(DEEPPCB_CLASSES, 0.0), ModelInfo("m", "1"))
     engine.start()

@@ -24,8 +24,7 @@ def boards(tmp_path_factory):
 
 
 def _replay(boards, tmp_path, *extra):
-    r = run_cli("replay", "--boards", str(boards), "--json", "--data-dir", str(tmp_path / "data"), *extra,
-                timeout=600)
+    r = run_cli("replay", "--boards", str(boards), "--json", "--data-dir", str(tmp_path / "data"), *extra, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
     return lines[:-1], lines[-1]["summary"]
@@ -50,13 +49,17 @@ def test_replay_inspects_every_board_exactly_once(boards, tmp_path, cameras):
     assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
 
 
-@pytest.mark.parametrize(("fps", "speed", "spacing"), [
-    (10.0, 450.0, 120.0),  # 45 px per frame
-    (25.0, 300.0, 30.0),  # boards close together (30 px apart; the part model merges gaps under ~15 px)
-])
+@pytest.mark.parametrize(
+    ("fps", "speed", "spacing"),
+    [
+        (10.0, 450.0, 120.0),  # 45 px per frame
+        (25.0, 300.0, 30.0),  # boards close together (30 px apart; the part model merges gaps under ~15 px)
+    ],
+)
 def test_every_board_once_at_other_speeds_and_spacings(boards, tmp_path, fps, speed, spacing):
-    per_board, summary = _replay(boards, tmp_path, "--fps", str(fps), "--speed", str(speed),
-                                 "--spacing", str(spacing), "--no-store")
+    per_board, summary = _replay(
+        boards, tmp_path, "--fps", str(fps), "--speed", str(speed), "--spacing", str(spacing), "--no-store"
+    )
     expected = Counter(b.sprite.name for b in replay_sequence(BoardPool.load(boards), 0.5, seed=0))
     assert summary["inspected"] == 12 and summary["uninspected"] == 0 and summary["boards_seen"] == 12
     assert Counter(line["board"] for line in per_board) == expected
@@ -64,9 +67,14 @@ def test_every_board_once_at_other_speeds_and_spacings(boards, tmp_path, fps, sp
 
 def test_kill_9_mid_run_leaves_a_clean_database(boards, tmp_path):
     data = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "replay", "--boards", str(boards), "--json",
-                             "--data-dir", str(data)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli.main", "replay", "--boards", str(boards), "--json", "--data-dir", str(data)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.stdout is not None
     seen = 0
     deadline = time.monotonic() + 300

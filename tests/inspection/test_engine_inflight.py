@@ -42,18 +42,30 @@ class JitteryDetector:
         time.sleep(delay)
         with self.lock:
             self.active -= 1
-        return [Detections(np.array([[fingerprint(im), 0, 1, 1]], np.float32), np.full(1, 0.01, np.float32),
-                           np.zeros(1, np.int64), self.class_names) for im in images]
+        return [
+            Detections(
+                np.array([[fingerprint(im), 0, 1, 1]], np.float32),
+                np.full(1, 0.01, np.float32),
+                np.zeros(1, np.int64),
+                self.class_names,
+            )
+            for im in images
+        ]
 
 
 def test_frames_in_flight_are_tracked_in_order_with_their_own_results(deeppcb_factory):
     pool = BoardPool.load(deeppcb_factory(boards=3))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
-    source = SimulatedLine("cam1", pool, style=style, motion=LineMotion(fps=30, speed_px_s=900), realtime=False,
-                           sequence=replay_sequence(pool, 0.5, seed=0))
+    source = SimulatedLine(
+        "cam1",
+        pool,
+        style=style,
+        motion=LineMotion(fps=30, speed_px_s=900),
+        realtime=False,
+        sequence=replay_sequence(pool, 0.5, seed=0),
+    )
     part = JitteryDetector(("board",))
-    engine = Engine(EngineConfig(part_runners=3), [source], part, JitteryDetector(DEEPPCB_CLASSES),
-                    ModelInfo("m", "1"))
+    engine = Engine(EngineConfig(part_runners=3), [source], part, JitteryDetector(DEEPPCB_CLASSES), ModelInfo("m", "1"))
     seen: list[tuple[int, bool]] = []
     loop = engine.loops[0]
     update = loop.parts.update
@@ -73,12 +85,15 @@ def test_frames_in_flight_are_tracked_in_order_with_their_own_results(deeppcb_fa
     assert part.max_active > 1  # frames really were at the model side by side
 
 
-@pytest.mark.parametrize(("providers", "backend", "runners", "threads", "cores", "expected"), [
-    (["CPUExecutionProvider"], "onnx", 0, 0, 2, (2, 1)),  # one single-threaded runner per core
-    (["CPUExecutionProvider"], "onnx", 0, 0, 16, (4, 4)),  # at most 4 runners, the cores shared out
-    (["CPUExecutionProvider"], "onnx", 1, 0, 2, (1, 2)),  # one runner gets every core
-    (["CPUExecutionProvider"], "onnx", 3, 2, 2, (3, 2)),  # what is set is kept
-    (["CPUExecutionProvider"], "torch", 0, 0, 8, (1, 0)),  # PyTorch: one runner, its own threads
-])
+@pytest.mark.parametrize(
+    ("providers", "backend", "runners", "threads", "cores", "expected"),
+    [
+        (["CPUExecutionProvider"], "onnx", 0, 0, 2, (2, 1)),  # one single-threaded runner per core
+        (["CPUExecutionProvider"], "onnx", 0, 0, 16, (4, 4)),  # at most 4 runners, the cores shared out
+        (["CPUExecutionProvider"], "onnx", 1, 0, 2, (1, 2)),  # one runner gets every core
+        (["CPUExecutionProvider"], "onnx", 3, 2, 2, (3, 2)),  # what is set is kept
+        (["CPUExecutionProvider"], "torch", 0, 0, 8, (1, 0)),  # PyTorch: one runner, its own threads
+    ],
+)
 def test_concurrency_plan(providers, backend, runners, threads, cores, expected):
     assert concurrency(providers, backend, runners, threads, cores=cores) == expected

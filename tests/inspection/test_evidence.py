@@ -39,8 +39,15 @@ def test_encode_jpeg_decodes_back_to_the_image():
     assert cv2.imdecode(np.frombuffer(grey, np.uint8), cv2.IMREAD_UNCHANGED).shape == img.shape[:2]
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8),
-                                 np.zeros((0, 4, 3), np.uint8), np.zeros((2, 2, 2, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((4, 4, 4), np.uint8),
+        np.zeros((0, 4, 3), np.uint8),
+        np.zeros((2, 2, 2, 3), np.uint8),
+    ],
+)
 def test_encode_jpeg_refuses_what_is_not_an_image(bad: np.ndarray):
     with pytest.raises(EvidenceError, match="uint8"):
         encode_jpeg(bad)

@@ -96,8 +96,9 @@ def test_differences_keep_real_regions_and_drop_thin_noise():
 
 def _request(crop: np.ndarray) -> InspectRequest:
     h, w = crop.shape[:2]
-    return InspectRequest("p-1", "cam1", 1, crop, np.array([0, 0, w, h], np.float32), np.array([0, 0, w, h]),
-                          7, 0.0, 0.0)
+    return InspectRequest(
+        "p-1", "cam1", 1, crop, np.array([0, 0, w, h], np.float32), np.array([0, 0, w, h]), 7, 0.0, 0.0
+    )
 
 
 def _stage(golden: np.ndarray, **diff: float) -> ReferenceStage:
@@ -128,8 +129,9 @@ def test_unexplained_difference_makes_a_passing_board_uncertain():
     assert v.outcome is Outcome.UNCERTAIN
     assert any("unexplained difference at (" in r for r in v.reasons)
     assert v.reference == prepared.info and v.crop.shape == (320, 320)
-    box = Detections(np.array([[140, 230, 180, 270]], np.float32), np.array([0.9], np.float32),
-                     np.array([4], np.int64), NAMES)
+    box = Detections(
+        np.array([[140, 230, 180, 270]], np.float32), np.array([0.9], np.float32), np.array([4], np.int64), NAMES
+    )
     explained = apply_rules(_request(board), box, rules, prepared)
     assert explained.outcome is Outcome.FAIL
     assert not any("unexplained" in r for r in explained.reasons)
@@ -192,7 +194,8 @@ def test_tolerance_absorbs_misregistration_but_not_missing_copper():
 def test_boxes_drawn_on_a_registered_grey_board_keep_their_colours():
     from inspection.annotate import PALETTE, draw
 
-    det = Detections(np.array([[10, 10, 60, 60]], np.float32), np.array([0.9], np.float32),
-                     np.array([0], np.int64), NAMES)
+    det = Detections(
+        np.array([[10, 10, 60, 60]], np.float32), np.array([0.9], np.float32), np.array([0], np.int64), NAMES
+    )
     out = draw(np.zeros((100, 100), np.uint8), det)
     assert out.shape == (100, 100, 3) and tuple(int(v) for v in out[35, 10]) == PALETTE[0]

@@ -14,8 +14,13 @@ def run(preds, gts, conf=0.25):
     """preds: [(xyxy, conf, cls)], gts: [(xyxy, cls)] for a single image."""
     m = DetectionMetrics(NAMES, conf=conf)
     p = np.array([x for x, _, _ in preds], np.float32).reshape(-1, 4)
-    m.add(p, np.array([c for _, c, _ in preds], np.float32), np.array([k for _, _, k in preds]),
-          np.array([x for x, _ in gts], np.float32).reshape(-1, 4), np.array([k for _, k in gts]))
+    m.add(
+        p,
+        np.array([c for _, c, _ in preds], np.float32),
+        np.array([k for _, _, k in preds]),
+        np.array([x for x, _ in gts], np.float32).reshape(-1, 4),
+        np.array([k for _, k in gts]),
+    )
     return m.result()
 
 
@@ -77,8 +82,13 @@ def test_deeppcb_counts_iou_above_033_only():
 
 
 def test_one_ground_truth_matches_one_prediction():
-    tp = match(np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32), np.array([0, 0]),
-               np.array([[0, 0, 10, 10]], np.float32), np.array([0]), np.array([0.5]))
+    tp = match(
+        np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32),
+        np.array([0, 0]),
+        np.array([[0, 0, 10, 10]], np.float32),
+        np.array([0]),
+        np.array([0.5]),
+    )
     assert tp[:, 0].sum() == 1
 
 

@@ -55,8 +55,7 @@ def run(sim: list[SimFrame], config: PartsConfig | None = None) -> Run:
         line += upd.line_events
         entered += [e.part_id for e in upd.entered]
     end = parts.close()
-    return Run(requests, exited + list(end.exited), uninspected + list(end.uninspected), line, entered,
-               end.counters)
+    return Run(requests, exited + list(end.exited), uninspected + list(end.uninspected), line, entered, end.counters)
 
 
 def board_of(req: InspectRequest, f: SimFrame) -> int:
@@ -96,8 +95,9 @@ def frames_to_clear(boards: list[Board], speed: float, fps: float, extra_s: floa
 @pytest.mark.parametrize("speed,fps", [(2, 30), (6, 30), (15, 30), (35, 15), (60, 10), (90, 10)])
 def test_every_board_inspected_once_across_speeds_and_frame_rates(speed: float, fps: float) -> None:
     boards = train(5, speed, gap=60)
-    sim = simulate(boards, frames_to_clear(boards, speed, fps), fps=fps, jitter=2.0, miss=0.1, low_conf=0.1,
-                   seed=int(speed * fps))
+    sim = simulate(
+        boards, frames_to_clear(boards, speed, fps), fps=fps, jitter=2.0, miss=0.1, low_conf=0.1, seed=int(speed * fps)
+    )
     r = run(sim)
     assert_each_inspected_once(r, 5)
     for req, f in r.requests:  # fired after crossing, fully inside, crop from the full frame
@@ -183,8 +183,9 @@ def test_jitter_at_the_line_never_double_counts(then_forward: bool, expected: in
 def test_line_stops_and_starts() -> None:
     fps = 30
     belt = np.r_[np.ones(60), np.zeros(4 * fps), np.ones(30), np.zeros(fps), np.ones(30)]  # 4 s stop, 1 s pause
-    sim = simulate([Board(x0=100, vx=6), Board(x0=500, vx=6, y0=20)], len(belt), belt=belt, fps=fps, jitter=1.0,
-                   seed=10)
+    sim = simulate(
+        [Board(x0=100, vx=6), Board(x0=500, vx=6, y0=20)], len(belt), belt=belt, fps=fps, jitter=1.0, seed=10
+    )
     r = run(sim, PartsConfig(stop_after_s=2.0, motion_px=5.0))
     assert [(e.previous, e.state, e.event_type) for e in r.line] == [
         (LineState.UNKNOWN, LineState.RUNNING, "line.started"),

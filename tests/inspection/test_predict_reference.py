@@ -54,8 +54,7 @@ def test_predict_pairs_deeppcb_boards_and_reports_alignment(reference_model, boa
 def test_predict_with_one_golden_and_a_board_of_another_product(reference_model, boards, tmp_path):
     tests = sorted(boards.rglob("*_test.jpg"))
     golden = tests[0].with_name(tests[0].name.replace("_test", "_temp"))
-    r = run_cli("predict", "-w", str(reference_model), str(tests[0]), str(tests[1]), "--golden", str(golden),
-                "--json")
+    r = run_cli("predict", "-w", str(reference_model), str(tests[0]), str(tests[1]), "--golden", str(golden), "--json")
     assert r.returncode == 0, r.stderr
     first, second = (json.loads(ln) for ln in r.stdout.splitlines())
     assert first["alignment_score"] > 0.9 and "error" not in first

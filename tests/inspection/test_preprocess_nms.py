@@ -44,7 +44,7 @@ def reference_nms(boxes, scores, thr):
     while order:
         i = order.pop(0)
         keep.append(i)
-        order = [j for j in order if box_iou(boxes[i:i + 1], boxes[j:j + 1])[0, 0] <= thr]
+        order = [j for j in order if box_iou(boxes[i : i + 1], boxes[j : j + 1])[0, 0] <= thr]
     return keep
 
 

@@ -92,6 +92,7 @@ def row_count(engine: Engine) -> int:
 
 # ---------------------------------------------------------------- add, get, list, golden
 
+
 def test_add_get_list_and_golden_round_trip(any_engine: Engine, tmp_path: Path):
     store = RecipeStore(any_engine, tmp_path / "goldens", clock=Clock())
     image = board(1)
@@ -105,7 +106,12 @@ def test_add_get_list_and_golden_round_trip(any_engine: Engine, tmp_path: Path):
     got = store.get("pcb-b")
     assert got == added
     assert (got.masks, got.align, got.description, got.created_by, got.created_at) == (
-        masks, align, "main board rev B", "ml-eng", T0)
+        masks,
+        align,
+        "main board rev B",
+        "ml-eng",
+        T0,
+    )
     assert [r.name for r in store.list()] == ["pcb-a", "pcb-b"]
     path = tmp_path / "goldens" / sha[:2] / sha[2:4] / f"{sha}.png"
     assert path.read_bytes() == data == store.golden_bytes(sha)  # the bytes as given, content-addressed
@@ -132,26 +138,35 @@ def test_same_bytes_same_sha_one_file_and_every_format(store: RecipeStore, tmp_p
 
 # ---------------------------------------------------------------- bad input: clear errors, nothing stored
 
-@pytest.mark.parametrize("bad, message", [
-    (b"", "empty file"),
-    (b"hello, not an image", "not a JPEG, PNG, BMP or TIFF"),
-    ("truncated-jpeg", "corrupt JPEG image (truncated)"),
-    ("truncated-png", "corrupt PNG image (truncated)"),
-    ("garbled-png", "corrupt PNG image"),
-])
-def test_a_corrupt_golden_is_refused_by_name_and_nothing_is_stored(store: RecipeStore, engine: Engine,
-                                                                   tmp_path: Path, bad: bytes | str, message: str):
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (b"", "empty file"),
+        (b"hello, not an image", "not a JPEG, PNG, BMP or TIFF"),
+        ("truncated-jpeg", "corrupt JPEG image (truncated)"),
+        ("truncated-png", "corrupt PNG image (truncated)"),
+        ("garbled-png", "corrupt PNG image"),
+    ],
+)
+def test_a_corrupt_golden_is_refused_by_name_and_nothing_is_stored(
+    store: RecipeStore, engine: Engine, tmp_path: Path, bad: bytes | str, message: str
+):
     good_jpg, good_png = encoded(board(4), ".jpg"), encoded(board(4), ".png")
-    data = {"truncated-jpeg": good_jpg[: len(good_jpg) // 2], "truncated-png": good_png[: len(good_png) - 20],
-            "garbled-png": good_png[:40] + b"\x00" * (len(good_png) - 52) + good_png[-12:]}.get(str(bad), bad)
+    data = {
+        "truncated-jpeg": good_jpg[: len(good_jpg) // 2],
+        "truncated-png": good_png[: len(good_png) - 20],
+        "garbled-png": good_png[:40] + b"\x00" * (len(good_png) - 52) + good_png[-12:],
+    }.get(str(bad), bad)
     assert isinstance(data, bytes)
     with pytest.raises(RecipeError, match="^" + re.escape(f"/boards/g.img: {message}")):
         store.add("pcb", data, where="/boards/g.img")
     assert row_count(engine) == 0 and golden_files(tmp_path / "goldens") == []
 
 
-def test_bad_name_mask_and_description_are_refused_before_anything_is_written(store: RecipeStore, engine: Engine,
-                                                                              tmp_path: Path):
+def test_bad_name_mask_and_description_are_refused_before_anything_is_written(
+    store: RecipeStore, engine: Engine, tmp_path: Path
+):
     data = encoded(board(5))
     for name in ("", "-lead", "has space", "x" * 101, "trail\n", "a/b"):
         with pytest.raises(RecipeError, match="^name "):
@@ -178,8 +193,9 @@ def test_unknown_recipe_and_golden(store: RecipeStore):
         store.golden_bytes("../../etc/passwd")
 
 
-def test_the_row_is_only_written_after_the_golden_file(store: RecipeStore, engine: Engine,
-                                                       monkeypatch: pytest.MonkeyPatch):
+def test_the_row_is_only_written_after_the_golden_file(
+    store: RecipeStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
     def disk_full(self: GoldenFiles, goldens: object) -> None:
         raise RecipeError("cannot write golden image: No space left on device")
 
@@ -190,6 +206,7 @@ def test_the_row_is_only_written_after_the_golden_file(store: RecipeStore, engin
 
 
 # ---------------------------------------------------------------- replace
+
 
 def test_replace_needs_asking_keeps_the_old_golden_and_refuses_another_size(store: RecipeStore, engine: Engine):
     first = store.add("pcb", encoded(board(7)), actor="a")
@@ -254,8 +271,10 @@ def test_golden_is_thread_safe(store: RecipeStore):
 
 # ---------------------------------------------------------------- DeepPCB: one recipe per board
 
-def test_register_deeppcb_recipes_is_idempotent_and_cheap_the_second_time(store: RecipeStore, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch):
+
+def test_register_deeppcb_recipes_is_idempotent_and_cheap_the_second_time(
+    store: RecipeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     boards = real_board_subset(tmp_path / "boards", 4, offset=10)
     listed = (boards / "PCBData" / "trainval.txt").read_text().split()
     ids = [Path(p).stem for p in listed[0::2]]
@@ -281,8 +300,9 @@ def test_register_deeppcb_recipes_is_idempotent_and_cheap_the_second_time(store:
     assert store.get(f"deeppcb-{ids[0]}") == recipes[f"deeppcb-{ids[0]}"]
 
 
-def test_register_deeppcb_recipes_names_a_missing_template_and_writes_nothing(store: RecipeStore, engine: Engine,
-                                                                               tmp_path: Path):
+def test_register_deeppcb_recipes_names_a_missing_template_and_writes_nothing(
+    store: RecipeStore, engine: Engine, tmp_path: Path
+):
     boards = real_board_subset(tmp_path / "boards", 3)
     missing = sorted((boards / "PCBData").rglob("*_temp.jpg"))[1]
     missing.unlink()
@@ -297,27 +317,41 @@ def test_register_deeppcb_recipes_names_a_missing_template_and_writes_nothing(st
 
 # ---------------------------------------------------------------- inspections name their golden
 
+
 def test_an_inspection_keeps_its_recipe_golden_and_alignment_score(any_engine: Engine, tmp_path: Path):
     evidence = EvidenceStore(tmp_path / "evidence")
     inspections = InspectionStore(any_engine, evidence)
     sha = "ab" * 32
-    verdicts = [replace(make_verdict("p-ref"), reference=ReferenceInfo("pcb-a", sha, 0.9731, True)),
-                replace(make_verdict("p-nan"), reference=ReferenceInfo("pcb-a", sha, math.nan, False)),
-                make_verdict("p-plain")]
-    records = [InspectionRecord.from_verdict(v, line_id="L1", model_name="m", model_version="1", captured_at=T0,
-                                             evidence=evidence) for v in verdicts]
+    verdicts = [
+        replace(make_verdict("p-ref"), reference=ReferenceInfo("pcb-a", sha, 0.9731, True)),
+        replace(make_verdict("p-nan"), reference=ReferenceInfo("pcb-a", sha, math.nan, False)),
+        make_verdict("p-plain"),
+    ]
+    records = [
+        InspectionRecord.from_verdict(
+            v, line_id="L1", model_name="m", model_version="1", captured_at=T0, evidence=evidence
+        )
+        for v in verdicts
+    ]
     assert [(r.recipe, r.golden_sha256, r.alignment_score) for r in records] == [
-        ("pcb-a", sha, 0.9731), ("pcb-a", sha, None), (None, None, None)]
+        ("pcb-a", sha, 0.9731),
+        ("pcb-a", sha, None),
+        (None, None, None),
+    ]
     inspections.save_many(records)
     stored = {s.part_id: s for s in inspections.iterate()}
     assert (stored["p-ref"].recipe, stored["p-ref"].golden_sha256) == ("pcb-a", sha)
     assert stored["p-ref"].alignment_score == pytest.approx(0.9731)
     assert (stored["p-nan"].recipe, stored["p-nan"].alignment_score) == ("pcb-a", None)
     assert (stored["p-plain"].recipe, stored["p-plain"].golden_sha256, stored["p-plain"].alignment_score) == (
-        None, None, None)
+        None,
+        None,
+        None,
+    )
 
 
 # ---------------------------------------------------------------- migration 0005
+
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migration_0005_upgrades_a_0004_database_and_downgrades(backend: str, tmp_path: Path):
@@ -358,14 +392,20 @@ def _migrate(url: str, revision: str, down: bool = False) -> None:
 
 
 def _old_inspection(url: str) -> None:
-    cols = ("id, part_id, line_id, camera_id, track_id, outcome, reasons, model_name, model_version, frame_seq, "
-            "captured_at, created_at, evidence_sha256, board_x1, board_y1, board_x2, board_y2, crop_width, "
-            "crop_height")
+    cols = (
+        "id, part_id, line_id, camera_id, track_id, outcome, reasons, model_name, model_version, frame_seq, "
+        "captured_at, created_at, evidence_sha256, board_x1, board_y1, board_x2, board_y2, crop_width, "
+        "crop_height"
+    )
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(text(f"INSERT INTO inspections ({cols}) VALUES ('old-1', 'old-1', 'L1', 'cam1', 1, 'pass', "
-                              "'[]', 'm', '1', 1, :t, :t, :sha, 0, 0, 10, 10, 10, 10)"),
-                         {"t": T0.replace(tzinfo=None), "sha": "0" * 64})
+            conn.execute(
+                text(
+                    f"INSERT INTO inspections ({cols}) VALUES ('old-1', 'old-1', 'L1', 'cam1', 1, 'pass', "
+                    "'[]', 'm', '1', 1, :t, :t, :sha, 0, 0, 10, 10, 10, 10)"
+                ),
+                {"t": T0.replace(tzinfo=None), "sha": "0" * 64},
+            )
     finally:
         engine.dispose()

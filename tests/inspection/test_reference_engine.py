@@ -69,8 +69,9 @@ def test_reference_model_setups_that_cannot_work_are_refused(reference_model, tm
     r = run_cli("replay", "--boards", str(boards), "--config", str(cfg), "--no-store")
     assert r.returncode == 2 and "takes 'image' input" in r.stderr
     push = tmp_path / "push.yaml"
-    push.write_text(f"models:\n  defect:\n    weights: {reference_model}\n"
-                    "line:\n  cameras:\n    - {type: push, id: cam1}\n")
+    push.write_text(
+        f"models:\n  defect:\n    weights: {reference_model}\nline:\n  cameras:\n    - {{type: push, id: cam1}}\n"
+    )
     r = run_cli("serve", "--config", str(push), "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2 and "line.recipe is not set" in r.stderr
 
@@ -90,8 +91,9 @@ def test_a_board_that_cannot_be_aligned_is_stored_uncertain(reference_model, tmp
 
     shown = BoardPool.load(real_board_subset(tmp_path / "boards", 2))
     # the camera names no product (a real camera): every board is compared with the line's recipe
-    pool = BoardPool(tuple(replace(s, product=None) for s in shown.defective),
-                     tuple(replace(s, product=None) for s in shown.good))
+    pool = BoardPool(
+        tuple(replace(s, product=None) for s in shown.defective), tuple(replace(s, product=None) for s in shown.good)
+    )
     other = golden_from_image("other", "ef" * 32, np.full((640, 640), 30, np.uint8))
     stage = ReferenceStage(StaticGoldenBook({"other": other}), "other")
     line = SimulatedLine("cam1", pool, sequence=replay_sequence(pool, 0.5), realtime=False)
@@ -100,8 +102,16 @@ def test_a_board_that_cannot_be_aligned_is_stored_uncertain(reference_model, tmp
     part = load_detector(REPO / "weights" / "part-yolov8n", conf=0.4)
     defect = load_detector(reference_model, conf=0.25)
     trigger = LineTriggerConfig(start=(640.0, 0.0), end=(640.0, 720.0), direction="right_to_left")
-    engine = Engine(EngineConfig(parts=PartsConfig(trigger=trigger)), [line], part, defect, ModelInfo("ref", "1"),
-                    store, evidence, reference=stage)
+    engine = Engine(
+        EngineConfig(parts=PartsConfig(trigger=trigger)),
+        [line],
+        part,
+        defect,
+        ModelInfo("ref", "1"),
+        store,
+        evidence,
+        reference=stage,
+    )
     engine.start()
     assert engine.wait(timeout=300)
     engine.stop()

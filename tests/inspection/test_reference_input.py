@@ -105,8 +105,16 @@ def _ultralytics_item(images_dir, hyp_overrides: dict[str, float], augment: bool
     from ultralytics.data.dataset import YOLODataset
 
     hyp = get_cfg(overrides={"mosaic": 0.0, "mixup": 0.0, "cutmix": 0.0, "copy_paste": 0.0, **hyp_overrides})
-    ds = YOLODataset(img_path=str(images_dir), imgsz=640, augment=augment, hyp=hyp, rect=False, batch_size=1,
-                     data={"names": {0: "a"}, "nc": 1, "channels": 3}, task="detect")
+    ds = YOLODataset(
+        img_path=str(images_dir),
+        imgsz=640,
+        augment=augment,
+        hyp=hyp,
+        rect=False,
+        batch_size=1,
+        data={"names": {0: "a"}, "nc": 1, "channels": 3},
+        task="detect",
+    )
     return np.asarray(ds[0]["img"].numpy())
 
 
@@ -150,6 +158,7 @@ def test_augmentation_keeps_the_planes_as_data_and_hsv_jitter_would_not(tmp_path
     safe = _ultralytics_item(tmp_path / "ds" / "images", {**geometric, **PLANE_MIXING_OFF}, augment=True)
     assert _plane_error(safe) <= 1  # flipped, but each pixel still reads board, golden, |difference|
     assert np.array_equal(safe[2][:, ::-1], board)
-    mixed = _ultralytics_item(tmp_path / "ds" / "images", {**geometric, "hsv_h": 0.5, "hsv_s": 0.9, "hsv_v": 0.0},
-                              augment=True)
+    mixed = _ultralytics_item(
+        tmp_path / "ds" / "images", {**geometric, "hsv_h": 0.5, "hsv_s": 0.9, "hsv_v": 0.0}, augment=True
+    )
     assert _plane_error(mixed) > 10  # colour jitter would have mixed the planes

@@ -40,8 +40,19 @@ def test_shipped_model_card_is_intact(name):
         assert file_sha256(entry / fname) == digest, fname
     meta = ort.InferenceSession(str(entry / "model.onnx"), providers=["CPUExecutionProvider"]).get_modelmeta()
     assert str(len(SHIPPED[name]) - 1) in meta.custom_metadata_map["names"]
-    for key in ("name", "version", "task", "imgsz", "training_data", "epochs", "val_metrics", "history",
-                "ultralytics_version", "torch_version", "created_at"):
+    for key in (
+        "name",
+        "version",
+        "task",
+        "imgsz",
+        "training_data",
+        "epochs",
+        "val_metrics",
+        "history",
+        "ultralytics_version",
+        "torch_version",
+        "created_at",
+    ):
         assert key in card, key
     assert card["epochs"]["trained"] == len(card["history"])
 
@@ -86,8 +97,9 @@ def test_predict_with_runners_side_by_side_gives_the_same_lines_in_file_order(tm
     images = sorted(real_board_subset(tmp_path / "boards", 9, offset=100).rglob("*_test.jpg"))
     outputs = {}
     for runners in ("1", "2", "3"):
-        result = CliRunner().invoke(app, ["predict", "-w", str(DEFECT), "--json",
-                                          "--runners", runners, *map(str, images)])
+        result = CliRunner().invoke(
+            app, ["predict", "-w", str(DEFECT), "--json", "--runners", runners, *map(str, images)]
+        )
         assert result.exit_code == 0, result.output
         outputs[runners] = [json.loads(line) for line in result.output.strip().splitlines()]
     assert [row["image"] for row in outputs["2"]] == [str(p) for p in images]

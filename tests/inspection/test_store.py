@@ -51,6 +51,7 @@ T0 = datetime(2026, 5, 9, 12, 0, 0, tzinfo=UTC)
 
 # ---------------------------------------------------------------- databases
 
+
 @contextmanager
 def pg_schema() -> Iterator[str]:
     """A fresh schema on the real PostgreSQL server; yields a URL whose search_path is it; drops it after."""
@@ -61,9 +62,12 @@ def pg_schema() -> Iterator[str]:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except exc.OperationalError as error:
         admin.dispose()
-        pytest.fail(f"PostgreSQL test server not reachable at {PG_URL}: {str(error.orig).strip()}\n"
-                    "These tests need the real server (they never skip): start PostgreSQL on 127.0.0.1:5432 "
-                    "or set TWINSPECT_TEST_POSTGRES_URL.", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL test server not reachable at {PG_URL}: {str(error.orig).strip()}\n"
+            "These tests need the real server (they never skip): start PostgreSQL on 127.0.0.1:5432 "
+            "or set TWINSPECT_TEST_POSTGRES_URL.",
+            pytrace=False,
+        )
     try:
         url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
         yield url.render_as_string(hide_password=False)
@@ -120,27 +124,54 @@ def store(engine: Engine, tmp_path: Path, clock: Clock) -> InspectionStore:
 
 # ---------------------------------------------------------------- values
 
-def make_verdict(part_id: str, outcome: Outcome = Outcome.FAIL, boxes: int = 2, seed: int = 0,
-                 camera_id: str = "cam1", size: tuple[int, int] = (48, 64)) -> Verdict:
+
+def make_verdict(
+    part_id: str,
+    outcome: Outcome = Outcome.FAIL,
+    boxes: int = 2,
+    seed: int = 0,
+    camera_id: str = "cam1",
+    size: tuple[int, int] = (48, 64),
+) -> Verdict:
     rng = np.random.default_rng(seed)
     h, w = size
     crop = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
     xy = rng.uniform(0, min(h, w) / 2, (boxes, 2)).astype(np.float32)
     xyxy = np.concatenate([xy, xy + 10.5], axis=1).astype(np.float32)
-    dets = Detections(xyxy, rng.uniform(0.3, 1.0, boxes).astype(np.float32),
-                      rng.integers(0, len(CLASSES), boxes).astype(np.int64), CLASSES)
-    return Verdict(part_id=part_id, camera_id=camera_id, track_id=seed + 1, outcome=outcome, defects=dets,
-                   crop=crop, board_xyxy=np.array([10.0, 20.0, 10.0 + w, 20.0 + h], np.float32),
-                   frame_seq=100 + seed, t_capture=12.5, reasons=("open near U3",) if boxes else ())
+    dets = Detections(
+        xyxy,
+        rng.uniform(0.3, 1.0, boxes).astype(np.float32),
+        rng.integers(0, len(CLASSES), boxes).astype(np.int64),
+        CLASSES,
+    )
+    return Verdict(
+        part_id=part_id,
+        camera_id=camera_id,
+        track_id=seed + 1,
+        outcome=outcome,
+        defects=dets,
+        crop=crop,
+        board_xyxy=np.array([10.0, 20.0, 10.0 + w, 20.0 + h], np.float32),
+        frame_seq=100 + seed,
+        t_capture=12.5,
+        reasons=("open near U3",) if boxes else (),
+    )
 
 
 def make_record(evidence: EvidenceStore, part_id: str, line_id: str = "L1", **kwargs: object) -> InspectionRecord:
     verdict = make_verdict(part_id, **kwargs)  # type: ignore[arg-type]
-    return InspectionRecord.from_verdict(verdict, line_id=line_id, model_name="pcb-defects", model_version="3",
-                                         captured_at=T0 - timedelta(seconds=1), evidence=evidence)
+    return InspectionRecord.from_verdict(
+        verdict,
+        line_id=line_id,
+        model_name="pcb-defects",
+        model_version="3",
+        captured_at=T0 - timedelta(seconds=1),
+        evidence=evidence,
+    )
 
 
 # ---------------------------------------------------------------- open and migrate
+
 
 def test_sqlite_open_creates_folder_and_sets_pragmas_on_every_connection(tmp_path: Path):
     path = tmp_path / "new" / "deeper" / "t.db"
@@ -166,8 +197,7 @@ def test_migrated_schema_matches_the_models(engine: Engine):
     assert diffs == []
 
 
-def test_opening_an_existing_database_again_is_a_no_op(db_url: str, tmp_path: Path,
-                                                        caplog: pytest.LogCaptureFixture):
+def test_opening_an_existing_database_again_is_a_no_op(db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture):
     first = open_database(db_url)
     evidence = EvidenceStore(tmp_path / "ev")
     InspectionStore(first, evidence).save(make_record(evidence, "p-1"))
@@ -252,24 +282,36 @@ def test_opening_an_up_to_date_database_does_not_wait_for_a_writer(tmp_path: Pat
 
 # ---------------------------------------------------------------- save and read
 
+
 def test_save_and_get_round_trip(store: InspectionStore, clock: Clock):
     verdict = make_verdict("cam1-7-100", Outcome.FAIL, boxes=3, seed=7)
     captured = datetime(2026, 5, 9, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
-    rec = InspectionRecord.from_verdict(verdict, line_id="L2", model_name="pcb-defects", model_version="v3.1",
-                                        captured_at=captured, evidence=store.evidence)
+    rec = InspectionRecord.from_verdict(
+        verdict,
+        line_id="L2",
+        model_name="pcb-defects",
+        model_version="v3.1",
+        captured_at=captured,
+        evidence=store.evidence,
+    )
     store.save_many([rec])
     got = store.get(rec.id)
     assert (got.id, got.part_id, got.line_id, got.camera_id, got.track_id) == (rec.id, "cam1-7-100", "L2", "cam1", 8)
     assert (got.outcome, got.reasons, got.model_name, got.model_version) == (
-        Outcome.FAIL, ("open near U3",), "pcb-defects", "v3.1")
+        Outcome.FAIL,
+        ("open near U3",),
+        "pcb-defects",
+        "v3.1",
+    )
     assert got.frame_seq == 107 and got.crop_width == 64 and got.crop_height == 48
     assert got.captured_at == captured and got.captured_at.tzinfo == UTC
     assert got.created_at == clock.now
     assert got.board_xyxy == (10.0, 20.0, 74.0, 68.0)
     assert (got.review_status, got.reviewed_by, got.reviewed_at, got.version) == (ReviewStatus.PENDING, None, None, 1)
-    want = [(pytest.approx(tuple(float(v) for v in b)), pytest.approx(float(c)), CLASSES[int(k)])
-            for b, c, k in zip(verdict.defects.xyxy, verdict.defects.confidence, verdict.defects.class_id,
-                               strict=True)]
+    want = [
+        (pytest.approx(tuple(float(v) for v in b)), pytest.approx(float(c)), CLASSES[int(k)])
+        for b, c, k in zip(verdict.defects.xyxy, verdict.defects.confidence, verdict.defects.class_id, strict=True)
+    ]
     assert [((b.x1, b.y1, b.x2, b.y2), b.confidence, b.class_name) for b in got.boxes] == want
     assert all(b.source == "model" for b in got.boxes)
     image = cv2.imdecode(np.frombuffer(store.evidence.get(got.evidence_sha256), np.uint8), cv2.IMREAD_COLOR)
@@ -305,8 +347,14 @@ def test_save_many_is_all_or_nothing(store: InspectionStore):
 
 def test_naive_datetimes_are_refused(store: InspectionStore):
     with pytest.raises(ValueError, match="aware"):
-        InspectionRecord.from_verdict(make_verdict("p"), line_id="L", model_name="m", model_version="1",
-                                      captured_at=datetime(2026, 1, 1), evidence=store.evidence)
+        InspectionRecord.from_verdict(
+            make_verdict("p"),
+            line_id="L",
+            model_name="m",
+            model_version="1",
+            captured_at=datetime(2026, 1, 1),
+            evidence=store.evidence,
+        )
     with pytest.raises(ValueError, match="aware"):
         InspectionFilter(created_from=datetime(2026, 1, 1))
 
@@ -328,14 +376,29 @@ def test_check_constraints_guard_the_enumerations(store: InspectionStore):
 
 # ---------------------------------------------------------------- listing and counts
 
-def _fill(store: InspectionStore, clock: Clock, batches: list[int],
-          created: dict[str, datetime] | None = None, prefix: str = "p") -> list[InspectionRecord]:
+
+def _fill(
+    store: InspectionStore,
+    clock: Clock,
+    batches: list[int],
+    created: dict[str, datetime] | None = None,
+    prefix: str = "p",
+) -> list[InspectionRecord]:
     """One save_many per entry (that many records, all with the same created_at), a tick between."""
     out = []
     for b, n in enumerate(batches):
-        recs = [make_record(store.evidence, f"{prefix}-{b}-{i}", seed=i, boxes=i % 3,
-                            outcome=(Outcome.FAIL, Outcome.PASS, Outcome.UNCERTAIN)[(b + i) % 3],
-                            line_id=f"L{i % 2}", camera_id=f"cam{b % 2}") for i in range(n)]
+        recs = [
+            make_record(
+                store.evidence,
+                f"{prefix}-{b}-{i}",
+                seed=i,
+                boxes=i % 3,
+                outcome=(Outcome.FAIL, Outcome.PASS, Outcome.UNCERTAIN)[(b + i) % 3],
+                line_id=f"L{i % 2}",
+                camera_id=f"cam{b % 2}",
+            )
+            for i in range(n)
+        ]
         store.save_many(recs)
         out.extend(recs)
         if created is not None:
@@ -421,11 +484,14 @@ def test_sqlite_qa_queue_query_uses_its_index(tmp_path: Path):
     eng = open_database(f"sqlite:///{tmp_path / 'plan.db'}")
     try:
         with eng.connect() as conn:
-            plan = conn.execute(text(
-                "EXPLAIN QUERY PLAN SELECT id FROM inspections WHERE outcome = 'fail' AND review_status = 'pending' "
-                "ORDER BY created_at DESC, id DESC LIMIT 51")).all()
+            plan = conn.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT id FROM inspections "
+                    "WHERE outcome = 'fail' AND review_status = 'pending' "
+                    "ORDER BY created_at DESC, id DESC LIMIT 51"
+                )
+            ).all()
         detail = " ".join(str(row[-1]) for row in plan)
         assert "ix_inspections_queue" in detail and "TEMP B-TREE" not in detail, detail
     finally:
         eng.dispose()
-

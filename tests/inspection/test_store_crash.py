@@ -56,8 +56,14 @@ while True:
 def run_and_kill(url: str, evidence: Path, tag: str, rng: random.Random) -> list[int]:
     """Start the writer, SIGKILL it after a random number of commits plus a random delay; reported batches."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, url, str(evidence), tag], cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, str(evidence), tag],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     reported: list[int] = []
     try:
         assert child.stdout is not None
@@ -96,11 +102,18 @@ def test_sigkill_mid_run_keeps_every_committed_batch_whole(backend: str, tmp_pat
                     if backend == "sqlite":
                         assert conn.execute(text("PRAGMA integrity_check")).scalars().all() == ["ok"]
                         assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
-                    parts = conn.execute(text("SELECT part_id FROM inspections WHERE line_id = :t"),
-                                         {"t": tag}).scalars().all()
-                    boxes = conn.execute(text(
-                        "SELECT count(*) FROM boxes b JOIN inspections i ON i.id = b.inspection_id "
-                        "WHERE i.line_id = :t"), {"t": tag}).scalar()
+                    parts = (
+                        conn.execute(text("SELECT part_id FROM inspections WHERE line_id = :t"), {"t": tag})
+                        .scalars()
+                        .all()
+                    )
+                    boxes = conn.execute(
+                        text(
+                            "SELECT count(*) FROM boxes b JOIN inspections i ON i.id = b.inspection_id "
+                            "WHERE i.line_id = :t"
+                        ),
+                        {"t": tag},
+                    ).scalar()
             finally:
                 engine.dispose()
             per_batch = Counter(int(p.split("-")[1]) for p in parts)

@@ -39,18 +39,29 @@ def _at_0003(url: str) -> None:
 
 def _old_rows(url: str) -> None:
     engine = create_engine(url, poolclass=NullPool)
-    cols = ("id, part_id, line_id, camera_id, track_id, outcome, reasons, model_name, model_version, frame_seq, "
-            "captured_at, created_at, evidence_sha256, board_x1, board_y1, board_x2, board_y2, crop_width, "
-            "crop_height")
+    cols = (
+        "id, part_id, line_id, camera_id, track_id, outcome, reasons, model_name, model_version, frame_seq, "
+        "captured_at, created_at, evidence_sha256, board_x1, board_y1, board_x2, board_y2, crop_width, "
+        "crop_height"
+    )
     try:
         with engine.begin() as conn:
             for ident, outcome in (("a", "fail"), ("b", "uncertain"), ("c", "pass")):
-                conn.execute(text(f"INSERT INTO inspections ({cols}) VALUES (:id, :id, 'L1', 'cam1', 1, :o, '[]', "
-                                  "'m', '1', 1, :t, :t, :sha, 0, 0, 10, 10, 10, 10)"),
-                             {"id": ident, "o": outcome, "t": T.replace(tzinfo=None), "sha": "0" * 64})
+                conn.execute(
+                    text(
+                        f"INSERT INTO inspections ({cols}) VALUES (:id, :id, 'L1', 'cam1', 1, :o, '[]', "
+                        "'m', '1', 1, :t, :t, :sha, 0, 0, 10, 10, 10, 10)"
+                    ),
+                    {"id": ident, "o": outcome, "t": T.replace(tzinfo=None), "sha": "0" * 64},
+                )
             for ident, conf in (("a", 0.7), ("a", 0.9), ("b", 0.3)):
-                conn.execute(text("INSERT INTO boxes (inspection_id, x1, y1, x2, y2, confidence, class_name) "
-                                  "VALUES (:i, 1, 1, 5, 5, :c, 'open')"), {"i": ident, "c": conf})
+                conn.execute(
+                    text(
+                        "INSERT INTO boxes (inspection_id, x1, y1, x2, y2, confidence, class_name) "
+                        "VALUES (:i, 1, 1, 5, 5, :c, 'open')"
+                    ),
+                    {"i": ident, "c": conf},
+                )
     finally:
         engine.dispose()
 
@@ -69,14 +80,18 @@ def test_upgrading_a_0003_database_backfills_the_queue_columns(old_database: str
     engine = open_database(old_database)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, max_confidence, risk_rank, review_status FROM inspections "
-                                     "ORDER BY id")).all()
+            rows = conn.execute(
+                text("SELECT id, max_confidence, risk_rank, review_status FROM inspections ORDER BY id")
+            ).all()
             rejected = conn.execute(text("SELECT count(*) FROM boxes WHERE rejected")).scalar()
             audit = conn.execute(text("SELECT count(*) FROM review_audit")).scalar()
     finally:
         engine.dispose()
     assert [(r.id, pytest.approx(r.max_confidence), r.risk_rank) for r in rows] == [
-        ("a", pytest.approx(0.9), 1), ("b", pytest.approx(0.3), 0), ("c", 0.0, 2)]
+        ("a", pytest.approx(0.9), 1),
+        ("b", pytest.approx(0.3), 0),
+        ("c", 0.0, 2),
+    ]
     assert {r.review_status for r in rows} == {"pending"} and rejected == 0 and audit == 0
 
 
@@ -97,17 +112,27 @@ def _risk_cursor() -> str:
     return _b64(["risk", 1, 0.42, T.isoformat(), "some-id"])
 
 
-@pytest.mark.parametrize(("flt", "cursor", "access"), [
-    (None, None, "SCAN inspections USING INDEX ix_inspections_risk"),
-    (None, "RISK", "SEARCH inspections USING INDEX ix_inspections_risk ((risk_rank,max_confidence)>(?,?))"),
-    (InspectionFilter(review_status=ReviewStatus.PENDING), None,
-     "SEARCH inspections USING INDEX ix_inspections_status_risk (review_status=?)"),
-    (InspectionFilter(review_status=ReviewStatus.PENDING), "RISK",
-     "SEARCH inspections USING INDEX ix_inspections_status_risk "
-     "(review_status=? AND (risk_rank,max_confidence)>(?,?))"),
-])
-def test_the_risk_queue_is_an_index_scan_from_the_cursor(sqlite_engine: Engine, flt: InspectionFilter | None,
-                                                         cursor: str | None, access: str):
+@pytest.mark.parametrize(
+    ("flt", "cursor", "access"),
+    [
+        (None, None, "SCAN inspections USING INDEX ix_inspections_risk"),
+        (None, "RISK", "SEARCH inspections USING INDEX ix_inspections_risk ((risk_rank,max_confidence)>(?,?))"),
+        (
+            InspectionFilter(review_status=ReviewStatus.PENDING),
+            None,
+            "SEARCH inspections USING INDEX ix_inspections_status_risk (review_status=?)",
+        ),
+        (
+            InspectionFilter(review_status=ReviewStatus.PENDING),
+            "RISK",
+            "SEARCH inspections USING INDEX ix_inspections_status_risk "
+            "(review_status=? AND (risk_rank,max_confidence)>(?,?))",
+        ),
+    ],
+)
+def test_the_risk_queue_is_an_index_scan_from_the_cursor(
+    sqlite_engine: Engine, flt: InspectionFilter | None, cursor: str | None, access: str
+):
     plan = _plan(sqlite_engine, list_statement(flt, _risk_cursor() if cursor else None, 51, SortOrder.RISK))
     # index order, then only a sort of the rows with equal (risk_rank, max_confidence): never a full sort
     assert plan == f"{access} | USE TEMP B-TREE FOR RIGHT PART OF ORDER BY", plan
@@ -118,8 +143,11 @@ def test_stats_read_covering_indexes_only(sqlite_engine: Engine):
         assert compute_stats(conn, None, Bucket.HOUR).inspected == 0
     for flt in (None, InspectionFilter(line_id="L1", created_from=T)):
         conds = conditions(flt)
-        counts = select(InspectionRow.outcome, InspectionRow.review_status, func.count()).where(*conds).group_by(
-            InspectionRow.outcome, InspectionRow.review_status)
+        counts = (
+            select(InspectionRow.outcome, InspectionRow.review_status, func.count())
+            .where(*conds)
+            .group_by(InspectionRow.outcome, InspectionRow.review_status)
+        )
         assert "COVERING INDEX" in _plan(sqlite_engine, counts)
         pareto = select(BoxRow.class_name, func.count()).where(BoxRow.rejected.is_(False)).group_by(BoxRow.class_name)
         if conds:
@@ -136,15 +164,22 @@ def test_stats_and_the_risk_order_on_each_backend(backend: str, tmp_path: Path):
             store = InspectionStore(engine, EvidenceStore(tmp_path / "evidence"), clock=clock)
             recs = []
             for i, outcome in enumerate([Outcome.FAIL, Outcome.PASS, Outcome.UNCERTAIN, Outcome.FAIL] * 2):
-                rec = make_record(store.evidence, f"p{i}", outcome=outcome, boxes=0 if outcome is Outcome.PASS else 2,
-                                  seed=i, line_id=f"L{i % 2}")
+                rec = make_record(
+                    store.evidence,
+                    f"p{i}",
+                    outcome=outcome,
+                    boxes=0 if outcome is Outcome.PASS else 2,
+                    seed=i,
+                    line_id=f"L{i % 2}",
+                )
                 store.save(rec)
                 recs.append(rec)
                 clock.tick(1800)  # two per hour
             stats = store.stats(None, Bucket.HOUR)
             assert stats.counts == {Outcome.FAIL: 4, Outcome.PASS: 2, Outcome.UNCERTAIN: 2}
             assert [(p.start, sum(p.counts.values())) for p in stats.trend] == [
-                (T.replace(hour=12 + h), 2) for h in range(4)]
+                (T.replace(hour=12 + h), 2) for h in range(4)
+            ]
             assert dict(stats.pareto) == Counter(b.class_name for r in recs for b in r.boxes)
             assert (stats.first, stats.last) == (T, T.replace(hour=15, minute=30))
             assert sum(p.counts[Outcome.FAIL] for p in store.stats(None, Bucket.DAY).trend) == 4

@@ -43,9 +43,17 @@ class SimFrame:
     truth: dict[int, np.ndarray] = field(default_factory=dict)  # board index -> visible true box
 
 
-def simulate(boards: list[Board], n_frames: int, fps: float = 30.0, jitter: float = 0.0, miss: float = 0.0,
-             low_conf: float = 0.0, seed: int = 0, belt: np.ndarray | None = None,
-             camera_id: str = "cam1") -> list[SimFrame]:
+def simulate(
+    boards: list[Board],
+    n_frames: int,
+    fps: float = 30.0,
+    jitter: float = 0.0,
+    miss: float = 0.0,
+    low_conf: float = 0.0,
+    seed: int = 0,
+    belt: np.ndarray | None = None,
+    camera_id: str = "cam1",
+) -> list[SimFrame]:
     """Frames of boards moving across a 1280x720 view; ``belt`` is the belt movement per frame (1 = full speed)."""
     rng = np.random.default_rng(seed)
     steps = np.ones(n_frames) if belt is None else np.asarray(belt, float)
@@ -63,8 +71,12 @@ def simulate(boards: list[Board], n_frames: int, fps: float = 30.0, jitter: floa
                 continue
             boxes.append(np.clip(vis + rng.uniform(-jitter, jitter, 4), [0, 0, 0, 0], [W, H, W, H]))
             confs.append(0.3 if rng.random() < low_conf else rng.uniform(0.7, 0.95))
-        det = Detections(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(confs, np.float32),
-                         np.zeros(len(boxes), np.int64), NAMES)
+        det = Detections(
+            np.asarray(boxes, np.float32).reshape(-1, 4),
+            np.asarray(confs, np.float32),
+            np.zeros(len(boxes), np.int64),
+            NAMES,
+        )
         frame = Frame(IMAGE, camera_id, k, 100.0 + k / fps, 1.7e9 + k / fps)
         out.append(SimFrame(frame, det, truth))
     return out
@@ -72,8 +84,12 @@ def simulate(boards: list[Board], n_frames: int, fps: float = 30.0, jitter: floa
 
 def dets(boxes: list[list[float]], conf: list[float] | None = None) -> Detections:
     n = len(boxes)
-    return Detections(np.asarray(boxes, np.float32).reshape(n, 4),
-                      np.asarray(conf if conf is not None else [0.9] * n, np.float32), np.zeros(n, np.int64), NAMES)
+    return Detections(
+        np.asarray(boxes, np.float32).reshape(n, 4),
+        np.asarray(conf if conf is not None else [0.9] * n, np.float32),
+        np.zeros(n, np.int64),
+        NAMES,
+    )
 
 
 def ids_per_board(sim: list[SimFrame], tracker: ByteTrack) -> dict[int, set[int]]:

@@ -40,9 +40,28 @@ def trained(tmp_path_factory):
     attempts: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
         _forbid_network(mp, attempts)
-        result = runner.invoke(app, ["train", "--task", "defect", "--data", str(root / "ds" / "data.yaml"),
-                                     "--epochs", "1", "--imgsz", "64", "--batch", "4", "--name", "tiny",
-                                     "--data-dir", str(root / "data"), "--weights-dir", str(root / "weights")])
+        result = runner.invoke(
+            app,
+            [
+                "train",
+                "--task",
+                "defect",
+                "--data",
+                str(root / "ds" / "data.yaml"),
+                "--epochs",
+                "1",
+                "--imgsz",
+                "64",
+                "--batch",
+                "4",
+                "--name",
+                "tiny",
+                "--data-dir",
+                str(root / "data"),
+                "--weights-dir",
+                str(root / "weights"),
+            ],
+        )
     return root, result, attempts
 
 
@@ -72,9 +91,25 @@ def test_training_registers_a_model_with_a_card(trained):
 
 def test_existing_run_needs_resume(trained):
     root, _, _ = trained
-    result = runner.invoke(app, ["train", "--task", "defect", "--data", str(root / "ds" / "data.yaml"),
-                                 "--epochs", "1", "--imgsz", "64", "--name", "tiny",
-                                 "--data-dir", str(root / "data"), "--no-register"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--task",
+            "defect",
+            "--data",
+            str(root / "ds" / "data.yaml"),
+            "--epochs",
+            "1",
+            "--imgsz",
+            "64",
+            "--name",
+            "tiny",
+            "--data-dir",
+            str(root / "data"),
+            "--no-register",
+        ],
+    )
     assert result.exit_code != 0
     assert "--resume" in str(result.exception)
 
@@ -84,8 +119,9 @@ def test_predict_json_lines_offline(trained, monkeypatch):
     attempts: list[str] = []
     _forbid_network(monkeypatch, attempts)
     images = root / "ds" / "images" / "val"
-    result = runner.invoke(app, ["predict", "-w", str(root / "weights" / "defect-yolov8n"), str(images),
-                                 "--json", "--conf", "0.0"])
+    result = runner.invoke(
+        app, ["predict", "-w", str(root / "weights" / "defect-yolov8n"), str(images), "--json", "--conf", "0.0"]
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in result.output.strip().splitlines()]
     assert len(lines) == len(list(images.iterdir()))
@@ -111,8 +147,9 @@ def test_export_and_eval_offline(trained, monkeypatch):
     assert card["export"]["dynamic_batch"] is True
     assert file_sha256(root / "weights" / "defect-yolov8n-v1" / "model.onnx") == card["files"]["model.onnx"]
     for backend in ("onnx", "torch"):
-        result = runner.invoke(app, ["eval", "-w", str(entry), "--data", str(root / "ds" / "data.yaml"),
-                                     "--backend", backend, "--json"])
+        result = runner.invoke(
+            app, ["eval", "-w", str(entry), "--data", str(root / "ds" / "data.yaml"), "--backend", backend, "--json"]
+        )
         assert result.exit_code == 0, result.output
         out = json.loads(result.output)
         assert out["images"] > 0 and 0.0 <= out["map50"] <= 1.0
@@ -163,8 +200,17 @@ def test_interrupted_run_resumes_to_the_planned_epochs(tmp_path, monkeypatch):
 
     src = make_deeppcb(tmp_path / "src", boards=6)
     import_deeppcb(src, tmp_path / "ds", val_percent=40)
-    req = TrainRequest(task="defect", data=tmp_path / "ds" / "data.yaml", epochs=2, imgsz=64, batch=4,
-                       device="cpu", model="yolov8n.yaml", name="cut", runs_dir=tmp_path / "runs")
+    req = TrainRequest(
+        task="defect",
+        data=tmp_path / "ds" / "data.yaml",
+        epochs=2,
+        imgsz=64,
+        batch=4,
+        device="cpu",
+        model="yolov8n.yaml",
+        name="cut",
+        runs_dir=tmp_path / "runs",
+    )
     real_printer = training._epoch_printer
 
     def interrupting_printer(total):  # the power goes out after epoch 1 was saved

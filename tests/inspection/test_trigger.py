@@ -51,8 +51,9 @@ def test_direction_flips_the_sides_and_end_order_does_not_matter() -> None:
 
 
 def test_diagonal_segment_and_points_beyond_its_ends_are_band() -> None:
-    trig = build_trigger(LineTriggerConfig(start=(100, 100), end=(300, 300), direction="left_to_right",
-                                           hysteresis_px=5))
+    trig = build_trigger(
+        LineTriggerConfig(start=(100, 100), end=(300, 300), direction="left_to_right", hysteresis_px=5)
+    )
     # left_to_right: at the same y, the side with the larger x is after
     assert sides(trig, [(150, 250), (250, 150), (200, 202)]) == [B, A, N]
     assert sides(trig, [(500, 300), (600, 700)]) == [N, N]  # past the segment's end: never counts

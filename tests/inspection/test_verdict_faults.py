@@ -41,8 +41,17 @@ FAST = StoreLimits(interval_s=0.02, retry_s=(0.01, 0.05))
 
 def request(i: int) -> InspectRequest:
     crop = np.full((48, 64, 3), 40 + i, np.uint8)
-    return InspectRequest(f"cam1-{i}-{i}", "cam1", i, crop, np.array([10, 10, 74, 58], np.float32),
-                          np.array([10, 10, 74, 58], np.int64), i, time.monotonic(), time.time())
+    return InspectRequest(
+        f"cam1-{i}-{i}",
+        "cam1",
+        i,
+        crop,
+        np.array([10, 10, 74, 58], np.float32),
+        np.array([10, 10, 74, 58], np.int64),
+        i,
+        time.monotonic(),
+        time.time(),
+    )
 
 
 def pending(i: int, error: str | None = None) -> PendingInspection:
@@ -57,8 +66,15 @@ def store(tmp_path: Path) -> Iterator[InspectionStore]:
 
 
 def sink_for(store: InspectionStore | None, listeners: list[Any] | None = None, **limits: Any) -> VerdictSink:
-    return VerdictSink(RulesConfig(), "line-1", ModelInfo("m", "1"), store, store.evidence if store else None,
-                       listeners or [], limits=SinkLimits(**{"store": FAST, **limits}))
+    return VerdictSink(
+        RulesConfig(),
+        "line-1",
+        ModelInfo("m", "1"),
+        store,
+        store.evidence if store else None,
+        listeners or [],
+        limits=SinkLimits(**{"store": FAST, **limits}),
+    )
 
 
 def stored_parts(store: InspectionStore) -> dict[str, Any]:
@@ -125,7 +141,8 @@ def test_a_failing_store_is_retried_with_backoff_and_shows_the_fault(store: Insp
 
 
 def test_stop_while_storage_fails_gives_up_after_the_grace_and_counts_every_board(
-        store: InspectionStore, caplog: pytest.LogCaptureFixture):
+    store: InspectionStore, caplog: pytest.LogCaptureFixture
+):
     flaky = FlakyStore(store)
     sink = sink_for(flaky, stop_grace_s=0.3)
     sink.start()
@@ -200,6 +217,7 @@ def test_evidence_the_disk_refuses_is_retried_then_written(store: InspectionStor
 
 # -- the stage threads in front of the verdict thread ---------------------------------------------
 
+
 class FailsOnFrame(OracleDetector):
     """The part model fails on every 5th batch (one frame's worth)."""
 
@@ -217,14 +235,25 @@ class FailsOnFrame(OracleDetector):
 def test_a_camera_loop_goes_on_after_the_part_model_fails_on_a_frame(deeppcb_factory: Any):
     pool = BoardPool.load(deeppcb_factory(boards=3))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
-    inner = SimulatedLine("cam1", pool, style=style, motion=LineMotion(fps=30, speed_px_s=900), realtime=False,
-                          sequence=replay_sequence(pool, 0.5, seed=0))
+    inner = SimulatedLine(
+        "cam1",
+        pool,
+        style=style,
+        motion=LineMotion(fps=30, speed_px_s=900),
+        realtime=False,
+        sequence=replay_sequence(pool, 0.5, seed=0),
+    )
     gate = GatedSource(inner)
     gate.release(1 << 30)
     trigger = LineTriggerConfig(start=(160.0, 0.0), end=(160.0, 192.0), direction="right_to_left")
     part = FailsOnFrame(gate)
-    engine = Engine(EngineConfig(parts=PartsConfig(trigger=trigger), max_batch=1), [gate], part,  # type: ignore[list-item]
-                    BlankDefects(NAMES), ModelInfo("m", "1"))
+    engine = Engine(
+        EngineConfig(parts=PartsConfig(trigger=trigger), max_batch=1),
+        [gate],
+        part,  # type: ignore[list-item]
+        BlankDefects(NAMES),
+        ModelInfo("m", "1"),
+    )
     verdicts: list[Inspected] = []
     engine.add_listener(lambda e: verdicts.append(e) if isinstance(e, Inspected) else None)
     engine.start()
@@ -245,8 +274,14 @@ def test_an_inference_runner_survives_a_failing_batch_hook():
         raise ValueError("metrics bug")
 
     errors: list[BaseException] = []
-    worker = InferenceWorker(BlankDefects(NAMES), "defect", 1, 0.0, on_batch=hook,  # type: ignore[arg-type]
-                             on_error=errors.append).start()
+    worker = InferenceWorker(
+        BlankDefects(NAMES),
+        "defect",
+        1,
+        0.0,
+        on_batch=hook,  # type: ignore[arg-type]
+        on_error=errors.append,
+    ).start()
     for _ in range(3):
         assert len(worker.detect(np.zeros((8, 8, 3), np.uint8), timeout=5)) == 0
     worker.stop()

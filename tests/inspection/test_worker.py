@@ -28,8 +28,15 @@ class EchoDetector:
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("model exploded")
-        return [Detections(np.array([[float(im[0, 0, 0]), 0, 1, 1]], np.float32), np.ones(1, np.float32),
-                           np.zeros(1, np.int64), self.class_names) for im in images]
+        return [
+            Detections(
+                np.array([[float(im[0, 0, 0]), 0, 1, 1]], np.float32),
+                np.ones(1, np.float32),
+                np.zeros(1, np.int64),
+                self.class_names,
+            )
+            for im in images
+        ]
 
 
 def img(v: int) -> np.ndarray:

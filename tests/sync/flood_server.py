@@ -54,9 +54,13 @@ def draft_for(sequence: int) -> Draft:
     fail = part % 4 == 3
     defect = {"class_name": DEFECTS[(part // 4) % len(DEFECTS)], "confidence": 0.9, "xyxy": [1, 2, 30, 40]}
     defects = [defect] if fail else []
-    return Draft("part.inspected", LINE, source, {"part_id": part_id, "camera_id": camera,
-                                                  "verdict": "fail" if fail else "pass", "defects": defects},
-                 subject=part_id)
+    return Draft(
+        "part.inspected",
+        LINE,
+        source,
+        {"part_id": part_id, "camera_id": camera, "verdict": "fail" if fail else "pass", "defects": defects},
+        subject=part_id,
+    )
 
 
 def flood(sync: SyncService, server: uvicorn.Server, args: argparse.Namespace) -> None:
@@ -74,8 +78,11 @@ def flood(sync: SyncService, server: uvicorn.Server, args: argparse.Namespace) -
     if server.should_exit:
         return
     sync.log.flush()
-    report = {"first_sequence": first, "last_sequence": sync.log.lines().get(LINE, 0),
-              "seconds": round(time.monotonic() - started, 3)}
+    report = {
+        "first_sequence": first,
+        "last_sequence": sync.log.lines().get(LINE, 0),
+        "seconds": round(time.monotonic() - started, 3),
+    }
     tmp = Path(args.data_dir) / "flood.json.tmp"
     tmp.write_text(json.dumps(report))
     os.replace(tmp, Path(args.data_dir) / "flood.json")
@@ -97,8 +104,17 @@ class FloodProcess:
         (self.data_dir / "flood.json").unlink(missing_ok=True)
         self.starts = len(list(self.data_dir.glob("server-*.log"))) + 1  # one log per start, in this data dir
         out = open(self.data_dir / f"server-{self.starts}.log", "wb")  # noqa: SIM115 (the child keeps it)
-        cmd = [sys.executable, __file__, "--port", str(self.port), "--data-dir", str(self.data_dir),
-               "--total", str(self.total), *self.extra]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--total",
+            str(self.total),
+            *self.extra,
+        ]
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         out.close()
         deadline = time.monotonic() + timeout
@@ -171,8 +187,9 @@ def main() -> None:
     if not token_file.exists():  # one twin-role token per data dir, kept across restarts
         token_file.write_text(tokens.create(Role.TWIN, "flood-reader")[1])
     app = create_app(Services(engine=None, sync=sync, tokens=tokens, heartbeat_s=args.heartbeat))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", timeout_graceful_shutdown=2)
+    )
     threading.Thread(target=flood, args=(sync, server, args), name="flood", daemon=True).start()
     server.run()
     db.dispose()

@@ -45,8 +45,14 @@ class Stored:
 def settings_for(url: str) -> NatsSettings:
     """Settings with a stream, subject prefix and durable of their own."""
     tag = uuid.uuid4().hex[:12]
-    return NatsSettings(enabled=True, url=url, stream=f"TEST_{tag}", subject_prefix=f"test-{tag}",
-                        durable=f"hub-{tag}", duplicate_window_s=120)
+    return NatsSettings(
+        enabled=True,
+        url=url,
+        stream=f"TEST_{tag}",
+        subject_prefix=f"test-{tag}",
+        durable=f"hub-{tag}",
+        duplicate_window_s=120,
+    )
 
 
 def with_client(settings: NatsSettings, work: Callable[[Client], Awaitable[T]]) -> T:
@@ -100,8 +106,9 @@ def publish(settings: NatsSettings, messages: list[tuple[str, bytes, str]]) -> l
 
     async def work(nc: Client) -> list[bool]:
         js = nc.jetstream()
-        return [bool((await js.publish(s, data, headers={"Nats-Msg-Id": msg_id})).duplicate)
-                for s, data, msg_id in messages]
+        return [
+            bool((await js.publish(s, data, headers={"Nats-Msg-Id": msg_id})).duplicate) for s, data, msg_id in messages
+        ]
 
     return with_client(settings, work)
 
@@ -128,8 +135,11 @@ class PrivateServer:
 
     def start(self) -> None:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        self.proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while not listening(self.port):
             assert time.monotonic() < deadline and self.proc.poll() is None, "nats-server did not start"
@@ -156,7 +166,7 @@ def edge_main(argv: list[str]) -> int:
     forwarder.start()
     drafts = story(int(parts), line)
     for start in range(0, len(drafts), int(batch)):
-        event_log.append(drafts[start:start + int(batch)])
+        event_log.append(drafts[start : start + int(batch)])
         time.sleep(0.01)
     drained = forwarder.drain(30.0)
     forwarder.stop()

@@ -55,8 +55,7 @@ def test_pull_pages_in_order_and_filters(client: TestClient, sync: SyncService):
 
 
 def test_sse_resumes_after_last_event_id_and_sends_heartbeats(client: TestClient, sync: SyncService):
-    with client.stream("GET", "/api/v1/events/stream", headers={"Last-Event-ID": "10"},
-                       params={"line": "line-1"}) as r:
+    with client.stream("GET", "/api/v1/events/stream", headers={"Last-Event-ID": "10"}, params={"line": "line-1"}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         ids, data, heartbeat = [], [], False
         for line in r.iter_lines():
@@ -86,8 +85,11 @@ def test_twin_etag_304_and_past_revisions(client: TestClient, sync: SyncService)
     past = client.get("/api/v1/twin/line-1", params={"at": 7})
     assert past.headers["etag"] == '"7"' and past.json()["revision"] == 7
     revision = sync.twins.revision("line-1")
-    assert client.get("/api/v1/twin").json()["lines"][0] == {"line_id": "line-1", "revision": revision,
-                                                              "href": "/api/v1/twin/line-1"}
+    assert client.get("/api/v1/twin").json()["lines"][0] == {
+        "line_id": "line-1",
+        "revision": revision,
+        "href": "/api/v1/twin/line-1",
+    }
 
 
 def test_drift_report_emits_twin_drift_only_on_differences(client: TestClient, sync: SyncService):
@@ -95,8 +97,10 @@ def test_drift_report_emits_twin_drift_only_on_differences(client: TestClient, s
     same = client.post("/api/v1/twin/line-1/expected", json={"line_status": "stopped"}).json()
     assert same == {"drift": False, "differences": [], "unchecked": [], "offset": None}
     assert sync.log.head == head
-    r = client.post("/api/v1/twin/line-1/expected",
-                    json={"line_status": "running", "throughput_per_min": 500, "boards_in_view": {"cam1": 2}})
+    r = client.post(
+        "/api/v1/twin/line-1/expected",
+        json={"line_status": "running", "throughput_per_min": 500, "boards_in_view": {"cam1": 2}},
+    )
     report = r.json()
     assert report["drift"] and report["offset"] == head + 1 and report["unchecked"] == ["boards_in_view"]
     assert {d["field"] for d in report["differences"]} == {"line_status", "throughput_per_min"}
@@ -104,21 +108,25 @@ def test_drift_report_emits_twin_drift_only_on_differences(client: TestClient, s
     assert drift["differences"] == report["differences"]
 
 
-@pytest.mark.parametrize("method,url,kwargs,status,reason", [
-    ("get", "/api/v1/events", {"params": {"after": 10_000}}, 400, "past the end"),
-    ("get", "/api/v1/events", {"params": {"type": "part.exploded"}}, 400, "unknown event type"),
-    ("get", "/api/v1/events", {"params": {"line": "line-9"}}, 404, "line-9"),
-    ("get", "/api/v1/events", {"params": {"after": "ten"}}, 422, "integer"),
-    ("get", "/api/v1/events/stream", {"headers": {"Last-Event-ID": "abc"}}, 400, "Last-Event-ID"),
-    ("get", "/api/v1/events/stream", {"headers": {"Last-Event-ID": "-3"}}, 400, "must be >= 0"),
-    ("get", "/api/v1/twin/line-9", {}, 404, "line-9"),
-    ("get", "/api/v1/twin/line-1", {"params": {"at": 999}}, 400, "revision 999"),
-    ("post", "/api/v1/twin/line-1/expected", {"json": {"line_status": "flying"}}, 422, "line_status"),
-    ("post", "/api/v1/twin/line-1/expected", {"json": {"speed": 3}}, 422, "speed"),
-    ("get", "/api/v1/schemas/part.exploded", {}, 400, "unknown event type"),
-])
-def test_bad_input_gets_a_reason_and_changes_nothing(client: TestClient, sync: SyncService, method: str, url: str,
-                                                     kwargs: dict, status: int, reason: str):
+@pytest.mark.parametrize(
+    "method,url,kwargs,status,reason",
+    [
+        ("get", "/api/v1/events", {"params": {"after": 10_000}}, 400, "past the end"),
+        ("get", "/api/v1/events", {"params": {"type": "part.exploded"}}, 400, "unknown event type"),
+        ("get", "/api/v1/events", {"params": {"line": "line-9"}}, 404, "line-9"),
+        ("get", "/api/v1/events", {"params": {"after": "ten"}}, 422, "integer"),
+        ("get", "/api/v1/events/stream", {"headers": {"Last-Event-ID": "abc"}}, 400, "Last-Event-ID"),
+        ("get", "/api/v1/events/stream", {"headers": {"Last-Event-ID": "-3"}}, 400, "must be >= 0"),
+        ("get", "/api/v1/twin/line-9", {}, 404, "line-9"),
+        ("get", "/api/v1/twin/line-1", {"params": {"at": 999}}, 400, "revision 999"),
+        ("post", "/api/v1/twin/line-1/expected", {"json": {"line_status": "flying"}}, 422, "line_status"),
+        ("post", "/api/v1/twin/line-1/expected", {"json": {"speed": 3}}, 422, "speed"),
+        ("get", "/api/v1/schemas/part.exploded", {}, 400, "unknown event type"),
+    ],
+)
+def test_bad_input_gets_a_reason_and_changes_nothing(
+    client: TestClient, sync: SyncService, method: str, url: str, kwargs: dict, status: int, reason: str
+):
     before = _untouched(sync)
     r = getattr(client, method)(url, **kwargs)
     assert r.status_code == status and reason in r.text
@@ -142,7 +150,9 @@ def test_offsets_older_than_retention_are_410_with_the_oldest_kept(client: TestC
     assert r.status_code == 410 and f"oldest kept event has offset {sync.log.first}" in r.json()["detail"]
     r = client.get("/api/v1/events/stream", headers={"Last-Event-ID": "3"})
     assert r.status_code == 410
-    assert client.get("/api/v1/events", params={"after": sync.log.first - 1}).json()["events"][0]["offset"] == \
-        sync.log.first
+    assert (
+        client.get("/api/v1/events", params={"after": sync.log.first - 1}).json()["events"][0]["offset"]
+        == sync.log.first
+    )
     assert client.get("/api/v1/twin/line-1", params={"at": 2}).status_code == 410
     assert _untouched(sync) == before

@@ -48,8 +48,11 @@ class SseReader(threading.Thread):
         self.done = threading.Event()
         self.error: BaseException | None = None
         options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)] if rcvbuf else None
-        self.client = httpx.Client(transport=httpx.HTTPTransport(socket_options=options), headers=server.headers,
-                                   timeout=httpx.Timeout(5.0, read=10.0))
+        self.client = httpx.Client(
+            transport=httpx.HTTPTransport(socket_options=options),
+            headers=server.headers,
+            timeout=httpx.Timeout(5.0, read=10.0),
+        )
 
     def run(self) -> None:
         try:
@@ -162,8 +165,7 @@ def stored_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FloodPro
     server.stop()
 
 
-def test_a_consumer_away_for_10000_events_catches_up_over_sse_pull_and_websocket(
-        stored_server: FloodProcess) -> None:
+def test_a_consumer_away_for_10000_events_catches_up_over_sse_pull_and_websocket(stored_server: FloodProcess) -> None:
     url = stored_server.url
     reader = SseReader(stored_server, after=0)
     reader.start()
@@ -185,8 +187,11 @@ def test_a_consumer_away_for_10000_events_catches_up_over_sse_pull_and_websocket
     assert pages == STORED // 1000 and pulled == reader.bodies
 
     received: list[dict[str, Any]] = []
-    with connect(f"ws://127.0.0.1:{stored_server.port}/api/v1/events/ws?after=0", open_timeout=10,
-                 additional_headers=stored_server.headers) as ws:
+    with connect(
+        f"ws://127.0.0.1:{stored_server.port}/api/v1/events/ws?after=0",
+        open_timeout=10,
+        additional_headers=stored_server.headers,
+    ) as ws:
         while len(received) < STORED:
             received.append(json.loads(ws.recv(timeout=10)))
         with pytest.raises(TimeoutError):
@@ -215,8 +220,9 @@ def test_a_stalled_or_slow_sse_client_does_not_slow_the_pipeline(tmp_path: Path)
         report = server.wait_flood(60)
         assert report["first_sequence"] == first and report["last_sequence"] == total
         started = time.monotonic()
-        head = httpx.get(server.url + "/api/v1/events", params={"after": total - 1}, headers=server.headers,
-                         timeout=10).json()
+        head = httpx.get(
+            server.url + "/api/v1/events", params={"after": total - 1}, headers=server.headers, timeout=10
+        ).json()
         twin = httpx.get(server.url + "/api/v1/twin/line-1", headers=server.headers, timeout=10).json()
         answered_s = time.monotonic() - started
         assert head["head"] == total and twin["revision"] == total and answered_s < 2.0
@@ -233,9 +239,9 @@ def test_a_stalled_or_slow_sse_client_does_not_slow_the_pipeline(tmp_path: Path)
     assert sequences(slow.records) == list(range(1, len(slow.records) + 1))
 
 
-def test_bad_offsets_types_and_lines_are_refused_with_a_reason_and_change_nothing(
-        stored_server: FloodProcess) -> None:
+def test_bad_offsets_types_and_lines_are_refused_with_a_reason_and_change_nothing(stored_server: FloodProcess) -> None:
     with httpx.Client(base_url=stored_server.url, headers=stored_server.headers, timeout=10) as client:
+
         def state() -> tuple[Any, ...]:
             page = client.get("/api/v1/events", params={"after": STORED - 1}).json()
             return page["head"], page["events"], client.get("/api/v1/twin/line-1").text
@@ -257,15 +263,17 @@ def test_bad_offsets_types_and_lines_are_refused_with_a_reason_and_change_nothin
             (client.get("/api/v1/twin/line-9"), 404, "no twin for line"),
             (client.get("/api/v1/twin/line-1", params={"at": STORED + 1}), 400, "must be between"),
             (httpx.get(stored_server.url + stream, params={"after": 0}), 401, "sign in first"),
-            (httpx.get(stored_server.url + "/api/v1/twin/line-1", headers={"Authorization": "Bearer tsp_x_y"}),
-             401, "unknown or revoked"),
+            (
+                httpx.get(stored_server.url + "/api/v1/twin/line-1", headers={"Authorization": "Bearer tsp_x_y"}),
+                401,
+                "unknown or revoked",
+            ),
         ]
         for response, status, reason in refused:
             assert response.status_code == status, (response.request.url, response.text)
             assert reason in json.dumps(response.json()["detail"]), (response.request.url, response.text)
         ws_url = f"ws://127.0.0.1:{stored_server.port}/api/v1/events/ws?after={STORED + 1}"
-        with connect(ws_url, additional_headers=stored_server.headers) as ws, \
-                pytest.raises(ConnectionClosed) as closed:
+        with connect(ws_url, additional_headers=stored_server.headers) as ws, pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         assert "past the end" in closed.value.rcvd.reason

@@ -103,8 +103,8 @@ def crop_image(seed: int, size: tuple[int, int]) -> np.ndarray:
     img = np.zeros((h, w, 3), np.uint8)
     img[:] = (40, 110 + seed * 10, 30)
     for y in range(6, h, 14):
-        img[y:y + 3, 4:w - 4] = (60, 160, 200)
-    img[h // 2 - 4:h // 2 + 4, w // 3 - 4:w // 3 + 4] = (180, 200, 220)
+        img[y : y + 3, 4 : w - 4] = (60, 160, 200)
+    img[h // 2 - 4 : h // 2 + 4, w // 3 - 4 : w // 3 + 4] = (180, 200, 220)
     noise = rng.integers(0, 12, img.shape, dtype=np.uint8)
     return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
@@ -112,13 +112,24 @@ def crop_image(seed: int, size: tuple[int, int]) -> np.ndarray:
 def make_verdict(i: int, outcome: Outcome, boxes: list[tuple[float, float, float, float, float, int]]) -> Verdict:
     """Box numbers are exact in float32 and at one decimal, as the event writes them."""
     size = (48 + 8 * i, 64 + 8 * i)
-    dets = Detections(np.array([b[:4] for b in boxes], np.float32).reshape(-1, 4),
-                      np.array([b[4] for b in boxes], np.float32), np.array([b[5] for b in boxes], np.int64),
-                      CLASSES)
-    return Verdict(part_id=f"run1-cam1-{i}-{100 + i}", camera_id="cam1", track_id=i, outcome=outcome,
-                   defects=dets, crop=crop_image(i, size),
-                   board_xyxy=np.array([100.5, 50.0, 100.5 + size[1], 50.0 + size[0]], np.float32),
-                   frame_seq=100 + i, t_capture=12.5, reasons=("open near U3",) if boxes else ())
+    dets = Detections(
+        np.array([b[:4] for b in boxes], np.float32).reshape(-1, 4),
+        np.array([b[4] for b in boxes], np.float32),
+        np.array([b[5] for b in boxes], np.int64),
+        CLASSES,
+    )
+    return Verdict(
+        part_id=f"run1-cam1-{i}-{100 + i}",
+        camera_id="cam1",
+        track_id=i,
+        outcome=outcome,
+        defects=dets,
+        crop=crop_image(i, size),
+        board_xyxy=np.array([100.5, 50.0, 100.5 + size[1], 50.0 + size[0]], np.float32),
+        frame_seq=100 + i,
+        t_capture=12.5,
+        reasons=("open near U3",) if boxes else (),
+    )
 
 
 VERDICTS = [
@@ -128,8 +139,9 @@ VERDICTS = [
 ]
 
 
-def inspect_on_edge(edge: Side, n: int = 3, start: int = 0,
-                    keep_evidence: bool = True) -> tuple[list[InspectionRecord], list[Event]]:
+def inspect_on_edge(
+    edge: Side, n: int = 3, start: int = 0, keep_evidence: bool = True
+) -> tuple[list[InspectionRecord], list[Event]]:
     """What the engine does: store the inspections (evidence first), append their part.inspected events."""
     recorder = EngineRecorder(edge.log, edge.twins, LINE, "edge-h", {"defect": ModelInfo("defect-yolov8n", "1")})
     records, drafts = [], []
@@ -138,11 +150,19 @@ def inspect_on_edge(edge: Side, n: int = 3, start: int = 0,
         verdict = make_verdict(i, outcome, boxes)
         t_wall = T_WALL + i
         evidence = edge.store.evidence if keep_evidence else EvidenceStore(edge.evidence_dir.parent / "elsewhere")
-        rec = InspectionRecord.from_verdict(verdict, line_id=LINE, model_name="defect-yolov8n", model_version="1",
-                                            captured_at=datetime.fromtimestamp(t_wall, UTC), evidence=evidence)
+        rec = InspectionRecord.from_verdict(
+            verdict,
+            line_id=LINE,
+            model_name="defect-yolov8n",
+            model_version="1",
+            captured_at=datetime.fromtimestamp(t_wall, UTC),
+            evidence=evidence,
+        )
         records.append(rec)
-        drafts += [draft("part.entered", i, LINE, part_id=verdict.part_id),
-                   recorder.inspected_draft(Inspected(verdict, None, 3, 0.042, t_wall), rec)]
+        drafts += [
+            draft("part.entered", i, LINE, part_id=verdict.part_id),
+            recorder.inspected_draft(Inspected(verdict, None, 3, 0.042, t_wall), rec),
+        ]
     edge.store.save_many(records)
     return records, edge.log.append(drafts)
 
@@ -173,18 +193,29 @@ def stored(side: Side) -> list[StoredInspection]:
 
 
 def assert_same(hub: StoredInspection, rec: InspectionRecord) -> None:
-    assert (hub.id, hub.part_id, hub.line_id, hub.camera_id, hub.track_id, hub.frame_seq) == \
-           (rec.id, rec.part_id, rec.line_id, rec.camera_id, rec.track_id, rec.frame_seq)
-    assert (hub.outcome, hub.reasons, hub.model_name, hub.model_version) == \
-           (rec.outcome, rec.reasons, rec.model_name, rec.model_version)
+    assert (hub.id, hub.part_id, hub.line_id, hub.camera_id, hub.track_id, hub.frame_seq) == (
+        rec.id,
+        rec.part_id,
+        rec.line_id,
+        rec.camera_id,
+        rec.track_id,
+        rec.frame_seq,
+    )
+    assert (hub.outcome, hub.reasons, hub.model_name, hub.model_version) == (
+        rec.outcome,
+        rec.reasons,
+        rec.model_name,
+        rec.model_version,
+    )
     assert (hub.crop_width, hub.crop_height, hub.board_xyxy) == (rec.crop_width, rec.crop_height, rec.board_xyxy)
     assert hub.captured_at == rec.captured_at
     assert hub.evidence_sha256 == rec.evidence_sha256
     assert hub.boxes == rec.boxes  # box ids are not compared
 
 
-def test_hub_stores_edge_inspections_with_their_evidence_once(settings: NatsSettings, edge: Side,
-                                                              hub_side: Side) -> None:
+def test_hub_stores_edge_inspections_with_their_evidence_once(
+    settings: NatsSettings, edge: Side, hub_side: Side
+) -> None:
     records, events = inspect_on_edge(edge)
     inspected = [e for e in events if e.type == "part.inspected"]
     data = inspected[0].cloudevent()["data"]
@@ -217,7 +248,8 @@ def test_hub_stores_edge_inspections_with_their_evidence_once(settings: NatsSett
 
 
 def test_rows_come_even_after_a_crash_between_storing_the_events_and_their_inspections(
-        settings: NatsSettings, edge: Side, hub_side: Side) -> None:
+    settings: NatsSettings, edge: Side, hub_side: Side
+) -> None:
     records, events = inspect_on_edge(edge)
     forward(edge, settings)
     hub_side.log.ingest(events)  # as if the hub crashed after storing the events, before its projection and acks
@@ -227,8 +259,7 @@ def test_rows_come_even_after_a_crash_between_storing_the_events_and_their_inspe
     assert [s.id for s in stored(hub_side)] == [r.id for r in sorted(records, key=lambda r: r.part_id)]
 
 
-def test_an_image_that_arrives_late_is_fetched_on_a_retry(settings: NatsSettings, edge: Side,
-                                                           hub_side: Side) -> None:
+def test_an_image_that_arrives_late_is_fetched_on_a_retry(settings: NatsSettings, edge: Side, hub_side: Side) -> None:
     _, first = inspect_on_edge(edge, n=2)
     late, events = inspect_on_edge(edge, n=1, start=2, keep_evidence=False)  # its JPEG is not on the edge's disk
     forwarder = forward(edge, settings)
@@ -253,7 +284,8 @@ def test_an_image_that_arrives_late_is_fetched_on_a_retry(settings: NatsSettings
 
 
 def test_hub_api_lists_inspections_serves_evidence_and_reviews_without_touching_edge_streams(
-        settings: NatsSettings, edge: Side, hub_side: Side) -> None:
+    settings: NatsSettings, edge: Side, hub_side: Side
+) -> None:
     records, _ = inspect_on_edge(edge)
     forward(edge, settings)
     with running_hub(hub_side, settings) as (_, projection):
@@ -261,16 +293,18 @@ def test_hub_api_lists_inspections_serves_evidence_and_reviews_without_touching_
 
     sync = SyncService(hub_side.log, hub_side.twins, SyncSettings(edge_id="hub"))
     tokens = TokenStore(hub_side.db)
-    app = create_app(Services(engine=None, sync=sync, tokens=tokens, inspections=hub_side.store,
-                              class_names=CLASSES, review_events=False))
+    app = create_app(
+        Services(
+            engine=None, sync=sync, tokens=tokens, inspections=hub_side.store, class_names=CLASSES, review_events=False
+        )
+    )
     head = hub_side.log.head
     with TestClient(app, headers=bearer_for(tokens, "qa")) as client:
         page = client.get("/api/v1/inspections").json()
         assert sorted(i["id"] for i in page["items"]) == sorted(r.id for r in records)
         fail = next(r for r in records if r.outcome is Outcome.FAIL)
         detail = client.get(f"/api/v1/inspections/{fail.id}").json()
-        assert detail["verdict"] == "fail" and detail["crop"] == {"width": fail.crop_width,
-                                                                  "height": fail.crop_height}
+        assert detail["verdict"] == "fail" and detail["crop"] == {"width": fail.crop_width, "height": fail.crop_height}
         assert [b["xyxy"] for b in detail["boxes"]] == [list(b.xyxy) for b in fail.boxes]
         r = client.get(f"/api/v1/inspections/{fail.id}/evidence.jpg")
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"

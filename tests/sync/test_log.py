@@ -112,8 +112,12 @@ while True:
 def test_kill_9_mid_flood_keeps_the_log_gap_free_and_reopenable(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     open_database(url).dispose()
-    proc = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, url], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_WRITER, url],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if int(line) > 3000:

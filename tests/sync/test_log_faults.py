@@ -78,8 +78,7 @@ def test_a_full_queue_refuses_at_once_and_never_accepts_what_it_would_lose(db: E
     log.stop()
 
 
-def test_stop_while_the_disk_is_full_gives_up_after_the_grace_and_counts(db: Engine,
-                                                                           caplog: pytest.LogCaptureFixture):
+def test_stop_while_the_disk_is_full_gives_up_after_the_grace_and_counts(db: Engine, caplog: pytest.LogCaptureFixture):
     full = DiskFull(db)
     full.on = True
     log = EventLog(db, retry_s=(0.01, 0.05), grace_s=0.3)

@@ -51,8 +51,9 @@ class Subscriber:
         self.messages: list[Message] = []
         self.sessions: list[bool] = []  # session_present of each CONNACK
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=clean_session)
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
+        )
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)  # type: ignore[arg-type]  # floats work
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self.subscribed.set()
@@ -181,8 +182,9 @@ time.sleep(120)
 def test_last_will_says_offline(tmp_path: Path, names: tuple[str, str], how: str) -> None:
     prefix, edge = names
     status = f"{prefix}/edges/{edge}/status"
-    edge_proc = subprocess.Popen([sys.executable, "-c", EDGE_PROCESS, f"sqlite:///{tmp_path / 'edge.db'}",
-                                  prefix, edge], cwd=REPO)
+    edge_proc = subprocess.Popen(
+        [sys.executable, "-c", EDGE_PROCESS, f"sqlite:///{tmp_path / 'edge.db'}", prefix, edge], cwd=REPO
+    )
     try:
         with Subscriber(SHARED_PORT, [status]) as sub:
             assert wait_until(lambda: state_of(sub.on(status)) == "online", 20), "the edge never said online"
@@ -210,10 +212,12 @@ class PrivateBroker:
         self.port, self.root = free_port(), root
         self.conf = root / "mosquitto.conf"
         user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
-                             "persistence true\n"
-                             f"persistence_location {root}/\nautosave_interval 1\nmax_queued_messages 100000\n"
-                             f"log_dest file {root}/mosquitto.log\n{user}")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
+            "persistence true\n"
+            f"persistence_location {root}/\nautosave_interval 1\nmax_queued_messages 100000\n"
+            f"log_dest file {root}/mosquitto.log\n{user}"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -223,10 +227,11 @@ class PrivateBroker:
             with socket.socket() as s:
                 return s.connect_ex((HOST, self.port)) == 0
 
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if not wait_until(listening, 10, 0.05):
-            log = (self.root / "mosquitto.log")
+            log = self.root / "mosquitto.log"
             pytest.fail(f"mosquitto did not start on {self.port}: {log.read_text() if log.exists() else ''}")
 
     def stop(self) -> None:
@@ -267,8 +272,7 @@ def test_broker_stopped_30s_mid_run_loses_nothing(make_log: MakeLog, broker: Pri
             time.sleep(0.1)
 
     producer = threading.Thread(target=produce, daemon=True)
-    sub = Subscriber(broker.port, ["twinspect/#"], client_id=f"twin-engine-{uuid.uuid4().hex[:8]}",
-                     clean_session=False)
+    sub = Subscriber(broker.port, ["twinspect/#"], client_id=f"twin-engine-{uuid.uuid4().hex[:8]}", clean_session=False)
     with sub:
         fw.start()
         producer.start()

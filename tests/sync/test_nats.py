@@ -81,8 +81,9 @@ def forward(event_log: EventLog, settings: NatsSettings) -> NatsForwarder:
     return forwarder
 
 
-def assert_same_line(hub_log: EventLog, hub_twins: TwinStore, edge_log: EventLog, edge_twins: TwinStore,
-                     line: str) -> None:
+def assert_same_line(
+    hub_log: EventLog, hub_twins: TwinStore, edge_log: EventLog, edge_twins: TwinStore, line: str
+) -> None:
     """The hub holds exactly the edge's events of ``line`` (sequence 1..N, same bodies) and the same twin."""
     mine = [(e.sequence, e.id, e.body) for e in hub_log.iter_all(line=line)]
     theirs = [(e.sequence, e.id, e.body) for e in edge_log.iter_all(line=line)]
@@ -94,8 +95,9 @@ def assert_same_line(hub_log: EventLog, hub_twins: TwinStore, edge_log: EventLog
 KINDS = ("part.entered", "part.inspected", "part.exited")
 
 
-def test_forwarder_sends_each_event_once_and_republishing_adds_nothing(settings: NatsSettings,
-                                                                        open_log: OpenLog) -> None:
+def test_forwarder_sends_each_event_once_and_republishing_adds_nothing(
+    settings: NatsSettings, open_log: OpenLog
+) -> None:
     edge_log, _ = open_log("edge")
     events = edge_log.append([draft(KINDS[i % 3], i // 2, line=f"line-{i % 2 + 1}") for i in range(300)])
     first = forward(edge_log, settings)
@@ -120,10 +122,25 @@ def test_hub_merges_two_edge_processes(settings: NatsSettings, open_log: OpenLog
     hub.start()
     try:
         lines = ("line-a", "line-b")
-        procs = {line: subprocess.Popen(
-            [sys.executable, "-m", "tests.sync.jetstream", str(tmp_path / f"{line}.db"), line, "60", "7",
-             settings.model_dump_json()], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for line in lines}
+        procs = {
+            line: subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.sync.jetstream",
+                    str(tmp_path / f"{line}.db"),
+                    line,
+                    "60",
+                    "7",
+                    settings.model_dump_json(),
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for line in lines
+        }
         heads = {}
         for line, proc in procs.items():
             out, err = proc.communicate(timeout=60)
@@ -155,8 +172,13 @@ def test_hub_applies_an_event_sent_twice_once(settings: NatsSettings, open_log: 
         assert wait_until(lambda: hub_log.head == len(events), 10.0)
         head, twin = hub_log.head, hub_twins.document_text("line-1")
         again = events[5]  # re-sent with another Nats-Msg-Id (JetStream keeps it), then with its own (dropped)
-        dup = publish(settings, [(subject(settings, again), again.body.encode(), str(uuid.uuid4())),
-                                 (subject(settings, again), again.body.encode(), again.id)])
+        dup = publish(
+            settings,
+            [
+                (subject(settings, again), again.body.encode(), str(uuid.uuid4())),
+                (subject(settings, again), again.body.encode(), again.id),
+            ],
+        )
         assert dup == [False, True]
         assert len(stream_contents(settings)) == len(events) + 1
         assert wait_until(lambda: hub.duplicates == 1, 10.0)
@@ -207,8 +229,9 @@ def test_hub_after_a_crash_gets_unacked_events_again_in_order(settings: NatsSett
     forward(edge_log, settings)
 
     async def crash(nc: Client) -> None:  # a hub that fetched 8 messages, stored the first 5, died before acking
-        sub = await nc.jetstream().pull_subscribe(f"{settings.subject_prefix}.>", durable=settings.durable,
-                                                  stream=settings.stream)
+        sub = await nc.jetstream().pull_subscribe(
+            f"{settings.subject_prefix}.>", durable=settings.durable, stream=settings.stream
+        )
         msgs = await sub.fetch(8, timeout=5)
         assert [Event.from_body(m.data).id for m in msgs] == [e.id for e in more[:8]]
         hub_log.ingest(Event.from_body(m.data) for m in msgs[:5])
@@ -225,8 +248,7 @@ def test_hub_after_a_crash_gets_unacked_events_again_in_order(settings: NatsSett
     assert_same_line(hub_log, hub_twins, edge_log, edge_twins, "line-1")
 
 
-def test_hub_puts_a_line_back_in_order_and_gives_up_on_a_lost_event(settings: NatsSettings,
-                                                                    open_log: OpenLog) -> None:
+def test_hub_puts_a_line_back_in_order_and_gives_up_on_a_lost_event(settings: NatsSettings, open_log: OpenLog) -> None:
     drafts = [draft("part.entered", i, line="line-1") for i in range(5)]
     events = [Event.from_draft(d, 0, n + 1) for n, d in enumerate(drafts)]
     hub_log, _ = open_log("hub")
@@ -255,14 +277,17 @@ def test_hub_terminates_malformed_messages_and_goes_on(settings: NatsSettings, o
     bad_data = Event.from_draft(Draft("part.inspected", "line-1", "/edge", {"verdict": "maybe"}), 0, 2)
     prefix = f"{settings.subject_prefix}.line-1"
     create_stream(settings)
-    publish(settings, [
-        (subject(settings, good[0]), good[0].body.encode(), good[0].id),
-        (f"{prefix}.part.entered", b"not json at all", "m1"),
-        (f"{prefix}.part.entered", b'{"specversion": "1.0", "type": "io.twinspect.part.entered"}', "m2"),
-        (f"{prefix}.part.entered", json.dumps({**good[1].cloudevent(), "type": "io.other.thing"}).encode(), "m3"),
-        (subject(settings, bad_data), bad_data.body.encode(), bad_data.id),  # sequence 2 with invalid data
-        (subject(settings, good[2]), good[2].body.encode(), good[2].id),  # sequence 3: not held for 2
-    ])
+    publish(
+        settings,
+        [
+            (subject(settings, good[0]), good[0].body.encode(), good[0].id),
+            (f"{prefix}.part.entered", b"not json at all", "m1"),
+            (f"{prefix}.part.entered", b'{"specversion": "1.0", "type": "io.twinspect.part.entered"}', "m2"),
+            (f"{prefix}.part.entered", json.dumps({**good[1].cloudevent(), "type": "io.other.thing"}).encode(), "m3"),
+            (subject(settings, bad_data), bad_data.body.encode(), bad_data.id),  # sequence 2 with invalid data
+            (subject(settings, good[2]), good[2].body.encode(), good[2].id),  # sequence 3: not held for 2
+        ],
+    )
     hub_log, _ = open_log("hub")
     hub = Hub(hub_log, settings, fetch_timeout_s=0.3)  # gap_wait_s stays 60: the test would time out
     hub.start()

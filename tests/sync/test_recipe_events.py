@@ -27,9 +27,19 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 
 def _verdict(reference: ReferenceInfo | None) -> Verdict:
     dets = Detections(np.array([[1, 2, 30, 40]], np.float32), np.array([0.9], np.float32), np.array([0]), ("open",))
-    return Verdict(part_id="run-cam1-3-10", camera_id="cam1", track_id=3, outcome=Outcome.FAIL, defects=dets,
-                   crop=np.zeros((64, 64, 3), np.uint8), board_xyxy=np.array([0, 0, 64, 64], np.float32),
-                   frame_seq=10, t_capture=1.0, reasons=("open 0.90",), reference=reference)
+    return Verdict(
+        part_id="run-cam1-3-10",
+        camera_id="cam1",
+        track_id=3,
+        outcome=Outcome.FAIL,
+        defects=dets,
+        crop=np.zeros((64, 64, 3), np.uint8),
+        board_xyxy=np.array([0, 0, 64, 64], np.float32),
+        frame_seq=10,
+        t_capture=1.0,
+        reasons=("open 0.90",),
+        reference=reference,
+    )
 
 
 def _recorder(log: EventLog, twins: TwinStore) -> EngineRecorder:
@@ -46,14 +56,21 @@ def test_part_inspected_carries_the_recipe_golden_and_alignment_score(make_log: 
     done = Inspected(_verdict(ReferenceInfo("pcb-a", SHA_A, 0.93456, True)), None, 3, 0.05, 1_790_000_000.0)
     body = rec.inspected_draft(done, None).envelope(1)
     assert {k: body["data"][k] for k in ("recipe", "golden_sha256", "alignment_score")} == {
-        "recipe": "pcb-a", "golden_sha256": SHA_A, "alignment_score": 0.9346}
+        "recipe": "pcb-a",
+        "golden_sha256": SHA_A,
+        "alignment_score": 0.9346,
+    }
     assert _valid("part.inspected", json.loads(dumps(body))) == []
-    failed = rec.inspected_draft(replace(done, verdict=_verdict(ReferenceInfo("pcb-a", SHA_A, math.nan, False))),
-                                 None).envelope(2)
+    failed = rec.inspected_draft(
+        replace(done, verdict=_verdict(ReferenceInfo("pcb-a", SHA_A, math.nan, False))), None
+    ).envelope(2)
     assert failed["data"]["alignment_score"] is None and "NaN" not in dumps(failed)  # never invalid JSON
     plain = rec.inspected_draft(replace(done, verdict=_verdict(None)), None).envelope(3)
     assert (plain["data"]["recipe"], plain["data"]["golden_sha256"], plain["data"]["alignment_score"]) == (
-        None, None, None)
+        None,
+        None,
+        None,
+    )
     assert _valid("part.inspected", json.loads(dumps(plain))) == []
     assert _valid("part.inspected", {**body, "data": {**body["data"], "golden_sha256": "not-a-sha"}}) != []
 
@@ -63,14 +80,22 @@ def test_line_recipe_changed_validates_and_the_twin_shows_recipe_and_golden(make
     change = line_recipe_draft("line-1", "/twinspect/edge-1", "pcb-a", None, SHA_A, "ml-eng")
     assert _valid("line.recipe_changed", change.envelope(1)) == []
     assert _valid("line.recipe_changed", {**change.envelope(1), "data": {"line_id": "line-1"}}) != []
-    inspected = draft("part.inspected", 1, verdict="fail", recipe="pcb-a", golden_sha256=SHA_A,
-                      alignment_score=0.91)
+    inspected = draft("part.inspected", 1, verdict="fail", recipe="pcb-a", golden_sha256=SHA_A, alignment_score=0.91)
     log.append([change, inspected])
     recipe = json.loads(twins.document_text("line-1")[1])["features"]["recipe"]["properties"]
     assert (recipe["name"], recipe["goldenSha256"], recipe["changedBy"], recipe["previous"]) == (
-        "pcb-a", SHA_A, "ml-eng", None)
-    assert recipe["lastInspection"] == {"partId": "p1", "recipe": "pcb-a", "goldenSha256": SHA_A,
-                                        "alignmentScore": 0.91, "time": inspected.time}
+        "pcb-a",
+        SHA_A,
+        "ml-eng",
+        None,
+    )
+    assert recipe["lastInspection"] == {
+        "partId": "p1",
+        "recipe": "pcb-a",
+        "goldenSha256": SHA_A,
+        "alignmentScore": 0.91,
+        "time": inspected.time,
+    }
     items = json.loads(twins.document_text("line-1")[1])["features"]["recentParts"]["properties"]["items"]
     assert items[0]["recipe"] == "pcb-a"
     assert twins.line_recipe("line-1") == ("pcb-a", SHA_A) and twins.line_recipe("line-9") == (None, None)
@@ -106,13 +131,24 @@ def test_the_recorder_announces_the_configured_recipe_only_when_it_differs(make_
         log.stop()
     events = [e.cloudevent()["data"] for e in log.iter_all() if e.type == "line.recipe_changed"]
     assert [(d["recipe"], d["previous"], d["golden_sha256"], d["changed_by"]) for d in events] == [
-        ("pcb-a", None, SHA_A, "config"), ("pcb-a", "pcb-a", SHA_B, "config"), (None, "pcb-a", None, "config")]
+        ("pcb-a", None, SHA_A, "config"),
+        ("pcb-a", "pcb-a", SHA_B, "config"),
+        (None, "pcb-a", None, "config"),
+    ]
     assert twins.line_recipe("line-1") == (None, None)
 
 
 def test_the_hub_copy_of_an_inspection_keeps_its_golden():
-    body = draft("part.inspected", 4, verdict="fail", recipe="pcb-a", golden_sha256=SHA_A, alignment_score=0.88,
-                 evidence_sha256=SHA_B, crop={"width": 64, "height": 48}).envelope(1)
+    body = draft(
+        "part.inspected",
+        4,
+        verdict="fail",
+        recipe="pcb-a",
+        golden_sha256=SHA_A,
+        alignment_score=0.88,
+        evidence_sha256=SHA_B,
+        crop={"width": 64, "height": 48},
+    ).envelope(1)
     rec = inspection_record(Event.from_body(dumps(body)))
     assert rec is not None and (rec.recipe, rec.golden_sha256, rec.alignment_score) == ("pcb-a", SHA_A, 0.88)
     old = draft("part.inspected", 5, evidence_sha256=SHA_B, crop={"width": 64, "height": 48})  # an older edge

@@ -15,12 +15,21 @@ MakeLog = Callable[[], tuple[EventLog, TwinStore]]
 
 def test_known_answers_of_a_short_story(make_log: MakeLog):
     log, twins = make_log()
-    log.append([
-        draft("model.activated", 3), draft("camera.online", 0), draft("line.started", 0),
-        draft("part.entered", 1), draft("part.inspected", 1, verdict="fail"), draft("part.exited", 1),
-        draft("part.entered", 2), draft("part.inspected", 2), draft("part.entered", 3),
-        draft("part.uninspected", 3), draft("review.corrected", 1),
-    ])
+    log.append(
+        [
+            draft("model.activated", 3),
+            draft("camera.online", 0),
+            draft("line.started", 0),
+            draft("part.entered", 1),
+            draft("part.inspected", 1, verdict="fail"),
+            draft("part.exited", 1),
+            draft("part.entered", 2),
+            draft("part.inspected", 2),
+            draft("part.entered", 3),
+            draft("part.uninspected", 3),
+            draft("review.corrected", 1),
+        ]
+    )
     revision, text = twins.document_text("line-1")
     doc = json.loads(text)
     assert revision == doc["revision"] == 11 and doc["thingId"] == "twinspect:line-1"

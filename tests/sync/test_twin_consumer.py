@@ -24,8 +24,21 @@ CONSUMER = REPO / "examples" / "twin_consumer.py"
 
 
 def consumer(server: FloodProcess, state: Path, *args: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, str(CONSUMER), "--url", server.url, "--line", "line-1", "--state", str(state),
-           "--max-backoff", "0.5", "--save-every", "200", *args]
+    cmd = [
+        sys.executable,
+        str(CONSUMER),
+        "--url",
+        server.url,
+        "--line",
+        "line-1",
+        "--state",
+        str(state),
+        "--max-backoff",
+        "0.5",
+        "--save-every",
+        "200",
+        *args,
+    ]
     env = {**os.environ, "TWINSPECT_TOKEN": server.token}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -62,8 +75,9 @@ def test_consumer_resumes_from_its_state_and_survives_a_server_kill(tmp_path: Pa
         server.start()
         code, out, err = finish(proc)
         twin_now = httpx.get(server.url + "/api/v1/twin/line-1", headers=server.headers, timeout=10)
-        twin_at = httpx.get(server.url + "/api/v1/twin/line-1", params={"at": total}, headers=server.headers,
-                            timeout=10)
+        twin_at = httpx.get(
+            server.url + "/api/v1/twin/line-1", params={"at": total}, headers=server.headers, timeout=10
+        )
     finally:
         server.stop()
     assert code == 0, (out, err)

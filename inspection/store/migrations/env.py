@@ -15,8 +15,9 @@ from inspection.store.models import Base
 def _run(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
     # open_database makes SQLAlchemy emit BEGIN itself, so DDL on SQLite is transactional too
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=sqlite,
-                      transactional_ddl=True)
+    context.configure(
+        connection=connection, target_metadata=Base.metadata, render_as_batch=sqlite, transactional_ddl=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

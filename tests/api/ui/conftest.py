@@ -42,5 +42,3 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
 def ref_page(browser: Any, ref_server: Server) -> Iterator[Any]:
     with opened(browser, ref_server.url) as pg:
         yield pg
-
-

@@ -61,17 +61,57 @@ class FakeLive:
     def stop(self) -> None: ...
 
     def status(self) -> dict[str, Any]:
-        cams = [{"camera_id": "cam1", "state": "running", "online": True, "fps": 24.8, "frames_in": 18231,
-                 "dropped": 3, "reconnects": 0, "last_error": None},
-                {"camera_id": "cam2", "state": "reconnecting", "online": False, "fps": 0.0, "frames_in": 9120,
-                 "dropped": 0, "reconnects": 4, "last_error": "connection refused"}]
-        recent = [{"part_id": it.part_id, "camera_id": it.camera_id, "outcome": it.outcome.value,
-                   "defects": [{"class_name": b.class_name, "confidence": b.confidence} for b in it.boxes],
-                   "reasons": list(it.reasons), "board": None, "t_wall": 0.0} for it in self.items]
-        return {"line_id": "line-1", "line_state": "running", "cameras": cams, "recent": recent,
-                "health": {"ready": not self.faults, "faults": list(self.faults)},
-                "counters": {"boards_seen": 412, "inspected": 409, "uninspected": 3, "coverage": 409 / 412,
-                             "pass": 371, "fail": 30, "uncertain": 8, "fps": 24.8}}
+        cams = [
+            {
+                "camera_id": "cam1",
+                "state": "running",
+                "online": True,
+                "fps": 24.8,
+                "frames_in": 18231,
+                "dropped": 3,
+                "reconnects": 0,
+                "last_error": None,
+            },
+            {
+                "camera_id": "cam2",
+                "state": "reconnecting",
+                "online": False,
+                "fps": 0.0,
+                "frames_in": 9120,
+                "dropped": 0,
+                "reconnects": 4,
+                "last_error": "connection refused",
+            },
+        ]
+        recent = [
+            {
+                "part_id": it.part_id,
+                "camera_id": it.camera_id,
+                "outcome": it.outcome.value,
+                "defects": [{"class_name": b.class_name, "confidence": b.confidence} for b in it.boxes],
+                "reasons": list(it.reasons),
+                "board": None,
+                "t_wall": 0.0,
+            }
+            for it in self.items
+        ]
+        return {
+            "line_id": "line-1",
+            "line_state": "running",
+            "cameras": cams,
+            "recent": recent,
+            "health": {"ready": not self.faults, "faults": list(self.faults)},
+            "counters": {
+                "boards_seen": 412,
+                "inspected": 409,
+                "uninspected": 3,
+                "coverage": 409 / 412,
+                "pass": 371,
+                "fail": 30,
+                "uncertain": 8,
+                "fps": 24.8,
+            },
+        }
 
     def latest_jpeg(self, camera_id: str) -> bytes | None:
         return self.frame if camera_id in ("cam1", "cam2") else None
@@ -175,5 +215,3 @@ def wait_for_board(page: Any, inspection_id: str | None = None) -> str:
 def wait_for_next(page: Any, previous: str) -> str:
     page.wait_for_function("id => !location.pathname.endsWith(id)", arg=previous)
     return wait_for_board(page)
-
-

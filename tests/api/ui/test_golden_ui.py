@@ -25,21 +25,24 @@ from tests.api.ui.support import (
 
 
 def stage_transforms(page: Any) -> list[str]:
-    return page.evaluate("[...document.querySelectorAll('#viewport .stage, #golden-viewport .stage')]"
-                         ".map(s => s.style.transform)")
+    return page.evaluate(
+        "[...document.querySelectorAll('#viewport .stage, #golden-viewport .stage')].map(s => s.style.transform)"
+    )
 
 
 def open_board(page: Any, server: Server, inspection_id: str) -> None:
     sign_in_api(page, server)
     page.goto(f"/review/{inspection_id}")
     wait_for_board(page, inspection_id)
-    page.wait_for_function("() => [...document.querySelectorAll('#panes img[src]')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#panes img[src]')].every(i => i.complete && i.naturalWidth > 0)"
+    )
 
 
 def diff_pixels(page: Any, points: list[tuple[int, int]], keep_out: list[tuple[int, int, int, int]]) -> Any:
     """RGBA of the difference layer at ``points``, and how many coloured pixels lie outside ``keep_out``."""
-    return page.evaluate("""([pts, rects]) => {
+    return page.evaluate(
+        """([pts, rects]) => {
         const c = document.querySelector('#viewport .stage canvas.diff');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         const at = ([x, y]) => [...d.slice(4 * (y * c.width + x), 4 * (y * c.width + x) + 4)];
@@ -49,7 +52,9 @@ def diff_pixels(page: Any, points: list[tuple[int, int]], keep_out: list[tuple[i
             if (d[i] > 0 && !rects.some(([x1, y1, x2, y2]) => x >= x1 && x <= x2 && y >= y1 && y <= y2)) stray++;
         }
         return { at: pts.map(at), stray };
-    }""", [points, keep_out])
+    }""",
+        [points, keep_out],
+    )
 
 
 def screen_pixel(page: Any, xy: tuple[int, int]) -> tuple[int, int, int]:
@@ -61,8 +66,9 @@ def screen_pixel(page: Any, xy: tuple[int, int]) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def test_the_golden_board_zooms_and_pans_with_the_board_and_shows_the_difference(ref_page: Any,
-                                                                               ref_server: Server) -> None:
+def test_the_golden_board_zooms_and_pans_with_the_board_and_shows_the_difference(
+    ref_page: Any, ref_server: Server
+) -> None:
     page, ref = ref_page, ref_server.ref
     assert ref is not None
     open_board(page, ref_server, ref.aligned_id)
@@ -70,8 +76,9 @@ def test_the_golden_board_zooms_and_pans_with_the_board_and_shows_the_difference
     assert ref.golden_sha256 in (page.get_attribute("#golden-sha", "title") or "")
     assert "0.973" in (page.text_content("#alignment-score") or "") and not page.is_visible("#unaligned-note")
     assert page.locator("#viewport rect.box").count() == 2 and page.locator("#golden-viewport rect.ghost").count() == 2
-    tested, golden, panel, info = (page.locator(s).bounding_box() for s in
-                                   ("#viewport", "#golden-viewport", ".panel", "#golden-info"))
+    tested, golden, panel, info = (
+        page.locator(s).bounding_box() for s in ("#viewport", "#golden-viewport", ".panel", "#golden-info")
+    )
     assert tested["x"] + tested["width"] <= golden["x"] and golden["x"] + golden["width"] <= panel["x"]
     assert abs(tested["width"] - golden["width"]) < 1 and abs(tested["y"] - golden["y"]) < 1
     assert tested["width"] > 420 and tested["height"] > 420 and info["y"] + info["height"] <= tested["y"]
@@ -143,8 +150,11 @@ def test_an_unaligned_board_shows_its_golden_with_a_note_and_no_difference(ref_p
 def test_a_plain_board_shows_no_golden_panel(ref_page: Any, ref_server: Server) -> None:
     page, ref = ref_page, ref_server.ref
     assert ref is not None
-    plain = next(it for it in ref_server.store.list(limit=10).items if it.golden_sha256 is None and it.boxes
-                 and it.outcome is Outcome.UNCERTAIN)
+    plain = next(
+        it
+        for it in ref_server.store.list(limit=10).items
+        if it.golden_sha256 is None and it.boxes and it.outcome is Outcome.UNCERTAIN
+    )
     open_board(page, ref_server, plain.id)
     page.wait_for_selector("#viewport rect.box")
     for hidden in ("#golden-pane", "#golden-info", "#toggle-diff", "#board-caption"):
@@ -161,4 +171,3 @@ def test_a_plain_board_shows_no_golden_panel(ref_page: Any, ref_server: Server) 
     wait_for_board(page, plain.id)
     page.wait_for_selector("#golden-pane", state="hidden")
     assert abs(page.locator("#viewport").bounding_box()["width"] - tested["width"]) < 2
-

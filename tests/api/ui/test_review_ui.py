@@ -111,7 +111,10 @@ def test_review_three_boards_with_the_keyboard(page: Any, server: Server) -> Non
     # the database
     after = {i: server.store.get(i) for i in (first, second, third)}
     assert [after[i].review_status for i in (first, second, third)] == [
-        ReviewStatus.CONFIRMED, ReviewStatus.REJECTED, ReviewStatus.CORRECTED]
+        ReviewStatus.CONFIRMED,
+        ReviewStatus.REJECTED,
+        ReviewStatus.CORRECTED,
+    ]
     assert all(a.reviewed_by == "alice" for a in after.values())
     assert after[second].outcome is Outcome.PASS and after[third].outcome is Outcome.FAIL
     assert [b.class_name for b in after[third].boxes if b.class_name == new_class]
@@ -125,8 +128,10 @@ def test_review_three_boards_with_the_keyboard(page: Any, server: Server) -> Non
     datas = {json.loads(e.body)["data"]["inspection_id"]: json.loads(e.body)["data"] for e in events}
     assert set(datas) == changed
     assert datas[second]["before"] == before[second].outcome.value and datas[second]["after"] == "pass"
-    corrected = sum(json.loads(sync.twins.document_text(line)[1])["features"]["counters"]["properties"]["corrected"]
-                    for line in sync.twins.lines())
+    corrected = sum(
+        json.loads(sync.twins.document_text(line)[1])["features"]["counters"]["properties"]["corrected"]
+        for line in sync.twins.lines()
+    )
     assert corrected == len(changed)
     assert time.monotonic() - t0 < 45
 
@@ -134,8 +139,10 @@ def test_review_three_boards_with_the_keyboard(page: Any, server: Server) -> Non
 def test_filters_land_in_the_url_and_survive_reload(page: Any, server: Server) -> None:
     sign_in_api(page, server)
     # pages of 10 instead of 50, so that "load more" has something to load
-    page.route(re.compile(r"/api/v1/inspections\?"),
-               lambda route: route.continue_(url=route.request.url.replace("limit=50", "limit=10")))
+    page.route(
+        re.compile(r"/api/v1/inspections\?"),
+        lambda route: route.continue_(url=route.request.url.replace("limit=50", "limit=10")),
+    )
     page.goto("/?review_status=all")  # other tests review some boards: all 30, whatever their status
     page.wait_for_selector("#queue a.row")
     assert len(read_queue(page)) == 10
@@ -152,8 +159,10 @@ def test_filters_land_in_the_url_and_survive_reload(page: Any, server: Server) -
     page.fill("#f-camera", "cam2")
     page.press("#f-camera", "Enter")
     page.wait_for_url(re.compile(r"verdict=fail.*camera=cam2|camera=cam2.*verdict=fail"))
-    page.wait_for_function("() => [...document.querySelectorAll('#queue a.row')].every(a => "
-                           "a.classList.contains('fail') && a.textContent.includes('cam2'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#queue a.row')].every(a => "
+        "a.classList.contains('fail') && a.textContent.includes('cam2'))"
+    )
     rows = read_queue(page)
     assert rows and all(r["verdict"] == "fail" for r in rows)
     page.reload()
@@ -178,8 +187,12 @@ def test_pages_fit_1366x768_with_labelled_controls(page: Any, server: Server, pa
         path = f"/review/{server.store.list(limit=1).items[0].id}"
     page.goto(path)
     page.wait_for_selector("#top #whoami")
-    ready = {"/": "#queue a.row", "/live": "#cameras figure img", "/models": ".model-card",
-             "/dashboard?range=all&bucket=minute": "#pareto svg rect"}
+    ready = {
+        "/": "#queue a.row",
+        "/live": "#cameras figure img",
+        "/models": ".model-card",
+        "/dashboard?range=all&bucket=minute": "#pareto svg rect",
+    }
     page.wait_for_selector(ready.get(path, "#viewport rect.box"))
     if path == "/live":
         page.wait_for_selector("#cam-cam2 .badge.offline")
@@ -209,9 +222,11 @@ def test_a_board_reviewed_by_someone_else_shows_409_state(page: Any, server: Ser
     page.goto(f"/review/{target}?verdict=fail")
     wait_for_board(page, target)
     version = server.store.get(target).version
-    r = page.context.request.post(f"{server.url}/api/v1/inspections/{target}/review",
-                                  data={"action": "confirm", "version": version},
-                                  headers={"Authorization": f"Bearer {server.bob}"})
+    r = page.context.request.post(
+        f"{server.url}/api/v1/inspections/{target}/review",
+        data={"action": "confirm", "version": version},
+        headers={"Authorization": f"Bearer {server.bob}"},
+    )
     assert r.ok, r.text()
     page.keyboard.press("c")
     page.wait_for_selector("#conflict:has-text('bob')")
@@ -269,8 +284,7 @@ def test_zoom_draw_a_missed_box_and_reject_one_box(page: Any, server: Server) ->
 
 def test_clearing_a_filtered_queue_ends_on_queue_cleared(page: Any, server: Server) -> None:
     query = "?verdict=fail&line=line-2&camera=cam2"
-    flt = InspectionFilter(outcome=Outcome.FAIL, review_status=ReviewStatus.PENDING, line_id="line-2",
-                           camera_id="cam2")
+    flt = InspectionFilter(outcome=Outcome.FAIL, review_status=ReviewStatus.PENDING, line_id="line-2", camera_id="cam2")
     ids = {it.id for it in server.store.list(flt).items}
     assert len(ids) == 2
     sign_in_api(page, server)
@@ -291,6 +305,3 @@ def test_clearing_a_filtered_queue_ends_on_queue_cleared(page: Any, server: Serv
 
 
 # ---------------------------------------------------------------- the golden board beside the tested one
-
-
-

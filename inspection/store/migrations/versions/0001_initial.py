@@ -52,8 +52,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inspections")),
         sa.UniqueConstraint("part_id", name=op.f("uq_inspections_part_id")),
         sa.CheckConstraint("outcome IN ('pass', 'fail', 'uncertain')", name=op.f("ck_inspections_outcome")),
-        sa.CheckConstraint("review_status IN ('pending', 'confirmed', 'rejected', 'corrected')",
-                           name=op.f("ck_inspections_review_status")),
+        sa.CheckConstraint(
+            "review_status IN ('pending', 'confirmed', 'rejected', 'corrected')",
+            name=op.f("ck_inspections_review_status"),
+        ),
     )
     op.create_index("ix_inspections_queue", "inspections", ["outcome", "review_status", "created_at", "id"])
     op.create_index("ix_inspections_line_created", "inspections", ["line_id", "created_at", "id"])
@@ -72,8 +74,9 @@ def upgrade() -> None:
         sa.Column("class_name", sa.String(100), nullable=False),
         sa.Column("source", sa.String(16), server_default=sa.text("'model'"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_boxes")),
-        sa.ForeignKeyConstraint(["inspection_id"], ["inspections.id"], ondelete="CASCADE",
-                                name=op.f("fk_boxes_inspection_id_inspections")),
+        sa.ForeignKeyConstraint(
+            ["inspection_id"], ["inspections.id"], ondelete="CASCADE", name=op.f("fk_boxes_inspection_id_inspections")
+        ),
         sa.CheckConstraint("source IN ('model', 'review')", name=op.f("ck_boxes_source")),
     )
     op.create_index("ix_boxes_inspection_id", "boxes", ["inspection_id"])
@@ -82,7 +85,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_boxes_inspection_id", table_name="boxes")
     op.drop_table("boxes")
-    for name in ("ix_inspections_created", "ix_inspections_camera_created", "ix_inspections_line_created",
-                 "ix_inspections_queue"):
+    for name in (
+        "ix_inspections_created",
+        "ix_inspections_camera_created",
+        "ix_inspections_line_created",
+        "ix_inspections_queue",
+    ):
         op.drop_index(name, table_name="inspections")
     op.drop_table("inspections")

@@ -37,13 +37,13 @@ _INDEXES = {
 
 
 def upgrade() -> None:
-    op.add_column("inspections", sa.Column("max_confidence", sa.Float(), server_default=sa.text("0"),
-                                           nullable=False))
-    op.add_column("inspections", sa.Column("risk_rank", sa.SmallInteger(), server_default=sa.text("2"),
-                                           nullable=False))
+    op.add_column("inspections", sa.Column("max_confidence", sa.Float(), server_default=sa.text("0"), nullable=False))
+    op.add_column("inspections", sa.Column("risk_rank", sa.SmallInteger(), server_default=sa.text("2"), nullable=False))
     op.add_column("boxes", sa.Column("rejected", sa.Boolean(), server_default=sa.false(), nullable=False))
-    op.execute("UPDATE inspections SET max_confidence = COALESCE("
-               "(SELECT MAX(b.confidence) FROM boxes b WHERE b.inspection_id = inspections.id), 0)")
+    op.execute(
+        "UPDATE inspections SET max_confidence = COALESCE("
+        "(SELECT MAX(b.confidence) FROM boxes b WHERE b.inspection_id = inspections.id), 0)"
+    )
     op.execute("UPDATE inspections SET risk_rank = CASE outcome WHEN 'uncertain' THEN 0 WHEN 'fail' THEN 1 ELSE 2 END")
     for name, (table, columns) in _INDEXES.items():
         op.create_index(name, table, columns)
@@ -59,10 +59,15 @@ def upgrade() -> None:
         sa.Column("after", _JSON, nullable=False),
         sa.Column("comment", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_review_audit")),
-        sa.ForeignKeyConstraint(["inspection_id"], ["inspections.id"], ondelete="CASCADE",
-                                name=op.f("fk_review_audit_inspection_id_inspections")),
-        sa.CheckConstraint("action IN ('confirm', 'reject', 'relabel', 'add_box', 'comment')",
-                           name=op.f("ck_review_audit_action")),
+        sa.ForeignKeyConstraint(
+            ["inspection_id"],
+            ["inspections.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_review_audit_inspection_id_inspections"),
+        ),
+        sa.CheckConstraint(
+            "action IN ('confirm', 'reject', 'relabel', 'add_box', 'comment')", name=op.f("ck_review_audit_action")
+        ),
     )
     op.create_index("ix_review_audit_inspection", "review_audit", ["inspection_id", "id"])
 

@@ -27,11 +27,14 @@ depends_on = None
 
 def _backfill(table: str, id_column: str, name_column: str) -> None:
     """Set ``id_column`` to the token id of ``name_column`` where exactly one token has that name."""
-    op.execute(sa.text(
-        f"UPDATE {table} SET {id_column} = "
-        f"(SELECT MIN(t.id) FROM api_tokens t WHERE t.name = {table}.{name_column}) "
-        f"WHERE {name_column} IS NOT NULL "
-        f"AND (SELECT COUNT(*) FROM api_tokens t WHERE t.name = {table}.{name_column}) = 1"))
+    op.execute(
+        sa.text(
+            f"UPDATE {table} SET {id_column} = "
+            f"(SELECT MIN(t.id) FROM api_tokens t WHERE t.name = {table}.{name_column}) "
+            f"WHERE {name_column} IS NOT NULL "
+            f"AND (SELECT COUNT(*) FROM api_tokens t WHERE t.name = {table}.{name_column}) = 1"
+        )
+    )
 
 
 def upgrade() -> None:
