@@ -1,4 +1,4 @@
-"""ruff and mypy stay clean over the product packages."""
+"""ruff (lint and format) and mypy stay clean over the product packages."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ PACKAGES = ["inspection", "camera", "sync", "api"]
 def test_ruff_is_clean():
     r = subprocess.run(
         [sys.executable, "-m", "ruff", "check", *PACKAGES, "tests", "bench", "examples"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format_is_applied():
+    r = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", *PACKAGES, "tests", "bench", "examples"],
         cwd=REPO,
         capture_output=True,
         text=True,
