@@ -8,9 +8,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from camera.errors import CameraError, FrameRejected, UnknownCamera
-from inspection.errors import DatasetError, ImageError, InspectionError, ModelError, RulesError
-from inspection.recipes.model import (
+from camera.errors import CameraError, FrameRejected, ImageError, UnknownCamera
+from inspection.core.errors import DatasetError, InspectionError, ModelError, RulesError
+from inspection.qa.review import InvalidReview, ReviewConflict, ReviewError
+from inspection.reference.recipes import (
     GoldenNotFound,
     GoldenSizeMismatch,
     GoldenTooLarge,
@@ -18,7 +19,6 @@ from inspection.recipes.model import (
     RecipeExists,
     RecipeNotFound,
 )
-from inspection.review import InvalidReview, ReviewConflict, ReviewError
 from inspection.store.errors import (
     DuplicateInspectionError,
     EvidenceNotFoundError,

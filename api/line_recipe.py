@@ -11,8 +11,8 @@ from __future__ import annotations
 from api.errors import Conflict, NotFound
 from api.schemas_recipes import LineRecipeOut
 from api.services import EngineView, Services
-from inspection.recipes.model import Recipe
-from inspection.recipes.store import RecipeStore
+from inspection.reference.recipe_store import RecipeStore
+from inspection.reference.recipes import Recipe
 from sync.recorder import line_recipe_draft
 
 

@@ -13,11 +13,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from camera.push import PushSource
-from inspection.annotate import draw
-from inspection.engine import Engine
+from inspection.pipeline.annotate import draw
+from inspection.pipeline.engine import Engine
+from inspection.pipeline.telemetry import Fault
+from inspection.pipeline.trigger import LineTriggerConfig
 from inspection.store import encode_jpeg
-from inspection.telemetry import Fault
-from inspection.trigger import LineTriggerConfig
 from sync.errors import UnknownLine
 from sync.log import EventLog
 from sync.twin import TwinStore

@@ -10,16 +10,17 @@ from sqlalchemy import Engine as DbEngine
 from api.settings import LineSettings, ModelSettings, Settings
 from camera.config import SimulatedCamera, build_source
 from camera.source import FrameSource
-from inspection.detections import Detector
-from inspection.engine import Engine, EngineConfig
-from inspection.errors import ModelError
-from inspection.models import concurrency, load_detector, model_input
-from inspection.recipes.model import RecipeNotFound
-from inspection.recipes.store import RecipeStore
-from inspection.reference_stage import ReferenceStage
-from inspection.registry import resolve_model_dir
+from inspection.core.detections import Detector
+from inspection.core.errors import ModelError
+from inspection.inference.cards import resolve_model_dir
+from inspection.inference.models import concurrency, load_detector, model_input
+from inspection.ml.datasets.boards import board_pool
+from inspection.pipeline.engine import Engine, EngineConfig
+from inspection.pipeline.reference_stage import ReferenceStage
+from inspection.pipeline.verdict_sink import ModelInfo
+from inspection.reference.recipe_store import RecipeStore
+from inspection.reference.recipes import RecipeNotFound
 from inspection.store import EvidenceStore, InspectionStore, open_database
-from inspection.verdict_sink import ModelInfo
 from sync.recorder import EngineRecorder
 from sync.service import SyncService
 
@@ -62,8 +63,8 @@ def open_recipes(settings: Settings, db: DbEngine | None = None) -> RecipeStore:
 
 def _deeppcb_cameras(line: LineSettings) -> list[SimulatedCamera]:
     """Simulated cameras showing DeepPCB boards: they name each board's product (its own recipe)."""
-    from inspection.datasets.deeppcb import find_pcbdata
-    from inspection.errors import DatasetError
+    from inspection.core.errors import DatasetError
+    from inspection.ml.datasets.deeppcb import find_pcbdata
 
     out = []
     for cam in line.cameras:
@@ -82,7 +83,7 @@ def reference_stage(settings: Settings, recipes: RecipeStore) -> ReferenceStage:
     The simulated DeepPCB line's per-board recipes are registered (idempotent); a line recipe
     must exist. A reference model with no golden for its boards is refused here, at start.
     """
-    from inspection.recipes.deeppcb import register_deeppcb_recipes
+    from inspection.ml.datasets.deeppcb_recipes import register_deeppcb_recipes
 
     line = settings.line
     simulated = _deeppcb_cameras(line)
@@ -136,7 +137,7 @@ def build_engine(
     defect_conf = min(settings.models.defect.conf, line.rules.uncertain_low)
     defect, defect_runners = _detector(settings.models.defect, defect_conf)
     if sources is None:
-        sources = [build_source(c) for c in line.cameras]
+        sources = [build_source(c, boards=board_pool) for c in line.cameras]
     if not sources:
         raise ModelError("line.cameras: no camera configured")
     inspections, evidence = open_storage(settings, sync.log.engine if sync else None) if store else (None, None)

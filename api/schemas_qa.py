@@ -12,13 +12,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inspection.review import ReviewAction, box_json
+from inspection.qa.review import ReviewAction, box_json
 from inspection.store import AuditEntry, StoredInspection
 
 Verdict = Literal["pass", "fail", "uncertain"]
 ReviewStatusName = Literal["pending", "confirmed", "rejected", "corrected"]
 Coord = Annotated[float, Field(allow_inf_nan=False)]
-ALIGNMENT_FAILED = "alignment failed"  # in the verdict reason of a board that could not be aligned (inspection.align)
+ALIGNMENT_FAILED = (
+    "alignment failed"  # in the verdict reason of a board that could not be aligned (inspection.reference.align)
+)
 
 
 class ModelRef(BaseModel):

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from inspection.recipes.model import NAME_RE, AlignSettings, Recipe, RecipeError, RegionMask
+from inspection.reference.recipes import NAME_RE, AlignSettings, Recipe, RecipeError, RegionMask
 
 MASKS = TypeAdapter(list[RegionMask])
 

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from api.tokens import TokenStore
-    from inspection.recipes.store import RecipeStore
+    from inspection.pipeline.telemetry import Fault
+    from inspection.reference.recipe_store import RecipeStore
     from inspection.store import InspectionStore
-    from inspection.telemetry import Fault
     from sync.service import SyncService
 
 

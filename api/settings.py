@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from camera.config import CameraConfig
-from inspection.errors import InspectionError
-from inspection.parts import PartsConfig
-from inspection.recipes.model import NAME_RE as RECIPE_NAME_RE
-from inspection.rules import RulesConfig
+from inspection.core.errors import InspectionError
+from inspection.pipeline.parts import PartsConfig
+from inspection.pipeline.rules import RulesConfig
+from inspection.reference.recipes import NAME_RE as RECIPE_NAME_RE
 from sync.config import SyncSettings
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"

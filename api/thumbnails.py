@@ -13,7 +13,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from inspection.errors import ImageError
+from camera.errors import ImageError
 
 CACHE_BYTES = 64 * 1024 * 1024  # least recently used thumbnails go first past this (~10 KB each at 160 px)
 _cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()

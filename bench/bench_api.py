@@ -36,7 +36,7 @@ from sqlalchemy import Engine, insert  # noqa: E402
 from api.app import create_app  # noqa: E402
 from api.services import Services  # noqa: E402
 from api.tokens import Role, TokenStore  # noqa: E402
-from inspection.classes import DEEPPCB_CLASSES  # noqa: E402
+from inspection.core.classes import DEEPPCB_CLASSES  # noqa: E402
 from inspection.store import EvidenceStore, InspectionStore, encode_jpeg, open_database  # noqa: E402
 from inspection.store.models import RISK_RANK, BoxRow, InspectionRow  # noqa: E402
 

@@ -29,12 +29,13 @@ sys.path.insert(0, str(REPO))
 from api.cli.line import _simulated_line  # noqa: E402
 from api.runtime import build_engine, open_sync  # noqa: E402
 from api.settings import load_settings  # noqa: E402
-from camera.simulated import BoardPool, LineMotion, LineScene, replay_sequence  # noqa: E402
-from inspection.models import concurrency, weights_file  # noqa: E402
-from inspection.onnx_detector import OnnxDetector  # noqa: E402
-from inspection.preprocess import letterbox, to_tensor  # noqa: E402
-from inspection.replay import ReplayReport  # noqa: E402
-from inspection.verdict_sink import Inspected  # noqa: E402
+from camera.simulated import LineMotion, LineScene, replay_sequence  # noqa: E402
+from inspection.inference.models import concurrency, weights_file  # noqa: E402
+from inspection.inference.onnx_detector import OnnxDetector  # noqa: E402
+from inspection.inference.preprocess import letterbox, to_tensor  # noqa: E402
+from inspection.ml.datasets.boards import board_pool  # noqa: E402
+from inspection.pipeline.replay import ReplayReport  # noqa: E402
+from inspection.pipeline.verdict_sink import Inspected  # noqa: E402
 
 
 def subset(src: Path, n: int, dest: Path) -> Path:
@@ -117,7 +118,7 @@ def efficiency(boards: Path, rounds: int) -> None:
     Alternating rounds keep a noisy host (a shared VM, another process) from favouring one side.
     """
     settings = load_settings(None)
-    pool = BoardPool.load(boards)
+    pool = board_pool(boards)
     seq = replay_sequence(pool, 0.5, seed=0)
     scene = LineScene(pool, motion=LineMotion(), sequence=seq)
     frames, crops, seen = [], [], set()

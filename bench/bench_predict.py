@@ -6,7 +6,7 @@ Every path gets the same decoded images (BGR arrays), so the figures compare
 preprocessing + inference + NMS, not JPEG decoding; the paths take turns, round after
 round, and the medians are compared:
 
-- ours:         inspection.onnx_detector.OnnxDetector (letterbox + ORT + numpy NMS), one image
+- ours:         inspection.inference.onnx_detector.OnnxDetector (letterbox + ORT + numpy NMS), one image
                 at a time with ONNX Runtime's default threads, and as the engine and
                 ``twinspect predict`` run it: images side by side on single-threaded runners
                 (one per core, results in order), fp32 and INT8
@@ -33,11 +33,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from inspection.datasets.yolo import load_data_yaml  # noqa: E402
-from inspection.images import read_image  # noqa: E402
-from inspection.metrics import DetectionMetrics  # noqa: E402
-from inspection.models import concurrency, weights_file  # noqa: E402
-from inspection.onnx_detector import DEFAULT_PROVIDERS  # noqa: E402
+from inspection.inference.models import concurrency, weights_file  # noqa: E402
+from inspection.inference.onnx_detector import DEFAULT_PROVIDERS  # noqa: E402
+from inspection.ml.datasets.yolo import load_data_yaml  # noqa: E402
+from inspection.ml.images import read_image  # noqa: E402
+from inspection.ml.metrics import DetectionMetrics  # noqa: E402
 
 
 def timed(fn, images, warmup=5):  # type: ignore[no-untyped-def]
@@ -52,7 +52,7 @@ def timed(fn, images, warmup=5):  # type: ignore[no-untyped-def]
 
 def side_by_side(det, images, runners):  # type: ignore[no-untyped-def]
     """Seconds for all images through ``runners`` side by side (the engine's worker), answers in order."""
-    from inspection.worker import InferenceWorker, detect_in_order
+    from inspection.inference.worker import InferenceWorker, detect_in_order
 
     worker = InferenceWorker(det, "bench", max_batch=1, max_wait_ms=0, runners=runners).start()
     for _ in detect_in_order(worker, enumerate(images[:5])):
@@ -89,8 +89,8 @@ def main() -> None:
     pt_path = weights_file(args.weights, "torch")
     print(f"{len(images)} boards from {spec.split_dir(args.split)}, imgsz 640, batch 1, {os.cpu_count()} CPU cores")
 
-    from inspection.offline import ultralytics
-    from inspection.onnx_detector import OnnxDetector
+    from inspection.inference.offline import ultralytics
+    from inspection.inference.onnx_detector import OnnxDetector
 
     def ours_one(path: Path, threads: int = 0):  # type: ignore[no-untyped-def]
         det = OnnxDetector(path, conf=args.conf, iou=0.6, threads=threads)

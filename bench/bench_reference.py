@@ -43,11 +43,12 @@ def rendered_boards(n: int) -> list[tuple[np.ndarray, np.ndarray, object, bool]]
     """Crops (with the engine's 16 px margin) of ``n`` boards as the simulated line shows them:
     (crop, board box in the crop, golden, defective)."""
     from camera.config import SimulatedCamera
-    from camera.simulated import BoardPool, LineMotion, LineScene, board_crops, replay_sequence
-    from inspection.recipes.model import golden_from_image
+    from camera.simulated import LineMotion, LineScene, board_crops, replay_sequence
+    from inspection.ml.datasets.boards import board_pool
+    from inspection.reference.recipes import golden_from_image
 
     cam = SimulatedCamera(type="simulated", id="c", boards=DEEPPCB)
-    pool = BoardPool.load(DEEPPCB)
+    pool = board_pool(DEEPPCB)
     motion = LineMotion(
         angle_jitter_deg=cam.angle_jitter_deg,
         scale_jitter=cam.scale_jitter,
@@ -71,11 +72,11 @@ def rendered_boards(n: int) -> list[tuple[np.ndarray, np.ndarray, object, bool]]
 def bench_align(n: int, weights: Path) -> dict[str, object]:
     import cv2
 
-    from inspection.align import align
-    from inspection.differences import DifferenceConfig, find_differences
-    from inspection.onnx_detector import OnnxDetector
-    from inspection.recipes.model import AlignSettings
-    from inspection.reference import compose
+    from inspection.inference.onnx_detector import OnnxDetector
+    from inspection.reference.align import align
+    from inspection.reference.differences import DifferenceConfig, find_differences
+    from inspection.reference.planes import compose
+    from inspection.reference.recipes import AlignSettings
 
     cv2.setNumThreads(1)  # an engine aligner thread, as the defect runners: one core each
     boards = rendered_boards(n)
@@ -110,14 +111,14 @@ def bench_align(n: int, weights: Path) -> dict[str, object]:
 
 
 def weights_file(weights: Path, precision: str = "fp32") -> Path:
-    from inspection.models import weights_file as wf
+    from inspection.inference.models import weights_file as wf
 
     return wf(weights, "onnx", precision)  # type: ignore[arg-type]
 
 
 def bench_cost(plain: Path, reference: Path, n: int) -> dict[str, object]:
-    from inspection.images import read_image
-    from inspection.onnx_detector import OnnxDetector
+    from inspection.inference.onnx_detector import OnnxDetector
+    from inspection.ml.images import read_image
 
     files = sorted((REPO / "datasets" / "deeppcb-ref" / "images" / "val").glob("*.png"))[:n]
     images = [read_image(p) for p in files]

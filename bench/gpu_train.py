@@ -17,7 +17,7 @@
    plus ``NAME/results.csv``. ``gpu_train.sh`` adds ``gpu_train.log``: 8 files for two
    models (YOLOv8s in two parts), the most the tool returns. ``python bench/gpu_pack.py collect`` rejoins them.
 
-Augmentation is ``inspection.training.augmentation(spec)`` (plane mixing off for
+Augmentation is ``inspection.ml.training.augmentation(spec)`` (plane mixing off for
 reference datasets), exactly as ``twinspect train`` uses it.
 """
 
@@ -85,7 +85,7 @@ def _shard(job: tuple[str, str, str, list[str]]) -> dict[str, Any]:
     """Rebuild one shard's boards from the pack and import them (reference input)."""
     from gpu_pack import unpack
 
-    from inspection.datasets.deeppcb import import_deeppcb
+    from inspection.ml.datasets.deeppcb import import_deeppcb
 
     pack, src, ds, boards = job
     stats = unpack(Path(pack), Path(src), set(boards))
@@ -180,9 +180,9 @@ def cmd_train_one(a: argparse.Namespace) -> int:
     started = time.time()
     state: dict[str, Any] = {"in_epoch": False, "t_train": None, "final": None, "curve": []}
     try:
-        from inspection.datasets.yolo import load_data_yaml
-        from inspection.offline import ultralytics
-        from inspection.training import augmentation, check_classes
+        from inspection.inference.offline import ultralytics
+        from inspection.ml.datasets.yolo import load_data_yaml
+        from inspection.ml.training import augmentation, check_classes
 
         ul = ultralytics()
         import torch
@@ -298,7 +298,7 @@ def cmd_train_one(a: argparse.Namespace) -> int:
 
 def cmd_strip(a: argparse.Namespace) -> int:
     """Salvage: strip a checkpoint left by a training that was ended."""
-    from inspection.offline import ultralytics
+    from inspection.inference.offline import ultralytics
 
     ultralytics()
     from ultralytics.utils.torch_utils import strip_optimizer

@@ -1,15 +1,22 @@
-"""Board images for the simulated line: DeepPCB boards (with ground truth) or any folder."""
+"""Board images for the simulated line, and the pool a line picks them from.
+
+The camera package reads plain folders of images itself (truth unknown). A data set's
+layout (DeepPCB's tested boards, templates and labels) is read by a ``BoardReader`` that
+the caller hands over (``inspection.ml.datasets.boards.board_pool`` for DeepPCB): the
+camera knows no data set format.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from inspection.datasets.yolo import IMAGE_SUFFIXES
-from inspection.errors import DatasetError
+from camera.decode import IMAGE_SUFFIXES
+from camera.errors import CameraError
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,61 +45,62 @@ class BoardSprite:
     @property
     def image(self) -> np.ndarray:
         """HxW uint8 grey (as the line-scan camera sees it)."""
-        return self.source if isinstance(self.source, np.ndarray) else _grey(self.source)
+        return self.source if isinstance(self.source, np.ndarray) else read_grey(self.source)
 
 
-def _grey(path: Path) -> np.ndarray:
+def read_grey(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
-        raise DatasetError(f"{path}: not a readable image")
+        raise CameraError(f"{path}: not a readable image")
     return img
-
-
-def deeppcb_product(board_id: str) -> str:
-    """The recipe name of one DeepPCB board: each board is its own product, its template the golden."""
-    return f"deeppcb-{board_id}"
-
-
-def load_deeppcb_boards(pcb: Path, list_name: str = "trainval.txt") -> tuple[list[BoardSprite], list[BoardSprite]]:
-    """Tested boards (defective, with their boxes) and templates (defect-free) of one list."""
-    from inspection.datasets.deeppcb import find_pcbdata, parse_label_file, read_list
-
-    pcb = find_pcbdata(pcb)
-    tested, templates = [], []
-    problems: list[str] = []
-    for listed, label, _ in read_list(pcb, list_name):
-        stem = listed.with_suffix("")
-        test_path = stem.with_name(stem.name + "_test.jpg")
-        temp_path = stem.with_name(stem.name + "_temp.jpg")
-        img = _grey(test_path)  # decoded once to validate it and its labels, then let go
-        boxes = parse_label_file(label, (img.shape[1], img.shape[0]), problems)
-        arr = np.array([[b.x1, b.y1, b.x2, b.y2, b.class_id] for b in boxes], np.float32).reshape(-1, 5)
-        if not temp_path.is_file():
-            problems.append(f"{temp_path}: missing template image")
-        product = deeppcb_product(stem.name)
-        tested.append(BoardSprite(test_path.name, test_path, True, arr, product))
-        templates.append(BoardSprite(temp_path.name, temp_path, False, np.zeros((0, 5), np.float32), product))
-    if problems:
-        raise DatasetError(f"{pcb}: {len(problems)} bad label file(s)", problems)
-    return tested, templates
 
 
 def load_folder_boards(folder: Path) -> list[BoardSprite]:
     """Every image in a folder, ground truth unknown."""
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DatasetError(f"{folder}: no images found")
+        raise CameraError(f"{folder}: no images found")
     for p in files:
-        _grey(p)  # fail now, naming the file, rather than mid-run
+        read_grey(p)  # fail now, naming the file, rather than mid-run
     return [BoardSprite(p.name, p, None, np.zeros((0, 5), np.float32)) for p in files]
 
 
-def load_boards(source: Path) -> list[BoardSprite]:
-    """DeepPCB layout (tested boards and templates) if it is one, else a plain image folder."""
-    source = Path(source)
-    if not source.exists():
-        raise DatasetError(f"{source}: no such folder")
-    if (source / "PCBData").is_dir() or (source / "trainval.txt").is_file() or (source / "test.txt").is_file():
-        tested, templates = load_deeppcb_boards(source)
-        return tested + templates
-    return load_folder_boards(source)
+@dataclass(frozen=True, eq=False)
+class BoardPool:
+    """The boards a line can show: tested (defective), templates (good), or a plain folder (unknown)."""
+
+    defective: tuple[BoardSprite, ...] = ()
+    good: tuple[BoardSprite, ...] = ()
+    unknown: tuple[BoardSprite, ...] = ()
+
+    @staticmethod
+    def from_folder(folder: Path) -> BoardPool:
+        """Every image of a plain folder, truth unknown."""
+        folder = Path(folder)
+        if not folder.exists():
+            raise CameraError(f"{folder}: no such board folder")
+        return BoardPool(unknown=tuple(load_folder_boards(folder)))
+
+    @property
+    def size(self) -> int:
+        return len(self.defective) + len(self.good) + len(self.unknown)
+
+    def pick(self, rng: np.random.Generator, defect_rate: float) -> BoardSprite:
+        """One board at random: defective with probability ``defect_rate`` when the truth is known."""
+        if self.defective or self.good:
+            bad = bool(self.defective) and (not self.good or rng.random() < defect_rate)
+            group = self.defective if bad else self.good
+        else:
+            group = self.unknown
+        if not group:
+            raise CameraError("the board pool is empty")
+        return group[int(rng.integers(len(group)))]
+
+
+class BoardReader(Protocol):
+    """Reads the boards of a folder for a simulated line: one list and one side of a split of a data set laid
+    out as one (DeepPCB: tested boards with their labels, templates), else the folder's images."""
+
+    def __call__(
+        self, folder: Path, list_name: str | None = None, split: str = "all", val_percent: int = 20
+    ) -> BoardPool: ...

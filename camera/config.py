@@ -1,17 +1,19 @@
 """Camera configuration: one pydantic model per kind of camera, chosen by ``type``.
 
 ``CameraConfig`` is a discriminated union (``rtsp``, ``http``, ``file``, ``usb``, ``push``,
-``simulated``); ``build_source(config)`` turns one into a :class:`~camera.source.FrameSource`.
+``simulated``); ``build_source(config, boards)`` turns one into a :class:`~camera.source.FrameSource`
+(a simulated camera reads its boards with the ``BoardReader`` it is handed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from camera.boards import BoardReader
+from camera.errors import CameraError
 from camera.source import FrameSource, ReconnectPolicy
 
 
@@ -166,8 +168,8 @@ def parse_camera_config(data: Any) -> CameraConfig:
     return config
 
 
-def build_source(config: CameraConfig) -> FrameSource:
-    """The frame source a config describes (not started)."""
+def build_source(config: CameraConfig, boards: BoardReader | None = None) -> FrameSource:
+    """The frame source a config describes (not started); a simulated camera reads its boards with ``boards``."""
     common: dict[str, Any] = {"buffer_size": config.buffer_size, "policy": config.reconnect.policy()}
     if isinstance(config, RtspCamera | HttpCamera):
         from camera.opencv_source import OpenCVSource
@@ -188,24 +190,16 @@ def build_source(config: CameraConfig) -> FrameSource:
         from camera.push import PushSource
 
         return PushSource(config.id, max_bytes=config.max_bytes, max_pixels=config.max_pixels, **common)
-    return _build_simulated(config, common)
+    return _build_simulated(config, common, boards)
 
 
-def split_filter(split: str, val_percent: int) -> Callable[[str], bool] | None:
-    """Board-id filter of one side of the importer's split (None: every board)."""
-    if split == "all":
-        return None
-    from inspection.datasets.deeppcb import is_validation
-
-    want_val = split == "val"
-    return lambda board_id: is_validation(board_id, val_percent) == want_val
-
-
-def _build_simulated(config: SimulatedCamera, common: dict[str, Any]) -> FrameSource:
-    from camera.simulated import BoardPool, LineMotion, SimulatedLine, replay_sequence, split_sequence
+def _build_simulated(config: SimulatedCamera, common: dict[str, Any], boards: BoardReader | None) -> FrameSource:
+    from camera.simulated import LineMotion, SimulatedLine, replay_sequence, split_sequence
     from camera.synth import LineStyle
 
-    pool = BoardPool.load(config.boards, config.list_name, split_filter(config.split, config.val_percent))
+    if boards is None:
+        raise CameraError(f"camera {config.id!r}: a simulated camera needs a board reader (build_source(..., boards=))")
+    pool = boards(config.boards, config.list_name, config.split, config.val_percent)
     motion = LineMotion(
         speed_px_s=config.speed_px_s,
         fps=config.fps,

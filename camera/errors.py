@@ -1,12 +1,14 @@
-"""Exception tree of the camera package."""
+"""Exception tree of the camera package (its own root: camera imports nothing of the rest of twinspect)."""
 
 from __future__ import annotations
 
-from inspection.errors import InspectionError
+
+class CameraError(Exception):
+    """Base of every camera error: a source cannot be opened, configured or read."""
 
 
-class CameraError(InspectionError):
-    """A camera source cannot be opened, configured or read."""
+class ImageError(CameraError):
+    """An image file is missing, or its bytes are not an image within the limits (see camera.decode)."""
 
 
 class FrameRejected(CameraError):

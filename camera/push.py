@@ -2,7 +2,7 @@
 
 Every body is checked before it is decoded: not empty, not larger than ``max_bytes``,
 a supported content type, magic bytes that match it, image dimensions read from the
-header (:mod:`inspection.decode`; a header without a readable size is refused) within
+header (:mod:`camera.decode`; a header without a readable size is refused) within
 ``max_pixels``, and finally that it decodes. A bad body raises
 :class:`~camera.errors.FrameRejected` whose message names the reason; the source
 counts it and carries on.
@@ -17,11 +17,10 @@ import time
 
 import numpy as np
 
-from camera.errors import FrameRejected
+from camera.decode import decode, read_header
+from camera.errors import FrameRejected, ImageError
 from camera.frame import Frame, SourceState
 from camera.source import BufferedSource, ReconnectPolicy
-from inspection.decode import decode, read_header
-from inspection.errors import ImageError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from camera.boards import BoardSprite, load_deeppcb_boards, load_folder_boards
+from camera.boards import BoardPool, BoardSprite
 from camera.errors import CameraError
 from camera.frame import BoardTruth, SourceState
 from camera.source import EndOfStream, ReconnectPolicy, ThreadedSource
@@ -34,55 +33,6 @@ from camera.synth import MIN_VISIBLE, Effects, LineStyle, Placement, apply_effec
 
 DEFAULT_STYLE = LineStyle()
 NO_EFFECTS = Effects()
-
-
-@dataclass(frozen=True, eq=False)
-class BoardPool:
-    """The boards a line can show: tested (defective), templates (good), or a plain folder (unknown)."""
-
-    defective: tuple[BoardSprite, ...] = ()
-    good: tuple[BoardSprite, ...] = ()
-    unknown: tuple[BoardSprite, ...] = ()
-
-    @staticmethod
-    def load(source: Path, list_name: str | None = None, only: Callable[[str], bool] | None = None) -> BoardPool:
-        """A DeepPCB layout (``*_test.jpg`` defective, ``*_temp.jpg`` good) or any folder of part images.
-
-        ``list_name``: the DeepPCB list to show (default: trainval.txt, else test.txt);
-        ``only``: keep the boards whose id it accepts (e.g. one split).
-        """
-        source = Path(source)
-        if not source.exists():
-            raise CameraError(f"{source}: no such board folder")
-        pcb = source / "PCBData" if (source / "PCBData").is_dir() else source
-        if list_name is None:
-            list_name = (
-                "trainval.txt" if (pcb / "trainval.txt").is_file() or not (pcb / "test.txt").is_file() else "test.txt"
-            )
-        if (source / "PCBData").is_dir() or (source / list_name).is_file():
-            if not (pcb / list_name).is_file():
-                raise CameraError(f"{pcb / list_name}: no such DeepPCB list in {source}")
-            tested, templates = load_deeppcb_boards(source, list_name)
-            if only is not None:
-                tested = [b for b in tested if only(b.board_id)]
-                templates = [b for b in templates if only(b.board_id)]
-            return BoardPool(tuple(tested), tuple(templates))
-        return BoardPool(unknown=tuple(load_folder_boards(source)))
-
-    @property
-    def size(self) -> int:
-        return len(self.defective) + len(self.good) + len(self.unknown)
-
-    def pick(self, rng: np.random.Generator, defect_rate: float) -> BoardSprite:
-        """One board at random: defective with probability ``defect_rate`` when the truth is known."""
-        if self.defective or self.good:
-            bad = bool(self.defective) and (not self.good or rng.random() < defect_rate)
-            group = self.defective if bad else self.good
-        else:
-            group = self.unknown
-        if not group:
-            raise CameraError("the board pool is empty")
-        return group[int(rng.integers(len(group)))]
 
 
 @dataclass(frozen=True, eq=False)

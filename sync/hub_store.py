@@ -29,8 +29,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
+from inspection.core.outcome import Outcome
 from inspection.store import BoxRecord, EvidenceError, InspectionRecord, InspectionStore
-from inspection.verdict import Outcome
 from sync.config import NatsSettings
 from sync.events import Event
 from sync.nats import evidence_bucket

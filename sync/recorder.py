@@ -21,10 +21,10 @@ from typing import Any
 
 from camera.frame import SourceState
 from camera.source import FrameSource
-from inspection.parts import LineState, LineStateChanged, PartEntered, PartExited, PartUninspected
+from inspection.pipeline.parts import LineState, LineStateChanged, PartEntered, PartExited, PartUninspected
+from inspection.pipeline.verdict import Verdict
+from inspection.pipeline.verdict_sink import Inspected, ModelInfo
 from inspection.store import InspectionRecord
-from inspection.verdict import Verdict
-from inspection.verdict_sink import Inspected, ModelInfo
 from sync.events import Draft, rfc3339
 from sync.log import EventLog
 from sync.twin import TwinStore

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspection.detections import Detections
+from inspection.core.detections import Detections
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def deeppcb_source() -> Path:
 @pytest.fixture(scope="session")
 def real_deeppcb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real DeepPCB boards imported by the project's importer; returns the data YAML."""
-    from inspection.datasets.deeppcb import import_deeppcb
+    from inspection.ml.datasets.deeppcb import import_deeppcb
 
     out = tmp_path_factory.mktemp("real") / "deeppcb"
     import_deeppcb(deeppcb_source(), out)
@@ -118,7 +118,7 @@ def real_deeppcb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def real_deeppcb_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real DeepPCB boards imported as 3-plane reference pairs (--input reference); the data YAML."""
-    from inspection.datasets.deeppcb import import_deeppcb
+    from inspection.ml.datasets.deeppcb import import_deeppcb
 
     out = tmp_path_factory.mktemp("real-ref") / "deeppcb-ref"
     import_deeppcb(deeppcb_source(), out, input_kind="reference")
@@ -155,7 +155,7 @@ def reference_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import json
     import shutil
 
-    from inspection.registry import resolve_model_dir
+    from inspection.inference.cards import resolve_model_dir
 
     plain = resolve_model_dir(REPO / "weights" / "defect-yolov8n-v1")
     folder = tmp_path_factory.mktemp("weights") / "defect-ref-v1"

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, event
 
 from camera.frame import Frame
 from camera.source import SourceStats
-from inspection.detections import Detections
+from inspection.core.detections import Detections
 from inspection.store import EvidenceStore
 from inspection.store.errors import EvidenceFullError
 

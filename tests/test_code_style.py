@@ -37,7 +37,8 @@ def test_mypy_is_clean():
 
 def test_serving_path_does_not_import_torch():
     code = (
-        "import sys; import api.cli.main, inspection.models, inspection.onnx_detector, inspection.evaluate; "
+        "import sys; import api.cli.main, inspection.inference.models, inspection.inference.onnx_detector, "
+        "inspection.ml.evaluate; "
         "print('torch' in sys.modules, 'ultralytics' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

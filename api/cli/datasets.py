@@ -33,7 +33,7 @@ def import_deeppcb_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the reference pairs' misregistration jitter.")] = 0,
 ) -> None:
     """Import DeepPCB into a YOLO dataset with a deterministic validation split and a card."""
-    from inspection.datasets.deeppcb import import_deeppcb
+    from inspection.ml.datasets.deeppcb import import_deeppcb
 
     def progress(items):  # type: ignore[no-untyped-def]
         return tqdm(items, desc="checking boards", unit="board", leave=False)
@@ -72,7 +72,7 @@ def synth_line_cmd(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed renders the same frames.")] = 0,
 ) -> None:
     """Render conveyor frames with whole and partly visible boards, labelled 'board'."""
-    from inspection.datasets.synthline import synth_line_dataset
+    from inspection.ml.datasets.synthline import synth_line_dataset
 
     def progress(items):  # type: ignore[no-untyped-def]
         return tqdm(items, desc="rendering frames", unit="frame", leave=False)

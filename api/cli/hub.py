@@ -21,8 +21,8 @@ def hub_cmd(
     from api.app import create_app
     from api.services import Services
     from api.tokens import TokenStore
-    from inspection.errors import ModelError
-    from inspection.registry import read_card
+    from inspection.core.errors import ModelError
+    from inspection.inference.cards import read_card
     from inspection.store import EvidenceStore, InspectionStore, open_database
     from sync.hub import Hub
     from sync.hub_store import InspectionProjection

@@ -40,8 +40,8 @@ def _simulated_line(
 ) -> Settings:
     """Settings with the line replaced by N simulated cameras over ``boards``."""
     from camera.config import SimulatedCamera
-    from inspection.parts import PartsConfig
-    from inspection.trigger import LineTriggerConfig
+    from inspection.pipeline.parts import PartsConfig
+    from inspection.pipeline.trigger import LineTriggerConfig
 
     cams = [
         SimulatedCamera(
@@ -163,10 +163,10 @@ def replay_cmd(
 ) -> None:
     """Run the whole pipeline over every board in DIR as fast as the machine allows."""
     from api.runtime import build_engine, open_sync
-    from camera.config import split_filter
     from camera.errors import CameraError
-    from camera.simulated import BoardPool, replay_sequence
-    from inspection.replay import ReplayReport
+    from camera.simulated import replay_sequence
+    from inspection.ml.datasets.boards import board_pool
+    from inspection.pipeline.replay import ReplayReport
 
     if not 0 < defect_rate <= 1:
         raise CameraError(f"--defect-rate: must be in (0, 1], got {defect_rate}")
@@ -192,7 +192,7 @@ def replay_cmd(
             list_name=list_file,
             split=split,
         )
-        sequence = replay_sequence(BoardPool.load(boards, list_file, split_filter(split, 20)), defect_rate, seed=0)
+        sequence = replay_sequence(board_pool(boards, list_file, split, 20), defect_rate, seed=0)
         sync = open_sync(settings) if store else None
         engine = build_engine(line, store=store, sync=sync)
         report = ReplayReport(sequence, write=lambda s: print(s, flush=True), emit_lines=as_json)

@@ -15,7 +15,8 @@ import typer
 from typer._click import exceptions as click_exc
 
 from api.cli import config_cmd, datasets, hub, line, models, recipes, tokens, train
-from inspection.errors import InspectionError
+from camera.errors import CameraError
+from inspection.core.errors import InspectionError
 from sync.errors import SyncError
 
 app = typer.Typer(
@@ -73,7 +74,7 @@ def main() -> None:
     except click_exc.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except (InspectionError, SyncError) as exc:
+    except (InspectionError, CameraError, SyncError) as exc:
         print(f"twinspect: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # the environment refused (a full disk, a damaged database): one line, not a traceback

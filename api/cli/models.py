@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from inspection.detections import Detections
-    from inspection.worker import InferenceWorker
+    from inspection.core.detections import Detections
+    from inspection.inference.worker import InferenceWorker
 
 app = typer.Typer(help="Model registry: list and register models.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
     """Score weights: mAP50, mAP50-95, per-class AP, P/R/F1 at --conf, DeepPCB F-score."""
-    from inspection.evaluate import evaluate_weights
+    from inspection.ml.evaluate import evaluate_weights
 
     if backend not in (None, "onnx", "torch"):
         raise typer.BadParameter("must be 'onnx' or 'torch'", param_hint="--backend")
@@ -78,11 +78,11 @@ def predict_cmd(
     ] = True,
 ) -> None:
     """Detect defects with ONNX Runtime (the serving path; no torch)."""
-    from inspection.errors import ModelError
-    from inspection.images import expand_paths, read_image
-    from inspection.models import concurrency, load_detector, model_input
-    from inspection.onnx_detector import DEFAULT_PROVIDERS
-    from inspection.worker import InferenceWorker, detect_in_order
+    from inspection.core.errors import ModelError
+    from inspection.inference.models import concurrency, load_detector, model_input
+    from inspection.inference.onnx_detector import DEFAULT_PROVIDERS
+    from inspection.inference.worker import InferenceWorker, detect_in_order
+    from inspection.ml.images import expand_paths, read_image
 
     if not 0.0 <= conf <= 1.0:
         raise ModelError(f"conf: must be between 0 and 1, got {conf}")
@@ -110,7 +110,7 @@ def predict_cmd(
 def _predict_pairs(
     worker: InferenceWorker, files: list[Path], golden: Path | None, register: bool, as_json: bool, threads: int
 ) -> None:
-    from inspection.pairing import detect_pairs, pair_inputs, prepared_stream
+    from inspection.ml.pairing import detect_pairs, pair_inputs, prepared_stream
 
     pairs = pair_inputs(files, golden)
     for prep, det in detect_pairs(worker, prepared_stream(pairs, register, threads=threads)):
@@ -173,10 +173,11 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Export to ONNX, then compare ONNX Runtime with PyTorch and print the largest box difference."""
-    from inspection.errors import ModelError
-    from inspection.export import check_parity, export_onnx, parse_imgsz
-    from inspection.models import weights_file
-    from inspection.registry import read_card, resolve_model_dir, write_card
+    from inspection.core.errors import ModelError
+    from inspection.inference.cards import read_card, resolve_model_dir
+    from inspection.inference.models import weights_file
+    from inspection.ml.export import check_parity, export_onnx, parse_imgsz
+    from inspection.ml.registry import write_card
 
     if fmt != "onnx":
         raise ModelError(f"format: only 'onnx' is supported, got {fmt!r}")
@@ -219,9 +220,9 @@ def export_cmd(
 
 
 def _export_int8(onnx_path: Path, data: Path | None, card: dict | None) -> None:  # type: ignore[type-arg]
-    from inspection.errors import ModelError
-    from inspection.evaluate import evaluate_weights
-    from inspection.registry import quantize_and_check
+    from inspection.core.errors import ModelError
+    from inspection.ml.evaluate import evaluate_weights
+    from inspection.ml.registry import quantize_and_check
 
     if data is None:
         raise ModelError("--calib-data: needed for INT8 (the weights have no model card naming their dataset)")
@@ -239,9 +240,9 @@ def _export_int8(onnx_path: Path, data: Path | None, card: dict | None) -> None:
 
 
 def _sample_images(card: dict | None, n: int) -> list:  # type: ignore[type-arg]
-    from inspection.datasets.yolo import load_data_yaml
-    from inspection.errors import DatasetError
-    from inspection.images import read_image
+    from inspection.core.errors import DatasetError
+    from inspection.ml.datasets.yolo import load_data_yaml
+    from inspection.ml.images import read_image
 
     if not card:
         return []
@@ -263,7 +264,7 @@ def register_cmd(
     weights_dir: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("weights"),
 ) -> None:
     """Register a run's checkpoint (finished or in progress) as a new model version."""
-    from inspection.registry import register_run
+    from inspection.ml.registry import register_run
 
     entry = register_run(run, task=task, registry=weights_dir, data=data, name=name, checkpoint=checkpoint)
     typer.echo(f"registered {entry}")

@@ -15,8 +15,15 @@ import typer
 from pydantic import ValidationError
 
 from api.cli.common import ConfigOption, DataDirOption, settings_from
-from inspection.recipes.model import AlignSettings, GoldenSizeMismatch, Recipe, RecipeError, RecipeExists, RegionMask
-from inspection.recipes.store import RecipeStore
+from inspection.reference.recipe_store import RecipeStore
+from inspection.reference.recipes import (
+    AlignSettings,
+    GoldenSizeMismatch,
+    Recipe,
+    RecipeError,
+    RecipeExists,
+    RegionMask,
+)
 
 app = typer.Typer(help="Recipes (products) and their golden images.", no_args_is_help=True)
 
@@ -187,9 +194,9 @@ def import_deeppcb_cmd(
     data_dir: DataDirOption = None,
 ) -> None:
     """One recipe per board, deeppcb-<board id>, golden = the board's template; repeating it is cheap."""
-    from inspection.datasets.deeppcb import find_pcbdata
-    from inspection.errors import DatasetError
-    from inspection.recipes.deeppcb import register_deeppcb_recipes
+    from inspection.core.errors import DatasetError
+    from inspection.ml.datasets.deeppcb import find_pcbdata
+    from inspection.ml.datasets.deeppcb_recipes import register_deeppcb_recipes
 
     if list_name is not None and f"{list_name.removesuffix('.txt')}.txt" not in LISTS:
         raise RecipeError(f"--list {list_name!r}: must be trainval or test")

@@ -36,8 +36,8 @@ def train_cmd(
     data_dir: DataDirOption = None,
 ) -> None:
     """Train a YOLOv8 model; runs live in DATA_DIR/runs, outside git, and can be resumed."""
-    from inspection.registry import register_run
-    from inspection.training import TrainRequest, train
+    from inspection.ml.registry import register_run
+    from inspection.ml.training import TrainRequest, train
 
     if task not in ("defect", "part"):
         raise typer.BadParameter(f"must be 'defect' or 'part', got {task!r}", param_hint="--task")

@@ -27,7 +27,7 @@ from api.errors import NotFound
 from api.routers.inspections import Line, Since, Until, class_names, inspection_store, utc
 from api.schemas_qa import ReviewStatusName
 from api.tokens import Role
-from inspection.datasets.yolo import Box, YoloDatasetWriter
+from inspection.ml.datasets.yolo import Box, YoloDatasetWriter
 from inspection.store import InspectionFilter, InspectionStore, ReviewStatus, StoredInspection
 
 router = APIRouter(prefix="/api/v1", tags=["export"])

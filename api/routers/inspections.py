@@ -32,10 +32,10 @@ from api.schemas_qa import (
 from api.services import Services
 from api.thumbnails import thumbnail
 from api.tokens import Principal, Role
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.review import Commit, ReviewConflict, Reviewer, ReviewPlan, ReviewRequest, run_review
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.core.outcome import Outcome
+from inspection.qa.review import Commit, ReviewConflict, Reviewer, ReviewPlan, ReviewRequest, run_review
 from inspection.store import InspectionFilter, InspectionStore, ReviewStatus
-from inspection.verdict import Outcome
 from sync.events import Draft
 
 router = APIRouter(prefix="/api/v1/inspections", tags=["inspections"])

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from api.auth import require
 from api.schemas_qa import ModelOut, ModelsOut
 from api.tokens import Role
-from inspection.errors import ModelError
-from inspection.registry import CARD, resolve_model_dir
+from inspection.core.errors import ModelError
+from inspection.inference.cards import CARD, resolve_model_dir
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 

@@ -20,7 +20,7 @@ from api.auth import READERS, require
 from api.line_recipe import follow_replaced_recipe, recipe_store
 from api.schemas_recipes import RecipeOut, RecipesOut, parse_align, parse_masks, recipe_out
 from api.tokens import Principal, Role
-from inspection.recipes.model import NAME_RE, GoldenTooLarge, Recipe
+from inspection.reference.recipes import NAME_RE, GoldenTooLarge, Recipe
 
 MAX_GOLDEN_BYTES = 32 * 1024 * 1024
 MAX_FORM_BYTES = MAX_GOLDEN_BYTES + 256 * 1024  # the golden plus the text fields and multipart framing

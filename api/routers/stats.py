@@ -15,8 +15,8 @@ from api.auth import require
 from api.routers.inspections import Line, Since, Until, inspection_store, utc
 from api.schemas_qa import Counts, ParetoItem, StatsOut, TrendItem
 from api.tokens import Role
+from inspection.core.outcome import Outcome
 from inspection.store import InspectionFilter, Stats
-from inspection.verdict import Outcome
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
 

@@ -2,9 +2,11 @@
 
 engine = open_database("sqlite:///var/twinspect.db")   # migrates to head
 store = InspectionStore(engine, EvidenceStore("var/evidence"))
-rec = InspectionRecord.from_verdict(verdict, line_id=..., model_name=..., model_version=...,
-                                    captured_at=..., evidence=store.evidence)
-store.save_many([rec, ...])                            # one transaction
+store.save_many([record, ...])                         # InspectionRecords, one transaction
+
+It knows nothing of the pipeline or its verdicts (inspection/pipeline/verdict.py turns a
+verdict into an ``InspectionRecord``). Its database also holds the event log's and the API
+tokens' tables: one migration history for the whole data dir.
 """
 
 from inspection.store.db import head_revision, open_database

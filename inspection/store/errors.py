@@ -5,7 +5,7 @@ Every error names the database URL (password hidden), file or id at fault, in on
 
 from __future__ import annotations
 
-from inspection.errors import InspectionError
+from inspection.core.errors import InspectionError
 
 
 class StoreError(InspectionError):

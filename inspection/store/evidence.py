@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspection.durable import write_atomically
+from inspection.store.durable import write_atomically
 from inspection.store.errors import EvidenceError, EvidenceFullError, EvidenceNotFoundError, EvidenceWriteError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

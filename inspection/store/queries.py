@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, literal, or_, select, tuple_
 from sqlalchemy.sql.elements import UnaryExpression
 
+from inspection.core.outcome import Outcome
 from inspection.store.errors import InvalidCursorError
 from inspection.store.models import RISK_RANK, BoxRow, InspectionRow
 from inspection.store.records import InspectionFilter, ReviewStatus, SortOrder, StoredInspection
-from inspection.verdict import Outcome
 
 _RISK_TAG = "risk"
 

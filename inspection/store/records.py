@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from inspection.store.evidence import EvidenceStore, encode_jpeg
-from inspection.verdict import Outcome, Verdict
+from inspection.core.outcome import Outcome
 
 
 class ReviewStatus(StrEnum):
@@ -56,7 +53,7 @@ def _require_aware(name: str, value: datetime) -> None:
 
 @dataclass(frozen=True)
 class InspectionRecord:
-    """One inspection to store: a verdict plus where and by which model it was made."""
+    """One inspection to store: its outcome and boxes, where and by which model it was made."""
 
     id: str  # UUID string
     part_id: str
@@ -80,62 +77,6 @@ class InspectionRecord:
 
     def __post_init__(self) -> None:
         _require_aware("captured_at", self.captured_at)
-
-    @classmethod
-    def from_verdict(
-        cls,
-        verdict: Verdict,
-        *,
-        line_id: str,
-        model_name: str,
-        model_version: str,
-        captured_at: datetime,
-        evidence: EvidenceStore | None = None,
-        jpeg_quality: int = 90,
-        record_id: str | None = None,
-        evidence_sha256: str | None = None,
-    ) -> InspectionRecord:
-        """Encode the verdict's crop as JPEG into ``evidence`` and build the record.
-
-        The evidence file is written (durably) before the record exists, so a stored
-        record never names a missing file. A caller that wrote the evidence itself passes
-        its ``evidence_sha256`` instead of ``evidence``.
-        """
-        if evidence_sha256 is not None:
-            sha = evidence_sha256
-        elif evidence is not None:
-            sha = evidence.put(encode_jpeg(verdict.crop, jpeg_quality))
-        else:
-            raise ValueError("from_verdict needs the evidence store or the evidence's sha256")
-        dets = verdict.defects
-        boxes = tuple(
-            BoxRecord(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(c), dets.class_names[int(k)])
-            for b, c, k in zip(dets.xyxy, dets.confidence, dets.class_id, strict=True)
-        )
-        x1, y1, x2, y2 = (float(v) for v in verdict.board_xyxy[:4])
-        ref = verdict.reference
-        score = float(ref.alignment_score) if ref is not None else math.nan
-        return cls(
-            id=record_id or str(uuid.uuid4()),
-            part_id=verdict.part_id,
-            line_id=line_id,
-            camera_id=verdict.camera_id,
-            track_id=int(verdict.track_id),
-            outcome=Outcome(verdict.outcome),
-            reasons=tuple(verdict.reasons),
-            model_name=model_name,
-            model_version=model_version,
-            frame_seq=int(verdict.frame_seq),
-            captured_at=captured_at,
-            evidence_sha256=sha,
-            board_xyxy=(x1, y1, x2, y2),
-            crop_width=int(verdict.crop.shape[1]),
-            crop_height=int(verdict.crop.shape[0]),
-            boxes=boxes,
-            recipe=ref.recipe if ref is not None else None,
-            golden_sha256=ref.golden_sha256 if ref is not None else None,
-            alignment_score=score if math.isfinite(score) else None,
-        )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, Select, exc, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from inspection.core.outcome import Outcome
 from inspection.store.db import translate, write_bind
 from inspection.store.errors import (
     DuplicateInspectionError,
@@ -37,7 +38,6 @@ from inspection.store.records import (
 )
 from inspection.store.reviews import ReviewChange, read_audit, review_writer
 from inspection.store.stats import Bucket, Stats, compute_stats
-from inspection.verdict import Outcome
 
 __all__ = ["MAX_PAGE", "InspectionStore", "decode_cursor", "encode_cursor", "list_statement"]
 

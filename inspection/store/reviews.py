@@ -4,7 +4,7 @@
 connection (the event log's outbox transaction, or the store's own): it re-reads the
 inspection's version under the write lock and raises ``ConcurrentUpdate`` when it is not
 the version the change was planned on, so a review never lands on a state its planner
-did not see. What the change means is decided in inspection/review.py.
+did not see. What the change means is decided in inspection/qa/review.py.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from inspection.core.outcome import Outcome
 from inspection.store.errors import InspectionNotFoundError, StoreError
 from inspection.store.models import RISK_RANK, AuditRow, BoxRow, InspectionRow
 from inspection.store.records import AuditEntry, BoxRecord, ReviewStatus
-from inspection.verdict import Outcome
 
 
 class ConcurrentUpdate(StoreError):

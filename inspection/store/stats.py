@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, DateTime, String, case, func, select
 
+from inspection.core.outcome import Outcome
 from inspection.store.errors import StoreError
 from inspection.store.models import BoxRow, InspectionRow
 from inspection.store.queries import conditions
 from inspection.store.records import InspectionFilter, ReviewStatus
-from inspection.verdict import Outcome
 
 MAX_BUCKETS = 10_000
 

@@ -36,8 +36,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from api.tokens import Role, TokenStore
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.recipes.store import RecipeStore
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.core.outcome import Outcome
+from inspection.reference.recipe_store import RecipeStore
 from inspection.store import (
     BoxRecord,
     EvidenceStore,
@@ -46,7 +47,6 @@ from inspection.store import (
     encode_jpeg,
     open_database,
 )
-from inspection.verdict import Outcome
 from sync.config import SyncSettings
 from sync.events import Draft, rfc3339
 from sync.service import SyncService

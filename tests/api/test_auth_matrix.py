@@ -24,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
 from api.tokens import Role
-from inspection.verdict import Outcome
+from inspection.core.outcome import Outcome
 from tests.api.conftest import build_populated_app, dispose
 
 ROLES = tuple(r.value for r in Role)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from inspection.classes import DEEPPCB_CLASSES
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.core.outcome import Outcome
 from inspection.store import StoredInspection
-from inspection.verdict import Outcome
 from tests.api.conftest import GOLDEN_RECIPE, T0, Populated, add_reference_inspections
 
 RANK = {Outcome.UNCERTAIN: 0, Outcome.FAIL: 1, Outcome.PASS: 2}

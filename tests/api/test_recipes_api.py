@@ -18,7 +18,7 @@ from api.app import create_app
 from api.routers.recipes import MAX_GOLDEN_BYTES
 from api.services import Services
 from api.tokens import TokenStore
-from inspection.recipes.store import RecipeStore
+from inspection.reference.recipe_store import RecipeStore
 from inspection.store import open_database
 from sync.config import SyncSettings
 from sync.service import SyncService

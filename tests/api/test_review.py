@@ -18,8 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from api.app import create_app
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.review import (
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.core.outcome import Outcome
+from inspection.qa.review import (
     InvalidReview,
     ReviewAction,
     ReviewConflict,
@@ -29,7 +30,6 @@ from inspection.review import (
     run_review,
 )
 from inspection.store import BoxRecord, BoxSource, ReviewStatus, StoredInspection
-from inspection.verdict import Outcome
 from sync.schemas import ReviewCorrectedData
 from sync.tables import events
 from tests.api.conftest import Populated, bearer, build_populated_app, dispose

@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from api.tokens import TokenStore
+from inspection.core.outcome import Outcome
 from inspection.store import open_database
 from inspection.store.db import _alembic_config
-from inspection.verdict import Outcome
 from tests.api.conftest import Populated, bearer
 from tests.inspection.test_store import database_url
 

@@ -13,7 +13,8 @@ from api.live_view import LiveView
 from api.runtime import build_engine
 from api.services import Services
 from api.settings import load_settings
-from camera.simulated import BoardPool, LineMotion, LineScene, replay_sequence
+from camera.simulated import LineMotion, LineScene, replay_sequence
+from inspection.ml.datasets.boards import board_pool
 from tests.conftest import bearer_for, real_board_subset
 
 
@@ -39,7 +40,7 @@ line:
 
 def test_pushed_frames_are_inspected_and_stored(served):
     client, boards, engine = served
-    pool = BoardPool.load(boards)
+    pool = board_pool(boards)
     sequence = replay_sequence(pool, 0.5, seed=1)
     scene = LineScene(pool, motion=LineMotion(fps=15), sequence=sequence)
     pushed = 0

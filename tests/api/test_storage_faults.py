@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.services import Services
-from inspection.verdict import Outcome
+from inspection.core.outcome import Outcome
 from tests.api.conftest import build_populated_app, dispose
 from tests.conftest import wait_until
 from tests.faults import SmallDisk, small_disk
@@ -79,7 +79,7 @@ def test_readyz_needs_no_token_and_shows_the_engines_faults(tmp_path: Path):
     from dataclasses import replace
 
     from api.app import create_app
-    from inspection.telemetry import Fault
+    from inspection.pipeline.telemetry import Fault
 
     class FailingEngine:
         def faults(self) -> list[Fault]:

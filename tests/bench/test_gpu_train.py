@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.datasets.deeppcb import import_deeppcb
-from inspection.datasets.yolo import load_data_yaml
-from inspection.training import augmentation
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.ml.datasets.deeppcb import import_deeppcb
+from inspection.ml.datasets.yolo import load_data_yaml
+from inspection.ml.training import augmentation
 from tests.conftest import REPO, deeppcb_source
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -206,8 +206,8 @@ def test_collect_gives_a_registrable_run_that_loads(smoke, tmp_path):
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert hashlib.sha256(best.read_bytes()).hexdigest() == summary["models"][RUN]["files"]["weights/best.pt"]["sha256"]
     assert (run / "args.yaml").is_file() and "models register" in res.stdout
-    from inspection.offline import ultralytics
-    from inspection.training import read_history
+    from inspection.inference.offline import ultralytics
+    from inspection.ml.training import read_history
 
     assert [row["epoch"] for row in read_history(run)] == [1.0]
     model = ultralytics().YOLO(str(best))

@@ -12,6 +12,7 @@ from camera.frame import SourceState
 from camera.opencv_source import OpenCVSource
 from camera.push import PushSource
 from camera.simulated import SimulatedLine
+from inspection.ml.datasets.boards import board_pool
 
 
 @pytest.mark.parametrize(
@@ -97,11 +98,14 @@ def test_simulated_replay_split_across_cameras(deeppcb_factory):
         "split_count": 2,
         "realtime": False,
     }
-    cams = [build_source(parse_camera_config({**base, "id": f"s{i}", "split_index": i})) for i in range(2)]
+    cams = [
+        build_source(parse_camera_config({**base, "id": f"s{i}", "split_index": i}), boards=board_pool)
+        for i in range(2)
+    ]
     assert all(isinstance(c, SimulatedLine) for c in cams)
     seqs = [c.scene.sequence for c in cams]  # type: ignore[attr-defined]
     assert seqs[0] is not None and seqs[1] is not None
     names = sorted(p.sprite.name for s in seqs for p in s)
     assert len(names) == 10 and sum(n.endswith("_test.jpg") for n in names) == 5
-    endless = build_source(parse_camera_config({**base, "id": "e", "mode": "endless"}))
+    endless = build_source(parse_camera_config({**base, "id": "e", "mode": "endless"}), boards=board_pool)
     assert endless.scene.sequence is None  # type: ignore[attr-defined]

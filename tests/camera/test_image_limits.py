@@ -1,4 +1,4 @@
-"""Image limits fail closed (inspection.decode): the size comes from the header, too large or unreadable is refused.
+"""Image limits fail closed (camera.decode): the size comes from the header, too large or unreadable is refused.
 
 The attack of issue 10: a 630-byte JPEG whose frame header declares 20000x20000, with stray
 bytes before that header. The old reader gave up at the stray bytes, the pixel check was
@@ -22,14 +22,13 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from api.tokens import TokenStore
-from camera.errors import FrameRejected
+from camera.decode import ImageTooLarge, UnreadableSize, decode, read_header
+from camera.errors import FrameRejected, ImageError
 from camera.push import PushSource, header_size
-from inspection.datasets.deeppcb import image_size
-from inspection.decode import ImageTooLarge, UnreadableSize, decode, read_header
-from inspection.errors import ImageError
-from inspection.images import read_image
-from inspection.recipes.goldens import check_golden
-from inspection.recipes.model import RecipeError
+from inspection.ml.datasets.deeppcb import image_size
+from inspection.ml.images import read_image
+from inspection.reference.goldens import check_golden
+from inspection.reference.recipes import RecipeError
 from tests.api.test_live_api import FakeView
 
 

@@ -15,6 +15,7 @@ from camera.errors import CameraError
 from camera.frame import Frame, SourceState
 from camera.simulated import BoardPool, LineMotion, LineScene, SimulatedLine, replay_sequence, split_sequence
 from camera.synth import Effects, LineStyle, render
+from inspection.ml.datasets.boards import board_pool
 
 STYLE = LineStyle(width=320, height=160, board_px=100, seam_every_px=80)
 FAST = LineMotion(speed_px_s=600.0, fps=20.0, spacing_px=30.0)  # 30 px per frame
@@ -36,7 +37,7 @@ def run_scene(scene: LineScene, limit: int = 5000) -> list[tuple[np.ndarray, tup
 
 @pytest.fixture
 def pool(deeppcb_factory) -> BoardPool:
-    return BoardPool.load(deeppcb_factory(boards=6, size=128))
+    return board_pool(deeppcb_factory(boards=6, size=128))
 
 
 def test_deeppcb_pool_has_tested_boards_defective_and_templates_good(pool: BoardPool):
@@ -48,14 +49,14 @@ def test_deeppcb_pool_has_tested_boards_defective_and_templates_good(pool: Board
 def test_folder_pool_has_unknown_truth(tmp_path: Path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"part{i}.png"), np.full((40, 40), 200, np.uint8))
-    pool = BoardPool.load(tmp_path)
+    pool = board_pool(tmp_path)
     seq = replay_sequence(pool, seed=1)
     assert sorted(p.sprite.name for p in seq) == ["part0.png", "part1.png", "part2.png"]
     frames = run_scene(LineScene(pool, STYLE, FAST, sequence=seq))
     truths = [t for _, truth in frames for t in truth]
     assert truths and all(t.defective is None for t in truths)
     with pytest.raises(CameraError, match="no such board folder"):
-        BoardPool.load(tmp_path / "missing")
+        board_pool(tmp_path / "missing")
 
 
 def test_truth_boxes_are_where_the_boards_are_drawn():

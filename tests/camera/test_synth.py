@@ -6,8 +6,8 @@ import numpy as np
 
 from camera.boards import BoardSprite
 from camera.synth import MIN_VISIBLE, Effects, LineStyle, Placement, belt_texture, random_scene, render
-from inspection.datasets.synthline import synth_line_dataset
-from inspection.datasets.yolo import load_data_yaml
+from inspection.ml.datasets.synthline import synth_line_dataset
+from inspection.ml.datasets.yolo import load_data_yaml
 
 STYLE = LineStyle(width=640, height=360, board_px=200, seam_every_px=160)
 

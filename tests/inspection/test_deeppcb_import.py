@@ -9,9 +9,9 @@ import cv2
 import pytest
 import yaml
 
-from inspection.datasets.deeppcb import import_deeppcb, is_validation
-from inspection.datasets.yolo import load_data_yaml
-from inspection.errors import DatasetError
+from inspection.core.errors import DatasetError
+from inspection.ml.datasets.deeppcb import import_deeppcb, is_validation
+from inspection.ml.datasets.yolo import load_data_yaml
 
 
 def _label_files(src: Path) -> list[Path]:

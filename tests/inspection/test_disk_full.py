@@ -28,15 +28,16 @@ from api.app import create_app
 from api.live_view import LiveView
 from api.services import Services
 from api.tokens import Role, TokenStore
-from camera.simulated import BoardPool, LineMotion, SimulatedLine, replay_sequence
+from camera.simulated import LineMotion, SimulatedLine, replay_sequence
 from camera.synth import LineStyle
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.engine import Engine, EngineConfig
-from inspection.parts import PartsConfig, PartUninspected
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.ml.datasets.boards import board_pool
+from inspection.pipeline.engine import Engine, EngineConfig
+from inspection.pipeline.parts import PartsConfig, PartUninspected
+from inspection.pipeline.trigger import LineTriggerConfig
+from inspection.pipeline.verdict_backlog import StoreLimits
+from inspection.pipeline.verdict_sink import Inspected, ModelInfo, SinkLimits
 from inspection.store import InspectionStore, open_database
-from inspection.trigger import LineTriggerConfig
-from inspection.verdict_backlog import StoreLimits
-from inspection.verdict_sink import Inspected, ModelInfo, SinkLimits
 from sync.config import SyncSettings
 from sync.recorder import EngineRecorder
 from sync.service import SyncService
@@ -87,7 +88,7 @@ def open_rig(root: Path, boards: Path, mode: str, limits: SinkLimits) -> Iterato
         disk.attach(db)
         store = InspectionStore(db, disk.evidence_store(disk.root / "evidence"))
         sync = SyncService.open(db, SyncSettings(edge_id="edge-disk"), forwarders=False)
-        pool = BoardPool.load(boards)
+        pool = board_pool(boards)
         sequence = replay_sequence(pool, 0.5, seed=0)
         inner = SimulatedLine(
             "cam1", pool, style=STYLE, motion=LineMotion(fps=30, speed_px_s=900), realtime=False, sequence=sequence

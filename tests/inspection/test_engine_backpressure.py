@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
-from camera.simulated import BoardPool, LineMotion, SimulatedLine
+from camera.simulated import LineMotion, SimulatedLine
 from camera.synth import LineStyle
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.detections import Detections
-from inspection.engine import Engine, EngineConfig
-from inspection.verdict_sink import ModelInfo
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.core.detections import Detections
+from inspection.ml.datasets.boards import board_pool
+from inspection.pipeline.engine import Engine, EngineConfig
+from inspection.pipeline.verdict_sink import ModelInfo
 
 
 class SlowDetector:
@@ -26,7 +27,7 @@ class SlowDetector:
 
 
 def test_slow_part_model_makes_the_buffer_drop_without_blocking_capture(deeppcb_factory):
-    pool = BoardPool.load(deeppcb_factory(boards=4))
+    pool = board_pool(deeppcb_factory(boards=4))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
     source = SimulatedLine(
         "cam1", pool, style=style, motion=LineMotion(fps=40, speed_px_s=400), realtime=True, buffer_size=3
@@ -45,7 +46,7 @@ def test_slow_part_model_makes_the_buffer_drop_without_blocking_capture(deeppcb_
 
 
 def test_engine_reports_camera_metrics(deeppcb_factory):
-    pool = BoardPool.load(deeppcb_factory(boards=4))
+    pool = board_pool(deeppcb_factory(boards=4))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
     source = SimulatedLine("cam9", pool, style=style, motion=LineMotion(fps=30), realtime=True)
     engine = Engine(
@@ -66,7 +67,7 @@ def test_a_camera_that_does_not_answer_never_stops_the_others(deeppcb_factory):
     from camera.opencv_source import OpenCVSource
     from camera.source import ReconnectPolicy
 
-    pool = BoardPool.load(deeppcb_factory(boards=4))
+    pool = board_pool(deeppcb_factory(boards=4))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
     good = SimulatedLine("good", pool, style=style, motion=LineMotion(fps=30), realtime=True)
     dead = OpenCVSource(

@@ -13,7 +13,8 @@ from collections import Counter
 
 import pytest
 
-from camera.simulated import BoardPool, replay_sequence
+from camera.simulated import replay_sequence
+from inspection.ml.datasets.boards import board_pool
 from tests.cli import run_cli
 from tests.conftest import REPO, real_board_subset
 
@@ -33,7 +34,7 @@ def _replay(boards, tmp_path, *extra):
 @pytest.mark.parametrize("cameras", [1, 2])
 def test_replay_inspects_every_board_exactly_once(boards, tmp_path, cameras):
     per_board, summary = _replay(boards, tmp_path, "--cameras", str(cameras))
-    expected = Counter(b.sprite.name for b in replay_sequence(BoardPool.load(boards), 0.5, seed=0))
+    expected = Counter(b.sprite.name for b in replay_sequence(board_pool(boards), 0.5, seed=0))
     assert summary["boards_shown"] == sum(expected.values()) == 12
     assert summary["boards_seen"] == 12 and summary["inspected"] == 12 and summary["uninspected"] == 0
     assert Counter(line["board"] for line in per_board) == expected
@@ -60,7 +61,7 @@ def test_every_board_once_at_other_speeds_and_spacings(boards, tmp_path, fps, sp
     per_board, summary = _replay(
         boards, tmp_path, "--fps", str(fps), "--speed", str(speed), "--spacing", str(spacing), "--no-store"
     )
-    expected = Counter(b.sprite.name for b in replay_sequence(BoardPool.load(boards), 0.5, seed=0))
+    expected = Counter(b.sprite.name for b in replay_sequence(board_pool(boards), 0.5, seed=0))
     assert summary["inspected"] == 12 and summary["uninspected"] == 0 and summary["boards_seen"] == 12
     assert Counter(line["board"] for line in per_board) == expected
 

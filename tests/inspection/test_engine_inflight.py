@@ -9,13 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from camera.simulated import BoardPool, LineMotion, SimulatedLine, replay_sequence
+from camera.simulated import LineMotion, SimulatedLine, replay_sequence
 from camera.synth import LineStyle
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.detections import Detections
-from inspection.engine import Engine, EngineConfig
-from inspection.models import concurrency
-from inspection.verdict_sink import ModelInfo
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.core.detections import Detections
+from inspection.inference.models import concurrency
+from inspection.ml.datasets.boards import board_pool
+from inspection.pipeline.engine import Engine, EngineConfig
+from inspection.pipeline.verdict_sink import ModelInfo
 
 
 def fingerprint(image: np.ndarray) -> float:
@@ -54,7 +55,7 @@ class JitteryDetector:
 
 
 def test_frames_in_flight_are_tracked_in_order_with_their_own_results(deeppcb_factory):
-    pool = BoardPool.load(deeppcb_factory(boards=3))
+    pool = board_pool(deeppcb_factory(boards=3))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
     source = SimulatedLine(
         "cam1",

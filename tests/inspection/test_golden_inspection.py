@@ -6,16 +6,17 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.simulated import BoardPool, LineMotion, LineScene, board_crops, replay_sequence
-from inspection.align import align, seed_homography
-from inspection.detections import Detections
-from inspection.differences import DifferenceConfig, find_differences, unexplained
-from inspection.parts import InspectRequest
-from inspection.recipes.model import AlignSettings, RecipeNotFound, RegionMask, StaticGoldenBook, golden_from_image
-from inspection.reference import DIFF, split_planes
-from inspection.reference_stage import ReferenceStage
-from inspection.rules import RulesConfig, apply_rules
-from inspection.verdict import Outcome
+from camera.simulated import LineMotion, LineScene, board_crops, replay_sequence
+from inspection.core.detections import Detections
+from inspection.core.outcome import Outcome
+from inspection.ml.datasets.boards import board_pool
+from inspection.pipeline.parts import InspectRequest
+from inspection.pipeline.reference_stage import ReferenceStage
+from inspection.pipeline.rules import RulesConfig, apply_rules
+from inspection.reference.align import align, seed_homography
+from inspection.reference.differences import DifferenceConfig, find_differences, unexplained
+from inspection.reference.planes import DIFF, split_planes
+from inspection.reference.recipes import AlignSettings, RecipeNotFound, RegionMask, StaticGoldenBook, golden_from_image
 from tests.conftest import real_board_subset
 
 NAMES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
@@ -25,7 +26,7 @@ NAMES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 def rendered(tmp_path_factory):
     """Crops of real boards as the simulated line shows them (rotated, scaled, keystoned, re-lit)."""
     src = real_board_subset(tmp_path_factory.mktemp("boards"), 6)
-    pool = BoardPool.load(src)
+    pool = board_pool(src)
     motion = LineMotion(angle_jitter_deg=2.0, scale_jitter=0.03, perspective=0.008, light_jitter=0.1, seed=4)
     scene = LineScene(pool, motion=motion, sequence=replay_sequence(pool, 0.5, seed=0))
     goldens = {s.product: golden_from_image(s.product, f"{i:064x}", s.image) for i, s in enumerate(pool.good)}
@@ -169,7 +170,7 @@ def test_region_masks_become_the_ignore_mask():
     g = golden_from_image("p", "cd" * 32, np.zeros((100, 200), np.uint8), (RegionMask(x1=10, y1=20, x2=30, y2=40),))
     assert g.ignore is not None and g.ignore.shape == (100, 200)
     assert g.ignore[20:40, 10:30].all() and g.ignore.sum() == 20 * 20 * 255
-    from inspection.recipes.model import RecipeError
+    from inspection.reference.recipes import RecipeError
 
     with pytest.raises(RecipeError, match="outside"):
         golden_from_image("p", "cd" * 32, np.zeros((100, 200), np.uint8), (RegionMask(x1=10, y1=20, x2=300, y2=40),))
@@ -192,7 +193,7 @@ def test_tolerance_absorbs_misregistration_but_not_missing_copper():
 
 
 def test_boxes_drawn_on_a_registered_grey_board_keep_their_colours():
-    from inspection.annotate import PALETTE, draw
+    from inspection.pipeline.annotate import PALETTE, draw
 
     det = Detections(
         np.array([[10, 10, 60, 60]], np.float32), np.array([0.9], np.float32), np.array([0], np.int64), NAMES

@@ -7,8 +7,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from inspection.graph import last_axis_softmax, serving_bytes
-from inspection.registry import resolve_model_dir
+from inspection.inference.cards import resolve_model_dir
+from inspection.inference.graph import last_axis_softmax, serving_bytes
 from tests.conftest import REPO
 
 

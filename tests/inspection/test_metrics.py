@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspection.metrics import DetectionMetrics, average_precision, match
+from inspection.ml.metrics import DetectionMetrics, average_precision, match
 
 NAMES = ("open", "short")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from camera.frame import Frame
-from inspection.detections import Detections
-from inspection.parts import (
+from inspection.core.detections import Detections
+from inspection.pipeline.parts import (
     InspectRequest,
     LineState,
     LineStateChanged,
@@ -21,8 +21,8 @@ from inspection.parts import (
     PartTracker,
     PartUninspected,
 )
-from inspection.tracking import ByteTrackConfig
-from inspection.trigger import LineTriggerConfig, ZoneTriggerConfig
+from inspection.pipeline.tracking import ByteTrackConfig
+from inspection.pipeline.trigger import LineTriggerConfig, ZoneTriggerConfig
 from tests.inspection.test_tracking import IMAGE, Board, SimFrame, dets, simulate
 
 BOARD_W = 240.0

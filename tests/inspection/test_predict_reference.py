@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from inspection.errors import ImageError, ModelError
-from inspection.models import model_input, require_input
-from inspection.pairing import Pair, pair_inputs
+from camera.errors import ImageError
+from inspection.core.errors import ModelError
+from inspection.inference.models import model_input, require_input
+from inspection.ml.pairing import Pair, pair_inputs
 from tests.cli import REPO, run_cli
 from tests.conftest import real_board_subset
 
@@ -81,7 +82,7 @@ def test_predict_reference_model_bad_input(reference_model, boards, tmp_path):
 
 
 def test_eval_refuses_a_dataset_of_the_other_input(reference_model, deeppcb_factory, tmp_path):
-    from inspection.datasets.deeppcb import import_deeppcb
+    from inspection.ml.datasets.deeppcb import import_deeppcb
 
     import_deeppcb(deeppcb_factory(boards=4), tmp_path / "plain", val_percent=50)
     r = run_cli("eval", "-w", str(reference_model), "--data", str(tmp_path / "plain" / "data.yaml"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspection.nms import box_iou, decode, nms
-from inspection.preprocess import as_bgr, letterbox, to_tensor
+from inspection.inference.nms import box_iou, decode, nms
+from inspection.inference.preprocess import as_bgr, letterbox, to_tensor
 
 
 def test_letterbox_wide_frame_pads_top_and_bottom():

@@ -19,10 +19,12 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-import inspection.recipes.deeppcb as deeppcb_recipes
-from inspection.recipes.deeppcb import register_deeppcb_recipes
-from inspection.recipes.goldens import GoldenFiles
-from inspection.recipes.model import (
+import inspection.ml.datasets.deeppcb_recipes as deeppcb_recipes
+from inspection.ml.datasets.deeppcb_recipes import register_deeppcb_recipes
+from inspection.pipeline.verdict import ReferenceInfo, inspection_record
+from inspection.reference.goldens import GoldenFiles
+from inspection.reference.recipe_store import RecipeStore
+from inspection.reference.recipes import (
     AlignSettings,
     GoldenNotFound,
     GoldenSizeMismatch,
@@ -31,10 +33,8 @@ from inspection.recipes.model import (
     RecipeNotFound,
     RegionMask,
 )
-from inspection.recipes.store import RecipeStore
-from inspection.store import EvidenceStore, InspectionRecord, InspectionStore, open_database
+from inspection.store import EvidenceStore, InspectionStore, open_database
 from inspection.store.db import _alembic_config
-from inspection.verdict import ReferenceInfo
 from tests.conftest import draw_board, real_board_subset
 from tests.inspection.test_store import database_url, make_verdict
 
@@ -328,9 +328,7 @@ def test_an_inspection_keeps_its_recipe_golden_and_alignment_score(any_engine: E
         make_verdict("p-plain"),
     ]
     records = [
-        InspectionRecord.from_verdict(
-            v, line_id="L1", model_name="m", model_version="1", captured_at=T0, evidence=evidence
-        )
+        inspection_record(v, line_id="L1", model_name="m", model_version="1", captured_at=T0, evidence=evidence)
         for v in verdicts
     ]
     assert [(r.recipe, r.golden_sha256, r.alignment_score) for r in records] == [

@@ -79,17 +79,18 @@ def test_reference_model_setups_that_cannot_work_are_refused(reference_model, tm
 def test_a_board_that_cannot_be_aligned_is_stored_uncertain(reference_model, tmp_path):
     """Every board shown against the golden of another product: none passes, each says why."""
     from camera.simulated import BoardPool, SimulatedLine, replay_sequence
-    from inspection.engine import Engine, EngineConfig
-    from inspection.models import load_detector
-    from inspection.parts import PartsConfig
-    from inspection.recipes.model import StaticGoldenBook, golden_from_image
-    from inspection.reference_stage import ReferenceStage
+    from inspection.inference.models import load_detector
+    from inspection.ml.datasets.boards import board_pool
+    from inspection.pipeline.engine import Engine, EngineConfig
+    from inspection.pipeline.parts import PartsConfig
+    from inspection.pipeline.reference_stage import ReferenceStage
+    from inspection.pipeline.trigger import LineTriggerConfig
+    from inspection.pipeline.verdict_sink import ModelInfo
+    from inspection.reference.recipes import StaticGoldenBook, golden_from_image
     from inspection.store import EvidenceStore, InspectionStore
-    from inspection.trigger import LineTriggerConfig
-    from inspection.verdict_sink import ModelInfo
     from tests.conftest import REPO
 
-    shown = BoardPool.load(real_board_subset(tmp_path / "boards", 2))
+    shown = board_pool(real_board_subset(tmp_path / "boards", 2))
     # the camera names no product (a real camera): every board is compared with the line's recipe
     pool = BoardPool(
         tuple(replace(s, product=None) for s in shown.defective), tuple(replace(s, product=None) for s in shown.good)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from inspection.datasets.deeppcb import import_deeppcb
-from inspection.datasets.yolo import load_data_yaml
-from inspection.errors import DatasetError
-from inspection.preprocess import letterbox, to_tensor
-from inspection.reference import BOARD, DIFF, GOLDEN, Jitter, compose, jitter_pair, split_planes
-from inspection.training import PLANE_MIXING_OFF, augmentation
+from inspection.core.errors import DatasetError
+from inspection.inference.preprocess import letterbox, to_tensor
+from inspection.ml.datasets.deeppcb import import_deeppcb
+from inspection.ml.datasets.yolo import load_data_yaml
+from inspection.ml.training import PLANE_MIXING_OFF, augmentation
+from inspection.reference.planes import BOARD, DIFF, GOLDEN, Jitter, compose, jitter_pair, split_planes
 from tests.conftest import draw_board
 
 
@@ -98,7 +98,7 @@ def test_data_yaml_input_field_is_validated(tmp_path):
 
 def _ultralytics_item(images_dir, hyp_overrides: dict[str, float], augment: bool) -> np.ndarray:
     """The image tensor Ultralytics' training loader feeds the network (C, H, W), as numpy."""
-    from inspection.offline import ultralytics
+    from inspection.inference.offline import ultralytics
 
     ultralytics()  # offline guards first
     from ultralytics.cfg import get_cfg
@@ -140,7 +140,7 @@ def test_training_loader_and_serving_preprocess_feed_the_same_planes(tmp_path):
 def _spec(kind: str):
     from pathlib import Path
 
-    from inspection.datasets.yolo import DatasetSpec
+    from inspection.ml.datasets.yolo import DatasetSpec
 
     return DatasetSpec(Path("x.yaml"), Path("."), ("a",), {}, input=kind)
 

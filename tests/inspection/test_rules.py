@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from inspection.detections import Detections
-from inspection.parts import InspectRequest
-from inspection.rules import RulesConfig, RulesError, apply_rules
-from inspection.verdict import Outcome
+from inspection.core.detections import Detections
+from inspection.core.outcome import Outcome
+from inspection.pipeline.parts import InspectRequest
+from inspection.pipeline.rules import RulesConfig, RulesError, apply_rules
 
 CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from inspection.classes import DEEPPCB_CLASSES, PART_CLASSES
-from inspection.datasets.yolo import load_data_yaml
-from inspection.evaluate import evaluate_weights
-from inspection.export import check_parity, export_onnx
-from inspection.hashing import file_sha256
-from inspection.images import read_image
-from inspection.models import model_input
-from inspection.registry import resolve_model_dir
+from inspection.core.classes import DEEPPCB_CLASSES, PART_CLASSES
+from inspection.inference.cards import resolve_model_dir
+from inspection.inference.models import model_input
+from inspection.ml.datasets.yolo import load_data_yaml
+from inspection.ml.evaluate import evaluate_weights
+from inspection.ml.export import check_parity, export_onnx
+from inspection.ml.hashing import file_sha256
+from inspection.ml.images import read_image
 from tests.conftest import REPO, real_board_subset
 
 SHIPPED = {"defect-yolov8n": DEEPPCB_CLASSES, "part-yolov8n": PART_CLASSES}

@@ -24,7 +24,9 @@ from sqlalchemy.pool import NullPool
 
 import api.tokens  # noqa: F401 - the token table lives in the same metadata
 import sync.tables  # noqa: F401 - so do the event log tables
-from inspection.detections import Detections
+from inspection.core.detections import Detections
+from inspection.core.outcome import Outcome
+from inspection.pipeline.verdict import Verdict, inspection_record
 from inspection.store import (
     DuplicateInspectionError,
     EvidenceStore,
@@ -42,7 +44,6 @@ from inspection.store import (
     open_database,
 )
 from inspection.store.models import Base
-from inspection.verdict import Outcome, Verdict
 
 PG_URL = os.environ.get("TWINSPECT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
@@ -160,7 +161,7 @@ def make_verdict(
 
 def make_record(evidence: EvidenceStore, part_id: str, line_id: str = "L1", **kwargs: object) -> InspectionRecord:
     verdict = make_verdict(part_id, **kwargs)  # type: ignore[arg-type]
-    return InspectionRecord.from_verdict(
+    return inspection_record(
         verdict,
         line_id=line_id,
         model_name="pcb-defects",
@@ -286,7 +287,7 @@ def test_opening_an_up_to_date_database_does_not_wait_for_a_writer(tmp_path: Pat
 def test_save_and_get_round_trip(store: InspectionStore, clock: Clock):
     verdict = make_verdict("cam1-7-100", Outcome.FAIL, boxes=3, seed=7)
     captured = datetime(2026, 5, 9, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
-    rec = InspectionRecord.from_verdict(
+    rec = inspection_record(
         verdict,
         line_id="L2",
         model_name="pcb-defects",
@@ -347,7 +348,7 @@ def test_save_many_is_all_or_nothing(store: InspectionStore):
 
 def test_naive_datetimes_are_refused(store: InspectionStore):
     with pytest.raises(ValueError, match="aware"):
-        InspectionRecord.from_verdict(
+        inspection_record(
             make_verdict("p"),
             line_id="L",
             model_name="m",

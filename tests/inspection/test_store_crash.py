@@ -31,7 +31,7 @@ CHILD = f"""
 import sys, uuid
 from datetime import UTC, datetime
 from inspection.store import BoxRecord, EvidenceStore, InspectionRecord, InspectionStore, encode_jpeg, open_database
-from inspection.verdict import Outcome
+from inspection.core.outcome import Outcome
 import numpy as np
 
 url, evidence_root, tag = sys.argv[1:4]

@@ -13,13 +13,13 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.pool import NullPool
 
+from inspection.core.outcome import Outcome
 from inspection.store import EvidenceStore, InspectionFilter, InspectionStore, ReviewStatus, SortOrder, open_database
 from inspection.store.db import _alembic_config
 from inspection.store.models import BoxRow, InspectionRow
 from inspection.store.queries import _b64, conditions
 from inspection.store.repository import list_statement
 from inspection.store.stats import Bucket, compute_stats
-from inspection.verdict import Outcome
 from tests.inspection.test_store import Clock, database_url, make_record
 
 T = datetime(2026, 5, 9, 12, 0, tzinfo=UTC)

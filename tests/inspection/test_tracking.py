@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from camera.frame import Frame
-from inspection.detections import Detections
-from inspection.tracking import ByteTrack, ByteTrackConfig, TrackingError, Tracks, linear_assignment, match
+from inspection.core.detections import Detections
+from inspection.pipeline.tracking import ByteTrack, ByteTrackConfig, TrackingError, Tracks, linear_assignment, match
 
 W, H = 1280, 720
 NAMES = ("board",)

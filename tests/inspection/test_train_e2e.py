@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli.main import app
-from inspection.datasets.deeppcb import import_deeppcb
-from inspection.hashing import file_sha256
+from inspection.ml.datasets.deeppcb import import_deeppcb
+from inspection.ml.hashing import file_sha256
 from tests.conftest import make_deeppcb
 
 runner = CliRunner()
@@ -157,7 +157,7 @@ def test_export_and_eval_offline(trained, monkeypatch):
 
 
 def test_offline_guard_refuses_downloads():
-    from inspection.offline import OfflineError, ultralytics
+    from inspection.inference.offline import OfflineError, ultralytics
 
     ultralytics()
     from ultralytics.utils import SETTINGS, checks, downloads
@@ -176,10 +176,10 @@ def test_offline_guard_refuses_downloads():
 
 
 def test_model_and_dataset_classes_must_match(trained, tmp_path):
-    from inspection.datasets.yolo import load_data_yaml
-    from inspection.errors import DatasetError, ModelError
-    from inspection.evaluate import evaluate_weights
-    from inspection.training import check_classes
+    from inspection.core.errors import DatasetError, ModelError
+    from inspection.ml.datasets.yolo import load_data_yaml
+    from inspection.ml.evaluate import evaluate_weights
+    from inspection.ml.training import check_classes
 
     root, _, _ = trained
     part_ds = tmp_path / "part"
@@ -195,8 +195,8 @@ def test_model_and_dataset_classes_must_match(trained, tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_planned_epochs(tmp_path, monkeypatch):
-    from inspection import training
-    from inspection.training import TrainRequest, read_history, train
+    from inspection.ml import training
+    from inspection.ml.training import TrainRequest, read_history, train
 
     src = make_deeppcb(tmp_path / "src", boards=6)
     import_deeppcb(src, tmp_path / "ds", val_percent=40)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from inspection.trigger import (
+from inspection.pipeline.trigger import (
     CrossingState,
     LineTrigger,
     LineTriggerConfig,

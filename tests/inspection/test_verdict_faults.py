@@ -18,20 +18,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from camera.simulated import BoardPool, LineMotion, SimulatedLine, replay_sequence
+from camera.simulated import LineMotion, SimulatedLine, replay_sequence
 from camera.synth import LineStyle
-from inspection.classes import DEEPPCB_CLASSES
-from inspection.detections import Detections
-from inspection.engine import Engine, EngineConfig
-from inspection.parts import InspectRequest, PartsConfig
-from inspection.rules import RulesConfig
+from inspection.core.classes import DEEPPCB_CLASSES
+from inspection.core.detections import Detections
+from inspection.core.outcome import Outcome
+from inspection.inference.worker import InferenceWorker
+from inspection.ml.datasets.boards import board_pool
+from inspection.pipeline.engine import Engine, EngineConfig
+from inspection.pipeline.parts import InspectRequest, PartsConfig
+from inspection.pipeline.rules import RulesConfig
+from inspection.pipeline.trigger import LineTriggerConfig
+from inspection.pipeline.verdict_backlog import StoreLimits
+from inspection.pipeline.verdict_sink import Inspected, ModelInfo, PendingInspection, SinkLimits, VerdictSink
 from inspection.store import EvidenceStore, InspectionStore, StoreUnavailableError, open_database
 from inspection.store.errors import StoreError
-from inspection.trigger import LineTriggerConfig
-from inspection.verdict import Outcome
-from inspection.verdict_backlog import StoreLimits
-from inspection.verdict_sink import Inspected, ModelInfo, PendingInspection, SinkLimits, VerdictSink
-from inspection.worker import InferenceWorker
 from tests.conftest import wait_until
 from tests.faults import BlankDefects, GatedSource, OracleDetector
 
@@ -233,7 +234,7 @@ class FailsOnFrame(OracleDetector):
 
 
 def test_a_camera_loop_goes_on_after_the_part_model_fails_on_a_frame(deeppcb_factory: Any):
-    pool = BoardPool.load(deeppcb_factory(boards=3))
+    pool = board_pool(deeppcb_factory(boards=3))
     style = LineStyle(width=320, height=192, board_px=140, seam_every_px=100)
     inner = SimulatedLine(
         "cam1",

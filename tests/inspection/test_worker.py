@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from inspection.detections import Detections
-from inspection.worker import BatchStats, InferenceWorker
+from inspection.core.detections import Detections
+from inspection.inference.worker import BatchStats, InferenceWorker
 
 
 class EchoDetector:
@@ -126,7 +126,7 @@ def test_runners_must_be_positive():
 
 
 def test_detect_in_order_keeps_input_order_and_reports_a_bad_item_after_the_good_ones():
-    from inspection.worker import detect_in_order
+    from inspection.inference.worker import detect_in_order
 
     class Jitter(EchoDetector):
         def detect(self, images):

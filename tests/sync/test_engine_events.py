@@ -50,8 +50,8 @@ def test_live_counters_come_from_the_twin_and_survive_a_restart(tmp_path: Path):
     from types import SimpleNamespace
 
     from api.live_view import LiveView
-    from inspection.parts import LineState
-    from inspection.telemetry import Telemetry
+    from inspection.pipeline.parts import LineState
+    from inspection.pipeline.telemetry import Telemetry
     from tests.sync.conftest import story
 
     db = open_database(f"sqlite:///{tmp_path / 'live.db'}")

@@ -27,10 +27,11 @@ from sqlalchemy import Engine
 from api.app import create_app
 from api.services import Services
 from api.tokens import TokenStore
-from inspection.detections import Detections
+from inspection.core.detections import Detections
+from inspection.core.outcome import Outcome
+from inspection.pipeline.verdict import Verdict, inspection_record
+from inspection.pipeline.verdict_sink import Inspected, ModelInfo
 from inspection.store import EvidenceStore, InspectionRecord, InspectionStore, StoredInspection, open_database
-from inspection.verdict import Outcome, Verdict
-from inspection.verdict_sink import Inspected, ModelInfo
 from sync.config import NatsSettings, SyncSettings
 from sync.events import Event
 from sync.hub import Hub
@@ -150,7 +151,7 @@ def inspect_on_edge(
         verdict = make_verdict(i, outcome, boxes)
         t_wall = T_WALL + i
         evidence = edge.store.evidence if keep_evidence else EvidenceStore(edge.evidence_dir.parent / "elsewhere")
-        rec = InspectionRecord.from_verdict(
+        rec = inspection_record(
             verdict,
             line_id=LINE,
             model_name="defect-yolov8n",

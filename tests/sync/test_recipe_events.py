@@ -10,9 +10,10 @@ from dataclasses import replace
 import jsonschema_rs
 import numpy as np
 
-from inspection.detections import Detections
-from inspection.verdict import Outcome, ReferenceInfo, Verdict
-from inspection.verdict_sink import Inspected, ModelInfo
+from inspection.core.detections import Detections
+from inspection.core.outcome import Outcome
+from inspection.pipeline.verdict import ReferenceInfo, Verdict
+from inspection.pipeline.verdict_sink import Inspected, ModelInfo
 from sync.events import Draft, Event, check_type, dumps
 from sync.hub_store import inspection_record
 from sync.log import EventLog

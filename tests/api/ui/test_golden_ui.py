@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspection.verdict import Outcome
+from inspection.core.outcome import Outcome
 from tests.api.conftest import OPEN_CUT, SHORT_BAR
 from tests.api.ui.support import (
     TRANSFORM,

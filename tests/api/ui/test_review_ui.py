@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from inspection.core.outcome import Outcome
 from inspection.store import InspectionFilter, ReviewStatus
-from inspection.verdict import Outcome
 from tests.api.ui.support import (
     RISK_RANK,
     Server,

@@ -1,0 +1,1 @@
+"""The vocabulary every room of inspection/ shares: errors, classes, detections, outcomes."""

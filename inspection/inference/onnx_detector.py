@@ -1,0 +1,103 @@
+"""The serving-path detector: ONNX Runtime with our letterbox and NMS. No torch import."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from inspection.core.detections import Detections
+from inspection.core.errors import ModelError
+from inspection.inference.graph import serving_bytes
+from inspection.inference.nms import decode
+from inspection.inference.preprocess import Letterbox, as_bgr, letterbox, to_tensor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def pick_providers(wanted: Sequence[str]) -> list[str]:
+    """The wanted providers that this ONNX Runtime build offers, in the wanted order."""
+    available = set(ort.get_available_providers())
+    chosen = [p for p in wanted if p in available]
+    if not chosen:
+        raise ModelError(f"providers: none of {list(wanted)} is available (have {sorted(available)})")
+    return chosen
+
+
+def _metadata_names(meta: dict[str, str], path: Path) -> tuple[str, ...]:
+    try:
+        names = ast.literal_eval(meta["names"])
+    except (KeyError, ValueError, SyntaxError) as exc:
+        raise ModelError(f"{path}: ONNX file has no class names in its metadata") from exc
+    return tuple(str(names[k]) for k in sorted(names))
+
+
+class OnnxDetector:
+    """YOLOv8 detector on ONNX Runtime (TensorRT / CUDA / CPU, the first available)."""
+
+    def __init__(
+        self,
+        path: Path,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 300,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        threads: int = 0,
+    ) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            model = serving_bytes(path) or str(path)
+            self.session = ort.InferenceSession(model, opts, providers=pick_providers(providers))
+        except (
+            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,  # type: ignore[attr-defined]
+            ort.capi.onnxruntime_pybind11_state.Fail,
+        ) as exc:  # type: ignore[attr-defined]
+            raise ModelError(f"{path}: not an ONNX model ({str(exc).splitlines()[0][:120]})") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.path = path
+        self.class_names = _metadata_names(meta, path)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        h, w = inp.shape[2], inp.shape[3]
+        if not isinstance(h, int) or not isinstance(w, int):
+            size = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
+            h, w = int(size[0]), int(size[1])
+        self.imgsz = (int(h), int(w))
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.dtype = np.float16 if "float16" in inp.type else np.float32
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.provider = self.session.get_providers()[0]
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detect in a batch of BGR (or grey) images; boxes come back in source pixels."""
+        if not images:
+            return []
+        boxed, maps = [], []
+        for img in images:
+            lb_img, lb = letterbox(as_bgr(img), self.imgsz)
+            boxed.append(lb_img)
+            maps.append(lb)
+        raw = self._run(to_tensor(boxed, self.dtype))
+        return [self._postprocess(raw[i], maps[i]) for i in range(len(images))]
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        if self.fixed_batch is None or self.fixed_batch == tensor.shape[0]:
+            return np.asarray(self.session.run(None, {self.input_name: tensor})[0], dtype=np.float32)
+        outs = [self.session.run(None, {self.input_name: tensor[i : i + 1]})[0] for i in range(len(tensor))]
+        return np.concatenate(outs).astype(np.float32)
+
+    def _postprocess(self, raw: np.ndarray, lb: Letterbox) -> Detections:
+        xyxy, score, cls = decode(raw, self.conf, self.iou, self.max_det)
+        return Detections(lb.to_source(xyxy), score, cls, self.class_names)

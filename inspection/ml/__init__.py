@@ -1,0 +1,1 @@
+"""The ML toolchain: datasets, training, evaluation, export, quantization, the model registry's publish side."""

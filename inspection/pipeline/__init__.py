@@ -1,0 +1,1 @@
+"""The serving path: engine, tracking, trigger, rules, verdicts, their recording, telemetry."""

@@ -1,0 +1,480 @@
+"""The inspection engine: cameras -> part model -> tracking -> trigger -> defect model -> verdicts.
+
+One thread per camera reads its source, asks the shared part-model worker for the
+boards in the frame (frames of all cameras are batched there), and feeds them to that
+camera's PartTracker. Each inspection request (one per board) goes to the shared
+defect-model worker; its result goes to the VerdictSink, which applies the rules,
+stores the verdict and tells the listeners. Line events (part.entered, part.exited,
+part.uninspected, line.started/stopped) go to the listeners from the camera threads.
+
+Faults: every stage thread is supervised. A camera loop that fails on a frame counts it
+(``twinspect_stage_errors_total``) and goes on with the next; one that fails outside a
+frame starts over after a pause. An aligner task or a defect-model result that fails
+makes its board ``uncertain`` with the reason, never lost. The stages' queues are bounded
+and push back (the camera buffer then drops its oldest frames, counted); the verdict
+thread's own bounds and retries are in verdict_sink.py / verdict_backlog.py. Faults that
+last (storage refusing writes) are in ``health`` (``faults()``), for /readyz and the
+live status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from camera.errors import UnknownCamera
+from camera.frame import BoardTruth, Frame
+from camera.push import PushSource
+from camera.source import FrameSource
+from inspection.core.detections import Detections, Detector
+from inspection.core.errors import ModelError
+from inspection.inference.nms import box_iou
+from inspection.inference.worker import BatchStats, InferenceWorker
+from inspection.pipeline.parts import InspectRequest, LineState, PartsConfig, PartsUpdate, PartTracker
+from inspection.pipeline.reference_stage import Prepared, ReferenceStage
+from inspection.pipeline.rules import RulesConfig
+from inspection.pipeline.telemetry import CameraFigures, Fault, Telemetry
+from inspection.pipeline.verdict_sink import Inspected, ModelInfo, Outbox, PendingInspection, SinkLimits, VerdictSink
+from inspection.reference.recipes import Golden
+from inspection.store import EvidenceStore, InspectionStore
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine runs; built from the settings by the caller."""
+
+    line_id: str = "line-1"
+    parts: PartsConfig = field(default_factory=PartsConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    max_batch: int = 8
+    max_wait_ms: float = 4.0
+    camera_tokens: dict[str, str] = field(default_factory=dict)
+    part_runners: int = 1  # images of each model run side by side (see InferenceWorker)
+    defect_runners: int = 1
+    sink: SinkLimits = field(default_factory=SinkLimits)  # verdict queue, storage backlog and retries
+
+
+@dataclass
+class StageClock:
+    """Total seconds and counts per pipeline stage (for replay reports)."""
+
+    totals: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, stage: str, seconds: float, n: int = 1) -> None:
+        with self.lock:
+            self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+            self.counts[stage] = self.counts.get(stage, 0) + n
+
+    def mean_ms(self) -> dict[str, float]:
+        with self.lock:
+            return {k: round(1000 * v / max(1, self.counts[k]), 2) for k, v in self.totals.items()}
+
+
+class _CameraLoop:
+    """One camera's thread: read, detect boards, track, request inspections."""
+
+    def __init__(self, engine: Engine, source: FrameSource) -> None:
+        self.engine, self.source = engine, source
+        self.camera_id: str = source.camera_id  # type: ignore[attr-defined]
+        self.parts = PartTracker(self.camera_id, engine.config.parts, run_id=engine.run_id)
+        self.latest: tuple[Frame, Detections] | None = None
+        self.frames = 0
+        self._frames_seen: dict[int, int] = {}
+        self.thread = threading.Thread(target=self.run, name=f"camera-{self.camera_id}", daemon=True)
+
+    def run(self) -> None:
+        """Supervised: a failure outside a frame is counted and the loop starts over (pause 0.1 s, up to 5 s)."""
+        eng, pause = self.engine, 0.1
+        while True:
+            try:
+                self.loop()
+                break
+            except Exception as exc:
+                eng.health.error(f"camera {self.camera_id}", exc)
+                if eng.stopping.wait(pause):
+                    break
+                pause = min(5.0, pause * 2)
+        try:
+            self.handle(self.parts.close(), None)
+        except Exception as exc:
+            eng.health.error(f"camera {self.camera_id}", exc, "closing its tracks")
+
+    def loop(self) -> None:
+        """Keep frames at the part model (one running and one waiting per runner); track results in order.
+
+        In real time a frame is usually done before the next arrives, so this adds no latency;
+        in a backlog (replay) no runner ever waits for this thread to hand it a frame.
+        """
+        eng = self.engine
+        depth = 2 * eng.part_worker.runners
+        pending: deque[tuple[Frame, float, Future[Detections]]] = deque()
+        while not eng.stopping.is_set():
+            frame = self.source.read(timeout=0.0 if pending else 0.25) if len(pending) < depth else None
+            if frame is not None:
+                pending.append((frame, time.monotonic(), eng.part_worker.submit(frame.image)))
+                continue
+            if pending:  # the pipeline is full, or no frame is waiting: finish the oldest
+                self.safe_step(*pending.popleft())
+            elif self.source.drained:  # closed and empty: a finite source has delivered everything
+                break
+        while pending:
+            self.safe_step(*pending.popleft())
+
+    def safe_step(self, frame: Frame, t_submit: float, boards_future: Future[Detections]) -> None:
+        """``step``, but a frame that fails (the part model, the tracker) is counted and skipped."""
+        try:
+            self.step(frame, t_submit, boards_future)
+        except Exception as exc:
+            self.engine.health.error(f"camera {self.camera_id}", exc, f"frame {frame.seq}")
+
+    def step(self, frame: Frame, t_submit: float, boards_future: Future[Detections]) -> None:
+        eng = self.engine
+        boards = boards_future.result(30.0)
+        t1 = time.monotonic()
+        update = self.parts.update(boards, frame)
+        eng.clock.add("part_model", t1 - t_submit)
+        eng.clock.add("tracking", time.monotonic() - t1)
+        self.frames += 1
+        for tid in update.tracks.track_id.tolist():
+            self._frames_seen[tid] = self._frames_seen.get(tid, 0) + 1
+        self.latest = (frame, boards)
+        self.handle(update, frame)
+
+    def handle(self, update: PartsUpdate, frame: Frame | None) -> None:
+        eng = self.engine
+        for event in (*update.entered, *update.line_events):
+            eng.emit(event)
+        if update.entered:
+            eng.telemetry.boards_seen.labels(self.camera_id).inc(len(update.entered))
+        for req in update.requests:
+            truth = _match_truth(frame, req.board_xyxy) if frame is not None else None
+            seen = self._frames_seen.get(req.track_id, 0)
+            eng.submit_inspection(req, truth, seen)
+        eng.telemetry.boards_inspected.labels(self.camera_id).inc(len(update.requests))
+        for event in (*update.exited, *update.uninspected):
+            eng.emit(event)
+        for ex in update.exited:
+            self._frames_seen.pop(ex.track_id, None)
+        eng.telemetry.boards_uninspected.labels(self.camera_id).inc(len(update.uninspected))
+        eng.telemetry.coverage.labels(self.camera_id).set(update.counters.coverage)
+
+
+def _match_truth(frame: Frame, box: np.ndarray) -> BoardTruth | None:
+    """The simulated board under a detected box (highest IoU, at least 0.3)."""
+    if not frame.truth:
+        return None
+    iou = box_iou(box[None, :].astype(np.float32), np.stack([t.xyxy for t in frame.truth]).astype(np.float32))[0]
+    best = int(iou.argmax())
+    return frame.truth[best] if iou[best] >= 0.3 else None
+
+
+def _run_id() -> str:
+    """A short id, different for every engine start (part ids embed it, so restarts never collide)."""
+    n = time.time_ns() // 1_000_000
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out
+
+
+class Engine:
+    """Runs the whole pipeline over a set of sources; see the module docstring."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        sources: list[FrameSource],
+        part_detector: Detector,
+        defect_detector: Detector,
+        model: ModelInfo,
+        store: InspectionStore | None = None,
+        evidence: EvidenceStore | None = None,
+        outbox: Outbox | None = None,
+        outbox_flush: Callable[[float], bool] | None = None,
+        reference: ReferenceStage | None = None,
+    ) -> None:
+        ids = [s.camera_id for s in sources]  # type: ignore[attr-defined]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        config.rules.thresholds(defect_detector.class_names)  # fail early on unknown class names
+        self.config = config
+        self.run_id = _run_id()
+        self.sources = {s.camera_id: s for s in sources}  # type: ignore[attr-defined]
+        self.telemetry = Telemetry(self._camera_figures)
+        self.health = self.telemetry.health
+        self.clock = StageClock()
+        self.listeners: list[Listener] = []
+        self.stopping = threading.Event()
+        self.part_worker = InferenceWorker(
+            part_detector,
+            "part",
+            config.max_batch,
+            config.max_wait_ms,
+            on_batch=self._on_batch,
+            submitters=len(sources),
+            runners=config.part_runners,
+            on_error=lambda exc: self.health.error("inference part", exc),
+        )
+        self.defect_worker = InferenceWorker(
+            defect_detector,
+            "defect",
+            config.max_batch,
+            config.max_wait_ms,
+            on_batch=self._on_batch,
+            runners=config.defect_runners,
+            on_error=lambda exc: self.health.error("inference defect", exc),
+        )
+        self.sink = VerdictSink(
+            config.rules,
+            config.line_id,
+            model,
+            store,
+            evidence,
+            self.listeners,
+            outbox=outbox,
+            outbox_flush=outbox_flush,
+            telemetry=self.telemetry,
+            limits=config.sink,
+        )
+        self.reference = reference  # set when the defect model compares each board with its golden
+        self._aligners = (
+            ThreadPoolExecutor(max(1, config.defect_runners), thread_name_prefix="align")
+            if reference is not None
+            else None
+        )
+        # boards at the aligners (queued or running): a camera thread waits for room (backpressure)
+        self._align_slots = threading.BoundedSemaphore(4 * max(1, config.defect_runners))
+        self.on_start: list[Callable[[], None]] = []  # run after the sources started (event recorders)
+        self.on_stop: list[Callable[[], None]] = []  # run after the last verdict was handed on
+        self.listeners.append(self._count_verdict)
+        self.loops = [_CameraLoop(self, s) for s in sources]
+        self.outcomes: dict[str, int] = {"pass": 0, "fail": 0, "uncertain": 0}
+        self._inflight = 0
+        self._inflight_lock = threading.Condition()
+        self._started = False
+        self.t_start = 0.0
+
+    # lifecycle -------------------------------------------------------------------------------
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.t_start = time.monotonic()
+        self.part_worker.start()
+        self.defect_worker.start()
+        self.sink.start()
+        for s in self.sources.values():
+            s.start()
+        for loop in self.loops:
+            loop.thread.start()
+        for hook in self.on_start:
+            hook()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every camera loop to end (finite sources), then for every verdict; True if all did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for loop in self.loops:
+            loop.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if any(loop.thread.is_alive() for loop in self.loops):
+            return False
+        return self._drain(deadline)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if not self._started:
+            return
+        self.stopping.set()
+        for s in self.sources.values():
+            s.stop()
+        deadline = time.monotonic() + timeout
+        for loop in self.loops:
+            loop.thread.join(max(0.0, deadline - time.monotonic()))
+        self._wait_inflight(deadline)
+        self.sink.stop(max(1.0, deadline - time.monotonic()))  # stores what is queued, or counts and logs it
+        if self.sink.outbox_flush is not None:
+            self.sink.outbox_flush(max(0.1, min(5.0, deadline - time.monotonic())))
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception as exc:
+                self.health.error("stop hook", exc)
+        self.part_worker.stop()
+        self.defect_worker.stop()
+        if self._aligners is not None:
+            self._aligners.shutdown(wait=True)
+        self._started = False
+
+    def _wait_inflight(self, deadline: float | None) -> bool:
+        """Wait until every board handed to the aligners / defect model reached the verdict thread."""
+        with self._inflight_lock:
+            while self._inflight:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._inflight_lock.wait(left)
+        return True
+
+    def _drain(self, deadline: float | None) -> bool:
+        if not self._wait_inflight(deadline):
+            return False
+        return self.sink.drain(30.0 if deadline is None else max(0.1, deadline - time.monotonic()))
+
+    def faults(self) -> list[Fault]:
+        """What fails right now (storage refusing writes), for /readyz and the live status."""
+        return self.health.faults()
+
+    # pipeline --------------------------------------------------------------------------------
+    def emit(self, event: Any) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not stop the line
+                log.exception("listener %r failed on %s", listener, type(event).__name__)
+
+    def submit_inspection(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
+        with self._inflight_lock:
+            self._inflight += 1
+        if self._aligners is not None:
+            self._align_slots.acquire()
+            try:
+                self._aligners.submit(self._prepare_and_submit, req, truth, frames_seen)
+            except BaseException:  # shut down: the board never reached an aligner
+                self._align_slots.release()
+                self._done_inflight()
+                raise
+        else:
+            self._submit_defect(req, req.crop, truth, frames_seen, None)
+
+    def _prepare_and_submit(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
+        """On an aligner thread (supervised): a board that fails here is handed on uncertain, with the reason."""
+        try:
+            self._prepare(req, truth, frames_seen)
+        except Exception as exc:
+            self.health.error("align", exc, req.part_id)
+            self._fail_board(req, truth, frames_seen, f"{type(exc).__name__}: {exc}", None)
+        finally:
+            self._align_slots.release()
+
+    def _fail_board(
+        self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int, error: str, prepared: Prepared | None
+    ) -> None:
+        """The board goes to the verdict thread as a failed inspection (it is stored uncertain with ``error``)."""
+        empty = Detections.empty(self.defect_worker.detector.class_names)
+        self.sink.put(PendingInspection(req, empty, error, truth, frames_seen, prepared))
+        self._done_inflight()
+
+    def _prepare(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
+        """Register the crop to its golden, then hand the reference input on."""
+        assert self.reference is not None
+        t0 = time.monotonic()
+        try:
+            box = req.board_xyxy - req.crop_xyxy[[0, 1, 0, 1]].astype(np.float32)
+            prepared = self.reference.prepare(req.crop, box, truth.product if truth is not None else None)
+        except Exception as exc:  # never lose a board: it becomes uncertain with the reason
+            log.exception("preparing %s for the reference model failed", req.part_id)
+            prepared = Prepared(None, None, None, None, f"reference preparation failed: {exc}")
+        self.clock.add("align", time.monotonic() - t0)
+        if prepared.image is None:
+            empty = Detections.empty(self.defect_worker.detector.class_names)
+            self.sink.put(PendingInspection(req, empty, None, truth, frames_seen, prepared))
+            self._done_inflight()
+            return
+        self._submit_defect(req, prepared.image, truth, frames_seen, prepared)
+
+    def _submit_defect(
+        self,
+        req: InspectRequest,
+        image: np.ndarray,
+        truth: BoardTruth | None,
+        frames_seen: int,
+        prepared: Prepared | None,
+    ) -> None:
+        t0 = time.monotonic()
+        fut = self.defect_worker.submit(image)
+
+        def done(f: Future[Detections]) -> None:
+            self.clock.add("defect_model", time.monotonic() - t0)
+            exc = f.exception()
+            if exc is not None:
+                self._fail_board(req, truth, frames_seen, f"{type(exc).__name__}: {exc}", prepared)
+                return
+            try:
+                self.sink.put(PendingInspection(req, f.result(), None, truth, frames_seen, prepared))
+            finally:
+                self._done_inflight()
+
+        fut.add_done_callback(done)
+
+    def _done_inflight(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+            self._inflight_lock.notify_all()
+
+    def set_line_recipe(self, recipe: str | None) -> Golden | None:
+        """Compare this line's boards with another recipe's golden from the next board on.
+
+        Raises ModelError when the defect model takes no golden, RecipeNotFound for an
+        unknown recipe (nothing changes then).
+        """
+        if self.reference is None:
+            raise ModelError("the defect model compares no golden (its input is 'image'): a line recipe has no effect")
+        return self.reference.set_recipe(recipe)
+
+    @property
+    def line_recipe(self) -> str | None:
+        return self.reference.recipe if self.reference is not None else None
+
+    def _on_batch(self, stats: BatchStats) -> None:
+        self.telemetry.observe_batch(stats)
+        worker = self.part_worker if stats.model == "part" else self.defect_worker
+        self.telemetry.queue_depth.labels(stats.model).set(worker.queue_depth)
+
+    def _count_verdict(self, event: Any) -> None:
+        if isinstance(event, Inspected):
+            self.outcomes[event.verdict.outcome.value] += 1
+            self.telemetry.verdicts.labels(event.verdict.outcome.value).inc()
+            self.telemetry.capture_to_verdict.observe(event.latency_s)
+
+    def _camera_figures(self) -> list[CameraFigures]:
+        out = []
+        for cid, s in self.sources.items():
+            st = s.stats()
+            out.append(CameraFigures(cid, st.state, st.fps, st.frames_in, st.dropped, st.reconnects))
+        return out
+
+    # views for the API -----------------------------------------------------------------------
+    def line_state(self) -> LineState:
+        states = {loop.parts.line_state for loop in self.loops}
+        if LineState.RUNNING in states:
+            return LineState.RUNNING
+        return LineState.STOPPED if LineState.STOPPED in states else LineState.UNKNOWN
+
+    def push(self, camera_id: str, data: bytes, content_type: str | None) -> int:
+        source = self.sources.get(camera_id)
+        if not isinstance(source, PushSource):
+            raise UnknownCamera(f"camera {camera_id!r}: no push camera with this id")
+        return source.push(data, content_type).seq
+
+    def camera_token_ok(self, camera_id: str, token: str | None) -> bool:
+        """A push needs the camera's configured token; a camera without one accepts no pushes."""
+        expected = self.config.camera_tokens.get(camera_id)
+        return expected is not None and token is not None and hmac.compare_digest(expected, token)

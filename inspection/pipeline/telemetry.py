@@ -1,0 +1,196 @@
+"""Prometheus metrics of the engine, on a registry of its own (one per engine, never global), and its health.
+
+Counters and histograms are updated by the pipeline as things happen; camera figures
+(state, fps, frames in, drops) are read from the sources at scrape time by a collector,
+so nothing polls them.
+
+``Health`` is where the stages report what goes wrong: ``error(stage, exc)`` for an
+exception a stage thread caught and went on from (logged, at most once per stage every
+``log_every_s`` with a count of the ones in between, and counted in
+``twinspect_stage_errors_total``), ``fail(component, reason)`` / ``clear(component)`` for
+a lasting fault (storage refusing writes) that /readyz and the live status show until it
+clears (``twinspect_fault``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from camera.frame import SourceState
+from inspection.inference.worker import BatchStats
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
+
+
+@dataclass(frozen=True)
+class CameraFigures:
+    """What the camera collector needs from one source at scrape time."""
+
+    camera_id: str
+    state: SourceState
+    fps: float
+    frames_in: int
+    dropped: int
+    reconnects: int
+
+
+class _CameraCollector(Collector):
+    def __init__(self, read: Callable[[], Iterable[CameraFigures]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        frames = CounterMetricFamily("twinspect_camera_frames", "Frames captured per camera", labels=["camera"])
+        dropped = CounterMetricFamily(
+            "twinspect_camera_frames_dropped", "Frames dropped by the full buffer (oldest first)", labels=["camera"]
+        )
+        reconnects = CounterMetricFamily("twinspect_camera_reconnects", "Reconnect attempts", labels=["camera"])
+        fps = GaugeMetricFamily("twinspect_camera_fps", "Measured capture rate", labels=["camera"])
+        state = GaugeMetricFamily(
+            "twinspect_camera_state", "1 for the camera's current state", labels=["camera", "state"]
+        )
+        for cam in self._read():
+            frames.add_metric([cam.camera_id], cam.frames_in)
+            dropped.add_metric([cam.camera_id], cam.dropped)
+            reconnects.add_metric([cam.camera_id], cam.reconnects)
+            fps.add_metric([cam.camera_id], cam.fps)
+            for s in SourceState:
+                state.add_metric([cam.camera_id, s.value], 1.0 if s == cam.state else 0.0)
+        return [frames, dropped, reconnects, fps, state]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A lasting fault of one component: what fails, why (the last error), since when (wall clock)."""
+
+    component: str
+    reason: str
+    since: float
+
+
+class Health:
+    """Faults and caught stage errors; thread-safe. See the module docstring."""
+
+    def __init__(self, errors: Counter | None = None, log_every_s: float = 10.0) -> None:
+        self._errors = errors
+        self.log_every_s = log_every_s
+        self._faults: dict[str, Fault] = {}
+        self._last_log: dict[str, tuple[float, int]] = {}  # stage -> (when logged, errors since)
+        self._lock = threading.Lock()
+
+    def error(self, stage: str, exc: BaseException, what: str = "") -> None:
+        """A stage thread caught ``exc`` and goes on: count it, log it (rate-limited per stage)."""
+        if self._errors is not None:
+            self._errors.labels(stage).inc()
+        now = time.monotonic()
+        with self._lock:
+            last, since = self._last_log.get(stage, (-1e18, 0))
+            if now - last < self.log_every_s:
+                self._last_log[stage] = (last, since + 1)
+                return
+            self._last_log[stage] = (now, 0)
+        more = f" ({since} more since the last report)" if since else ""
+        log.error("%s failed%s%s; it goes on", stage, f" on {what}" if what else "", more, exc_info=exc)
+
+    def fail(self, component: str, reason: str) -> None:
+        """``component`` is failing (keeps the first time it did, updates the reason)."""
+        with self._lock:
+            old = self._faults.get(component)
+            self._faults[component] = Fault(component, reason, old.since if old else time.time())
+        if old is None:
+            log.error("%s failing: %s", component, reason)
+
+    def clear(self, component: str) -> None:
+        with self._lock:
+            old = self._faults.pop(component, None)
+        if old is not None:
+            log.warning("%s recovered after %.1f s", component, time.time() - old.since)
+
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return sorted(self._faults.values(), key=lambda f: f.component)
+
+
+class _HealthCollector(Collector):
+    def __init__(self, health: Health) -> None:
+        self._health = health
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        fault = GaugeMetricFamily(
+            "twinspect_fault", "1 while a component fails (storage refusing writes)", labels=["component"]
+        )
+        for f in self._health.faults():
+            fault.add_metric([f.component], 1.0)
+        return [fault]
+
+
+class Telemetry:
+    """All engine metrics; ``render()`` gives the Prometheus text format."""
+
+    def __init__(self, cameras: Callable[[], Iterable[CameraFigures]] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.inference_seconds = Histogram(
+            "twinspect_inference_seconds", "Model time per batch", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "twinspect_batch_size", "Images per inference batch", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_wait_seconds = Histogram(
+            "twinspect_inference_queue_wait_seconds",
+            "Wait of the oldest image of a batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("twinspect_inference_queue_depth", "Images waiting for a model", ["model"], registry=r)
+        self.boards_seen = Counter("twinspect_boards_seen", "Boards that entered the view", ["camera"], registry=r)
+        self.boards_inspected = Counter("twinspect_boards_inspected", "Boards inspected", ["camera"], registry=r)
+        self.boards_uninspected = Counter(
+            "twinspect_boards_uninspected", "Boards that left uninspected", ["camera"], registry=r
+        )
+        self.verdicts = Counter("twinspect_verdicts", "Verdicts by outcome", ["outcome"], registry=r)
+        self.coverage = Gauge("twinspect_inspection_coverage", "Inspected / seen boards", ["camera"], registry=r)
+        self.capture_to_verdict = Histogram(
+            "twinspect_capture_to_verdict_seconds", "From frame capture to verdict", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.stage_errors = Counter(
+            "twinspect_stage_errors", "Exceptions a stage thread caught and went on from", ["stage"], registry=r
+        )
+        self.queue_dropped = Counter(
+            "twinspect_queue_dropped", "Items a full queue refused (logged)", ["queue"], registry=r
+        )
+        self.verdicts_stored = Counter("twinspect_verdicts_stored", "Verdicts committed to storage", registry=r)
+        self.verdicts_unstored = Counter(
+            "twinspect_verdicts_unstored",
+            "Verdicts not stored as made: evidence_dropped (stored uncertain with "
+            "a placeholder image), refused (storage rejected the record), lost (over the backlog bound or at stop)",
+            ["reason"],
+            registry=r,
+        )
+        self.store_retries = Counter(
+            "twinspect_store_retries", "Failed storage attempts, retried", ["what"], registry=r
+        )
+        self.store_backlog = Gauge("twinspect_store_backlog", "Verdicts waiting to be stored", registry=r)
+        self.health = Health(self.stage_errors)
+        r.register(_HealthCollector(self.health))
+        if cameras is not None:
+            r.register(_CameraCollector(cameras))
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.inference_seconds.labels(stats.model).observe(stats.infer_s)
+        self.batch_size.labels(stats.model).observe(stats.size)
+        self.queue_wait_seconds.labels(stats.model).observe(stats.max_queue_wait_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

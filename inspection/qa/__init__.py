@@ -1,0 +1,1 @@
+"""QA review: what each review action does to an inspection."""
