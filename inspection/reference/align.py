@@ -15,10 +15,14 @@ seeds a homography (box corners -> golden corners), which two methods refine:
 
 The board is then warped into the golden's pixels (so boxes found on it are golden
 pixels) and its brightness is matched to the golden's (gain and offset from the means and
-standard deviations). The score is ECC's own correlation coefficient at the fine level
-(normalised correlation of the aligned board and the golden outside the recipe's ignore
-mask; 1 = identical, insensitive to brightness). A board whose alignment throws,
-leaves the image, or scores below ``min_score`` is not aligned: the engine never passes it.
+standard deviations). ECC works on the golden framed by a few pixels of the conveyor's grey
+(the median around the board box), so a board's outline registers as well as its copper:
+a board that is one copper plane with a hole (DeepPCB 77000053) aligns by its edges.
+The score is the normalised correlation of the registered board and the golden at the
+working size, outside the recipe's ignore mask (1 = identical, insensitive to brightness);
+for a golden without texture, where correlation means nothing, 1 - mean |difference| / 128.
+A board whose alignment throws, leaves the image, or scores below ``min_score`` is not
+aligned: the engine never passes it.
 """
 
 from __future__ import annotations
@@ -74,18 +78,39 @@ def _resize(image: np.ndarray, s: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-_GOLDEN_LEVELS: dict[tuple[str, float], np.ndarray] = {}
+_GOLDEN_LEVELS: dict[tuple[str, float, int, int], np.ndarray] = {}
+FLAT_STD = 6.0  # a golden whose grey levels spread less than this (at the working size) has no texture
 
 
-def _golden_level(golden: Golden, s: float) -> np.ndarray:
-    """The golden image resized to scale ``s``, float32, cached (the same recipe serves every board)."""
-    key = (golden.sha256, round(s, 4))
+def _golden_level(golden: Golden, s: float, pad: int = 0, surround: int = 0) -> np.ndarray:
+    """The golden at scale ``s`` as float32, framed by ``pad`` pixels of ``surround`` grey; cached.
+
+    The frame stands for what lies around the board in the crop (the conveyor), so the board's
+    outline registers too: a board with little texture (a copper plane) still aligns by its edges.
+    """
+    key = (golden.sha256, round(s, 4), pad, surround)
     hit = _GOLDEN_LEVELS.get(key)
     if hit is None:
         if len(_GOLDEN_LEVELS) > 512:
             _GOLDEN_LEVELS.clear()
-        hit = _GOLDEN_LEVELS[key] = _resize(golden.image, s).astype(np.float32)
+        level = _resize(golden.image, s)
+        if pad:
+            level = cv2.copyMakeBorder(level, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=surround)
+        hit = _GOLDEN_LEVELS[key] = level.astype(np.float32)
     return hit
+
+
+def _surround(board: np.ndarray, board_xyxy: np.ndarray | tuple[float, ...]) -> int:
+    """Median grey of the crop outside the board box (the conveyor around it), in steps of 16."""
+    x1, y1, x2, y2 = (int(v) for v in board_xyxy[:4])
+    mask = np.ones(board.shape[:2], bool)
+    mask[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = False
+    ring = board[mask]
+    return int(np.median(ring)) // 16 * 16 if ring.size else 0
+
+
+def _translate(dx: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dx], [0.0, 0.0, 1.0]])
 
 
 def _ecc(
@@ -95,14 +120,41 @@ def _ecc(
     s: float,
     iterations: int,
     mask: np.ndarray | None,
+    pad: int = 0,
 ) -> tuple[np.ndarray, float]:
-    """Refine ``crop_to_golden`` by ECC; ``golden`` and ``board`` are already at scale ``s``."""
-    m = None if mask is None else _resize(mask, golden.shape[1] / mask.shape[1])
-    warp = np.linalg.inv(_scale(crop_to_golden, s)).astype(np.float32)  # golden -> crop (ECC's convention)
+    """Refine ``crop_to_golden`` by ECC; ``golden`` (framed by ``pad`` px) and ``board`` are at scale ``s``."""
+    m = None
+    if mask is not None:
+        m = _resize(mask, (golden.shape[1] - 2 * pad) / mask.shape[1])
+        m = cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255) if pad else m
+    shift = _translate(pad / s)  # golden pixels -> framed golden pixels (full resolution)
+    warp = np.linalg.inv(_scale(shift @ crop_to_golden, s)).astype(np.float32)  # golden -> crop (ECC's convention)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, _ECC_EPS)
     rho, found = cv2.findTransformECC(golden, board.astype(np.float32), warp, cv2.MOTION_HOMOGRAPHY, criteria, m, 3)  # type: ignore[arg-type]
     h = np.linalg.inv(np.asarray(found, np.float64))
-    return _scale(h / h[2, 2], 1.0 / s), float(rho)
+    framed = _scale(h / h[2, 2], 1.0 / s)
+    out = np.linalg.inv(shift) @ framed
+    return out / out[2, 2], float(rho)
+
+
+def board_score(board: np.ndarray, golden: Golden, hom: np.ndarray, s: float, keep: np.ndarray | None) -> float:
+    """How well the registered board (``board``: the crop at scale ``s``) matches its golden: the normalised
+    correlation of the two (1 = identical, insensitive to brightness); for a golden without texture, where
+    correlation means nothing, 1 - mean |difference| / 128 after matching brightness."""
+    g = _golden_level(golden, s)
+    h, w = g.shape
+    warped = cv2.warpPerspective(
+        board, _scale(hom, s), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    ).astype(np.float32)
+    valid = np.ones((h, w), bool) if keep is None else _resize(keep, w / keep.shape[1]) > 0
+    b, gg = warped[valid], g[valid]
+    if b.size < 16:
+        return float("nan")
+    b, gg = b - b.mean(), gg - gg.mean()
+    if float(gg.std()) < FLAT_STD:
+        return float(1.0 - np.abs(b - gg).mean() / 128.0)
+    den = float(np.sqrt((b * b).sum() * (gg * gg).sum()))
+    return float((b * gg).sum() / den) if den > 0 else 0.0
 
 
 @lru_cache(maxsize=1)
@@ -175,6 +227,8 @@ def align(
     s_work = min(1.0, cfg.work_px / max(w, h))
     keep = None if golden.ignore is None else cv2.bitwise_not(golden.ignore)
     small = _resize(board, s_work)
+    pad = max(3, round(0.03 * cfg.work_px))  # a frame of about 3% of the board: where its outline lies
+    level = _golden_level(golden, s_work, pad, _surround(small, np.asarray(board_xyxy[:4], np.float64) * s_work))
     try:
         if cfg.method == "features":
             hom = feature_homography(board, golden, min(1.0, 2 * s_work))
@@ -182,12 +236,13 @@ def align(
                 return Alignment(False, float("nan"), np.eye(3), None, "too few consistent feature matches")
         else:
             hom = seed_homography(board_xyxy, (w, h))
-        hom, score = _ecc(_golden_level(golden, s_work), small, hom, s_work, cfg.iterations, keep)
+        hom, _ = _ecc(level, small, hom, s_work, cfg.iterations, keep, pad)
+        s_score, scored = s_work, small
         if cfg.refine_px > cfg.work_px:
-            s_fine = min(1.0, cfg.refine_px / max(w, h))
-            hom, score = _ecc(
-                _golden_level(golden, s_fine), _resize(board, s_fine), hom, s_fine, max(5, cfg.iterations // 4), keep
-            )
+            s_score = min(1.0, cfg.refine_px / max(w, h))
+            scored = _resize(board, s_score)
+            hom, _ = _ecc(_golden_level(golden, s_score), scored, hom, s_score, max(5, cfg.iterations // 4), keep)
+        score = board_score(scored, golden, hom, s_score, keep)
     except cv2.error:
         return Alignment(False, float("nan"), np.eye(3), None, "the correlation did not converge")
     problem = _plausible(hom, board.shape, (w, h))

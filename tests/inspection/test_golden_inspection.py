@@ -200,3 +200,15 @@ def test_boxes_drawn_on_a_registered_grey_board_keep_their_colours():
     )
     out = draw(np.zeros((100, 100), np.uint8), det)
     assert out.shape == (100, 100, 3) and tuple(int(v) for v in out[35, 10]) == PALETTE[0]
+
+
+def test_a_board_without_texture_aligns_by_its_outline(tmp_path):
+    """DeepPCB 77000053 is one copper plane with a hole: nothing inside to correlate, only its edges."""
+    pool = board_pool(real_board_subset(tmp_path / "flat", 1, offset=742))
+    assert pool.good[0].board_id == "77000053"
+    golden = golden_from_image(pool.good[0].product, "0f" * 32, pool.good[0].image)
+    for seed in range(3):
+        motion = LineMotion(angle_jitter_deg=2.0, scale_jitter=0.03, perspective=0.008, light_jitter=0.1, seed=seed)
+        for c in board_crops(LineScene(pool, motion=motion, sequence=replay_sequence(pool, 0.5, seed=seed))):
+            a = align(c.crop, c.board_xyxy, golden)
+            assert a.ok and a.score > 0.9, a.failure()
