@@ -13,7 +13,7 @@ from api.schemas_recipes import LineRecipeOut
 from api.services import EngineView, Services
 from inspection.reference.recipe_store import RecipeStore
 from inspection.reference.recipes import Recipe
-from sync.recorder import line_recipe_draft
+from sync.drafts import line_recipe_changed, source_uri
 
 
 def running_line(services: Services) -> tuple[EngineView, str]:
@@ -40,9 +40,9 @@ def _announce(
     sync = services.sync
     if sync is None:
         return None
-    draft = line_recipe_draft(
+    draft = line_recipe_changed(
         line_id,
-        f"/twinspect/{sync.settings.edge_id}",
+        source_uri(sync.settings.edge_id),
         recipe.name if recipe else None,
         previous,
         recipe.golden_sha256 if recipe else None,

@@ -1,9 +1,16 @@
-"""The engine as the live page sees it: status JSON, annotated frames, evidence images."""
+"""The engine as the live page sees it: status JSON, annotated frames, evidence images.
+
+It reads ``Engine.status()`` (a frozen snapshot) and the line's twin, never the engine's
+insides. The recent verdicts' evidence JPEGs (the cards of the live page) are encoded by a
+listener it owns, ``RecentJpegs``, on the verdict thread, as each verdict is made.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,9 +19,11 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.annotate import draw
 from camera.push import PushSource
-from inspection.pipeline.annotate import draw
 from inspection.pipeline.engine import Engine
+from inspection.pipeline.events import EngineEvent, Inspected
+from inspection.pipeline.status import EngineStatus
 from inspection.pipeline.telemetry import Fault
 from inspection.pipeline.trigger import LineTriggerConfig
 from inspection.store import encode_jpeg
@@ -50,6 +59,70 @@ class EventLogCollector(Collector):
             yield CounterMetricFamily(f"twinspect_event_log_{name}", doc, value)
 
 
+class RecentJpegs:
+    """An engine listener: the evidence JPEG (boxes drawn) of the newest verdicts, by part id."""
+
+    def __init__(self, size: int = 24) -> None:
+        self._jpegs: deque[tuple[str, bytes]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def __call__(self, event: EngineEvent) -> None:
+        if isinstance(event, Inspected):
+            verdict = event.verdict
+            jpeg = encode_jpeg(draw(verdict.crop, verdict.defects), 85)
+            with self._lock:
+                self._jpegs.appendleft((verdict.part_id, jpeg))
+
+    def get(self, part_id: str) -> bytes | None:
+        with self._lock:
+            return next((jpeg for pid, jpeg in self._jpegs if pid == part_id), None)
+
+
+def recent_json(done: Inspected) -> dict[str, Any]:
+    v = done.verdict
+    return {
+        "part_id": v.part_id,
+        "camera_id": v.camera_id,
+        "outcome": v.outcome.value,
+        "defects": v.defects.boxes_json(),
+        "reasons": list(v.reasons),
+        "board": done.truth.name if done.truth else None,
+        "t_wall": done.t_wall,
+    }
+
+
+def _cameras_json(status: EngineStatus) -> list[dict[str, Any]]:
+    out = []
+    for cam in status.cameras:
+        st = cam.source
+        out.append(
+            {
+                "camera_id": cam.camera_id,
+                "state": st.state.value,
+                "online": st.online,
+                "fps": st.fps,
+                "frames_in": st.frames_in,
+                "dropped": st.dropped,
+                "reconnects": st.reconnects,
+                "last_error": st.last_error,
+            }
+        )
+    return out
+
+
+def _run_counters(status: EngineStatus) -> dict[str, Any]:
+    """This run's counters (each from its home in the snapshot)."""
+    seen = status.seen
+    inspected = sum(c.parts.inspected for c in status.cameras)
+    return {
+        "boards_seen": seen,
+        "inspected": inspected,
+        "uninspected": sum(c.parts.uninspected for c in status.cameras),
+        "coverage": inspected / seen if seen else 1.0,
+        **dict(status.verdicts),
+    }
+
+
 class LiveView:
     """Implements api.services.EngineView over a running Engine.
 
@@ -59,7 +132,9 @@ class LiveView:
 
     def __init__(self, engine: Engine, twins: TwinStore | None = None) -> None:
         self.engine, self.twins = engine, twins
-        self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
+        self.jpegs = RecentJpegs()
+        engine.add_listener(self.jpegs)
+        self._frame_cache: dict[str, tuple[int, bytes]] = {}
         if twins is not None:
             with contextlib.suppress(ValueError):  # already there (a second view of the same engine)
                 engine.telemetry.registry.register(EventLogCollector(twins.log))
@@ -84,73 +159,38 @@ class LiveView:
         return source.max_bytes if isinstance(source, PushSource) else None
 
     def status(self) -> dict[str, Any]:
-        eng = self.engine
-        seen = sum(loop.parts.counters.seen for loop in eng.loops)
-        inspected = sum(loop.parts.counters.inspected for loop in eng.loops)
-        outcomes = dict(eng.outcomes)
-        cameras: list[dict[str, Any]] = []
-        for cid, src in eng.sources.items():
-            st = src.stats()
-            cameras.append(
-                {
-                    "camera_id": cid,
-                    "state": st.state.value,
-                    "online": st.online,
-                    "fps": st.fps,
-                    "frames_in": st.frames_in,
-                    "dropped": st.dropped,
-                    "reconnects": st.reconnects,
-                    "last_error": st.last_error,
-                }
-            )
-        recent = []
-        for done, _ in eng.sink.recent_list():
-            v = done.verdict
-            recent.append(
-                {
-                    "part_id": v.part_id,
-                    "camera_id": v.camera_id,
-                    "outcome": v.outcome.value,
-                    "defects": v.defects.boxes_json(),
-                    "reasons": list(v.reasons),
-                    "board": done.truth.name if done.truth else None,
-                    "t_wall": done.t_wall,
-                }
-            )
-        counters: dict[str, Any] = {
-            "boards_seen": seen,
-            "inspected": inspected,
-            "uninspected": sum(loop.parts.counters.uninspected for loop in eng.loops),
-            "coverage": inspected / seen if seen else 1.0,
-            **{k: int(v) for k, v in outcomes.items()},
-        }
-        counters.update(self._twin_counters())
+        status = self.engine.status()
+        cameras = _cameras_json(status)
+        counters = {**_run_counters(status), **self._twin_counters(status.line_id)}
         counters["fps"] = sum(c["fps"] for c in cameras)
-        faults = [fault_json(f) for f in self.faults()]
+        faults = [fault_json(f) for f in self._faults(status)]
         return {
-            "line_id": eng.config.line_id,
-            "line_state": eng.line_state().value,
+            "line_id": status.line_id,
+            "line_state": status.line_state.value,
             "health": {"ready": not faults, "faults": faults},
-            "storage": eng.sink.storage(),
+            "storage": dict(status.storage),
             "counters": counters,
             "cameras": cameras,
-            "recent": recent,
+            "recent": [recent_json(done) for done in status.recent],
         }
 
     def faults(self) -> list[Fault]:
         """What fails now: the engine's faults (storage refusing its writes) and the event log's."""
-        out = self.engine.faults()
+        return self._faults(self.engine.status())
+
+    def _faults(self, status: EngineStatus) -> list[Fault]:
+        out = list(status.faults)
         health = self.twins.log.health() if self.twins is not None else None
         if health is not None and health.failing is not None:
             out.append(Fault("event-log", health.failing, health.since or 0.0))
         return out
 
-    def _twin_counters(self) -> dict[str, Any]:
+    def _twin_counters(self, line_id: str) -> dict[str, Any]:
         """Counters of the line's twin (all runs on this data dir), or nothing before its first event."""
         if self.twins is None:
             return {}
         try:
-            doc = json.loads(self.twins.document_text(self.engine.config.line_id)[1])
+            doc = json.loads(self.twins.document_text(line_id)[1])
         except UnknownLine:
             return {}
         c, q = doc["features"]["counters"]["properties"], doc["features"]["quality"]["properties"]
@@ -167,28 +207,25 @@ class LiveView:
         self.engine.set_line_recipe(recipe)
 
     def boards_in_view(self) -> dict[str, int]:
-        return {loop.camera_id: (len(loop.latest[1]) if loop.latest else 0) for loop in self.engine.loops}
+        return {cam.camera_id: cam.boards_in_view for cam in self.engine.status().cameras}
 
     def latest_jpeg(self, camera_id: str) -> bytes | None:
-        loop = next((lp for lp in self.engine.loops if lp.camera_id == camera_id), None)
-        if loop is None or loop.latest is None:
+        cam = self.engine.status().camera(camera_id)
+        if cam is None or cam.latest is None or cam.boards is None:
             return None
-        frame, boards = loop.latest
-        cached = self._jpeg_cache.get(camera_id)
+        frame = cam.latest
+        cached = self._frame_cache.get(camera_id)
         if cached and cached[0] == frame.seq:
             return cached[1]
-        image = draw(frame.image, boards, thickness=3)
+        image = draw(frame.image, cam.boards, thickness=3)
         trig = self.engine.config.parts.trigger
         if isinstance(trig, LineTriggerConfig):
             cv2.line(image, tuple(int(v) for v in trig.start), tuple(int(v) for v in trig.end), TRIGGER_COLOR, 2)
         else:
             cv2.polylines(image, [np.array(trig.polygon, np.int32)], True, TRIGGER_COLOR, 2)
         data = encode_jpeg(image, 80)
-        self._jpeg_cache[camera_id] = (frame.seq, data)
+        self._frame_cache[camera_id] = (frame.seq, data)
         return data
 
     def evidence_jpeg(self, part_id: str) -> bytes | None:
-        for done, jpeg in self.engine.sink.recent_list():
-            if done.verdict.part_id == part_id:
-                return jpeg
-        return None
+        return self.jpegs.get(part_id)

@@ -16,8 +16,8 @@ from inspection.inference.cards import resolve_model_dir
 from inspection.inference.models import concurrency, load_detector, model_input
 from inspection.ml.datasets.boards import board_pool
 from inspection.pipeline.engine import Engine, EngineConfig
+from inspection.pipeline.recording import ModelInfo, Recorder, StoreRecorder
 from inspection.pipeline.reference_stage import ReferenceStage
-from inspection.pipeline.verdict_sink import ModelInfo
 from inspection.reference.recipe_store import RecipeStore
 from inspection.reference.recipes import RecipeNotFound
 from inspection.store import EvidenceStore, InspectionStore, open_database
@@ -119,6 +119,36 @@ def open_sync(settings: Settings, forwarders: bool = True) -> SyncService:
     )
 
 
+def _recorder(
+    settings: Settings,
+    sync: SyncService | None,
+    store: InspectionStore | None,
+    line_recipe: tuple[str | None, str | None] | None,
+) -> Recorder | None:
+    """The engine's one recorder: the event log's (rows and events in one transaction), the store's, or none."""
+    if sync is not None:
+        models = {
+            "defect": model_info(settings.models.defect.weights),
+            "part": model_info(settings.models.part.weights),
+        }
+        line_id, edge_id = settings.line.line_id, settings.sync.edge_id
+        return EngineRecorder(sync.log, sync.twins, line_id, edge_id, models, store=store, line_recipe=line_recipe)
+    return StoreRecorder(store) if store is not None else None
+
+
+def _engine_config(line: LineSettings, part_runners: int, defect_runners: int) -> EngineConfig:
+    return EngineConfig(
+        line_id=line.line_id,
+        parts=line.parts,
+        rules=line.rules,
+        max_batch=line.max_batch,
+        max_wait_ms=line.max_wait_ms,
+        camera_tokens=dict(line.camera_tokens),
+        part_runners=part_runners,
+        defect_runners=defect_runners,
+    )
+
+
 def build_engine(
     settings: Settings, sources: list[FrameSource] | None = None, store: bool = True, sync: SyncService | None = None
 ) -> Engine:
@@ -141,49 +171,18 @@ def build_engine(
     if not sources:
         raise ModelError("line.cameras: no camera configured")
     inspections, evidence = open_storage(settings, sync.log.engine if sync else None) if store else (None, None)
-    config = EngineConfig(
-        line_id=line.line_id,
-        parts=line.parts,
-        rules=line.rules,
-        max_batch=line.max_batch,
-        max_wait_ms=line.max_wait_ms,
-        camera_tokens=dict(line.camera_tokens),
-        part_runners=part_runners,
-        defect_runners=defect_runners,
-    )
-    models = {"defect": model_info(settings.models.defect.weights), "part": model_info(settings.models.part.weights)}
-    reference, recipes = None, None
+    reference: ReferenceStage | None = None
+    line_recipe: tuple[str | None, str | None] | None = None  # the line's recipe and its golden's sha256
     if model_input(settings.models.defect.weights) == "reference":
         recipes = open_recipes(settings, sync.log.engine if sync else None)
         reference = reference_stage(settings, recipes)
+        line_recipe = (line.recipe, recipes.get(line.recipe).golden_sha256 if line.recipe else None)
     elif line.recipe is not None:
         raise ModelError(
             f"line.recipe: set to {line.recipe!r}, but the defect model {settings.models.defect.weights} "
             f"takes 'image' input and compares no golden (serve a reference model, or unset line.recipe)"
         )
-    if sync is None:
-        return Engine(config, sources, part, defect, models["defect"], inspections, evidence, reference=reference)
-    recorder = EngineRecorder(sync.log, sync.twins, line.line_id, settings.sync.edge_id, models)
-    engine = Engine(
-        config,
-        sources,
-        part,
-        defect,
-        models["defect"],
-        inspections,
-        evidence,
-        outbox=recorder.outbox,
-        outbox_flush=sync.log.flush,
-        reference=reference,
-    )
-    engine.add_listener(recorder)
-    engine.on_start.append(lambda: recorder.start(engine.sources))
-    if recipes is not None:
-        sha = recipes.get(line.recipe).golden_sha256 if line.recipe else None
-
-        def announce_recipe() -> None:  # line.recipe_changed when the config names another recipe than the twin
-            recorder.announce_recipe(line.recipe, sha)
-
-        engine.on_start.append(announce_recipe)
-    engine.on_stop.append(recorder.stop)
-    return engine
+    recorder = _recorder(settings, sync, inspections, line_recipe)
+    config = _engine_config(line, part_runners, defect_runners)
+    model = model_info(settings.models.defect.weights)
+    return Engine(config, sources, part, defect, model, evidence=evidence, recorder=recorder, reference=reference)

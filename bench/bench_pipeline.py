@@ -34,8 +34,8 @@ from inspection.inference.models import concurrency, weights_file  # noqa: E402
 from inspection.inference.onnx_detector import OnnxDetector  # noqa: E402
 from inspection.inference.preprocess import letterbox, to_tensor  # noqa: E402
 from inspection.ml.datasets.boards import board_pool  # noqa: E402
+from inspection.pipeline.events import Inspected  # noqa: E402
 from inspection.pipeline.replay import ReplayReport  # noqa: E402
-from inspection.pipeline.verdict_sink import Inspected  # noqa: E402
 
 
 def subset(src: Path, n: int, dest: Path) -> Path:
@@ -106,7 +106,7 @@ def _replay_once(settings, boards: Path, seq) -> tuple[float, int]:  # type: ign
         engine.start()
         engine.wait()
         wall = time.monotonic() - t0
-        done_frames = sum(loop.frames for loop in engine.loops)
+        done_frames = engine.status().frames
         engine.stop()
         sync.stop()
     return wall, done_frames
@@ -239,7 +239,7 @@ def soak(boards: Path, minutes: float) -> None:
         while (t := time.monotonic() - t0) < minutes * 60:
             samples.append((t, rss_mb()))
             time.sleep(5)
-        verdicts = sum(engine.outcomes.values())
+        verdicts = sum(engine.status().verdicts.values())
         events = sync.log.head
         engine.stop()
         sync.stop()

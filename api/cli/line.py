@@ -89,7 +89,7 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
             tokens,
             heartbeat_s=settings.sync.feeds.heartbeat_s,
             max_page=settings.sync.feeds.max_page,
-            inspections=engine.sink.store,
+            inspections=engine.recorder.inspections if engine.recorder else None,
             model_dirs={"defect": engine_settings.models.defect.weights, "part": engine_settings.models.part.weights},
             class_names=tuple(engine.defect_worker.detector.class_names),
             recipes=open_recipes(settings, sync.log.engine),
@@ -203,12 +203,11 @@ def replay_cmd(
         engine.start()
         finished = engine.wait(timeout=None)
         wall = time.monotonic() - t0
-        frames = sum(loop.frames for loop in engine.loops)
-        seen = sum(loop.parts.counters.seen for loop in engine.loops)
+        status = engine.status()
         engine.stop()
         if sync is not None:
             sync.stop(drain_s=60.0)
-    summary = report.summary(seen, frames, wall, engine.clock.mean_ms())
+    summary = report.summary(status.seen, status.frames, wall, dict(status.stage_ms))
     if as_json:
         print(json.dumps({"summary": summary}), flush=True)
     else:

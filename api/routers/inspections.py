@@ -36,7 +36,7 @@ from inspection.core.classes import DEEPPCB_CLASSES
 from inspection.core.outcome import Outcome
 from inspection.qa.review import Commit, ReviewConflict, Reviewer, ReviewPlan, ReviewRequest, run_review
 from inspection.store import InspectionFilter, InspectionStore, ReviewStatus
-from sync.events import Draft
+from sync.drafts import review_corrected
 
 router = APIRouter(prefix="/api/v1/inspections", tags=["inspections"])
 readers = [Depends(require(Role.QA, Role.ML))]
@@ -163,15 +163,7 @@ def _committer(request: Request, store: InspectionStore) -> Commit:
         if sync is None or not plan.verdict_changed:
             store.apply_review(plan.change)
             return
-        item = plan.inspection
-        draft = Draft(
-            "review.corrected",
-            item.line_id,
-            f"/twinspect/{sync.settings.edge_id}/qa",
-            plan.event_data(),
-            subject=item.part_id,
-        )
-        sync.log.append([draft], extra=write)
+        sync.log.append([review_corrected(plan, sync.settings.edge_id)], extra=write)
 
     return commit
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from api.auth import READERS, require
 from api.errors import NotFound
 from api.tokens import Role
-from sync.events import EVENT_TYPES, Draft, check_type
+from sync.drafts import twin_drift
+from sync.events import EVENT_TYPES, check_type
 from sync.schemas import all_schemas, event_schema
 from sync.service import SyncService
 
@@ -135,13 +136,8 @@ def expected_state(line: str, body: ExpectedState, request: Request) -> DriftRep
     diffs, unchecked = _differences(body, json.loads(text), boards)
     offset = None
     if diffs:
-        draft = Draft(
-            "twin.drift",
-            line,
-            f"/twinspect/{sync.settings.edge_id}",
-            {"differences": diffs, "expected": body.model_dump(exclude_none=True)},
-        )
-        offset = sync.log.append([draft])[0].offset
+        drift = twin_drift(line, sync.settings.edge_id, diffs, body.model_dump(exclude_none=True))
+        offset = sync.log.append([drift])[0].offset
     return DriftReport(drift=bool(diffs), differences=diffs, unchecked=unchecked, offset=offset)
 
 

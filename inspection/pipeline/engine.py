@@ -3,9 +3,11 @@
 One thread per camera reads its source, asks the shared part-model worker for the
 boards in the frame (frames of all cameras are batched there), and feeds them to that
 camera's PartTracker. Each inspection request (one per board) goes to the shared
-defect-model worker; its result goes to the VerdictSink, which applies the rules,
-stores the verdict and tells the listeners. Line events (part.entered, part.exited,
-part.uninspected, line.started/stopped) go to the listeners from the camera threads.
+defect-model worker; its result goes to the VerdictSink, which applies the rules and hands
+the verdict on: to the listeners, and to the verdict backlog that records it through the
+engine's one ``Recorder`` (stored row and event in one transaction). Line events
+(part.entered, part.exited, part.uninspected, line.started/stopped) go from the camera
+threads to the listeners and the recorder. ``status()`` is a frozen snapshot of it all.
 
 Faults: every stage thread is supervised. A camera loop that fails on a frame counts it
 (``twinspect_stage_errors_total``) and goes on with the next; one that fails outside a
@@ -23,11 +25,10 @@ import hmac
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
 
 import numpy as np
 
@@ -37,19 +38,21 @@ from camera.push import PushSource
 from camera.source import FrameSource
 from inspection.core.detections import Detections, Detector
 from inspection.core.errors import ModelError
+from inspection.core.outcome import Outcome
 from inspection.inference.nms import box_iou
 from inspection.inference.worker import BatchStats, InferenceWorker
-from inspection.pipeline.parts import InspectRequest, LineState, PartsConfig, PartsUpdate, PartTracker
+from inspection.pipeline.events import EngineEvent, Inspected, LineEvent, Listener, Listeners
+from inspection.pipeline.parts import InspectRequest, PartsConfig, PartsUpdate, PartTracker
+from inspection.pipeline.recording import ModelInfo, Recorder
 from inspection.pipeline.reference_stage import Prepared, ReferenceStage
 from inspection.pipeline.rules import RulesConfig
-from inspection.pipeline.telemetry import CameraFigures, Fault, Telemetry
-from inspection.pipeline.verdict_sink import Inspected, ModelInfo, Outbox, PendingInspection, SinkLimits, VerdictSink
+from inspection.pipeline.status import CameraStatus, EngineStatus, line_state
+from inspection.pipeline.telemetry import CameraFigures, Fault, Figure, StageClock, Telemetry
+from inspection.pipeline.verdict_sink import PendingInspection, SinkLimits, VerdictSink
 from inspection.reference.recipes import Golden
-from inspection.store import EvidenceStore, InspectionStore
+from inspection.store import EvidenceStore
 
 log = logging.getLogger(__name__)
-
-Listener = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -65,24 +68,6 @@ class EngineConfig:
     part_runners: int = 1  # images of each model run side by side (see InferenceWorker)
     defect_runners: int = 1
     sink: SinkLimits = field(default_factory=SinkLimits)  # verdict queue, storage backlog and retries
-
-
-@dataclass
-class StageClock:
-    """Total seconds and counts per pipeline stage (for replay reports)."""
-
-    totals: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, stage: str, seconds: float, n: int = 1) -> None:
-        with self.lock:
-            self.totals[stage] = self.totals.get(stage, 0.0) + seconds
-            self.counts[stage] = self.counts.get(stage, 0) + n
-
-    def mean_ms(self) -> dict[str, float]:
-        with self.lock:
-            return {k: round(1000 * v / max(1, self.counts[k]), 2) for k, v in self.totals.items()}
 
 
 class _CameraLoop:
@@ -157,21 +142,29 @@ class _CameraLoop:
 
     def handle(self, update: PartsUpdate, frame: Frame | None) -> None:
         eng = self.engine
-        for event in (*update.entered, *update.line_events):
+        arrived: tuple[LineEvent, ...] = (*update.entered, *update.line_events)
+        for event in arrived:
             eng.emit(event)
-        if update.entered:
-            eng.telemetry.boards_seen.labels(self.camera_id).inc(len(update.entered))
         for req in update.requests:
             truth = _match_truth(frame, req.board_xyxy) if frame is not None else None
             seen = self._frames_seen.get(req.track_id, 0)
             eng.submit_inspection(req, truth, seen)
-        eng.telemetry.boards_inspected.labels(self.camera_id).inc(len(update.requests))
-        for event in (*update.exited, *update.uninspected):
+        left: tuple[LineEvent, ...] = (*update.exited, *update.uninspected)
+        for event in left:
             eng.emit(event)
         for ex in update.exited:
             self._frames_seen.pop(ex.track_id, None)
-        eng.telemetry.boards_uninspected.labels(self.camera_id).inc(len(update.uninspected))
-        eng.telemetry.coverage.labels(self.camera_id).set(update.counters.coverage)
+
+    def status(self) -> CameraStatus:
+        latest = self.latest
+        return CameraStatus(
+            self.camera_id,
+            self.source.stats(),
+            self.parts.counters,
+            self.frames,
+            latest[0] if latest else None,
+            latest[1] if latest else None,
+        )
 
 
 def _match_truth(frame: Frame, box: np.ndarray) -> BoardTruth | None:
@@ -204,76 +197,64 @@ class Engine:
         part_detector: Detector,
         defect_detector: Detector,
         model: ModelInfo,
-        store: InspectionStore | None = None,
+        *,
         evidence: EvidenceStore | None = None,
-        outbox: Outbox | None = None,
-        outbox_flush: Callable[[float], bool] | None = None,
+        recorder: Recorder | None = None,
         reference: ReferenceStage | None = None,
     ) -> None:
+        """``recorder``: where results go (None: verdicts are only shown); ``evidence``: where evidence JPEGs
+        go (None: no rows, events only); ``reference``: set when the defect model compares each board with its
+        golden."""
         ids = [s.camera_id for s in sources]  # type: ignore[attr-defined]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
         config.rules.thresholds(defect_detector.class_names)  # fail early on unknown class names
-        self.config = config
+        self.config, self.recorder, self.reference = config, recorder, reference
         self.run_id = _run_id()
         self.sources = {s.camera_id: s for s in sources}  # type: ignore[attr-defined]
         self.telemetry = Telemetry(self._camera_figures)
         self.health = self.telemetry.health
         self.clock = StageClock()
-        self.listeners: list[Listener] = []
+        self.listeners = Listeners(self.health)
         self.stopping = threading.Event()
-        self.part_worker = InferenceWorker(
-            part_detector,
-            "part",
-            config.max_batch,
-            config.max_wait_ms,
-            on_batch=self._on_batch,
-            submitters=len(sources),
-            runners=config.part_runners,
-            on_error=lambda exc: self.health.error("inference part", exc),
-        )
-        self.defect_worker = InferenceWorker(
-            defect_detector,
-            "defect",
-            config.max_batch,
-            config.max_wait_ms,
-            on_batch=self._on_batch,
-            runners=config.defect_runners,
-            on_error=lambda exc: self.health.error("inference defect", exc),
-        )
+        self.part_worker = self._worker(part_detector, "part", config.part_runners, len(sources))
+        self.defect_worker = self._worker(defect_detector, "defect", config.defect_runners, 0)
         self.sink = VerdictSink(
-            config.rules,
-            config.line_id,
-            model,
-            store,
-            evidence,
-            self.listeners,
-            outbox=outbox,
-            outbox_flush=outbox_flush,
-            telemetry=self.telemetry,
-            limits=config.sink,
+            config.rules, config.line_id, model, recorder, evidence, self.listeners, self.telemetry, config.sink
         )
-        self.reference = reference  # set when the defect model compares each board with its golden
         self._aligners = (
-            ThreadPoolExecutor(max(1, config.defect_runners), thread_name_prefix="align")
-            if reference is not None
-            else None
+            ThreadPoolExecutor(max(1, config.defect_runners), thread_name_prefix="align") if reference else None
         )
         # boards at the aligners (queued or running): a camera thread waits for room (backpressure)
         self._align_slots = threading.BoundedSemaphore(4 * max(1, config.defect_runners))
-        self.on_start: list[Callable[[], None]] = []  # run after the sources started (event recorders)
-        self.on_stop: list[Callable[[], None]] = []  # run after the last verdict was handed on
-        self.listeners.append(self._count_verdict)
+        self._verdicts: Counter[str] = Counter({o.value: 0 for o in Outcome})  # this run's verdicts: their one home
+        self._recent: deque[Inspected] = deque(maxlen=24)
+        self._recent_lock = threading.Lock()
+        self.listeners.add(self._on_verdict)
+        self.telemetry.read_at_scrape(self._figures)
         self.loops = [_CameraLoop(self, s) for s in sources]
-        self.outcomes: dict[str, int] = {"pass": 0, "fail": 0, "uncertain": 0}
         self._inflight = 0
         self._inflight_lock = threading.Condition()
         self._started = False
         self.t_start = 0.0
 
+    def _worker(self, detector: Detector, name: str, runners: int, submitters: int) -> InferenceWorker:
+        c = self.config
+        return InferenceWorker(
+            detector,
+            name,
+            c.max_batch,
+            c.max_wait_ms,
+            on_batch=self._on_batch,
+            submitters=submitters,
+            runners=runners,
+            on_error=lambda exc: self.health.error(f"inference {name}", exc),
+        )
+
     # lifecycle -------------------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
-        self.listeners.append(listener)
+        """Hear every engine event (guarded: a listener that raises is counted and logged)."""
+        self.listeners.add(listener)
 
     def start(self) -> None:
         if self._started:
@@ -287,8 +268,8 @@ class Engine:
             s.start()
         for loop in self.loops:
             loop.thread.start()
-        for hook in self.on_start:
-            hook()
+        if self.recorder is not None:
+            self.recorder.start(self.sources)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every camera loop to end (finite sources), then for every verdict; True if all did."""
@@ -310,13 +291,12 @@ class Engine:
             loop.thread.join(max(0.0, deadline - time.monotonic()))
         self._wait_inflight(deadline)
         self.sink.stop(max(1.0, deadline - time.monotonic()))  # stores what is queued, or counts and logs it
-        if self.sink.outbox_flush is not None:
-            self.sink.outbox_flush(max(0.1, min(5.0, deadline - time.monotonic())))
-        for hook in self.on_stop:
+        if self.recorder is not None:
             try:
-                hook()
+                self.recorder.flush(max(0.1, min(5.0, deadline - time.monotonic())))
+                self.recorder.stop()
             except Exception as exc:
-                self.health.error("stop hook", exc)
+                self.health.error("recorder", exc, "stopping")
         self.part_worker.stop()
         self.defect_worker.stop()
         if self._aligners is not None:
@@ -338,17 +318,23 @@ class Engine:
             return False
         return self.sink.drain(30.0 if deadline is None else max(0.1, deadline - time.monotonic()))
 
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every board inspected so far is recorded (or counted as not); False on timeout."""
+        return self._drain(time.monotonic() + timeout)
+
     def faults(self) -> list[Fault]:
         """What fails right now (storage refusing writes), for /readyz and the live status."""
         return self.health.faults()
 
     # pipeline --------------------------------------------------------------------------------
-    def emit(self, event: Any) -> None:
-        for listener in self.listeners:
+    def emit(self, event: LineEvent) -> None:
+        """A camera thread's event: to the listeners and the recorder (a failure is counted, never stops it)."""
+        self.listeners.emit(event)
+        if self.recorder is not None:
             try:
-                listener(event)
-            except Exception:  # a broken listener must not stop the line
-                log.exception("listener %r failed on %s", listener, type(event).__name__)
+                self.recorder.line_event(event)
+            except Exception as exc:
+                self.health.error("event recorder", exc, type(event).__name__)
 
     def submit_inspection(self, req: InspectRequest, truth: BoardTruth | None, frames_seen: int) -> None:
         with self._inflight_lock:
@@ -448,11 +434,53 @@ class Engine:
         worker = self.part_worker if stats.model == "part" else self.defect_worker
         self.telemetry.queue_depth.labels(stats.model).set(worker.queue_depth)
 
-    def _count_verdict(self, event: Any) -> None:
+    def _on_verdict(self, event: EngineEvent) -> None:
         if isinstance(event, Inspected):
-            self.outcomes[event.verdict.outcome.value] += 1
-            self.telemetry.verdicts.labels(event.verdict.outcome.value).inc()
+            self._verdicts[event.verdict.outcome.value] += 1
+            with self._recent_lock:
+                self._recent.appendleft(event)
             self.telemetry.capture_to_verdict.observe(event.latency_s)
+
+    def _figures(self) -> list[Figure]:
+        """Part counts (from each camera's PartTracker) and verdicts (from this engine), read at scrape time."""
+        parts = [(loop.camera_id, loop.parts.counters) for loop in self.loops]
+        return [
+            Figure(
+                "twinspect_boards_seen",
+                "Boards that entered the view",
+                "counter",
+                ("camera",),
+                tuple(((cid,), c.seen) for cid, c in parts),
+            ),
+            Figure(
+                "twinspect_boards_inspected",
+                "Boards inspected",
+                "counter",
+                ("camera",),
+                tuple(((cid,), c.inspected) for cid, c in parts),
+            ),
+            Figure(
+                "twinspect_boards_uninspected",
+                "Boards that left uninspected",
+                "counter",
+                ("camera",),
+                tuple(((cid,), c.uninspected) for cid, c in parts),
+            ),
+            Figure(
+                "twinspect_inspection_coverage",
+                "Inspected / seen boards",
+                "gauge",
+                ("camera",),
+                tuple(((cid,), c.coverage) for cid, c in parts),
+            ),
+            Figure(
+                "twinspect_verdicts",
+                "Verdicts by outcome",
+                "counter",
+                ("outcome",),
+                tuple(((k,), v) for k, v in sorted(self._verdicts.items())),
+            ),
+        ]
 
     def _camera_figures(self) -> list[CameraFigures]:
         out = []
@@ -462,11 +490,22 @@ class Engine:
         return out
 
     # views for the API -----------------------------------------------------------------------
-    def line_state(self) -> LineState:
-        states = {loop.parts.line_state for loop in self.loops}
-        if LineState.RUNNING in states:
-            return LineState.RUNNING
-        return LineState.STOPPED if LineState.STOPPED in states else LineState.UNKNOWN
+    def status(self) -> EngineStatus:
+        """A frozen snapshot: per camera (source, part counts, latest frame), verdicts, recent ones, storage."""
+        cameras = tuple(loop.status() for loop in self.loops)
+        with self._recent_lock:
+            recent = tuple(self._recent)
+        return EngineStatus(
+            line_id=self.config.line_id,
+            line_state=line_state({loop.parts.line_state for loop in self.loops}),
+            line_recipe=self.line_recipe,
+            cameras=cameras,
+            verdicts=MappingProxyType(dict(self._verdicts)),
+            recent=recent,
+            storage=MappingProxyType(self.sink.storage()),
+            faults=tuple(self.faults()),
+            stage_ms=MappingProxyType(self.clock.mean_ms()),
+        )
 
     def push(self, camera_id: str, data: bytes, content_type: str | None) -> int:
         source = self.sources.get(camera_id)

@@ -15,8 +15,6 @@ sighting; the event carries the last sighting's frame and time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from camera.frame import Frame
 from inspection.core.detections import Detections
 from inspection.core.errors import PartsError
+from inspection.pipeline.events import LineState, LineStateChanged, PartEntered, PartExited, PartUninspected
 from inspection.pipeline.tracking import ByteTrack, ByteTrackConfig, Tracker, Tracks
 from inspection.pipeline.trigger import (
     CrossingState,
@@ -34,14 +33,6 @@ from inspection.pipeline.trigger import (
     anchor_points,
     build_trigger,
 )
-
-
-class LineState(StrEnum):
-    """Whether the line is moving, as seen by one camera."""
-
-    UNKNOWN = "unknown"
-    RUNNING = "running"
-    STOPPED = "stopped"
 
 
 class PartsConfig(BaseModel):
@@ -83,52 +74,6 @@ class InspectRequest:
     frame_seq: int
     t_capture: float  # monotonic capture time of the frame
     t_wall: float
-
-
-@dataclass(frozen=True, eq=False)
-class PartEntered:
-    event_type: ClassVar[str] = "part.entered"
-    part_id: str
-    camera_id: str
-    track_id: int
-    board_xyxy: np.ndarray  # (4,) first box seen
-    frame_seq: int
-    t_capture: float
-
-
-@dataclass(frozen=True)
-class PartExited:
-    event_type: ClassVar[str] = "part.exited"
-    part_id: str
-    camera_id: str
-    track_id: int
-    inspected: bool
-    frame_seq: int  # last frame it was seen in
-    t_capture: float  # capture time of that frame
-
-
-@dataclass(frozen=True)
-class PartUninspected:
-    event_type: ClassVar[str] = "part.uninspected"
-    part_id: str
-    camera_id: str
-    track_id: int
-    reason: str  # human readable
-    frame_seq: int  # last frame it was seen in
-    t_capture: float
-
-
-@dataclass(frozen=True)
-class LineStateChanged:
-    camera_id: str
-    state: LineState
-    previous: LineState
-    frame_seq: int
-    t_capture: float
-
-    @property
-    def event_type(self) -> str:
-        return "line.stopped" if self.state is LineState.STOPPED else "line.started"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ import numpy as np
 
 from camera.simulated import BoardPass
 from inspection.core.outcome import Outcome
-from inspection.pipeline.parts import PartUninspected
-from inspection.pipeline.verdict_sink import Inspected
+from inspection.pipeline.events import Inspected, PartUninspected
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Prometheus metrics of the engine, on a registry of its own (one per engine, never global), and its health.
 
-Counters and histograms are updated by the pipeline as things happen; camera figures
-(state, fps, frames in, drops) are read from the sources at scrape time by a collector,
-so nothing polls them.
+Histograms and the stage error counter are updated by the pipeline as things happen. Counts
+that have a home of their own are read from it at scrape time (``read_at_scrape``): camera
+figures (state, fps, frames in, drops) from the sources, part counts from the part trackers,
+verdicts from the engine, storage counts from the verdict backlog; so nothing is counted twice
+and nothing polls.
 
 ``Health`` is where the stages report what goes wrong: ``error(stage, exc)`` for an
 exception a stage thread caught and went on from (logged, at most once per stage every
@@ -18,7 +20,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -43,6 +46,48 @@ class CameraFigures:
     frames_in: int
     dropped: int
     reconnects: int
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One metric read at scrape time from the place that counts it: a counter or gauge, its samples by label."""
+
+    name: str
+    doc: str
+    kind: Literal["counter", "gauge"]
+    labels: tuple[str, ...] = ()
+    samples: tuple[tuple[tuple[str, ...], float], ...] = ()
+
+
+class _FigureCollector(Collector):
+    def __init__(self, read: Callable[[], Iterable[Figure]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        for f in self._read():
+            family_type = CounterMetricFamily if f.kind == "counter" else GaugeMetricFamily
+            family = family_type(f.name, f.doc, labels=list(f.labels))
+            for labels, value in f.samples:
+                family.add_metric(list(labels), value)
+            yield family
+
+
+@dataclass
+class StageClock:
+    """Total seconds and counts per pipeline stage (for replay reports)."""
+
+    totals: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, stage: str, seconds: float, n: int = 1) -> None:
+        with self.lock:
+            self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+            self.counts[stage] = self.counts.get(stage, 0) + n
+
+    def mean_ms(self) -> dict[str, float]:
+        with self.lock:
+            return {k: round(1000 * v / max(1, self.counts[k]), 2) for k, v in self.totals.items()}
 
 
 class _CameraCollector(Collector):
@@ -154,38 +199,23 @@ class Telemetry:
             registry=r,
         )
         self.queue_depth = Gauge("twinspect_inference_queue_depth", "Images waiting for a model", ["model"], registry=r)
-        self.boards_seen = Counter("twinspect_boards_seen", "Boards that entered the view", ["camera"], registry=r)
-        self.boards_inspected = Counter("twinspect_boards_inspected", "Boards inspected", ["camera"], registry=r)
-        self.boards_uninspected = Counter(
-            "twinspect_boards_uninspected", "Boards that left uninspected", ["camera"], registry=r
-        )
-        self.verdicts = Counter("twinspect_verdicts", "Verdicts by outcome", ["outcome"], registry=r)
-        self.coverage = Gauge("twinspect_inspection_coverage", "Inspected / seen boards", ["camera"], registry=r)
         self.capture_to_verdict = Histogram(
             "twinspect_capture_to_verdict_seconds", "From frame capture to verdict", buckets=LATENCY_BUCKETS, registry=r
         )
         self.stage_errors = Counter(
             "twinspect_stage_errors", "Exceptions a stage thread caught and went on from", ["stage"], registry=r
         )
-        self.queue_dropped = Counter(
-            "twinspect_queue_dropped", "Items a full queue refused (logged)", ["queue"], registry=r
-        )
-        self.verdicts_stored = Counter("twinspect_verdicts_stored", "Verdicts committed to storage", registry=r)
-        self.verdicts_unstored = Counter(
-            "twinspect_verdicts_unstored",
-            "Verdicts not stored as made: evidence_dropped (stored uncertain with "
-            "a placeholder image), refused (storage rejected the record), lost (over the backlog bound or at stop)",
-            ["reason"],
-            registry=r,
-        )
         self.store_retries = Counter(
             "twinspect_store_retries", "Failed storage attempts, retried", ["what"], registry=r
         )
-        self.store_backlog = Gauge("twinspect_store_backlog", "Verdicts waiting to be stored", registry=r)
         self.health = Health(self.stage_errors)
         r.register(_HealthCollector(self.health))
         if cameras is not None:
             r.register(_CameraCollector(cameras))
+
+    def read_at_scrape(self, read: Callable[[], Iterable[Figure]]) -> None:
+        """Export counts whose one home is elsewhere (a tracker, the verdict backlog): ``read`` runs at scrape time."""
+        self.registry.register(_FigureCollector(read))
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.inference_seconds.labels(stats.model).observe(stats.infer_s)

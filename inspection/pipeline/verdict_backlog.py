@@ -1,9 +1,10 @@
 """The verdicts made but not stored yet, and how they get stored, whatever the disk does.
 
-A board's evidence JPEG is written first (``EvidenceStore.put``), then its row, in a batch:
-through the outbox (the event log commits the rows with their ``part.inspected`` events
-in one transaction and acknowledges the batch through a future) or the store's own
-transaction. Boards wait here, in order, until their batch is acknowledged.
+``add`` makes a finished board's row and evidence JPEG (``inspection_record``). The JPEG is
+written first (``EvidenceStore.put``), then the row, in a batch, through the engine's
+``Recorder`` (with an event log: the rows and their ``part.inspected`` events in one
+transaction), which acknowledges the batch through a future. Boards wait here, in order,
+until their batch is acknowledged.
 
 - A write that may work later (no space, a database that cannot be reached or is
   locked: ``StoreUnavailableError``, ``OSError``) keeps its boards, and the next try comes
@@ -28,20 +29,23 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import cv2
 import numpy as np
 
 from inspection.core.outcome import Outcome
+from inspection.pipeline.events import Inspected
+from inspection.pipeline.recording import ModelInfo, Recorder
 from inspection.pipeline.telemetry import Health, Telemetry
-from inspection.store import EvidenceStore, InspectionRecord, InspectionStore, StoreUnavailableError, encode_jpeg
+from inspection.pipeline.verdict import inspection_record
+from inspection.store import EvidenceStore, InspectionRecord, StoreUnavailableError, encode_jpeg
 
 log = logging.getLogger(__name__)
 
-# (finished inspections with their records, a callable adding the records to an open transaction)
-# -> a future resolved once both are committed (None: committed before returning)
-Outbox = Callable[[list[tuple[Any, InspectionRecord | None]], Callable[[Any], None] | None], "Future[Any] | None"]
+
+_NO_CROP = np.zeros((0, 0, 3), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class StoreLimits:
 @dataclass(eq=False)
 class _Board:
     seq: int
-    done: Any  # Inspected, its verdict's crop dropped (the JPEG holds the pixels)
+    done: Inspected  # its verdict's crop dropped (the JPEG holds the pixels)
     record: InspectionRecord | None  # None: only the event is stored (no inspection store)
     jpeg: bytes | None  # evidence still to write; None once written or given up
     since: float = field(default_factory=time.monotonic)
@@ -91,7 +95,7 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, StoreUnavailableError | OSError)
 
 
-def _uncertain(done: Any, record: InspectionRecord, reason: str) -> tuple[Any, InspectionRecord]:
+def _uncertain(done: Inspected, record: InspectionRecord, reason: str) -> tuple[Inspected, InspectionRecord]:
     """The board stored uncertain, with ``reason`` added (its verdict's outcome is kept in the reason)."""
     verdict = done.verdict
     reasons = (*verdict.reasons, reason)
@@ -104,14 +108,16 @@ class VerdictBacklog:
 
     def __init__(
         self,
-        store: InspectionStore | None,
+        recorder: Recorder | None,
         evidence: EvidenceStore | None,
-        outbox: Outbox | None,
+        line_id: str,
+        model: ModelInfo,
         limits: StoreLimits,
         telemetry: Telemetry,
         wake: Callable[[], None],
     ) -> None:
-        self.store, self.evidence, self.outbox = store, evidence, outbox
+        self.recorder, self.evidence = recorder, evidence
+        self.line_id, self.model = line_id, model
         self.limits, self.telemetry, self.wake = limits, telemetry, wake
         self.health: Health = telemetry.health
         self._waiting: deque[_Board] = deque()
@@ -126,8 +132,8 @@ class VerdictBacklog:
     # state -------------------------------------------------------------------------------------
     @property
     def stores(self) -> bool:
-        """Whether anything is stored at all (no store and no outbox: verdicts are only shown)."""
-        return self.outbox is not None or (self.store is not None and self.evidence is not None)
+        """Whether anything is recorded at all (no recorder: verdicts are only shown)."""
+        return self.recorder is not None
 
     def pending(self) -> int:
         """Boards not stored yet and not counted as failed (safe to read from any thread)."""
@@ -159,8 +165,26 @@ class VerdictBacklog:
         }
 
     # boards in -----------------------------------------------------------------------------------
-    def add(self, done: Any, record: InspectionRecord | None, jpeg: bytes | None) -> int:
-        """Queue a finished board for storing; returns its sequence number."""
+    def add(self, done: Inspected) -> int | None:
+        """Queue a finished board for storing (its row and evidence JPEG made here, when there is an evidence
+        store); returns its sequence number, None when the board cannot be stored (counted as refused)."""
+        record, jpeg = None, None
+        try:
+            if self.evidence is not None:
+                verdict = done.verdict
+                jpeg = encode_jpeg(verdict.crop, 90)
+                record = inspection_record(
+                    verdict,
+                    line_id=self.line_id,
+                    model_name=self.model.name,
+                    model_version=self.model.version,
+                    captured_at=datetime.fromtimestamp(done.t_wall, UTC),
+                    evidence_sha256="",
+                )
+        except Exception as exc:  # a crop that cannot be encoded: counted as refused, never silently gone
+            self.refuse(done.verdict.part_id, exc)
+            return None
+        done = replace(done, verdict=replace(done.verdict, crop=_NO_CROP))
         self._seq += 1
         self._unstored += 1
         board = _Board(self._seq, done, record, jpeg)
@@ -168,7 +192,6 @@ class VerdictBacklog:
         if jpeg is not None:
             self._holding.append(board)
         self._bound()
-        self.telemetry.store_backlog.set(self.pending())
         return self._seq
 
     # the work ------------------------------------------------------------------------------------
@@ -181,7 +204,6 @@ class VerdictBacklog:
             if force or len(self._waiting) >= self.limits.batch or now - oldest >= self.limits.interval_s:
                 self._store_next()
         self._bound()
-        self.telemetry.store_backlog.set(self.pending())
         if not self._waiting:
             return self.limits.interval_s
         wait = self._retry_at - time.monotonic() if self._retry_at else self.limits.interval_s
@@ -223,22 +245,13 @@ class VerdictBacklog:
 
     def _submit(self, boards: list[_Board]) -> None:
         handled = [(b.done, b.record) for b in boards]
-        records = [b.record for b in boards if b.record is not None]
-        fut: Future[Any] | None
+        fut: Future[Any]
         try:
-            if self.outbox is not None:
-                adder = self.store.adder(records) if self.store is not None and records else None
-                fut = self.outbox(handled, adder)
-            else:
-                if self.store is not None:
-                    self.store.save_many(records)
-                fut = None
+            assert self.recorder is not None
+            fut = self.recorder.record(handled)
         except Exception as error:  # failed before or while committing: judged like a failed acknowledgement
             fut = Future()
             fut.set_exception(error)
-        if fut is None:
-            fut = Future()
-            fut.set_result(None)
         self._inflight.append((boards, fut))
         fut.add_done_callback(lambda _: self.wake())
 
@@ -265,7 +278,6 @@ class VerdictBacklog:
     def _stored(self, boards: list[_Board]) -> None:
         self.stored += len(boards)
         self._unstored -= len(boards)
-        self.telemetry.verdicts_stored.inc(len(boards))
         self.health.clear("database")
         self._retry_at, self._streak = 0.0, 0
 
@@ -288,7 +300,6 @@ class VerdictBacklog:
     def refuse(self, part_id: str, error: BaseException) -> None:
         """Count and log a board that can never be stored (storage refused it for good)."""
         self.refused += 1
-        self.telemetry.verdicts_unstored.labels("refused").inc()
         log.error("verdict of %s could not be stored and is dropped: %s", part_id, error)
 
     # bounds ----------------------------------------------------------------------------------------
@@ -304,7 +315,6 @@ class VerdictBacklog:
             board.jpeg = None
             self.lost += 1
             self._unstored -= 1
-            self.telemetry.verdicts_unstored.labels("lost").inc()
             log.error(
                 "verdict of %s lost: %d verdicts wait to be stored (at most %d)",
                 board.done.verdict.part_id,
@@ -319,7 +329,6 @@ class VerdictBacklog:
         board.done, board.record = _uncertain(board.done, board.record, reason)
         board.jpeg = None
         self.reduced += 1
-        self.telemetry.verdicts_unstored.labels("evidence_dropped").inc()
 
     def give_up(self, why: str) -> int:
         """Count and log every board not stored yet as lost (the engine stops while storage fails)."""
@@ -330,9 +339,7 @@ class VerdictBacklog:
             log.error("%d verdicts not confirmed stored (%s): %s%s", len(boards), why, ids, more)
         self.lost += len(boards)
         self._unstored -= len(boards)
-        self.telemetry.verdicts_unstored.labels("lost").inc(len(boards))
         self._waiting.clear()
         self._holding.clear()
         self._inflight.clear()
-        self.telemetry.store_backlog.set(0)
         return len(boards)

@@ -1,22 +1,18 @@
-"""Turns finished defect detections into verdicts, stores them in batches, keeps the recent ones.
+"""The verdict thread: applies the rules to each board's defect detections, then hands the verdict on.
 
-Runs on one thread of its own so that neither the cameras nor the inference workers
-pay for rules, JPEG encoding or database commits. Records are committed in batches
-(up to ``batch`` records or every ``interval_s``), each batch in one transaction.
+Runs on one thread of its own so that neither the cameras nor the inference workers pay for
+the rules or for storing. Each verdict is handed on at once, twice: to the engine's listeners
+(each guarded: one that raises is counted and logged, never stops the thread; the live view's
+JPEG ring is one of them) and to the ``VerdictBacklog``, which stores it through the engine's
+``Recorder`` in batches (up to ``batch`` boards or every ``interval_s``, each batch in one
+transaction) and retries while the disk is full or the database refuses writes (see
+inspection/pipeline/verdict_backlog.py).
 
-With an ``outbox`` (the event log), a batch is handed to it instead: it commits the
-inspection rows and their ``part.inspected`` events in one transaction, so the feed
-never announces a verdict the database lacks, nor the reverse.
-
-Faults: each verdict is made and shown (listeners, recent list) at once; storing it may
-take longer. ``VerdictBacklog`` holds what is not stored yet and retries it while the
-disk is full or the database refuses writes (see inspection/pipeline/verdict_backlog.py). The
-queue in front of the thread is bounded (``max_queue``): a put that finds it full for
-``put_timeout_s`` is dropped, counted and logged. The thread is supervised: an exception
-(a failing listener included) is logged and counted, and the thread goes on. A board the
-defect model failed on is stored ``uncertain`` with the reason. ``stop`` stores what is
-queued; while storage fails it tries for at most ``stop_grace_s``, then counts and logs
-every board not stored, by part id.
+Faults: the queue in front of the thread is bounded (``max_queue``): a put that finds it
+full for ``put_timeout_s`` is dropped, counted and logged. The thread is supervised: an
+exception is logged and counted, and the thread goes on. A board the defect model failed on
+is stored ``uncertain`` with the reason. ``stop`` stores what is queued; while storage fails
+it tries for at most ``stop_grace_s``, then counts and logs every board not stored, by part id.
 """
 
 from __future__ import annotations
@@ -26,10 +22,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,27 +30,17 @@ import numpy as np
 from camera.frame import BoardTruth
 from inspection.core.detections import Detections
 from inspection.core.outcome import Outcome
-from inspection.pipeline.annotate import draw
+from inspection.pipeline.events import Inspected, Listeners
 from inspection.pipeline.parts import InspectRequest
+from inspection.pipeline.recording import ModelInfo, Recorder
 from inspection.pipeline.reference_stage import Prepared
 from inspection.pipeline.rules import RulesConfig, apply_rules
-from inspection.pipeline.telemetry import Telemetry
-from inspection.pipeline.verdict import Verdict, inspection_record
-from inspection.pipeline.verdict_backlog import Outbox, StoreLimits, VerdictBacklog
-from inspection.store import EvidenceStore, InspectionStore, encode_jpeg
+from inspection.pipeline.telemetry import Figure, Telemetry
+from inspection.pipeline.verdict import Verdict
+from inspection.pipeline.verdict_backlog import StoreLimits, VerdictBacklog
+from inspection.store import EvidenceStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class Inspected:
-    """A finished inspection: the verdict plus what the engine knew about the board."""
-
-    verdict: Verdict
-    truth: BoardTruth | None  # simulated sources: which board this was
-    frames_seen: int  # frames the board was tracked in before its inspection
-    latency_s: float  # from frame capture to verdict
-    t_wall: float  # capture time (wall clock)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,12 +54,6 @@ class PendingInspection:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-
-
-@dataclass(frozen=True)
 class SinkLimits:
     """The verdict queue's bound and the stop grace; ``store``: the backlog's (see StoreLimits)."""
 
@@ -86,11 +63,12 @@ class SinkLimits:
     store: StoreLimits = field(default_factory=StoreLimits)
 
 
+UNSTORED_DOC = (
+    "Verdicts not stored as made: evidence_dropped (stored uncertain with a placeholder image), "
+    "refused (storage rejected the record), lost (over the backlog bound, at stop, or the verdict queue was full)"
+)
 _FLUSH = object()
 _WAKE = object()
-_NO_CROP = np.zeros((0, 0, 3), np.uint8)
-
-__all__ = ["Inspected", "ModelInfo", "Outbox", "PendingInspection", "SinkLimits", "VerdictSink"]
 
 
 def failed_verdict(req: InspectRequest, error: str, names: tuple[str, ...], prepared: Prepared | None) -> Verdict:
@@ -111,38 +89,31 @@ def failed_verdict(req: InspectRequest, error: str, names: tuple[str, ...], prep
 
 
 class VerdictSink:
-    """Applies the rules, stores verdicts in batches, and publishes each to the listeners."""
+    """Applies the rules, hands each verdict to the listeners and to the backlog that records it."""
 
     def __init__(
         self,
         rules: RulesConfig,
         line_id: str,
         model: ModelInfo,
-        store: InspectionStore | None,
+        recorder: Recorder | None,
         evidence: EvidenceStore | None,
-        listeners: list[Callable[[Any], None]],
-        recent: int = 24,
-        batch: int = 64,
-        interval_s: float = 0.2,
-        outbox: Outbox | None = None,
-        outbox_flush: Callable[[float], bool] | None = None,
+        listeners: Listeners | None = None,
         telemetry: Telemetry | None = None,
         limits: SinkLimits | None = None,
     ) -> None:
-        self.rules, self.line_id, self.model = rules, line_id, model
-        self.outbox, self.outbox_flush = outbox, outbox_flush
-        self.store, self.evidence, self.listeners = store, evidence, listeners
-        self.limits = limits or SinkLimits(store=StoreLimits(batch=batch, interval_s=interval_s))
+        self.rules, self.recorder = rules, recorder
+        self.limits = limits or SinkLimits()
         self.telemetry = telemetry or Telemetry()
         self.health = self.telemetry.health
-        self.recent: deque[tuple[Inspected, bytes]] = deque(maxlen=recent)
+        self.listeners = listeners or Listeners(self.health)
         self._queue: queue.Queue[PendingInspection | object] = queue.Queue(maxsize=self.limits.max_queue)
-        self.backlog = VerdictBacklog(store, evidence, outbox, self.limits.store, self.telemetry, self._wake)
+        self.backlog = VerdictBacklog(recorder, evidence, line_id, model, self.limits.store, self.telemetry, self._wake)
+        self.telemetry.read_at_scrape(self._figures)
         self._thread = threading.Thread(target=self._run, name="verdicts", daemon=True)
         self._stopping = threading.Event()
         self._stop_at = self._give_up_at = 0.0
         self._flushes: list[tuple[int, threading.Event]] = []
-        self._lock = threading.Lock()
         self.failed = 0  # boards dropped before a verdict (the queue was full)
 
     def start(self) -> None:
@@ -154,8 +125,6 @@ class VerdictSink:
             self._queue.put(item, timeout=self.limits.put_timeout_s)
         except queue.Full:
             self.failed += 1
-            self.telemetry.queue_dropped.labels("verdicts").inc()
-            self.telemetry.verdicts_unstored.labels("lost").inc()
             log.error(
                 "verdict queue full (%d boards) for %.0f s: board %s dropped",
                 self.limits.max_queue,
@@ -179,7 +148,7 @@ class VerdictSink:
         while not done.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
             if not self._thread.is_alive() or time.monotonic() >= deadline:
                 return False
-        return self.outbox_flush is None or self.outbox_flush(max(0.1, deadline - time.monotonic()))
+        return self.recorder is None or self.recorder.flush(max(0.1, deadline - time.monotonic()))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Store what is queued and stop; while storage fails, give up after ``stop_grace_s`` (counted, logged)."""
@@ -193,13 +162,26 @@ class VerdictSink:
         self._wake()
         self._thread.join(timeout + 1.0)
 
-    def recent_list(self) -> list[tuple[Inspected, bytes]]:
-        with self._lock:
-            return list(self.recent)
-
     def storage(self) -> dict[str, Any]:
         """What the live status shows of storage: state, backlog, counters, faults."""
         return {**self.backlog.figures(), "dropped": self.failed}
+
+    def _figures(self) -> list[Figure]:
+        """The storage counters, read from their homes (this thread's drops, the backlog) at scrape time."""
+        b = self.backlog
+        unstored = (("evidence_dropped",), b.reduced), (("refused",), b.refused), (("lost",), b.lost + self.failed)
+        return [
+            Figure("twinspect_verdicts_stored", "Verdicts committed to storage", "counter", (), (((), b.stored),)),
+            Figure("twinspect_verdicts_unstored", UNSTORED_DOC, "counter", ("reason",), unstored),
+            Figure(
+                "twinspect_queue_dropped",
+                "Items a full queue refused (logged)",
+                "counter",
+                ("queue",),
+                ((("verdicts",), self.failed),),
+            ),
+            Figure("twinspect_store_backlog", "Verdicts waiting to be stored", "gauge", (), (((), b.pending()),)),
+        ]
 
     # the thread ----------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -258,7 +240,7 @@ class VerdictSink:
         self._flushes = keep
 
     def _accept(self, item: PendingInspection) -> None:
-        """Make the verdict, show it, and queue it for storing (a board that cannot be is counted)."""
+        """Make the verdict, hand it to the listeners, and queue it for recording."""
         req = item.request
         if item.error is not None:
             names = item.defects.class_names if item.defects is not None else ()
@@ -267,37 +249,6 @@ class VerdictSink:
             assert item.defects is not None
             verdict = apply_rules(req, item.defects, self.rules, item.prepared)
         done = Inspected(verdict, item.truth, item.frames_seen, time.monotonic() - req.t_capture, req.t_wall)
-        self._show(done)
-        if not self.backlog.stores:
-            return
-        record, jpeg = None, None
-        try:
-            if self.store is not None and self.evidence is not None:
-                jpeg = encode_jpeg(verdict.crop, 90)
-                record = inspection_record(
-                    verdict,
-                    line_id=self.line_id,
-                    model_name=self.model.name,
-                    model_version=self.model.version,
-                    captured_at=datetime.fromtimestamp(req.t_wall, UTC),
-                    evidence_sha256="",
-                )
-        except Exception as exc:  # a crop that cannot be encoded: counted as refused, never silently gone
-            self.backlog.refuse(req.part_id, exc)
-            return
-        self.backlog.add(replace(done, verdict=replace(verdict, crop=_NO_CROP)), record, jpeg)
-
-    def _show(self, done: Inspected) -> None:
-        """The recent list (the live page) and the listeners; a failure of either is counted, never fatal."""
-        verdict = done.verdict
-        try:
-            jpeg = encode_jpeg(draw(verdict.crop, verdict.defects), 85)
-            with self._lock:
-                self.recent.appendleft((done, jpeg))
-        except Exception as exc:
-            self.health.error("verdict recent list", exc, verdict.part_id)
-        for listener in self.listeners:
-            try:
-                listener(done)
-            except Exception as exc:  # one broken listener must not stop the verdicts
-                self.health.error("verdict listener", exc, f"{type(listener).__name__} of {verdict.part_id}")
+        self.listeners.emit(done)
+        if self.backlog.stores:
+            self.backlog.add(done)

@@ -118,23 +118,6 @@ class ReviewPlan:
     def verdict_changed(self) -> bool:
         return self.before != self.after
 
-    def event_data(self) -> dict[str, Any]:
-        """``review.corrected`` data (sync/schemas.py ReviewCorrectedData): live boxes after the review."""
-        boxes = [
-            {"xyxy": [round(v, 1) for v in b.xyxy], "confidence": round(b.confidence, 4), "class_name": b.class_name}
-            for b in self.boxes_after
-            if not b.rejected
-        ]
-        return {
-            "inspection_id": self.inspection.id,
-            "part_id": self.inspection.part_id,
-            "before": self.before.value,
-            "after": self.after.value,
-            "action": self.action.value,
-            "reviewer": self.reviewer.name,
-            "boxes": boxes,
-        }
-
 
 # -- checks ---------------------------------------------------------------------------------------
 
@@ -347,8 +330,8 @@ def run_review(
 ) -> ReviewPlan:
     """Read, plan and commit a review; ``commit(plan, write)`` runs ``write`` in one transaction.
 
-    ``commit`` decides which transaction: the event log's (with a ``review.corrected``
-    event when ``plan.verdict_changed``) or the store's own (``store.apply_review``).
+    ``commit`` decides which transaction: the event log's (with the event of a verdict change,
+    made by sync.drafts) or the store's own (``store.apply_review``).
     """
     for _ in range(attempts):
         plan = plan_review(store.get(inspection_id), request, reviewer, class_names, clock())

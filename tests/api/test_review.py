@@ -30,6 +30,7 @@ from inspection.qa.review import (
     run_review,
 )
 from inspection.store import BoxRecord, BoxSource, ReviewStatus, StoredInspection
+from sync.drafts import review_corrected
 from sync.schemas import ReviewCorrectedData
 from sync.tables import events
 from tests.api.conftest import Populated, bearer, build_populated_app, dispose
@@ -89,7 +90,9 @@ def test_reject_marks_every_live_box_and_passes_the_part():
     p = plan(stored(Outcome.FAIL, boxes=3), "reject")
     assert (p.after, p.change.review_status) == (Outcome.PASS, ReviewStatus.REJECTED)
     assert sorted(p.change.reject_box_ids) == [100, 101, 102] and p.change.max_confidence == 0.0
-    assert p.event_data()["boxes"] == [] and p.event_data()["before"] == "fail"
+    event = review_corrected(p, "edge-1").envelope(1)
+    assert event["data"]["boxes"] == [] and event["data"]["before"] == "fail"
+    assert event["source"] == "/twinspect/edge-1/qa" and event["subject"] == p.inspection.part_id
     one = plan(stored(Outcome.FAIL, boxes=3), "reject", box_id=101)
     assert (one.after, one.change.review_status, one.change.reject_box_ids) == (
         Outcome.FAIL,
@@ -112,7 +115,8 @@ def test_relabel_and_add_box_make_a_fail_and_keep_the_old_class_in_the_audit():
     p = plan(stored(Outcome.PASS, boxes=0), "add_box", class_name="spur", xyxy=(1, 2, 30, 40))
     assert (p.after, p.change.review_status) == (Outcome.FAIL, ReviewStatus.CORRECTED)
     assert p.change.add_boxes == (BoxRecord(1, 2, 30, 40, 1.0, "spur", BoxSource.REVIEW),)
-    assert p.change.max_confidence == 1.0 and p.event_data()["boxes"][0]["class_name"] == "spur"
+    assert p.change.max_confidence == 1.0
+    assert review_corrected(p, "edge-1").data["boxes"][0]["class_name"] == "spur"
 
 
 def test_comment_is_audit_only_and_never_conflicts():

@@ -63,8 +63,8 @@ def test_pushed_frames_are_inspected_and_stored(served):
         status = client.get("/api/v1/live/status").json()
     assert status["counters"]["inspected"] == len(sequence) == 4
     assert status["cameras"][0]["camera_id"] == "door" and status["cameras"][0]["frames_in"] == pushed
-    engine.sink.drain(10)
-    assert sum(engine.sink.store.counts().values()) == 4  # type: ignore[union-attr]
+    assert engine.drain(10) and engine.recorder is not None and engine.recorder.inspections is not None
+    assert sum(engine.recorder.inspections.counts().values()) == 4
     part_id = status["recent"][0]["part_id"]
     r = client.get(f"/api/v1/live/parts/{part_id}/evidence.jpg")
     assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"

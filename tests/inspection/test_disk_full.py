@@ -33,10 +33,12 @@ from camera.synth import LineStyle
 from inspection.core.classes import DEEPPCB_CLASSES
 from inspection.ml.datasets.boards import board_pool
 from inspection.pipeline.engine import Engine, EngineConfig
-from inspection.pipeline.parts import PartsConfig, PartUninspected
+from inspection.pipeline.events import Inspected, PartUninspected
+from inspection.pipeline.parts import PartsConfig
+from inspection.pipeline.recording import ModelInfo
 from inspection.pipeline.trigger import LineTriggerConfig
 from inspection.pipeline.verdict_backlog import StoreLimits
-from inspection.pipeline.verdict_sink import Inspected, ModelInfo, SinkLimits
+from inspection.pipeline.verdict_sink import SinkLimits
 from inspection.store import InspectionStore, open_database
 from sync.config import SyncSettings
 from sync.recorder import EngineRecorder
@@ -96,19 +98,16 @@ def open_rig(root: Path, boards: Path, mode: str, limits: SinkLimits) -> Iterato
         gate = GatedSource(inner)
         trigger = LineTriggerConfig(start=(160.0, 0.0), end=(160.0, 192.0), direction="right_to_left")
         config = EngineConfig(parts=PartsConfig(trigger=trigger), sink=limits)
-        recorder = EngineRecorder(sync.log, sync.twins, "line-1", "edge-disk", {"defect": MODEL})
+        recorder = EngineRecorder(sync.log, sync.twins, "line-1", "edge-disk", {"defect": MODEL}, store=store)
         engine = Engine(
             config,
             [gate],
             OracleDetector(gate),
             BlankDefects(DEEPPCB_CLASSES),  # type: ignore[list-item]
             MODEL,
-            store,
-            store.evidence,
-            outbox=recorder.outbox,
-            outbox_flush=sync.log.flush,
+            evidence=store.evidence,
+            recorder=recorder,
         )
-        engine.add_listener(recorder)
         seen: Counter[str] = Counter()
         engine.add_listener(_counting(seen))
         tokens = TokenStore(db)

@@ -10,7 +10,7 @@ from inspection.core.classes import DEEPPCB_CLASSES
 from inspection.core.detections import Detections
 from inspection.ml.datasets.boards import board_pool
 from inspection.pipeline.engine import Engine, EngineConfig
-from inspection.pipeline.verdict_sink import ModelInfo
+from inspection.pipeline.recording import ModelInfo
 
 
 class SlowDetector:

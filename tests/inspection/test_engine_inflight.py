@@ -16,7 +16,7 @@ from inspection.core.detections import Detections
 from inspection.inference.models import concurrency
 from inspection.ml.datasets.boards import board_pool
 from inspection.pipeline.engine import Engine, EngineConfig
-from inspection.pipeline.verdict_sink import ModelInfo
+from inspection.pipeline.recording import ModelInfo
 
 
 def fingerprint(image: np.ndarray) -> float:

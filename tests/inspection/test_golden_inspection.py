@@ -193,7 +193,7 @@ def test_tolerance_absorbs_misregistration_but_not_missing_copper():
 
 
 def test_boxes_drawn_on_a_registered_grey_board_keep_their_colours():
-    from inspection.pipeline.annotate import PALETTE, draw
+    from api.annotate import PALETTE, draw
 
     det = Detections(
         np.array([[10, 10, 60, 60]], np.float32), np.array([0.9], np.float32), np.array([0], np.int64), NAMES

@@ -83,9 +83,9 @@ def test_a_board_that_cannot_be_aligned_is_stored_uncertain(reference_model, tmp
     from inspection.ml.datasets.boards import board_pool
     from inspection.pipeline.engine import Engine, EngineConfig
     from inspection.pipeline.parts import PartsConfig
+    from inspection.pipeline.recording import ModelInfo, StoreRecorder
     from inspection.pipeline.reference_stage import ReferenceStage
     from inspection.pipeline.trigger import LineTriggerConfig
-    from inspection.pipeline.verdict_sink import ModelInfo
     from inspection.reference.recipes import StaticGoldenBook, golden_from_image
     from inspection.store import EvidenceStore, InspectionStore
     from tests.conftest import REPO
@@ -109,15 +109,15 @@ def test_a_board_that_cannot_be_aligned_is_stored_uncertain(reference_model, tmp
         part,
         defect,
         ModelInfo("ref", "1"),
-        store,
-        evidence,
+        evidence=evidence,
+        recorder=StoreRecorder(store),
         reference=stage,
     )
     engine.start()
     assert engine.wait(timeout=300)
     engine.stop()
     stored = store.list(limit=10).items
-    assert len(stored) == 4 and engine.outcomes["pass"] == 0
+    assert len(stored) == 4 and engine.status().verdicts["pass"] == 0
     for s in stored:
         assert s.outcome.value == "uncertain" and s.reasons[0].startswith("uncertain: alignment failed (score")
         assert s.recipe == "other" and s.golden_sha256 == "ef" * 32

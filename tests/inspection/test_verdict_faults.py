@@ -26,11 +26,13 @@ from inspection.core.outcome import Outcome
 from inspection.inference.worker import InferenceWorker
 from inspection.ml.datasets.boards import board_pool
 from inspection.pipeline.engine import Engine, EngineConfig
+from inspection.pipeline.events import Inspected
 from inspection.pipeline.parts import InspectRequest, PartsConfig
+from inspection.pipeline.recording import ModelInfo, StoreRecorder
 from inspection.pipeline.rules import RulesConfig
 from inspection.pipeline.trigger import LineTriggerConfig
 from inspection.pipeline.verdict_backlog import StoreLimits
-from inspection.pipeline.verdict_sink import Inspected, ModelInfo, PendingInspection, SinkLimits, VerdictSink
+from inspection.pipeline.verdict_sink import PendingInspection, SinkLimits, VerdictSink
 from inspection.store import EvidenceStore, InspectionStore, StoreUnavailableError, open_database
 from inspection.store.errors import StoreError
 from tests.conftest import wait_until
@@ -67,15 +69,17 @@ def store(tmp_path: Path) -> Iterator[InspectionStore]:
 
 
 def sink_for(store: InspectionStore | None, listeners: list[Any] | None = None, **limits: Any) -> VerdictSink:
-    return VerdictSink(
+    sink = VerdictSink(
         RulesConfig(),
         "line-1",
         ModelInfo("m", "1"),
-        store,
+        StoreRecorder(store) if store else None,
         store.evidence if store else None,
-        listeners or [],
         limits=SinkLimits(**{"store": FAST, **limits}),
     )
+    for listener in listeners or []:
+        sink.listeners.add(listener)
+    return sink
 
 
 def stored_parts(store: InspectionStore) -> dict[str, Any]:

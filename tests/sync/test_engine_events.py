@@ -50,22 +50,17 @@ def test_live_counters_come_from_the_twin_and_survive_a_restart(tmp_path: Path):
     from types import SimpleNamespace
 
     from api.live_view import LiveView
-    from inspection.pipeline.parts import LineState
+    from inspection.pipeline.events import LineState
+    from inspection.pipeline.status import EngineStatus
     from inspection.pipeline.telemetry import Telemetry
     from tests.sync.conftest import story
 
     db = open_database(f"sqlite:///{tmp_path / 'live.db'}")
     EventLog(db).append(story(14))  # an earlier run on this data dir
-    fresh_engine = SimpleNamespace(
-        loops=[],
-        sources={},
-        outcomes={"pass": 0, "fail": 0, "uncertain": 0},
-        sink=SimpleNamespace(recent_list=list, storage=dict),
-        config=SimpleNamespace(line_id="line-1"),
-        faults=list,
-        telemetry=Telemetry(),
-        line_state=lambda: LineState.RUNNING,
+    snapshot = EngineStatus(
+        "line-1", LineState.RUNNING, None, (), {"pass": 0, "fail": 0, "uncertain": 0}, (), {}, (), {}
     )
+    fresh_engine = SimpleNamespace(status=lambda: snapshot, add_listener=lambda listener: None, telemetry=Telemetry())
     status = LiveView(fresh_engine, TwinStore(EventLog(db))).status()  # type: ignore[arg-type]
     assert status["counters"]["boards_seen"] == 14 and status["counters"]["uninspected"] == 2
     assert status["counters"]["inspected"] == 12 == sum(status["counters"][k] for k in ("pass", "fail", "uncertain"))

@@ -29,8 +29,9 @@ from api.services import Services
 from api.tokens import TokenStore
 from inspection.core.detections import Detections
 from inspection.core.outcome import Outcome
+from inspection.pipeline.events import Inspected
+from inspection.pipeline.recording import ModelInfo
 from inspection.pipeline.verdict import Verdict, inspection_record
-from inspection.pipeline.verdict_sink import Inspected, ModelInfo
 from inspection.store import EvidenceStore, InspectionRecord, InspectionStore, StoredInspection, open_database
 from sync.config import NatsSettings, SyncSettings
 from sync.events import Event

@@ -12,12 +12,14 @@ import numpy as np
 
 from inspection.core.detections import Detections
 from inspection.core.outcome import Outcome
+from inspection.pipeline.events import Inspected
+from inspection.pipeline.recording import ModelInfo
 from inspection.pipeline.verdict import ReferenceInfo, Verdict
-from inspection.pipeline.verdict_sink import Inspected, ModelInfo
+from sync.drafts import line_recipe_changed
 from sync.events import Draft, Event, check_type, dumps
 from sync.hub_store import inspection_record
 from sync.log import EventLog
-from sync.recorder import EngineRecorder, line_recipe_draft
+from sync.recorder import EngineRecorder
 from sync.schemas import event_schema
 from sync.twin import TwinStore, apply, document, new_state
 from tests.sync.conftest import draft
@@ -78,7 +80,7 @@ def test_part_inspected_carries_the_recipe_golden_and_alignment_score(make_log: 
 
 def test_line_recipe_changed_validates_and_the_twin_shows_recipe_and_golden(make_log: MakeLog):
     log, twins = make_log()
-    change = line_recipe_draft("line-1", "/twinspect/edge-1", "pcb-a", None, SHA_A, "ml-eng")
+    change = line_recipe_changed("line-1", "/twinspect/edge-1", "pcb-a", None, SHA_A, "ml-eng")
     assert _valid("line.recipe_changed", change.envelope(1)) == []
     assert _valid("line.recipe_changed", {**change.envelope(1), "data": {"line_id": "line-1"}}) != []
     inspected = draft("part.inspected", 1, verdict="fail", recipe="pcb-a", golden_sha256=SHA_A, alignment_score=0.91)
@@ -100,7 +102,7 @@ def test_line_recipe_changed_validates_and_the_twin_shows_recipe_and_golden(make
     items = json.loads(twins.document_text("line-1")[1])["features"]["recentParts"]["properties"]["items"]
     assert items[0]["recipe"] == "pcb-a"
     assert twins.line_recipe("line-1") == ("pcb-a", SHA_A) and twins.line_recipe("line-9") == (None, None)
-    log.append([line_recipe_draft("line-1", "/twinspect/edge-1", None, "pcb-a", None, "ml-eng")])
+    log.append([line_recipe_changed("line-1", "/twinspect/edge-1", None, "pcb-a", None, "ml-eng")])
     assert twins.line_recipe("line-1") == (None, None)
     _, replayed = make_log()  # the twin is a function of the log: a replay gives the same bytes
     assert replayed.document_text("line-1") == twins.document_text("line-1")
@@ -110,7 +112,7 @@ def test_a_twin_state_from_before_recipes_still_folds_new_events():
     state = new_state("line-1")
     del state["recipe"]  # a retention snapshot written by an older twinspect
     apply(state, draft("part.inspected", 1, recipe="pcb-a", golden_sha256=SHA_A).envelope(1), 1)
-    apply(state, line_recipe_draft("line-1", "/s", "pcb-b", None, SHA_B, "config").envelope(2), 2)
+    apply(state, line_recipe_changed("line-1", "/s", "pcb-b", None, SHA_B, "config").envelope(2), 2)
     props = document(state)["features"]["recipe"]["properties"]
     assert (props["name"], props["goldenSha256"], props["lastInspection"]["recipe"]) == ("pcb-b", SHA_B, "pcb-a")
 
