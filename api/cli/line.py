@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -163,17 +163,11 @@ def replay_cmd(
 ) -> None:
     """Run the whole pipeline over every board in DIR as fast as the machine allows."""
     from api.runtime import build_engine, open_sync
-    from camera.errors import CameraError
     from camera.simulated import replay_sequence
     from inspection.ml.datasets.boards import board_pool
     from inspection.pipeline.replay import ReplayReport
 
-    if not 0 < defect_rate <= 1:
-        raise CameraError(f"--defect-rate: must be in (0, 1], got {defect_rate}")
-    if list_name not in (None, "trainval", "test"):
-        raise CameraError(f"--list: must be trainval or test, got {list_name!r}")
-    if split not in ("all", "train", "val"):
-        raise CameraError(f"--split: must be all, train or val, got {split!r}")
+    _check_replay_options(defect_rate, list_name, split)
     list_file = f"{list_name}.txt" if list_name else None
     settings = settings_from(config, data_dir)
     with tempfile.TemporaryDirectory(prefix="twinspect-replay-") as tmp:
@@ -207,11 +201,25 @@ def replay_cmd(
         engine.stop()
         if sync is not None:
             sync.stop(drain_s=60.0)
-    summary = report.summary(status.seen, status.frames, wall, dict(status.stage_ms))
+    _print_summary(report.summary(status.seen, status.frames, wall, dict(status.stage_ms)), as_json)
+    if not finished:
+        sys.exit(1)
+
+
+def _check_replay_options(defect_rate: float, list_name: str | None, split: str) -> None:
+    from camera.errors import CameraError
+
+    if not 0 < defect_rate <= 1:
+        raise CameraError(f"--defect-rate: must be in (0, 1], got {defect_rate}")
+    if list_name not in (None, "trainval", "test"):
+        raise CameraError(f"--list: must be trainval or test, got {list_name!r}")
+    if split not in ("all", "train", "val"):
+        raise CameraError(f"--split: must be all, train or val, got {split!r}")
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps({"summary": summary}), flush=True)
     else:
         for k, v in summary.items():
             typer.echo(f"{k:16s} {v}")
-    if not finished:
-        sys.exit(1)

@@ -145,6 +145,28 @@ def is_validation(board_id: str, val_percent: int) -> bool:
     return bucket < val_percent
 
 
+def _add_board(
+    writer: YoloDatasetWriter,
+    list_name: str,
+    b: Board,
+    input_kind: str,
+    val_percent: int,
+    background_percent: int,
+    seed: int,
+) -> list[Path]:
+    """Write one board of ``list_name`` into its split; returns the source files it used."""
+    split = "test" if list_name == "test.txt" else "val" if is_validation(b.board_id, val_percent) else "train"
+    if input_kind == "reference":
+        _add_reference(writer, split, b, seed)
+        return [b.test_image, b.template_image, b.label_file]
+    writer.add(split, b.test_image.name, None, b.size, list(b.boxes), source=b.test_image)
+    used = [b.test_image, b.label_file]
+    if split == "train" and is_validation(b.board_id + "/template", background_percent):
+        writer.add(split, b.template_image.name, None, b.size, [], source=b.template_image)
+        used.append(b.template_image)
+    return used
+
+
 def import_deeppcb(
     src: Path,
     out: Path,
@@ -188,19 +210,7 @@ def import_deeppcb(
         used: list[Path] = [pcb / n for n in lists]
         for list_name, boards in per_list.items():
             for b in boards:
-                if list_name == "test.txt":
-                    split = "test"
-                else:
-                    split = "val" if is_validation(b.board_id, val_percent) else "train"
-                if input_kind == "reference":
-                    _add_reference(writer, split, b, seed)
-                    used += [b.test_image, b.template_image, b.label_file]
-                    continue
-                writer.add(split, b.test_image.name, None, b.size, list(b.boxes), source=b.test_image)
-                used += [b.test_image, b.label_file]
-                if split == "train" and is_validation(b.board_id + "/template", background_percent):
-                    writer.add(split, b.template_image.name, None, b.size, [], source=b.template_image)
-                    used.append(b.template_image)
+                used += _add_board(writer, list_name, b, input_kind, val_percent, background_percent, seed)
         source_hash = tree_sha256(used, pcb)
         rule = f"val = sha256(board id) % 100 < {val_percent}; " + (
             f"train templates as background: {background_percent}%"
