@@ -280,7 +280,9 @@ def test_an_image_that_arrives_late_is_fetched_on_a_retry(settings: NatsSettings
             await (await nc.jetstream().object_store(settings.evidence_bucket)).put(sha, jpeg)
 
         with_client(settings, put_late)
-        assert wait_until(lambda: hub_side.store.evidence.exists(sha), 10)
+        # the file lands before the projection counts it (sync/hub_store.py): wait for the count too
+        assert wait_until(lambda: projection.fetched + projection.given_up == 3, 10)
+        assert hub_side.store.evidence.exists(sha)
         assert hub_side.store.evidence.get(sha) == jpeg
         assert projection.fetched == 3 and projection.pending == 0 and projection.given_up == 0
 
