@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from api import errors
 from api.limits import DECODE_THREADS, BodyLimits
 from api.routers import (
+    docs,
     events,
     export,
     health,
@@ -57,6 +58,8 @@ def create_app(services: Services) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Vision inspection of production lines with a synchronized digital twin.",
+        docs_url=None,  # served by api/routers/docs.py with local assets (no CDN)
+        redoc_url=None,
     )
     app.state.services = services
     app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)  # pushed frames decoding at once
@@ -77,6 +80,7 @@ def create_app(services: Services) -> FastAPI:
         recipes.router,
         lines.router,
         health.router,
+        docs.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
