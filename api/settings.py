@@ -193,12 +193,24 @@ class Settings(BaseSettings):
         return self.storage.database_url or f"sqlite:///{self.data_dir / 'twinspect.db'}"
 
 
+def env_override(loc: tuple[Any, ...]) -> str | None:
+    """The TWINSPECT_* variable that set the field at ``loc`` (or a section above it), if one is set."""
+    names = {k.upper(): k for k in os.environ if k.upper().startswith("TWINSPECT_")}
+    for depth in range(len(loc), 0, -1):
+        name = "TWINSPECT_" + "__".join(str(p) for p in loc[:depth]).upper()
+        if name in names:
+            return names[name]
+    return None
+
+
 def format_errors(exc: ValidationError, source: str) -> list[str]:
-    """One line per bad field: ``FILE: dotted.path: message``."""
+    """One line per bad field: ``FILE: dotted.path: message``, or ``environment VAR: ...`` when a variable set it."""
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"{source}: {path}: {err['msg']}")
+        var = env_override(tuple(err["loc"]))
+        where = f"environment {var}" if var else source
+        lines.append(f"{where}: {path}: {err['msg']}")
     return lines
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -25,3 +27,23 @@ def settings_from(config: Path | None, data_dir: Path | None = None) -> Settings
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
     return settings
+
+
+T = TypeVar("T")
+
+
+def progress(label: str, unit: str) -> Callable[[Iterable[T]], Iterator[T]]:
+    """Wrap a loop over batches (lists): stderr says how many ``unit`` are done, at each tenth of the way."""
+
+    def wrap(batches: Iterable[T]) -> Iterator[T]:
+        items = list(batches)
+        total = sum(len(b) if isinstance(b, Sized) else 1 for b in items)
+        done, step = 0, -1
+        for batch in items:
+            yield batch
+            done += len(batch) if isinstance(batch, Sized) else 1
+            if total and (10 * done) // total != step:
+                step = (10 * done) // total
+                print(f"{label}: {done} of {total} {unit} ({100 * done // total}%)", file=sys.stderr, flush=True)
+
+    return wrap

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Annotated, Any
 
 import typer
 from typer._click import exceptions as click_exc
@@ -40,6 +41,28 @@ app.command("replay")(line.replay_cmd)
 app.command("hub")(hub.hub_cmd)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("twinspect")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown (not installed)"
+        typer.echo(f"twinspect {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    show_version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """twinspect: vision inspection of production lines with a synchronized digital twin."""
+
+
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """Cap glibc's malloc arenas before any worker thread starts.
 
@@ -64,7 +87,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    command = typer.main.get_command(app)
+    command = natural_labels(typer.main.get_command(app))
     try:
         command(standalone_mode=False)
     except typer.Exit as exc:
@@ -72,7 +95,7 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except click_exc.ClickException as exc:
-        exc.show()
+        print(f"twinspect: error: {usage_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except (InspectionError, CameraError, SyncError) as exc:
         print(f"twinspect: error: {exc}", file=sys.stderr)
@@ -83,6 +106,48 @@ def main() -> None:
             raise
         print(f"twinspect: error: {reason}", file=sys.stderr)
         sys.exit(2)
+
+
+def usage_line(exc: click_exc.ClickException) -> str:
+    """One line for a command-line mistake (click's own errors), with where to find the right usage."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
+
+def _no_type(ctx: Any = None) -> None:
+    return None
+
+
+LABELS = {"<int>": "N", "<float>": "NUMBER", "<str>": "TEXT", "<path>": "PATH", "<file>": "FILE", "<dir>": "FOLDER"}
+
+
+def natural_labels(command: Any) -> Any:
+    """Help that reads naturally: 'N', 'TEXT', 'PATH' instead of '<int>', '<str>', '<path>'; flags show no type."""
+    ctx = typer._click.Context(command)
+    helper = command.get_help_option(ctx)
+    if helper is not None:
+        helper.metavar = ""
+    for param in getattr(command, "params", []):
+        if getattr(param, "metavar", None) is not None or not hasattr(param, "display_type"):
+            continue
+        if isinstance(param, typer.core.TyperArgument):  # its name (FILE, PATHS) says it: no type beside it
+            param.display_type_rich = _no_type  # type: ignore[method-assign]
+            param.metavar = str(param.name).upper()
+            continue
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+            continue
+        label = str(param.display_type(ctx))
+        if label in LABELS:
+            param.metavar = LABELS[label]
+        elif label.startswith("<") and label.endswith(">") and "|" in label:
+            param.metavar = "[" + label[1:-1] + "]"
+    for sub in getattr(command, "commands", {}).values():
+        natural_labels(sub)
+    return command
 
 
 def environment_error(exc: BaseException) -> str | None:

@@ -26,11 +26,19 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
     """Score weights: mAP50, mAP50-95, per-class AP, P/R/F1 at --conf, DeepPCB F-score."""
+    from api.cli.common import progress
     from inspection.ml.evaluate import evaluate_weights
 
     if backend not in (None, "onnx", "torch"):
         raise typer.BadParameter("must be 'onnx' or 'torch'", param_hint="--backend")
-    result = evaluate_weights(weights, data, split=split, conf=conf, backend=backend)  # type: ignore[arg-type]
+    result = evaluate_weights(
+        weights,
+        data,
+        split=split,
+        conf=conf,
+        backend=backend,  # type: ignore[arg-type]
+        progress=progress(f"eval {split}", "images"),
+    )
     s = result.summary()
     if as_json:
         typer.echo(json.dumps({"weights": str(weights), "split": split, **s}))
@@ -267,7 +275,36 @@ def register_cmd(
     from inspection.ml.registry import register_run
 
     entry = register_run(run, task=task, registry=weights_dir, data=data, name=name, checkpoint=checkpoint)
+    echo_registered(entry, weights_dir)
+
+
+def echo_registered(entry: Path, weights_dir: Path) -> None:
+    """What registering did (a new version) and did not do (change what is served), and how to serve it."""
+    name, _, version = entry.name.rpartition("-v")
+    alias = weights_dir / name
+    active = alias.read_text().strip() if alias.is_file() else None
     typer.echo(f"registered {entry}")
+    typer.echo(
+        f"served: {active or 'none'} (registering never changes it); to serve this version: "
+        f"twinspect models activate {name}:{version}"
+        + (f" --weights-dir {weights_dir}" if weights_dir != Path("weights") else "")
+    )
+
+
+@app.command("activate")
+def activate_cmd(
+    model: Annotated[str, typer.Argument(help="The version to serve: NAME:VERSION, e.g. defect-yolov8n:2.")],
+    weights_dir: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("weights"),
+) -> None:
+    """Serve a registered version: weights/NAME (what the config names) points at it from now on."""
+    from inspection.ml.registry import activate, parse_model_ref
+
+    name, version = parse_model_ref(model)
+    before, now = activate(weights_dir, name, version)
+    typer.echo(
+        f"{weights_dir / name} -> {now} (was {before or 'none'}); a running serve or demo keeps its model until it "
+        f"restarts"
+    )
 
 
 @app.command("list")

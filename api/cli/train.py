@@ -30,12 +30,15 @@ def train_cmd(
     warmup_epochs: Annotated[
         float | None, typer.Option(help="Learning-rate warm-up epochs (default 3; 0 when fine-tuning trained weights).")
     ] = None,
-    register: Annotated[bool, typer.Option(help="Register the trained model into weights/ when done.")] = True,
+    register: Annotated[
+        bool, typer.Option(help="Register the trained model as a new version in weights/ (served once activated).")
+    ] = True,
     weights_dir: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("weights"),
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Train a YOLOv8 model; runs live in DATA_DIR/runs, outside git, and can be resumed."""
+    from api.cli.models import echo_registered
     from inspection.ml.registry import register_run
     from inspection.ml.training import TrainRequest, train
 
@@ -73,4 +76,4 @@ def train_cmd(
     typer.echo(f"run folder: {folder}")
     if register:
         entry = register_run(folder, task=the_task, registry=weights_dir, data=data)
-        typer.echo(f"registered {entry}")
+        echo_registered(entry, weights_dir)

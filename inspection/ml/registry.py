@@ -3,14 +3,18 @@
 ``weights/<name>-v<N>/`` holds ``model.pt`` (optimizer stripped), ``model.onnx``,
 ``card.json`` and ``CARD.md``. The card records what the model is, what it was trained
 on, how it scored, and the sha256 of every file, so a copy can be verified.
-``weights/<name>`` (no version) is a small text file naming the newest version, which
-is what the config points at by default. Reading an entry (what serving needs) is
-:mod:`inspection.inference.cards`; registering one (export, eval, quantize, card) is here.
+``weights/<name>`` (no version) is a small text file naming the *active* version, which
+is what the config points at by default. Registering a version never moves it: a throwaway
+experiment must not change what ``demo`` or ``serve`` serve. ``activate(registry, name,
+version)`` is the one explicit step that does (``twinspect models activate NAME:VERSION``).
+Reading an entry (what serving needs) is :mod:`inspection.inference.cards`; registering one
+(export, eval, quantize, card) is here.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -81,11 +85,36 @@ def register_run(
         card["int8"] = quantize_and_check(tmp / "model.onnx", data, split)
         write_card(tmp, card)
         tmp.rename(final)
-        (registry / name).write_text(final.name + "\n")
-        return final
+        return final  # what is served does not change: activation is its own step (activate)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def activate(registry: Path, name: str, version: int) -> tuple[str | None, str]:
+    """Point ``registry/name`` at version ``version`` (atomically); returns (the version it named before, now)."""
+    target = registry / f"{name}-v{version}"
+    if not (target / CARD).is_file():
+        known = sorted(p.name for p in registry.glob(f"{name}-v*") if (p / CARD).is_file())
+        raise ModelError(
+            f"{target}: no registered model version {name}:{version} (registered: {', '.join(known) or 'none'})"
+        )
+    alias = registry / name
+    if alias.is_dir():
+        raise ModelError(f"{alias}: is a folder, not the version pointer of {name}")
+    before = alias.read_text().strip() if alias.is_file() else None
+    tmp = alias.with_name(f".{name}.activate")
+    tmp.write_text(target.name + "\n")
+    os.replace(tmp, alias)
+    return before, target.name
+
+
+def parse_model_ref(text: str) -> tuple[str, int]:
+    """'defect-yolov8n:2' or 'defect-yolov8n-v2' -> ('defect-yolov8n', 2)."""
+    m = re.fullmatch(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*?)(?::|-v)(?P<version>\d+)", text.strip())
+    if m is None:
+        raise ModelError(f"{text!r}: name a model version as NAME:VERSION, e.g. defect-yolov8n:2")
+    return m.group("name"), int(m.group("version"))
 
 
 def quantize_and_check(onnx_path: Path, data: Path, split: str, calibration: int = 64) -> dict[str, Any]:

@@ -110,3 +110,103 @@ def test_predict_bad_runners_and_batch(tmp_path):
     r = run_cli("predict", "-w", "weights/defect-yolov8n", "--batch", "0", str(img))
     assert r.returncode == 2
     assert "batch" in _error_line(r.stderr)
+
+
+# -- issue 12, items 9 and 13: click's own errors, eval before an import, version, help, config ----------------
+
+
+def test_click_errors_are_one_line_and_exit_2():
+    for args, words in (
+        (("eval",), "Missing option '--weights'"),
+        (("eval", "-w", "weights/defect-yolov8n", "--conf", "abc"), "Invalid value for '--conf'"),
+        (("no-such-command",), "No such command 'no-such-command'"),
+        (("predict", "--colour", "x"), "No such option: --colour"),
+    ):
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        line = _error_line(r.stderr)
+        assert r.stderr.strip() == line, r.stderr  # nothing else: no usage block, no 'Try ...' line
+        assert words in line and "--help" in line, line
+
+
+def test_eval_before_the_dataset_is_imported_says_how_to_import_it():
+    # the README's own line, on a checkout where datasets/deeppcb is described (data.yaml, card) but not imported
+    r = run_cli("eval", "--weights", "weights/defect-yolov8n")
+    assert r.returncode == 2
+    line = _error_line(r.stderr)
+    assert "Traceback" not in r.stderr
+    assert "not imported yet" in line and "twinspect datasets import deeppcb" in line, line
+
+
+def test_eval_shows_its_progress(deeppcb_factory, tmp_path):
+    from inspection.ml.datasets.deeppcb import import_deeppcb
+
+    import_deeppcb(deeppcb_factory(boards=6), tmp_path / "ds", val_percent=50)
+    r = run_cli("eval", "-w", "weights/defect-yolov8n", "--data", str(tmp_path / "ds" / "data.yaml"), "--json")
+    assert r.returncode == 0, r.stderr
+    steps = [ln for ln in r.stderr.splitlines() if ln.startswith("eval val: ")]
+    assert steps and steps[-1].endswith("(100%)"), r.stderr
+    total = int(steps[-1].split(" of ")[1].split()[0])
+    assert f"{total} of {total} images" in steps[-1]
+    assert r.stdout.count("\n") == 1  # the JSON line alone on stdout
+
+
+def test_version():
+    from importlib.metadata import version
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"twinspect {version('twinspect')}"
+
+
+def test_help_type_labels_read_naturally():
+    for cmd in (
+        ["--help"],
+        ["train", "--help"],
+        ["eval", "--help"],
+        ["predict", "--help"],
+        ["config", "show", "--help"],
+    ):
+        r = run_cli(*cmd, env={"COLUMNS": "140"})
+        assert r.returncode == 0, r.stderr
+        for label in ("<str>", "<int>", "<float>", "<path>", "<bool>"):
+            assert label not in r.stdout, (cmd, label, r.stdout)
+    r = run_cli("train", "--help", env={"COLUMNS": "140"})
+    assert " N " in r.stdout and " PATH " in r.stdout and " TEXT " in r.stdout
+
+
+def test_config_check_refuses_weights_that_do_not_exist(tmp_path):
+    cfg = tmp_path / "twinspect.yaml"
+    cfg.write_text(f"models:\n  defect:\n    weights: {tmp_path / 'no-such-model'}\n")
+    r = run_cli("config", "check", str(cfg))
+    assert r.returncode == 2
+    assert _error_line(r.stderr) == (
+        f"twinspect: error: {cfg}: models.defect.weights: {tmp_path / 'no-such-model'}: "
+        "no such model folder or weights file"
+    )
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    cfg.write_text(f"models:\n  part:\n    weights: {folder}\n")
+    r = run_cli("config", "check", str(cfg))
+    assert r.returncode == 2 and "models.part.weights" in r.stderr and "not a registered model" in r.stderr
+
+
+def test_an_environment_error_is_blamed_on_the_variable_not_the_file(tmp_path):
+    cfg = tmp_path / "twinspect.yaml"
+    cfg.write_text("log_level: INFO\n")
+    r = run_cli("config", "check", str(cfg), env={"TWINSPECT_MODELS__DEFECT__CONF": "abc"})
+    assert r.returncode == 2
+    line = _error_line(r.stderr)
+    assert line.startswith("twinspect: error: environment TWINSPECT_MODELS__DEFECT__CONF: models.defect.conf: "), line
+    assert str(cfg) not in line
+
+
+def test_config_show_prints_each_field_with_its_description():
+    import yaml
+
+    r = run_cli("config", "show")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.strip().startswith("conf:"))
+    assert lines[i - 1].strip() == "# Minimum confidence of a kept box."
+    assert "# Where runs, the database, evidence images and the event log live." in lines
+    assert set(yaml.safe_load(r.stdout)) >= {"data_dir", "models", "line", "storage", "server", "sync"}

@@ -62,7 +62,15 @@ def trained(tmp_path_factory):
                 str(root / "weights"),
             ],
         )
+        STEPS["served after train"] = (root / "weights" / "defect-yolov8n").exists()
+        activated = runner.invoke(
+            app, ["models", "activate", "defect-yolov8n:1", "--weights-dir", str(root / "weights")]
+        )
+        STEPS["activate"] = (activated.exit_code, activated.output)
     return root, result, attempts
+
+
+STEPS: dict[str, object] = {}  # what the fixture saw between its steps
 
 
 def test_training_registers_a_model_with_a_card(trained):
@@ -70,6 +78,11 @@ def test_training_registers_a_model_with_a_card(trained):
     assert result.exit_code == 0, result.output
     assert attempts == []
     entry = root / "weights" / "defect-yolov8n-v1"
+    # registering served nothing: the alias appeared only with the explicit activation
+    assert STEPS["served after train"] is False
+    assert f"twinspect models activate defect-yolov8n:1 --weights-dir {root / 'weights'}" in result.output
+    code, output = STEPS["activate"]  # type: ignore[misc]
+    assert code == 0 and "-> defect-yolov8n-v1 (was none)" in output, output
     assert (root / "weights" / "defect-yolov8n").read_text().strip() == entry.name
     card = json.loads((entry / "card.json").read_text())
     assert card["task"] == "defect" and card["version"] == 1
@@ -87,6 +100,29 @@ def test_training_registers_a_model_with_a_card(trained):
     # the run (and its checkpoints) live in the data dir, not in the registry
     assert (root / "data" / "runs" / "tiny" / "weights" / "last.pt").is_file()
     assert not list((root / "weights").rglob("last.pt"))
+
+
+def test_registering_a_new_version_never_changes_what_is_served(trained):
+    root, _, _ = trained
+    weights, alias = root / "weights", root / "weights" / "defect-yolov8n"
+    run = root / "data" / "runs" / "tiny"
+    data = root / "ds" / "data.yaml"
+    result = runner.invoke(
+        app, ["models", "register", str(run), "--task", "defect", "--data", str(data), "--weights-dir", str(weights)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (weights / "defect-yolov8n-v2" / "card.json").is_file()
+    assert alias.read_text().strip() == "defect-yolov8n-v1"  # still serving v1
+    assert "served: defect-yolov8n-v1 (registering never changes it)" in result.output
+    assert "twinspect models activate defect-yolov8n:2" in result.output
+    moved = runner.invoke(app, ["models", "activate", "defect-yolov8n:2", "--weights-dir", str(weights)])
+    assert moved.exit_code == 0 and alias.read_text().strip() == "defect-yolov8n-v2", moved.output
+    back = runner.invoke(app, ["models", "activate", "defect-yolov8n-v1", "--weights-dir", str(weights)])
+    assert back.exit_code == 0 and "(was defect-yolov8n-v2)" in back.output, back.output
+    assert alias.read_text().strip() == "defect-yolov8n-v1"
+    missing = runner.invoke(app, ["models", "activate", "defect-yolov8n:9", "--weights-dir", str(weights)])
+    assert missing.exit_code != 0 and "defect-yolov8n-v1, defect-yolov8n-v2" in str(missing.exception)
+    assert alias.read_text().strip() == "defect-yolov8n-v1"
 
 
 def test_existing_run_needs_resume(trained):
@@ -151,7 +187,7 @@ def test_export_and_eval_offline(trained, monkeypatch):
             app, ["eval", "-w", str(entry), "--data", str(root / "ds" / "data.yaml"), "--backend", backend, "--json"]
         )
         assert result.exit_code == 0, result.output
-        out = json.loads(result.output)
+        out = json.loads(result.stdout)
         assert out["images"] > 0 and 0.0 <= out["map50"] <= 1.0
     assert attempts == []
 

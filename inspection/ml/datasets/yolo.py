@@ -220,6 +220,8 @@ class DatasetSpec:
     def images(self, split: str) -> list[Path]:
         """Image files of one split, sorted by name."""
         folder = self.split_dir(split)
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: the '{split}' split has no image folder{_not_imported(self.root)}")
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
     def split_dir(self, split: str) -> Path:
@@ -255,6 +257,27 @@ class DatasetSpec:
         }
         dest.write_text(yaml.safe_dump(data, sort_keys=False))
         return dest
+
+
+IMPORT_COMMANDS = {
+    "deeppcb": "twinspect datasets import deeppcb DEEPPCB_FOLDER --out {root}",
+    "synthline": "twinspect datasets synth-line --boards DEEPPCB_FOLDER --out {root}",
+}
+
+
+def _not_imported(root: Path) -> str:
+    """Why a described dataset has no images here, and the command that makes them (from its card)."""
+    import json
+
+    try:
+        name = str(json.loads((root / "card.json").read_text()).get("name", ""))
+    except (OSError, ValueError):
+        return ""
+    command = IMPORT_COMMANDS.get(name.split("-")[0])
+    if command is None:
+        return f" (dataset {name!r} is described here but its images are not imported)"
+    extra = " --input reference" if name.endswith("-ref") else ""
+    return f": the dataset is described here but not imported yet; run {command.format(root=root)}{extra}"
 
 
 def load_data_yaml(path: Path) -> DatasetSpec:
