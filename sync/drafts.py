@@ -36,6 +36,9 @@ from sync.schemas import (
     PartExitedData,
     PartInspectedData,
     PartUninspectedData,
+    ProcessDriftData,
+    ProcessInControlData,
+    RejectLateData,
     ReviewCorrectedData,
     TwinDriftData,
 )
@@ -178,3 +181,19 @@ def twin_drift(line_id: str, edge_id: str, differences: list[dict[str, Any]], ex
     """twin.drift: what a twin engine expected and what the cameras see differ."""
     data = TwinDriftData(differences=[Difference(**d) for d in differences], expected=expected)
     return draft("twin.drift", line_id, source_uri(edge_id), data)
+
+
+# -- the line's integration: process control, the reject gate ------------------------------------------
+def process_drift(line_id: str, edge_id: str, data: ProcessDriftData, time: str | None = None) -> Draft:
+    """process.drift: a Western Electric rule fired on a control chart of the line."""
+    return draft("process.drift", line_id, source_uri(edge_id, "spc"), data, data.chart, time)
+
+
+def process_in_control(line_id: str, edge_id: str, data: ProcessInControlData, time: str | None = None) -> Draft:
+    """process.in_control: a drifting chart is back in control (or learns a new baseline)."""
+    return draft("process.in_control", line_id, source_uri(edge_id, "spc"), data, data.chart, time)
+
+
+def reject_late(line_id: str, edge_id: str, data: RejectLateData) -> Draft:
+    """reject.late: a board's decision would have reached the gate after the board; the fail-safe rule acted."""
+    return draft("reject.late", line_id, source_uri(edge_id, "gate"), data, data.part_id)

@@ -42,6 +42,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "model.activated",
     "twin.drift",
     "line.recipe_changed",
+    "process.drift",
+    "process.in_control",
+    "reject.late",
 )
 SPEC_VERSION = "1.0"
 LINE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")

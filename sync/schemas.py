@@ -155,6 +155,47 @@ class TwinDriftData(_Data):
     expected: dict[str, Any]
 
 
+class ChartPoint(BaseModel):
+    index: int = Field(ge=1, description="Subgroup number on the chart (baseline included).")
+    n: int = Field(ge=1, description="Boards in the subgroup.")
+    count: int = Field(ge=0, description="Boards with the attribute (p-chart) or defects (u-chart).")
+    value: float = Field(ge=0, description="count / n.")
+    z: float = Field(description="(value - center) / sigma of this subgroup.")
+    time: str = Field(description="Event time the subgroup closed.")
+
+
+class ProcessDriftData(_Data):
+    chart: str = Field(
+        max_length=100,
+        description="'fail' (share of failed boards), 'defects' (defects per "
+        "board) or a defect class (share of boards with it).",
+    )
+    kind: Literal["p", "u"] = Field(description="p: proportion chart; u: defects per board.")
+    rule: int = Field(ge=1, le=4, description="The Western Electric rule that fired first (1-4).")
+    rules: list[int] = Field(description="Every rule that fired on the last point.")
+    rule_text: str
+    center: float = Field(ge=0, description="Centre line from the baseline.")
+    ucl: float = Field(description="Upper control limit at the last point's subgroup size.")
+    lcl: float = Field(description="Lower control limit at the last point's subgroup size.")
+    points: list[ChartPoint] = Field(max_length=8, description="The points the rule looked at, oldest first.")
+
+
+class ProcessInControlData(_Data):
+    chart: str = Field(max_length=100)
+    kind: Literal["p", "u"]
+    reason: str = Field(max_length=200, description="Why it counts as in control again.")
+
+
+class RejectLateData(_Data):
+    part_id: str
+    camera_id: str
+    deadline: str = Field(description="When the decision had to leave for the board to meet the gate.")
+    decided: str | None = Field(description="When the verdict came; null: it had not come by the deadline.")
+    late_ms: float | None = Field(description="How late the verdict was; null when it had not come.")
+    action: Literal["reject", "recheck"] = Field(description="What the gate was told to do: the fail-safe rule.")
+    verdict: Verdict | None = Field(description="The verdict, when it came.")
+
+
 DATA_MODELS: dict[str, type[BaseModel]] = {
     "part.entered": PartEnteredData,
     "part.inspected": PartInspectedData,
@@ -168,6 +209,9 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     "model.activated": ModelActivatedData,
     "twin.drift": TwinDriftData,
     "line.recipe_changed": LineRecipeChangedData,
+    "process.drift": ProcessDriftData,
+    "process.in_control": ProcessInControlData,
+    "reject.late": RejectLateData,
 }
 assert set(DATA_MODELS) == set(EVENT_TYPES)
 

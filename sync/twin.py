@@ -10,7 +10,8 @@ gives the same document byte for byte, and ``at=REVISION`` is a replay that stop
      "attributes": {"lineId": "line-1", "kind": "inspection-line", "lastEventTime": ...},
      "features": {"line": {"properties": {"status": "running", "since": ...}},
                   "cameras": ..., "counters": ..., "quality": ..., "throughput": ...,
-                  "models": ..., "recentParts": ..., "drift": ..., "recipe": ...}}
+                  "models": ..., "recentParts": ..., "drift": ..., "recipe": ...,
+                  "process": {chart: {"state": "drifting" | "in_control", "since": ...}}}}
 """
 
 from __future__ import annotations
@@ -125,6 +126,16 @@ def line_recipe(state: dict[str, Any]) -> tuple[str | None, str | None]:
     return line.get("name"), line.get("goldenSha256")
 
 
+def _on_process(state: dict[str, Any], kind: str, ce: dict[str, Any]) -> None:
+    """The process state of one control chart: drifting since (which rule), or in control since."""
+    data = ce["data"]
+    charts = state.setdefault("process", {})  # snapshots taken before process control have none
+    if kind == "process.drift":
+        charts[data["chart"]] = {"state": "drifting", "since": ce["time"], "rule": data["rule"]}
+    else:
+        charts[data["chart"]] = {"state": "in_control", "since": ce["time"], "reason": data["reason"]}
+
+
 def _on_corrected(state: dict[str, Any], ce: dict[str, Any]) -> None:
     data, verdicts = ce["data"], state["counters"]["verdicts"]
     before, after = data["before"], data["after"]
@@ -167,6 +178,8 @@ def apply(state: dict[str, Any], ce: dict[str, Any], offset: int) -> None:
         state["drift"] = {"time": ce["time"], "differences": data["differences"]}
     elif kind == "line.recipe_changed":
         _on_recipe_changed(state, ce)
+    elif kind in ("process.drift", "process.in_control"):
+        _on_process(state, kind, ce)
     state["revision"] = ce["sequence"]
     state["offset"] = offset
     state["last_time"] = ce["time"]
@@ -213,6 +226,7 @@ def document(state: dict[str, Any]) -> dict[str, Any]:
             "recentParts": {"properties": {"items": state["recent"]}},
             "drift": {"properties": state["drift"] or {}},
             "recipe": {"properties": _recipe_properties(state)},
+            "process": {"properties": dict(sorted(state.get("process", {}).items()))},
         },
     }
 

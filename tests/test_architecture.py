@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("inspection", "camera", "sync", "api")
+PACKAGES = ("inspection", "camera", "sync", "floor", "api")
 
 # Lowest layer first. A room is a package prefix; a module belongs to the longest room naming it.
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inspection.inference",),  # running a model: detectors, model cards (read side), the inference worker
     ("inspection.pipeline", "inspection.ml", "inspection.qa"),  # serving path | ML toolchain | QA review
     ("sync",),  # event log, twin, brokers, hub
+    ("floor",),  # talking to the line: OPC UA, reject gate (Modbus, webhook), Sparkplug B, SPC, belt model
     ("api",),  # settings, CLI, FastAPI app, web UI: wires the rest
 )
 ROOMS = tuple(room for layer in LAYERS for room in layer)

@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import REPO
 
-PACKAGES = ["inspection", "camera", "sync", "api"]
+PACKAGES = ["inspection", "camera", "sync", "floor", "api"]
 
 
 def test_ruff_is_clean():

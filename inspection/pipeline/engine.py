@@ -41,7 +41,7 @@ from inspection.core.errors import ModelError
 from inspection.core.outcome import Outcome
 from inspection.inference.nms import box_iou
 from inspection.inference.worker import BatchStats, InferenceWorker
-from inspection.pipeline.events import EngineEvent, Inspected, LineEvent, Listener, Listeners
+from inspection.pipeline.events import EngineEvent, Inspected, LineEvent, Listener, Listeners, PartTriggered
 from inspection.pipeline.parts import InspectRequest, PartsConfig, PartsUpdate, PartTracker
 from inspection.pipeline.recording import ModelInfo, Recorder
 from inspection.pipeline.reference_stage import Prepared, ReferenceStage
@@ -146,6 +146,8 @@ class _CameraLoop:
         for event in arrived:
             eng.emit(event)
         for req in update.requests:
+            if frame is not None:
+                eng.listeners.emit(_triggered(req, frame))
             truth = _match_truth(frame, req.board_xyxy) if frame is not None else None
             seen = self._frames_seen.get(req.track_id, 0)
             eng.submit_inspection(req, truth, seen)
@@ -165,6 +167,12 @@ class _CameraLoop:
             latest[0] if latest else None,
             latest[1] if latest else None,
         )
+
+
+def _triggered(req: InspectRequest, frame: Frame) -> PartTriggered:
+    return PartTriggered(
+        req.part_id, req.camera_id, req.track_id, req.board_xyxy, req.frame_seq, req.t_capture, frame.t_stream
+    )
 
 
 def _match_truth(frame: Frame, box: np.ndarray) -> BoardTruth | None:

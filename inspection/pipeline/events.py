@@ -76,6 +76,21 @@ class LineStateChanged:
 
 
 @dataclass(frozen=True, eq=False)
+class PartTriggered:
+    """A board crossed the trigger fully in view and its inspection was requested (listeners only: the reject
+    gate's deadline and the line model start here; it is no event of the log)."""
+
+    event_type: ClassVar[str] = "part.triggered"
+    part_id: str
+    camera_id: str
+    track_id: int
+    board_xyxy: np.ndarray  # (4,) box at the trigger, frame pixels
+    frame_seq: int
+    t_capture: float  # monotonic capture time of the trigger frame
+    t_stream: float  # the frame's time base for motion (media time of a simulated or file source)
+
+
+@dataclass(frozen=True, eq=False)
 class Inspected:
     """A finished inspection: the verdict plus what the engine knew about the board."""
 
@@ -87,7 +102,7 @@ class Inspected:
 
 
 LineEvent = PartEntered | PartExited | PartUninspected | LineStateChanged
-EngineEvent = LineEvent | Inspected
+EngineEvent = LineEvent | PartTriggered | Inspected
 Listener = Callable[[EngineEvent], None]
 
 
