@@ -115,6 +115,36 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
         i += length
 
 
+def _jpeg_scan(data: bytes) -> int:
+    """Offset of the first top-level start of scan (SOS), walking the marker segments; -1 if none."""
+    n, i = len(data), 2
+    while True:
+        i = data.find(b"\xff", i)
+        if i < 0:
+            return -1
+        while i < n and data[i] == 0xFF:
+            i += 1
+        if i + 2 >= n:
+            return -1
+        marker = data[i]
+        i += 1
+        if marker == 0xDA:
+            return i - 2
+        if marker == 0x00 or marker in _NO_LENGTH:
+            continue
+        i += _u16(data, i)
+
+
+def jpeg_truncated(data: bytes) -> bool:
+    """Whether a JPEG lacks the end-of-image marker after its scan: the file was cut short.
+
+    libjpeg only warns ("Premature end of JPEG file") and fills the missing rows with grey, so
+    a truncated board would be inspected as if it were whole; here that warning is an error.
+    """
+    sos = _jpeg_scan(data)
+    return sos < 0 or data.find(b"\xff\xd9", sos) < 0
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     if data[12:16] != b"IHDR" or _u32(data, 8) != 13:
         raise UnreadableSize("the first chunk is not IHDR")
@@ -203,6 +233,8 @@ def decode(
     """The decoded image (OpenCV ``flags``) after the header checks; ImageError (ImageTooLarge, UnreadableSize)
     naming the reason otherwise."""
     header = check_pixels(read_header(data, formats), max_pixels)
+    if header.format == "jpeg" and jpeg_truncated(data):
+        raise ImageError("JPEG image does not decode: it is truncated (no end-of-image marker after its scan)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or image.size == 0:
         raise ImageError(f"{FORMAT_NAMES[header.format]} image does not decode (corrupt)")

@@ -89,7 +89,9 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = natural_labels(typer.main.get_command(app))
     try:
-        command(standalone_mode=False)
+        code = command(standalone_mode=False)  # a typer.Exit(n) inside a command comes back as n
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

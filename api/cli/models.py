@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from inspection.core.detections import Detections
     from inspection.inference.worker import InferenceWorker
 
@@ -89,8 +91,8 @@ def predict_cmd(
     from inspection.core.errors import ModelError
     from inspection.inference.models import concurrency, load_detector, model_input
     from inspection.inference.onnx_detector import DEFAULT_PROVIDERS
-    from inspection.inference.worker import InferenceWorker, detect_in_order
-    from inspection.ml.images import expand_paths, read_image
+    from inspection.inference.worker import InferenceWorker
+    from inspection.ml.images import expand_paths
 
     if not 0.0 <= conf <= 1.0:
         raise ModelError(f"conf: must be between 0 and 1, got {conf}")
@@ -107,21 +109,67 @@ def predict_cmd(
     worker = InferenceWorker(detector, "predict", max_batch=batch, max_wait_ms=0, runners=runners).start()
     try:
         if kind == "reference":
-            _predict_pairs(worker, files, golden, register, as_json, runners)
-            return
-        for path, frame, det in detect_in_order(worker, ((p, read_image(p)) for p in files)):
-            _print_prediction(path, frame.shape[1], frame.shape[0], det, as_json)
+            failed = _predict_pairs(worker, files, golden, register, as_json, runners)
+        else:
+            failed = _predict_images(worker, files, as_json)
     finally:
         worker.stop()
+    if failed:
+        typer.echo(
+            f"twinspect: {failed} of {len(files)} images could not be inspected (see the errors above)", err=True
+        )
+        raise typer.Exit(2)
+
+
+def _read(path: Path) -> tuple[Path, np.ndarray | None, str]:
+    """(path, image, "") or (path, None, why it cannot be read): one bad file never stops the others."""
+    from camera.errors import ImageError
+    from inspection.ml.images import read_image
+
+    try:
+        return path, read_image(path), ""
+    except ImageError as error:
+        return path, None, str(error)
+
+
+def _report_bad(path: Path, problem: str, as_json: bool) -> None:
+    """A file that could not be inspected: an error line on stderr, and one in the JSON output."""
+    message = problem if problem.startswith(str(path)) else f"{path}: {problem}"
+    typer.echo(f"twinspect: error: {message}", err=True)
+    if as_json:
+        typer.echo(json.dumps({"image": str(path), "error": problem}))
+
+
+def _predict_images(worker: InferenceWorker, files: list[Path], as_json: bool) -> int:
+    """Predict every readable file in input order; returns how many could not be read."""
+    from inspection.inference.worker import in_order
+
+    failed = 0
+    depth = 2 * worker.runners * worker.max_batch
+    for (path, image, problem), det in in_order(
+        map(_read, files), lambda item: worker.submit(item[1]) if item[1] is not None else None, depth
+    ):
+        if image is None or det is None:
+            failed += 1
+            _report_bad(path, problem, as_json)
+            continue
+        _print_prediction(path, image.shape[1], image.shape[0], det, as_json)
+    return failed
 
 
 def _predict_pairs(
     worker: InferenceWorker, files: list[Path], golden: Path | None, register: bool, as_json: bool, threads: int
-) -> None:
+) -> int:
+    """Predict every pair in input order; returns how many could not be read."""
     from inspection.ml.pairing import detect_pairs, pair_inputs, prepared_stream
 
     pairs = pair_inputs(files, golden)
+    failed = 0
     for prep, det in detect_pairs(worker, prepared_stream(pairs, register, threads=threads)):
+        if prep.unreadable:
+            failed += 1
+            _report_bad(prep.pair.board, prep.problem, as_json)
+            continue
         w, h = prep.board_size
         extra = {"golden": str(prep.pair.golden), "alignment_score": round(prep.score, 4)}
         if det is None:
@@ -142,6 +190,7 @@ def _predict_pairs(
                 typer.echo(f"{prep.pair.board}: not inspected: {prep.problem}")
             continue
         _print_prediction(prep.pair.board, w, h, det, as_json, extra)
+    return failed
 
 
 def _print_prediction(

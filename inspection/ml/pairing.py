@@ -91,6 +91,7 @@ class PreparedPair:
     homography: np.ndarray  # board pixels -> golden pixels
     score: float  # alignment score (1.0 when not aligned: the pair is taken as registered)
     problem: str = ""
+    unreadable: bool = False  # the board or golden file could not be read (problem says why); others go on
 
 
 def prepare_pair(pair: Pair, goldens: GoldenCache, register: bool = True) -> PreparedPair:
@@ -114,6 +115,14 @@ def prepare_pair(pair: Pair, goldens: GoldenCache, register: bool = True) -> Pre
     if not result.ok or result.aligned is None:
         return PreparedPair(pair, (bw, bh), None, result.homography, result.score, result.failure())
     return PreparedPair(pair, (bw, bh), compose(result.aligned, golden.image), result.homography, result.score)
+
+
+def prepare_or_report(pair: Pair, goldens: GoldenCache, register: bool = True) -> PreparedPair:
+    """``prepare_pair``, but a file that cannot be read (truncated, corrupt, missing) is reported, not raised."""
+    try:
+        return prepare_pair(pair, goldens, register)
+    except ImageError as error:
+        return PreparedPair(pair, (0, 0), None, np.eye(3), 0.0, str(error), unreadable=True)
 
 
 def to_board_pixels(det: Detections, homography: np.ndarray, size: tuple[int, int]) -> Detections:
@@ -141,7 +150,7 @@ def prepared_stream(
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pair") as pool:
         pending: deque[Future[PreparedPair]] = deque()
         for pair in pairs:
-            pending.append(pool.submit(prepare_pair, pair, goldens, register))
+            pending.append(pool.submit(prepare_or_report, pair, goldens, register))
             if len(pending) >= lookahead:
                 yield pending.popleft().result()
         while pending:
