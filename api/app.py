@@ -23,6 +23,7 @@ from api.routers import (
     metrics,
     models,
     pages,
+    process,
     push,
     recipes,
     session,
@@ -79,6 +80,7 @@ def create_app(services: Services) -> FastAPI:
         export.router,
         recipes.router,
         lines.router,
+        process.router,
         health.router,
         docs.router,
     ):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from api.tokens import TokenStore
+    from floor.service import FloorService
     from inspection.pipeline.telemetry import Fault
     from inspection.reference.recipe_store import RecipeStore
     from inspection.store import InspectionStore
@@ -71,3 +72,4 @@ class Services:
     # hub: each line's stream (its sequence) belongs to its edge; there a review changes the hub's rows only.
     review_events: bool = True
     recipes: RecipeStore | None = None  # recipes and golden images (same database); None: no recipe endpoints
+    floor: FloorService | None = None  # OPC UA, reject gate, Sparkplug B, process control (None: none enabled)

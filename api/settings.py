@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from camera.config import CameraConfig
+from floor.config import BeltSettings, GateSettings, OpcUaSettings, SparkplugSettings, SpcSettings
 from inspection.core.errors import InspectionError
 from inspection.pipeline.parts import PartsConfig
 from inspection.pipeline.rules import RulesConfig
@@ -166,6 +167,11 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage of inspections.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
     sync: SyncSettings = Field(default_factory=SyncSettings, description="Event log, feeds, MQTT, NATS, twin.")
+    opcua: OpcUaSettings = Field(default_factory=OpcUaSettings, description="OPC UA server (OPC 40100 model).")
+    gate: GateSettings = Field(default_factory=GateSettings, description="Reject gate decisions with a deadline.")
+    sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings, description="Sparkplug B edge node.")
+    spc: SpcSettings = Field(default_factory=SpcSettings, description="Statistical process control (p/u-charts).")
+    belt: BeltSettings = Field(default_factory=BeltSettings, description="The line model the twin expects.")
 
     @classmethod
     def settings_customise_sources(

@@ -33,6 +33,7 @@ import numpy as np
 from floor.config import BeltSettings
 from inspection.pipeline.events import (
     EngineEvent,
+    Inspected,
     LineState,
     LineStateChanged,
     PartEntered,
@@ -112,11 +113,11 @@ class BeltModel:
 
     # the engine's events ----------------------------------------------------------------------------
     def __call__(self, event: EngineEvent) -> None:
+        if isinstance(event, Inspected):
+            return
         found: list[tuple[str, str, Any, Any]] = []
         with self._lock:
-            cam = self._cams.setdefault(event.camera_id, _Camera()) if hasattr(event, "camera_id") else None
-            if cam is None:
-                return
+            cam = self._cams.setdefault(event.camera_id, _Camera())
             if isinstance(event, PartEntered):
                 cam.entered[event.part_id] = (event.t_capture, _center(event.board_xyxy))
             elif isinstance(event, PartTriggered):

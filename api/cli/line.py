@@ -74,6 +74,7 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
 
     from api.app import create_app
     from api.errors import NotFound
+    from api.floor_wiring import build_floor
     from api.live_view import LiveView
     from api.runtime import build_engine, open_recipes, open_sync
     from api.services import Services
@@ -82,19 +83,20 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
     sync = open_sync(settings)
     tokens = TokenStore(sync.log.engine)
     engine = build_engine(engine_settings, sync=sync)
-    app = create_app(
-        Services(
-            LiveView(engine, sync.twins),
-            sync,
-            tokens,
-            heartbeat_s=settings.sync.feeds.heartbeat_s,
-            max_page=settings.sync.feeds.max_page,
-            inspections=engine.recorder.inspections if engine.recorder else None,
-            model_dirs={"defect": engine_settings.models.defect.weights, "part": engine_settings.models.part.weights},
-            class_names=tuple(engine.defect_worker.detector.class_names),
-            recipes=open_recipes(settings, sync.log.engine),
-        )
+    services = Services(
+        LiveView(engine, sync.twins),
+        sync,
+        tokens,
+        heartbeat_s=settings.sync.feeds.heartbeat_s,
+        max_page=settings.sync.feeds.max_page,
+        inspections=engine.recorder.inspections if engine.recorder else None,
+        model_dirs={"defect": engine_settings.models.defect.weights, "part": engine_settings.models.part.weights},
+        class_names=tuple(engine.defect_worker.detector.class_names),
+        recipes=open_recipes(settings, sync.log.engine),
     )
+    app = create_app(services)
+    floor = build_floor(engine_settings, engine, sync, services)  # OPC UA, gate, Sparkplug B, SPC, belt model
+    floor.start()
     url = f"http://{settings.server.host}:{settings.server.port}/"
     typer.echo(f"twinspect: {banner} at {url}")
     typer.echo(
@@ -109,7 +111,12 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
         typer.echo(f"  {clear}")
     else:
         typer.echo("  sign in with a token from: twinspect tokens create --role qa")
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="warning")
+    if floor.opcua is not None:
+        typer.echo(f"  OPC UA (OPC 40100 model) at {floor.opcua.endpoint}")
+    try:
+        uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="warning")
+    finally:
+        floor.stop()
 
 
 def demo_cmd(
@@ -158,6 +165,9 @@ def replay_cmd(
     ] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per board, then a summary line.")] = False,
     store: Annotated[bool, typer.Option(help="Store inspections (in --data-dir, else a temporary folder).")] = True,
+    realtime: Annotated[
+        bool, typer.Option(help="Run the belt at --fps in real time (the reject gate's deadlines are real).")
+    ] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -177,7 +187,7 @@ def replay_cmd(
             settings,
             boards,
             cameras,
-            realtime=False,
+            realtime=realtime,
             fps=fps,
             defect_rate=defect_rate,
             replay=True,
@@ -191,6 +201,7 @@ def replay_cmd(
         engine = build_engine(line, store=store, sync=sync)
         report = ReplayReport(sequence, write=lambda s: print(s, flush=True), emit_lines=as_json)
         engine.add_listener(report)
+        floor = _replay_floor(line, engine, sync)
         t0 = time.monotonic()
         if sync is not None:
             sync.start()
@@ -198,12 +209,47 @@ def replay_cmd(
         finished = engine.wait(timeout=None)
         wall = time.monotonic() - t0
         status = engine.status()
+        floor_status = _stop_floor(floor, sum(c.parts.inspected for c in status.cameras))
         engine.stop()
         if sync is not None:
             sync.stop(drain_s=60.0)
-    _print_summary(report.summary(status.seen, status.frames, wall, dict(status.stage_ms)), as_json)
+    summary = report.summary(status.seen, status.frames, wall, dict(status.stage_ms))
+    _print_summary({**summary, **floor_status}, as_json)
     if not finished:
         sys.exit(1)
+
+
+def _replay_floor(settings: Settings, engine: Any, sync: Any) -> Any:
+    """The reject gate (with the simulated gate), SPC and belt model of a replay, when the config enables them."""
+    if not (settings.gate.enabled or settings.spc.enabled or settings.belt.enabled):
+        return None
+    from api.floor_wiring import floor_config
+    from floor.service import FloorService
+
+    gate = settings.gate.model_copy(update={"simulated": True})
+    config = floor_config(settings.model_copy(update={"gate": gate}))
+    config = type(config)(
+        config.opcua.model_copy(update={"enabled": False}),
+        gate,
+        config.sparkplug,
+        config.spc,
+        config.belt,
+        config.data_dir,
+    )
+    floor = FloorService.build(config, engine, sync)
+    floor.start()
+    return floor
+
+
+def _stop_floor(floor: Any, inspected: int) -> dict[str, Any]:
+    """Wait for the simulated gate to act on every inspected board; the gate's figures for the summary."""
+    if floor is None:
+        return {}
+    if floor.simulated_gate is not None:
+        floor.simulated_gate.wait(inspected, floor.gate.travel_s + 30.0)
+    out = floor.status()
+    floor.stop()
+    return {k: v for k, v in out.items() if k in ("gate", "simulated_gate")}
 
 
 def _check_replay_options(defect_rate: float, list_name: str | None, split: str) -> None:

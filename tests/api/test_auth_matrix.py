@@ -49,6 +49,7 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("WS", "/api/v1/events/ws"): READERS,
     ("GET", "/api/v1/twin"): READERS,
     ("GET", "/api/v1/twin/{line}"): READERS,
+    ("GET", "/api/v1/lines/{line_id}/process"): READERS,
     ("POST", "/api/v1/twin/{line}/expected"): frozenset({"twin"}),
     ("GET", "/api/v1/schemas"): READERS,
     ("GET", "/api/v1/schemas/{event_type}"): READERS,
