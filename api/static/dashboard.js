@@ -1,6 +1,7 @@
 // Dashboard: yield and throughput trend, defect Pareto, coverage from the twins.
 import { getJSON, withQuery } from "/static/api.js";
 import { fillTrend, paretoChart, trendChart, VERDICT_COLORS } from "/static/charts.js";
+import { renderSpc } from "/static/spc.js";
 import { el, fmtPct, shell, showError } from "/static/ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -69,6 +70,7 @@ async function load() {
     showError("dash-error", e);
   }
   await renderCoverage(f.line);
+  await renderSpc(f.line).catch((e) => showError("dash-error", e));
 }
 
 async function main() {
