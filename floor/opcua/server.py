@@ -135,6 +135,7 @@ class OpcUaServer(GateOutput):
     # lifecycle -------------------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
         """Serve; FloorError (one line) when the server cannot start (the port taken, a bad certificate)."""
+        logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger("asyncua").level))
         self._thread = threading.Thread(target=self._run, name="opcua", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
