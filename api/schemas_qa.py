@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from inspection.qa.review import ReviewAction, box_json
+from inspection.qa.wording import current_reasons, describe
 from inspection.store import AuditEntry, StoredInspection
 
 Verdict = Literal["pass", "fail", "uncertain"]
@@ -91,11 +92,22 @@ class AuditOut(BaseModel):
     before: dict[str, Any]
     after: dict[str, Any]
     comment: str | None
+    summary: str = Field("", description="Who did what, in words (e.g. 'alice (qa) confirmed the verdict').")
+    id: int | None = Field(None, description="The entry's id (an undo names the id it took back in after.undid).")
 
 
 class InspectionDetail(InspectionSummary):
     boxes: list[BoxOut]
-    reasons: list[str]
+    reasons: list[str] = Field(description="The model's reasons when it made its verdict, as stored.")
+    current_reasons: list[str] = Field(
+        default_factory=list,
+        description="The reasons as they are now, after any review, in words: each defect box still "
+        "standing by class and place on the board, the model's reasons no box stands for, the review's decision.",
+    )
+    model_verdict: Verdict | None = Field(None, description="The verdict the model made (before any review).")
+    corrected: bool = Field(
+        False, description="The final verdict differs from the model's: what stats and the twin count as corrected."
+    )
     board_box: list[float] = Field(description="Where the crop was taken in the frame, x1, y1, x2, y2 pixels.")
     frame_seq: int
     crop: CropSize
@@ -128,6 +140,44 @@ class ReviewBody(BaseModel):
         None, min_length=4, max_length=4, description="add_box: x1, y1, x2, y2 inside the crop, in crop pixels."
     )
     comment: str | None = Field(None, max_length=2000, description="comment (required); optional on the others.")
+
+
+class BulkItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(max_length=100)
+    version: int | None = Field(None, description="The version you saw; a stale one skips this board.")
+
+
+class BulkReviewBody(BaseModel):
+    """One action on a selection of boards: one request, one transaction, one audit entry per board."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["confirm", "reject"]
+    items: list[BulkItemIn] = Field(min_length=1, max_length=500)
+    comment: str | None = Field(None, max_length=2000, description="Kept in every board's audit entry.")
+
+
+class BulkDone(BaseModel):
+    id: str
+    verdict: Verdict
+    review_status: ReviewStatusName
+    version: int
+
+
+class BulkSkipped(BaseModel):
+    id: str
+    reason: str
+
+
+class BulkReviewOut(BaseModel):
+    reviewed: list[BulkDone]
+    skipped: list[BulkSkipped] = Field(description="Boards left as they were, each with the reason.")
+
+
+class CountOut(BaseModel):
+    total: int = Field(description="Inspections the filters select.")
 
 
 class ConflictOut(BaseModel):
@@ -170,7 +220,9 @@ class StatsOut(BaseModel):
     pareto: list[ParetoItem]
     trend: list[TrendItem]
     reviewed: int = Field(description="Inspections with a review status other than pending.")
-    corrected: int = Field(description="Inspections a reviewer rejected or corrected.")
+    corrected: int = Field(
+        description="Inspections whose final verdict differs from the model's (the twin counts the same)."
+    )
 
 
 class ModelOut(BaseModel):
@@ -215,6 +267,8 @@ def summary(item: StoredInspection) -> InspectionSummary:
 
 def audit_out(entry: AuditEntry) -> AuditOut:
     return AuditOut(
+        id=entry.id,
+        summary=describe(entry),
         at=entry.at,
         actor=entry.actor,
         actor_id=entry.actor_id,
@@ -242,6 +296,9 @@ def detail(item: StoredInspection, audit: tuple[AuditEntry, ...], class_names: t
         **summary_fields(item),
         boxes=[BoxOut(**box_json(b)) for b in item.boxes],
         reasons=list(item.reasons),
+        current_reasons=current_reasons(item),
+        model_verdict=item.model_verdict.value,
+        corrected=item.corrected,
         board_box=list(item.board_xyxy),
         frame_seq=item.frame_seq,
         crop=CropSize(width=item.crop_width, height=item.crop_height),

@@ -173,6 +173,9 @@ def review_corrected(plan: ReviewPlan, edge_id: str) -> Draft:
         action=plan.action.value,
         reviewer=plan.reviewer.name,
         boxes=boxes,
+        model_verdict=item.model_verdict.value,
+        corrected=plan.corrected,
+        was_corrected=plan.was_corrected,
     )
     return draft("review.corrected", item.line_id, source_uri(edge_id, "qa"), data, item.part_id)
 

@@ -120,6 +120,11 @@ class ReviewCorrectedData(_Data):
     action: str
     reviewer: str
     boxes: list[DefectBox] = Field(default_factory=list, description="Boxes after the review.")
+    model_verdict: Verdict | None = Field(None, description="The verdict the model made (before any review).")
+    corrected: bool | None = Field(
+        None, description="After this review the final verdict differs from the model's (a correction)."
+    )
+    was_corrected: bool | None = Field(None, description="Whether it did before this review.")
 
 
 class ModelActivatedData(_Data):

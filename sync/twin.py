@@ -142,7 +142,10 @@ def _on_corrected(state: dict[str, Any], ce: dict[str, Any]) -> None:
     if before != after:
         verdicts[before] -= 1
         verdicts[after] += 1
-    state["counters"]["corrected"] += 1
+    if "corrected" in data and data["corrected"] is not None:  # boards whose final verdict differs from the model's
+        state["counters"]["corrected"] += int(bool(data["corrected"])) - int(bool(data.get("was_corrected")))
+    else:  # events made before corrections were defined once: each verdict change counted
+        state["counters"]["corrected"] += 1
     item = _recent_item(state, data["part_id"])
     if item is not None:
         item["verdict"] = after

@@ -7,7 +7,7 @@ event on the event log (one transaction: the outbox), so the twin follows it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -19,7 +19,12 @@ from api.auth import require
 from api.errors import InvalidQuery, NotFound
 from api.schemas_qa import (
     AuditOut,
+    BulkDone,
+    BulkReviewBody,
+    BulkReviewOut,
+    BulkSkipped,
     ConflictOut,
+    CountOut,
     InspectionDetail,
     InspectionPage,
     ReviewBody,
@@ -34,7 +39,16 @@ from api.thumbnails import thumbnail
 from api.tokens import Principal, Role
 from inspection.core.classes import DEEPPCB_CLASSES
 from inspection.core.outcome import Outcome
-from inspection.qa.review import Commit, ReviewConflict, Reviewer, ReviewPlan, ReviewRequest, run_review
+from inspection.qa.bulk import BulkItem, CommitMany, run_bulk
+from inspection.qa.review import (
+    Commit,
+    ReviewAction,
+    ReviewConflict,
+    Reviewer,
+    ReviewPlan,
+    ReviewRequest,
+    run_review,
+)
 from inspection.store import InspectionFilter, InspectionStore, ReviewStatus
 from sync.drafts import review_corrected
 
@@ -72,6 +86,39 @@ def utc(value: datetime | None) -> datetime | None:
         raise InvalidQuery(f"{value.isoformat()}: outside the times that can be stored (years 1-9999 UTC)") from None
 
 
+def query_filter(
+    line: Line = None,
+    camera: Annotated[str | None, Query(max_length=100, description="Only this camera.")] = None,
+    verdict: Annotated[
+        list[Verdict] | None,
+        Query(
+            description="Only these (current) verdicts; repeat it: verdict=fail&verdict=uncertain is the "
+            "default review queue, what needs a human."
+        ),
+    ] = None,
+    defect_class: Annotated[str | None, Query(max_length=100, description="Has a live box of this class.")] = None,
+    review_status: Annotated[ReviewStatusName | None, Query(description="Only this review status.")] = None,
+    part: Annotated[str | None, Query(max_length=200, description="The part id contains this text.")] = None,
+    since: Since = None,
+    until: Until = None,
+) -> InspectionFilter:
+    verdicts = tuple(dict.fromkeys(Outcome(v) for v in verdict or ()))
+    return InspectionFilter(
+        outcome=verdicts[0] if len(verdicts) == 1 else None,
+        outcomes=verdicts if len(verdicts) > 1 else None,
+        review_status=ReviewStatus(review_status) if review_status else None,
+        line_id=line,
+        camera_id=camera,
+        created_from=utc(since),
+        created_before=utc(until),
+        defect_class=defect_class,
+        part_id_contains=part.strip() if part and part.strip() else None,
+    )
+
+
+Filters = Annotated[InspectionFilter, Depends(query_filter)]
+
+
 @router.get(
     "",
     response_model=InspectionPage,
@@ -80,13 +127,7 @@ def utc(value: datetime | None) -> datetime | None:
 )
 def list_inspections(
     request: Request,
-    line: Line = None,
-    camera: Annotated[str | None, Query(max_length=100, description="Only this camera.")] = None,
-    verdict: Annotated[Verdict | None, Query(description="Only this (current) verdict.")] = None,
-    defect_class: Annotated[str | None, Query(max_length=100, description="Has a live box of this class.")] = None,
-    review_status: Annotated[ReviewStatusName | None, Query(description="Only this review status.")] = None,
-    since: Since = None,
-    until: Until = None,
+    flt: Filters,
     sort: Annotated[
         Literal["newest", "risk"],
         Query(
@@ -97,17 +138,18 @@ def list_inspections(
     cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> InspectionPage:
-    flt = InspectionFilter(
-        outcome=Outcome(verdict) if verdict else None,
-        review_status=ReviewStatus(review_status) if review_status else None,
-        line_id=line,
-        camera_id=camera,
-        created_from=utc(since),
-        created_before=utc(until),
-        defect_class=defect_class,
-    )
     page = inspection_store(request).list(flt, cursor=cursor, limit=limit, sort=sort)
     return InspectionPage(items=[summary(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/count",
+    response_model=CountOut,
+    dependencies=readers,
+    summary="How many inspections the filters select (the queue's total pending)",
+)
+def count_inspections(request: Request, flt: Filters) -> CountOut:
+    return CountOut(total=inspection_store(request).count(flt))
 
 
 def load_detail(request: Request, inspection_id: str) -> InspectionDetail:
@@ -168,6 +210,50 @@ def _committer(request: Request, store: InspectionStore) -> Commit:
     return commit
 
 
+def _bulk_committer(request: Request, store: InspectionStore) -> CommitMany:
+    sync = services(request).sync if services(request).review_events else None
+
+    def commit(plans: Sequence[ReviewPlan], write: Callable[[Connection], None]) -> None:
+        changed = [p for p in plans if p.verdict_changed]
+        if sync is None or not changed:
+            store.apply_writes(write)
+            return
+        sync.log.append([review_corrected(p, sync.settings.edge_id) for p in changed], extra=write)
+
+    return commit
+
+
+@router.post(
+    "/bulk-review",
+    response_model=BulkReviewOut,
+    responses={422: {"description": "Not confirm or reject, no board, more than 500 boards"}},
+    summary="Confirm or reject a selection of boards in one request (one transaction, one audit entry per board)",
+)
+def bulk_review(body: BulkReviewBody, request: Request, principal: Reviewing) -> BulkReviewOut:
+    store = inspection_store(request)
+    result = run_bulk(
+        store,
+        [BulkItem(it.id, it.version) for it in body.items],
+        ReviewAction(body.action),
+        Reviewer(principal.name, principal.role.value, principal.token_id),
+        class_names(request),
+        _bulk_committer(request, store),
+        comment=body.comment,
+    )
+    return BulkReviewOut(
+        reviewed=[
+            BulkDone(
+                id=p.inspection.id,
+                verdict=p.after.value,
+                review_status=p.change.review_status.value,
+                version=p.inspection.version + 1,
+            )
+            for p in result.done
+        ],
+        skipped=[BulkSkipped(id=i, reason=why) for i, why in result.skipped],
+    )
+
+
 @router.post(
     "/{inspection_id}/review",
     response_model=InspectionDetail,
@@ -175,7 +261,7 @@ def _committer(request: Request, store: InspectionStore) -> Commit:
         409: {"model": ConflictOut, "description": "Reviewed by someone else, or a stale version"},
         422: {"description": "Unknown box or class, box outside the crop, missing field"},
     },
-    summary="Review: confirm, reject (false positive), relabel a box, add a missed box, comment",
+    summary="Review: confirm, reject (false positive), relabel a box, add a missed box, comment, undo, reopen",
 )
 def review(inspection_id: str, body: ReviewBody, request: Request, principal: Reviewing) -> InspectionDetail:
     store = inspection_store(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,12 +23,81 @@ DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUE
 
 
 def pick_providers(wanted: Sequence[str]) -> list[str]:
-    """The wanted providers that this ONNX Runtime build offers, in the wanted order."""
+    """The wanted providers that this ONNX Runtime build offers, in the wanted order.
+
+    A wanted provider this build lacks (the CPU-only ``onnxruntime`` wheel has no CUDA or
+    TensorRT) is skipped and logged once per process, so a GPU box that got the CPU wheel says so.
+    """
     available = set(ort.get_available_providers())
     chosen = [p for p in wanted if p in available]
     if not chosen:
         raise ModelError(f"providers: none of {list(wanted)} is available (have {sorted(available)})")
+    missing = tuple(p for p in wanted[: wanted.index(chosen[0])] if p not in available)
+    if missing and missing not in _reported:
+        _reported.add(missing)
+        log.info(
+            "ONNX Runtime %s (%s) has no %s; using %s",
+            ort.__version__,
+            ort.get_device(),
+            ", ".join(missing),
+            chosen[0],
+        )
     return chosen
+
+
+_reported: set[tuple[str, ...]] = set()
+
+
+def provider_options(providers: Sequence[str], cache_dir: Path | None = None) -> list[dict[str, str]]:
+    """Options for each provider: TensorRT builds fp16 engines and caches them (the first build of a
+    model takes minutes; later starts read the cache); the others keep ONNX Runtime's defaults."""
+    cache = cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "twinspect" / "tensorrt"
+    out: list[dict[str, str]] = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            out.append(
+                {
+                    "trt_fp16_enable": "True",
+                    "trt_engine_cache_enable": "True",
+                    "trt_engine_cache_path": str(cache),
+                    "trt_timing_cache_enable": "True",
+                }
+            )
+        else:  # CUDA: its defaults (exhaustive cuDNN algorithm search once per shape)
+            out.append({})
+    return out
+
+
+def open_session(
+    model: str | bytes, opts: ort.SessionOptions, wanted: Sequence[str], name: str
+) -> ort.InferenceSession:
+    """An InferenceSession on the first wanted provider that works, falling back to the CPU, logged.
+
+    ONNX Runtime itself drops a GPU provider that fails to load (missing CUDA libraries, no device)
+    with a warning on stderr only; here a session that did not get the provider asked for, or that
+    failed to open on it, is logged as a fallback and (if it failed) opened again on the CPU provider.
+    """
+    chosen = pick_providers(wanted)
+    try:
+        session = ort.InferenceSession(model, opts, providers=chosen, provider_options=provider_options(chosen))
+    except ort.capi.onnxruntime_pybind11_state.InvalidProtobuf:  # type: ignore[attr-defined]
+        raise
+    except Exception as exc:
+        if chosen == ["CPUExecutionProvider"] or "CPUExecutionProvider" not in wanted:
+            raise
+        log.warning(
+            "%s: could not open on %s (%s); falling back to CPUExecutionProvider",
+            name,
+            chosen[0],
+            str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__,
+        )
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    got = session.get_providers()
+    if got and got[0] != chosen[0]:
+        log.warning("%s: asked for %s, ONNX Runtime runs it on %s (fallback)", name, chosen[0], got[0])
+    else:
+        log.info("%s: running on %s", name, got[0] if got else "?")
+    return session
 
 
 def _metadata_names(meta: dict[str, str], path: Path) -> tuple[str, ...]:
@@ -59,7 +129,7 @@ class OnnxDetector:
             opts.intra_op_num_threads = threads
         try:
             model = serving_bytes(path) or str(path)
-            self.session = ort.InferenceSession(model, opts, providers=pick_providers(providers))
+            self.session = open_session(model, opts, providers, path.name)
         except (
             ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,  # type: ignore[attr-defined]
             ort.capi.onnxruntime_pybind11_state.Fail,

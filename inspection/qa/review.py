@@ -13,11 +13,22 @@ touches the database, so every rule below is tested without one.
 - ``relabel``: a box's class changes (status ``corrected``, verdict ``fail``: the reviewer
   names a defect); the old class stays in the audit entry;
 - ``add_box``: a missed defect, in crop pixels (status ``corrected``, verdict ``fail``);
-- ``comment``: an audit entry only; never conflicts.
+- ``comment``: an audit entry only; never conflicts;
+- ``undo``: takes back the reviewer's own last action on the board (``u`` in the UI): verdict,
+  status, reviewer and the boxes it touched are as they were before it, boxes it drew are
+  deleted. Undo again takes back the action before that. Only the token that acted may undo
+  it; a reopen is not undone (review the board again);
+- ``reopen``: the board is pending again with the model's verdict and boxes (classes as the
+  model gave them, boxes a reviewer drew deleted), audited, its ``review.corrected`` event
+  lets the twin follow back.
 
-An inspection reviewed by someone else (status not pending, reviewed by another token), or
-a request naming a version that is not the current one, is a ``ReviewConflict``; the same
-reviewer may amend their own review. A reviewer is the token, by its id: two tokens that
+Who may change a reviewed board (the rule): the token that reviewed it, or a lead (a token of
+role ``admin``); anyone else gets a ``ReviewConflict`` with the current state, and may comment.
+A request naming a version that is not the current one is a ``ReviewConflict`` too.
+
+Every plan says whether the board is *corrected* after it (``inspection.core.outcome.is_correction``:
+the final verdict differs from the model's); the store keeps it and the event carries it, so
+stats, the dashboard and the twin count the same boards. A reviewer is the token, by its id: two tokens that
 share a name are two reviewers (the name is kept beside the id, for people). Only a review
 recorded without an id (before migration 0006, under a name several tokens shared) or a
 reviewer without a token falls back to the name. ``run_review`` re-reads and re-plans when the row
@@ -37,9 +48,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from inspection.core.errors import InspectionError
-from inspection.core.outcome import Outcome
+from inspection.core.outcome import Outcome, is_correction
 from inspection.store import (
     AuditDraft,
+    AuditEntry,
     BoxRecord,
     BoxSource,
     ConcurrentUpdate,
@@ -50,6 +62,7 @@ from inspection.store import (
 )
 
 MAX_COMMENT = 2000
+LEAD_ROLE = "admin"
 REVIEW_BOX_CONFIDENCE = 1.0  # a box a reviewer drew is certain
 
 
@@ -79,6 +92,8 @@ class ReviewAction(StrEnum):
     RELABEL = "relabel"
     ADD_BOX = "add_box"
     COMMENT = "comment"
+    UNDO = "undo"
+    REOPEN = "reopen"
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,11 @@ class Reviewer:
     name: str  # the token's name (what people read)
     role: str
     token_id: str | None = None  # the token's id (who it is); None: a reviewer without a token
+
+    @property
+    def lead(self) -> bool:
+        """A QA lead (a token of role admin) may amend or reopen anyone's review."""
+        return self.role == LEAD_ROLE
 
     def made(self, item: StoredInspection) -> bool:
         """Whether ``item``'s current review is this reviewer's (by token id; by name only when an id is missing)."""
@@ -118,6 +138,15 @@ class ReviewPlan:
     def verdict_changed(self) -> bool:
         return self.before != self.after
 
+    @property
+    def corrected(self) -> bool:
+        """After this review, the final verdict differs from the model's."""
+        return self.change.corrected
+
+    @property
+    def was_corrected(self) -> bool:
+        return self.inspection.corrected
+
 
 # -- checks ---------------------------------------------------------------------------------------
 
@@ -127,6 +156,8 @@ _FIELDS = {
     ReviewAction.RELABEL: ({"box_id", "class_name"}, set()),
     ReviewAction.ADD_BOX: ({"class_name", "xyxy"}, set()),
     ReviewAction.COMMENT: ({"comment"}, set()),
+    ReviewAction.UNDO: (set(), set()),
+    ReviewAction.REOPEN: (set(), set()),
 }
 
 
@@ -147,18 +178,18 @@ def _check_fields(request: ReviewRequest) -> None:
 def _check_conflict(current: StoredInspection, request: ReviewRequest, reviewer: Reviewer) -> None:
     if request.action is ReviewAction.COMMENT:
         return
-    if request.version is not None and request.version != current.version:
-        raise ReviewConflict(
-            f"inspection {current.id!r} changed since you read it (you saw version "
-            f"{request.version}, it is now {current.version}); reload and review again",
-            current.id,
-        )
-    if current.review_status is not ReviewStatus.PENDING and not reviewer.made(current):
+    if current.review_status is not ReviewStatus.PENDING and not reviewer.made(current) and not reviewer.lead:
         at = current.reviewed_at.isoformat() if current.reviewed_at else "an unknown time"
         token = f" (token {current.reviewed_by_id})" if current.reviewed_by_id else ""
         raise ReviewConflict(
             f"inspection {current.id!r} was already reviewed by {current.reviewed_by!r}{token} "
-            f"({current.review_status.value}, at {at}); only that token may amend it",
+            f"({current.review_status.value}, at {at}); only that token or a lead may amend it",
+            current.id,
+        )
+    if request.version is not None and request.version != current.version:
+        raise ReviewConflict(
+            f"inspection {current.id!r} changed since you read it (you saw version "
+            f"{request.version}, it is now {current.version}); reload and review again",
             current.id,
         )
 
@@ -201,6 +232,12 @@ class _Effect:
     relabel: tuple[tuple[int, str], ...] = ()
     added: tuple[BoxRecord, ...] = ()
     touched: tuple[BoxRecord, ...] = ()  # the boxes before the change (for the audit)
+    restored: tuple[tuple[int, bool, str], ...] = ()  # undo: (box id, rejected, class)
+    deleted: tuple[int, ...] = ()  # undo of add_box
+    reopen: bool = False
+    by: tuple[str | None, str | None] | None = None  # undo / reopen: the reviewer after it (None: the requester)
+    reviewed_at: datetime | None = None
+    undid: int | None = None  # undo: the audit id of the action taken back
 
 
 def _rejected(boxes: tuple[BoxRecord, ...], ids: set[int | None]) -> tuple[BoxRecord, ...]:
@@ -220,8 +257,18 @@ def _reject(current: StoredInspection, request: ReviewRequest) -> _Effect:
     return _Effect(after, status, boxes, rejected=tuple(int(i) for i in ids if i is not None), touched=tuple(targets))
 
 
-def _effect(current: StoredInspection, request: ReviewRequest, class_names: Sequence[str]) -> _Effect:
+def _effect(
+    current: StoredInspection,
+    request: ReviewRequest,
+    class_names: Sequence[str],
+    history: Sequence[AuditEntry],
+    reviewer: Reviewer,
+) -> _Effect:
     action = request.action
+    if action is ReviewAction.UNDO:
+        return _undo(current, history, reviewer)
+    if action is ReviewAction.REOPEN:
+        return _reopen(current)
     if action is ReviewAction.CONFIRM:
         after = current.outcome
         if after is Outcome.UNCERTAIN:
@@ -245,6 +292,91 @@ def _effect(current: StoredInspection, request: ReviewRequest, class_names: Sequ
     return _Effect(current.outcome, current.review_status, current.boxes)  # comment
 
 
+def _undone(history: Sequence[AuditEntry]) -> set[int]:
+    return {int(e.after["undid"]) for e in history if e.action == ReviewAction.UNDO.value and "undid" in e.after}
+
+
+def undo_target(history: Sequence[AuditEntry]) -> AuditEntry | None:
+    """The action an undo takes back: the newest one that changed the board and is not undone yet."""
+    undone = _undone(history)
+    changes = (ReviewAction.COMMENT.value, ReviewAction.UNDO.value)
+    return next((e for e in reversed(history) if e.action not in changes and e.id not in undone), None)
+
+
+def _undo(current: StoredInspection, history: Sequence[AuditEntry], reviewer: Reviewer) -> _Effect:
+    target = undo_target(history)
+    if target is None:
+        raise InvalidReview(f"inspection {current.id!r}: no review action to undo")
+    mine = (
+        target.actor_id == reviewer.token_id if target.actor_id and reviewer.token_id else target.actor == reviewer.name
+    )
+    if not mine:
+        raise ReviewConflict(
+            f"inspection {current.id!r}: its last action ({target.action}) is {target.actor!r}'s; "
+            "only that token may undo it (a lead may reopen the board)",
+            current.id,
+        )
+    if target.action == ReviewAction.REOPEN.value:
+        raise InvalidReview(f"inspection {current.id!r}: a reopen is not undone; review the board again")
+    before, after = target.before, target.after
+    by_id = {b.id: b for b in current.boxes}
+    restored = tuple(
+        (int(b["id"]), bool(b["rejected"]), str(b["class_name"]))
+        for b in before.get("boxes", [])
+        if b.get("id") in by_id
+    )
+    drawn = {int(b["id"]) for b in after.get("boxes", []) if b.get("source") == "review" and b.get("id") is not None}
+    drawn -= {i for i, _, _ in restored}
+    boxes = tuple(
+        BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, r[2], b.source, r[1], b.id, b.model_class_name)
+        if (r := next((x for x in restored if x[0] == b.id), None))
+        else b
+        for b in current.boxes
+        if b.id not in drawn
+    )
+    status = ReviewStatus(before.get("review_status", ReviewStatus.PENDING.value))
+    at = before.get("reviewed_at")
+    return _Effect(
+        Outcome(before.get("verdict", current.outcome.value)),
+        status,
+        boxes,
+        touched=tuple(
+            b for b in current.boxes if b.id in by_id and (b.id in drawn or any(b.id == i for i, _, _ in restored))
+        ),
+        restored=restored,
+        deleted=tuple(sorted(drawn)),
+        by=(before.get("reviewed_by"), before.get("reviewed_by_id")),
+        reviewed_at=None
+        if status is ReviewStatus.PENDING
+        else (datetime.fromisoformat(at) if at else current.reviewed_at),
+        undid=target.id,
+    )
+
+
+def _reopen(current: StoredInspection) -> _Effect:
+    if current.review_status is ReviewStatus.PENDING:
+        raise InvalidReview(f"inspection {current.id!r} is pending already: nothing to reopen")
+    boxes = tuple(
+        BoxRecord(
+            b.x1,
+            b.y1,
+            b.x2,
+            b.y2,
+            b.confidence,
+            b.model_class_name or b.class_name,
+            b.source,
+            False,
+            b.id,
+            b.model_class_name,
+        )
+        for b in current.boxes
+        if b.source is BoxSource.MODEL
+    )
+    return _Effect(
+        current.model_verdict, ReviewStatus.PENDING, boxes, touched=current.boxes, reopen=True, by=(None, None)
+    )
+
+
 def box_json(box: BoxRecord) -> dict[str, Any]:
     return {
         "id": box.id,
@@ -257,38 +389,57 @@ def box_json(box: BoxRecord) -> dict[str, Any]:
 
 
 def _snapshot(
-    outcome: Outcome, status: ReviewStatus, by: tuple[str | None, str | None], boxes: Sequence[BoxRecord]
+    outcome: Outcome,
+    status: ReviewStatus,
+    by: tuple[str | None, str | None],
+    boxes: Sequence[BoxRecord],
+    at: datetime | None,
 ) -> dict[str, Any]:
     return {
         "verdict": outcome.value,
         "review_status": status.value,
         "reviewed_by": by[0],
         "reviewed_by_id": by[1],
+        "reviewed_at": at.isoformat() if at else None,
         "boxes": [box_json(b) for b in boxes],
     }
 
 
 def plan_review(
-    current: StoredInspection, request: ReviewRequest, reviewer: Reviewer, class_names: Sequence[str], at: datetime
+    current: StoredInspection,
+    request: ReviewRequest,
+    reviewer: Reviewer,
+    class_names: Sequence[str],
+    at: datetime,
+    history: Sequence[AuditEntry] = (),
 ) -> ReviewPlan:
-    """What ``request`` does to ``current``; raises InvalidReview or ReviewConflict, changes nothing."""
+    """What ``request`` does to ``current`` (``history``: its audit, oldest first, for undo); raises
+    InvalidReview or ReviewConflict, changes nothing."""
     _check_fields(request)
-    _check_conflict(current, request, reviewer)
-    effect = _effect(current, request, class_names)
+    if request.action is not ReviewAction.UNDO:  # an undo checks whose action it takes back
+        _check_conflict(current, request, reviewer)
+    elif request.version is not None and request.version != current.version:
+        raise ReviewConflict(f"inspection {current.id!r} changed since you read it; reload and undo again", current.id)
+    effect = _effect(current, request, class_names, history, reviewer)
     comment = request.comment.strip() if request.comment and request.comment.strip() else None
     is_comment = request.action is ReviewAction.COMMENT
     was = (current.reviewed_by, current.reviewed_by_id)
-    by = was if is_comment else (reviewer.name, reviewer.token_id)
+    by = was if is_comment else effect.by if effect.by is not None else (reviewer.name, reviewer.token_id)
+    reviewed_at = current.reviewed_at if is_comment else effect.reviewed_at if effect.by is not None else at
     changed_ids = {b.id for b in effect.touched}
     after_boxes = [b for b in effect.boxes_after if b.id in changed_ids] + list(effect.added)
+    after = _snapshot(effect.after, effect.status, by, after_boxes, reviewed_at)
+    if effect.undid is not None:
+        after["undid"] = effect.undid
+    corrected = effect.status is not ReviewStatus.PENDING and is_correction(current.model_verdict, effect.after)
     audit = AuditDraft(
         at=at,
         actor=reviewer.name,
         actor_id=reviewer.token_id,
         role=reviewer.role,
         action=request.action.value,
-        before=_snapshot(current.outcome, current.review_status, was, effect.touched),
-        after=_snapshot(effect.after, effect.status, by, after_boxes),
+        before=_snapshot(current.outcome, current.review_status, was, effect.touched, current.reviewed_at),
+        after=after,
         comment=comment,
     )
     live = [b.confidence for b in effect.boxes_after if not b.rejected]
@@ -301,11 +452,15 @@ def plan_review(
         review_status=effect.status,
         reviewed_by=by[0],
         reviewed_by_id=by[1],
-        reviewed_at=current.reviewed_at if is_comment else at,
+        reviewed_at=reviewed_at,
         max_confidence=max(live, default=0.0),
         reject_box_ids=effect.rejected,
         relabel=effect.relabel,
         add_boxes=effect.added,
+        restore_boxes=effect.restored,
+        delete_box_ids=effect.deleted,
+        reopen=effect.reopen,
+        corrected=corrected if not is_comment else current.corrected,
     )
     return ReviewPlan(current, request.action, reviewer, current.outcome, effect.after, effect.boxes_after, change)
 
@@ -334,7 +489,8 @@ def run_review(
     made by sync.drafts) or the store's own (``store.apply_review``).
     """
     for _ in range(attempts):
-        plan = plan_review(store.get(inspection_id), request, reviewer, class_names, clock())
+        history = store.audit(inspection_id) if request.action is ReviewAction.UNDO else ()
+        plan = plan_review(store.get(inspection_id), request, reviewer, class_names, clock(), history)
         try:
             commit(plan, store.review_writer(plan.change))
             return plan

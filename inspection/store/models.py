@@ -43,7 +43,7 @@ NAMING = {
 OUTCOMES = ("pass", "fail", "uncertain")
 REVIEW_STATUSES = ("pending", "confirmed", "rejected", "corrected")
 BOX_SOURCES = ("model", "review")
-REVIEW_ACTIONS = ("confirm", "reject", "relabel", "add_box", "comment")
+REVIEW_ACTIONS = ("confirm", "reject", "relabel", "add_box", "comment", "undo", "reopen")
 # The review queue's order: uncertain parts first, then failed ones, then passed ones.
 RISK_RANK = {"uncertain": 0, "fail": 1, "pass": 2}
 
@@ -121,6 +121,10 @@ class InspectionRow(Base):
     recipe: Mapped[str | None] = mapped_column(String(100))
     golden_sha256: Mapped[str | None] = mapped_column(String(64))
     alignment_score: Mapped[float | None] = mapped_column(Float)
+    # the model's own verdict (outcome is the current one) and whether the final verdict differs from it
+    # (inspection.core.outcome.is_correction, written with every review): see migration 0007
+    model_outcome: Mapped[str | None] = mapped_column(String(16))
+    corrected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     boxes: Mapped[list[BoxRow]] = relationship(
         back_populates="inspection", cascade="all, delete-orphan", passive_deletes=True, order_by="BoxRow.id"
@@ -160,6 +164,7 @@ class BoxRow(Base):
     class_name: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(16), default="model", server_default=text("'model'"))
     rejected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    model_class_name: Mapped[str | None] = mapped_column(String(100))  # the model's class; NULL: drawn by a reviewer
 
     inspection: Mapped[InspectionRow] = relationship(back_populates="boxes")
 

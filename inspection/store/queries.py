@@ -40,6 +40,11 @@ def conditions(flt: InspectionFilter | None) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if flt.outcome is not None:
         conds.append(col.outcome == Outcome(flt.outcome).value)
+    if flt.outcomes is not None:
+        conds.append(col.outcome.in_([Outcome(o).value for o in flt.outcomes]))
+    if flt.part_id_contains:
+        pattern = flt.part_id_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conds.append(col.part_id.like(f"%{pattern}%", escape="\\"))
     if flt.review_status is not None:
         conds.append(col.review_status == ReviewStatus(flt.review_status).value)
     if flt.line_id is not None:

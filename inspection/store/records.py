@@ -40,6 +40,7 @@ class BoxRecord:
     source: BoxSource = BoxSource.MODEL
     rejected: bool = False  # a reviewer marked it a false positive (kept for the audit trail)
     id: int | None = field(default=None, compare=False)
+    model_class_name: str | None = field(default=None, compare=False)  # the model's class (read back); None: QA's
 
     @property
     def xyxy(self) -> tuple[float, float, float, float]:
@@ -108,6 +109,13 @@ class StoredInspection:
     golden_sha256: str | None = None
     alignment_score: float | None = None
     reviewed_by_id: str | None = None  # the reviewing token's id (reviewed_by is its name)
+    model_outcome: Outcome | None = None  # the model's verdict (None: read from a store without it: outcome)
+    corrected: bool = False  # the final verdict differs from the model's (inspection.core.outcome.is_correction)
+
+    @property
+    def model_verdict(self) -> Outcome:
+        """The verdict the model made, before any review."""
+        return self.model_outcome if self.model_outcome is not None else self.outcome
 
     @property
     def live_boxes(self) -> tuple[BoxRecord, ...]:
@@ -152,6 +160,8 @@ class InspectionFilter:
     created_from: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
     defect_class: str | None = None  # has a live (not rejected) box of this class
+    outcomes: tuple[Outcome, ...] | None = None  # any of these (current) verdicts, e.g. fail and uncertain
+    part_id_contains: str | None = None  # the part id contains this text (case-sensitive)
 
     def __post_init__(self) -> None:
         for name in ("created_from", "created_before"):

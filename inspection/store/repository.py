@@ -77,6 +77,8 @@ def _to_row(rec: InspectionRecord, created_at: datetime) -> InspectionRow:
         recipe=rec.recipe,
         golden_sha256=rec.golden_sha256,
         alignment_score=rec.alignment_score,
+        model_outcome=Outcome(rec.outcome).value,
+        corrected=False,
         boxes=[
             BoxRow(
                 x1=b.x1,
@@ -87,6 +89,7 @@ def _to_row(rec: InspectionRecord, created_at: datetime) -> InspectionRow:
                 class_name=b.class_name,
                 source=BoxSource(b.source).value,
                 rejected=b.rejected,
+                model_class_name=b.class_name if BoxSource(b.source) is BoxSource.MODEL else None,
             )
             for b in rec.boxes
         ],
@@ -112,7 +115,18 @@ def _to_stored(row: InspectionRow) -> StoredInspection:
         crop_width=row.crop_width,
         crop_height=row.crop_height,
         boxes=tuple(
-            BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, b.class_name, BoxSource(b.source), bool(b.rejected), b.id)
+            BoxRecord(
+                b.x1,
+                b.y1,
+                b.x2,
+                b.y2,
+                b.confidence,
+                b.class_name,
+                BoxSource(b.source),
+                bool(b.rejected),
+                b.id,
+                b.model_class_name,
+            )
             for b in row.boxes
         ),
         review_status=ReviewStatus(row.review_status),
@@ -123,6 +137,8 @@ def _to_stored(row: InspectionRow) -> StoredInspection:
         golden_sha256=row.golden_sha256,
         alignment_score=row.alignment_score,
         reviewed_by_id=row.reviewed_by_id,
+        model_outcome=Outcome(row.model_outcome) if row.model_outcome else None,
+        corrected=bool(row.corrected),
     )
 
 
@@ -266,6 +282,24 @@ class InspectionStore:
     def review_writer(self, change: ReviewChange) -> Callable[[Connection], None]:
         """The writes of one review, to run inside a transaction someone else owns (the event log's outbox)."""
         return review_writer(change)
+
+    def apply_writes(self, write: Callable[[Connection], None]) -> None:
+        """Writes (several reviews at once) in one transaction of the store's own."""
+        with self._session(write=True) as session:
+            write(session.connection())
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, StoredInspection]:
+        """The inspections of ``ids`` that exist, by id (one query, boxes included)."""
+        stmt = select(InspectionRow).where(InspectionRow.id.in_(list(ids))).options(selectinload(InspectionRow.boxes))
+        with self._session() as session:
+            return {row.id: _to_stored(row) for row in session.scalars(stmt).all()}
+
+    def count(self, flt: InspectionFilter | None = None) -> int:
+        """How many inspections ``flt`` selects."""
+        with self._session() as session:
+            return int(
+                session.execute(select(func.count()).select_from(InspectionRow).where(*conditions(flt))).scalar() or 0
+            )
 
     def apply_review(self, change: ReviewChange) -> None:
         """The writes of one review in a transaction of the store's own."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from inspection.core.outcome import Outcome
 from inspection.store.errors import InspectionNotFoundError, StoreError
@@ -57,6 +57,10 @@ class ReviewChange:
     reject_box_ids: tuple[int, ...] = ()
     relabel: tuple[tuple[int, str], ...] = ()  # (box id, new class)
     add_boxes: tuple[BoxRecord, ...] = ()
+    restore_boxes: tuple[tuple[int, bool, str], ...] = ()  # undo: (box id, rejected, class) as they were
+    delete_box_ids: tuple[int, ...] = ()  # undo of add_box: the boxes a reviewer drew
+    reopen: bool = False  # every model box as the model made it, every box a reviewer drew deleted
+    corrected: bool = False  # the final verdict differs from the model's (inspection.core.outcome.is_correction)
 
 
 def _box_values(inspection_id: str, box: BoxRecord) -> dict[str, Any]:
@@ -99,6 +103,21 @@ def _write_boxes(conn: Connection, change: ReviewChange) -> list[int]:
         conn.execute(
             update(BoxRow).where(BoxRow.inspection_id == ident, BoxRow.id == box_id).values(class_name=class_name)
         )
+    for box_id, rejected, class_name in change.restore_boxes:
+        conn.execute(
+            update(BoxRow)
+            .where(BoxRow.inspection_id == ident, BoxRow.id == box_id)
+            .values(rejected=rejected, class_name=class_name)
+        )
+    if change.delete_box_ids:
+        conn.execute(delete(BoxRow).where(BoxRow.inspection_id == ident, BoxRow.id.in_(change.delete_box_ids)))
+    if change.reopen:
+        conn.execute(delete(BoxRow).where(BoxRow.inspection_id == ident, BoxRow.source == "review"))
+        conn.execute(
+            update(BoxRow)
+            .where(BoxRow.inspection_id == ident)
+            .values(rejected=False, class_name=func.coalesce(BoxRow.model_class_name, BoxRow.class_name))
+        )
     added = []
     for box in change.add_boxes:
         key = conn.execute(insert(BoxRow).values(**_box_values(ident, box))).inserted_primary_key
@@ -131,6 +150,7 @@ def review_writer(change: ReviewChange) -> Callable[[Connection], None]:
                     reviewed_by_id=change.reviewed_by_id,
                     reviewed_at=change.reviewed_at,
                     max_confidence=change.max_confidence,
+                    corrected=change.corrected,
                     version=change.expected_version + 1,
                 )
             )

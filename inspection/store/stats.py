@@ -49,7 +49,7 @@ class TrendPoint:
 class Stats:
     counts: dict[Outcome, int]  # every outcome present
     reviewed: int  # review status other than pending
-    corrected: int  # rejected or corrected by a reviewer
+    corrected: int  # final verdict differs from the model's (inspection.core.outcome.is_correction)
     first: datetime | None  # created_at of the oldest / newest selected inspection
     last: datetime | None
     pareto: tuple[tuple[str, int], ...]  # (class, live boxes), most frequent first
@@ -113,7 +113,7 @@ def compute_stats(conn: Connection, flt: InspectionFilter | None, bucket: Bucket
     label = _bucket_column(conn, bucket).label("bucket")
     col = InspectionRow
     reviewed_expr = col.review_status != ReviewStatus.PENDING.value
-    corrected_expr = col.review_status.in_([ReviewStatus.REJECTED.value, ReviewStatus.CORRECTED.value])
+    corrected_expr = col.corrected.is_(True)  # the final verdict differs from the model's (is_correction)
     sums = [
         func.sum(case((cond, 1), else_=0))
         for cond in (*(col.outcome == o.value for o in Outcome), reviewed_expr, corrected_expr)

@@ -64,6 +64,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/inspections/{inspection_id}/evidence.jpg"): QA_ML,
     ("GET", "/api/v1/inspections/{inspection_id}/audit"): QA_ML,
     ("POST", "/api/v1/inspections/{inspection_id}/review"): frozenset({"qa"}),
+    ("GET", "/api/v1/inspections/count"): QA_ML,
+    ("POST", "/api/v1/inspections/bulk-review"): frozenset({"qa"}),
     ("GET", "/api/v1/stats"): QA_ML,
     ("GET", "/api/v1/models"): QA_ML,
     ("GET", "/api/v1/export"): frozenset({"ml"}),

@@ -309,7 +309,8 @@ def hand_stats(items: list[StoredInspection], bucket_s: int) -> dict[str, Any]:
         "pareto": sorted(boxes.items(), key=lambda kv: (-kv[1], kv[0])),
         "trend": [(s, c.get("pass", 0), c.get("fail", 0), c.get("uncertain", 0)) for s, c in sorted(trend.items())],
         "reviewed": sum(1 for x in items if x.review_status.value != "pending"),
-        "corrected": sum(1 for x in items if x.review_status.value in ("rejected", "corrected")),
+        # one definition: the final verdict differs from the model's (an uncertain board confirmed as fail counts)
+        "corrected": sum(1 for x in items if x.review_status.value != "pending" and x.outcome != x.model_verdict),
     }
 
 
