@@ -208,15 +208,26 @@ class TrendItem(BaseModel):
     fail: int
     uncertain: int
     yield_: float | None = Field(alias="yield")
+    running_seconds: float = Field(
+        0.0, description="Time the line ran in this bucket: gaps of at most idle_gap_seconds ending in it."
+    )
+    throughput_per_hour: float | None = Field(
+        None, description="Boards per hour of running time in this bucket; null when the line ran no measurable time."
+    )
 
 
 class StatsOut(BaseModel):
     counts: Counts
     inspected: int
     yield_: float | None = Field(alias="yield", description="pass / inspected; null when nothing was inspected.")
-    throughput_per_hour: float = Field(
-        description="Inspected per hour over the window: `from` (or the first inspection) to `to` (or now)."
+    throughput_per_hour: float | None = Field(
+        description="Boards per hour over the time the line ran (not the whole window): the gaps between "
+        "consecutive inspections of at most idle_gap_seconds, each the time of the board that ends it. "
+        "Null when the line ran no measurable time (no inspection, or none within idle_gap_seconds of another)."
     )
+    running_seconds: float = Field(description="Time the line ran in the selection (see throughput_per_hour).")
+    idle_gap_seconds: float = Field(description="A longer gap between two inspections is a stop, not running time.")
+    bucket: Literal["minute", "hour", "day"] = Field(description="The trend's bucket (what `auto` chose).")
     pareto: list[ParetoItem]
     trend: list[TrendItem]
     reviewed: int = Field(description="Inspections with a review status other than pending.")

@@ -1,12 +1,14 @@
 """Dashboard numbers: verdict counts, yield, throughput, defect Pareto and a trend in time buckets.
 
+Throughput is per hour of the time the line ran, in total and per bucket (inspection/store/stats.py
+says how running time is measured), never the count divided by the window asked for.
+
 Computed by SQL aggregates over covering indexes (inspection/store/stats.py); readers
 with the ``qa`` or ``ml`` role.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,6 +19,7 @@ from api.schemas_qa import Counts, ParetoItem, StatsOut, TrendItem
 from api.tokens import Role
 from inspection.core.outcome import Outcome
 from inspection.store import InspectionFilter, Stats
+from inspection.store.stats import IDLE_GAP_S
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
 
@@ -36,16 +39,6 @@ def _pareto(stats: Stats) -> list[ParetoItem]:
     return out
 
 
-def _throughput(stats: Stats, since: datetime | None, until: datetime | None) -> float:
-    """Inspected per hour from ``since`` (or the first inspection) to ``until`` (or now, whichever is earlier)."""
-    start = since or stats.first
-    now = datetime.now(UTC)
-    end = min(until, now) if until is not None else now
-    if start is None or end <= start:
-        return 0.0
-    return round(stats.inspected / ((end - start).total_seconds() / 3600.0), 3)
-
-
 def _trend(stats: Stats) -> list[TrendItem]:
     items = []
     for point in stats.trend:
@@ -60,6 +53,8 @@ def _trend(stats: Stats) -> list[TrendItem]:
                     "fail": c[Outcome.FAIL],
                     "uncertain": c[Outcome.UNCERTAIN],
                     "yield": _ratio(c[Outcome.PASS], n),
+                    "running_seconds": round(point.running.seconds, 3),
+                    "throughput_per_hour": point.running.per_hour,
                 }
             )
         )
@@ -77,7 +72,10 @@ def stats(
     line: Line = None,
     since: Since = None,
     until: Until = None,
-    bucket: Annotated[Literal["minute", "hour", "day"], Query(description="Trend bucket.")] = "hour",
+    bucket: Annotated[
+        Literal["minute", "hour", "day", "auto"],
+        Query(description="Trend bucket; auto: the finest that gives at most 240 buckets over the data's time span."),
+    ] = "hour",
 ) -> StatsOut:
     since, until = utc(since), utc(until)
     flt = InspectionFilter(line_id=line, created_from=since, created_before=until)
@@ -90,7 +88,10 @@ def stats(
             ),
             "inspected": result.inspected,
             "yield": _ratio(c[Outcome.PASS], result.inspected),
-            "throughput_per_hour": _throughput(result, since, until),
+            "throughput_per_hour": result.running.per_hour,
+            "running_seconds": round(result.running.seconds, 3),
+            "idle_gap_seconds": IDLE_GAP_S,
+            "bucket": result.bucket.value,
             "pareto": _pareto(result),
             "trend": _trend(result),
             "reviewed": result.reviewed,

@@ -56,6 +56,12 @@ export function bucketLabel(iso, bucket) {
   return `${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+// ", 1,480 /h while running" for a bucket whose running time is known.
+function rate(b) {
+  const v = b.throughput_per_hour;
+  return v === null || v === undefined ? "" : ` · ${Math.round(v).toLocaleString("en-US")} /h while running`;
+}
+
 // Stacked bars of pass / uncertain / fail per bucket (throughput) and the yield line.
 export function trendChart(trend, bucket) {
   const svg = frame("Inspections per time bucket by verdict, with the yield line");
@@ -73,7 +79,7 @@ export function trendChart(trend, bucket) {
       const bh = (h * (b[k] || 0)) / max;
       if (bh > 0) {
         svg.append(s("rect", { x: cx - bw / 2, y: y - bh, width: bw, height: bh, fill: VERDICT_COLORS[k] },
-          s("title", {}, `${bucketLabel(b.start, bucket)}: ${b[k]} ${k}`)));
+          s("title", {}, `${bucketLabel(b.start, bucket)}: ${b[k]} ${k}${rate(b)}`)));
       }
       y -= bh;
     }
@@ -125,13 +131,14 @@ export function fillTrend(trend, bucket, fromIso, toIso, maxBars = 400) {
   if (!step || !trend.length) return trend;
   const byStart = new Map(trend.map((b) => [Math.floor(new Date(b.start).getTime() / step) * step, b]));
   const starts = [...byStart.keys()];
-  const lo = fromIso ? Math.floor(new Date(fromIso).getTime() / step) * step : Math.min(...starts);
-  const hi = toIso ? Math.floor(new Date(toIso).getTime() / step) * step : Math.max(...starts);
+  let lo = fromIso ? Math.floor(new Date(fromIso).getTime() / step) * step : Math.min(...starts);
+  let hi = toIso ? Math.floor(new Date(toIso).getTime() / step) * step : Math.max(...starts);
+  if ((hi - lo) / step + 1 > maxBars) [lo, hi] = [Math.min(...starts), Math.max(...starts)]; // the data's own span
   if (!Number.isFinite(lo) || !Number.isFinite(hi) || (hi - lo) / step + 1 > maxBars) return trend;
   const out = [];
   for (let t = lo; t <= hi; t += step) {
     out.push(byStart.get(t) || { start: new Date(t).toISOString(), inspected: 0, pass: 0, fail: 0, uncertain: 0,
-                                  yield: null });
+                                  yield: null, running_seconds: 0, throughput_per_hour: null });
   }
   return out;
 }

@@ -7,7 +7,6 @@ import { el, fmtPct, shell, showError } from "/static/ui.js";
 const $ = (id) => document.getElementById(id);
 const form = $("dash-filters");
 const RANGES = { "1h": 3600, "8h": 8 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, all: null };
-const AUTO_BUCKET = { "1h": "minute", "8h": "hour", "24h": "hour", "7d": "day", "30d": "day", all: "day" };
 const DEFAULTS = { line: "", range: "24h", bucket: "" };
 
 function current() {
@@ -26,11 +25,23 @@ function meter(v) {
   return el("div", { class: "meter", role: "presentation" }, el("span", { style: `width:${Math.round(100 * (v || 0))}%` }));
 }
 
+// Boards per hour of the time the line ran (null: it ran no measurable time).
+function perHour(v) {
+  return v === null || v === undefined ? "n/a" : `${Math.round(v).toLocaleString("en-US")} /h`;
+}
+
+function ranFor(st) {
+  const s = st.running_seconds ?? 0;
+  const t = s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`;
+  return `line ran ${t} (a gap over ${Math.round((st.idle_gap_seconds ?? 0) / 60)} min is a stop)`;
+}
+
 function renderKpis(st) {
   const c = st.counts || {};
   $("kpis").replaceChildren(
     kpi("Inspected", st.inspected ?? 0), kpi("Yield (pass share)", fmtPct(st.yield), meter(st.yield)),
-    kpi("Throughput", `${(st.throughput_per_hour ?? 0).toFixed(1)} /h`), kpi("Fail", c.fail ?? 0),
+    kpi("Throughput (while running)", perHour(st.throughput_per_hour), el("div", { class: "muted" }, ranFor(st))),
+    kpi("Fail", c.fail ?? 0),
     kpi("Uncertain", c.uncertain ?? 0), kpi("Reviewed", st.reviewed ?? 0), kpi("Corrected by QA", st.corrected ?? 0));
 }
 
@@ -55,13 +66,14 @@ async function renderCoverage(line) {
 async function load() {
   const f = current();
   const span = RANGES[f.range];
-  const bucket = f.bucket || AUTO_BUCKET[f.range];
+  const asked = f.bucket || "auto"; // auto: the server picks the finest bucket that fits the data's time span
   const now = new Date();
   const from = span ? new Date(now.getTime() - span * 1000).toISOString() : "";
-  const params = { line: f.line, bucket, from };
+  const params = { line: f.line, bucket: asked, from };
   try {
     const st = await getJSON(withQuery("/api/v1/stats", params));
     renderKpis(st);
+    const bucket = st.bucket || asked;
     $("trend").replaceChildren(trendChart(fillTrend(st.trend || [], bucket, from, span ? now.toISOString() : ""), bucket));
     $("pareto").replaceChildren(paretoChart(st.pareto || []));
     $("dash-error").replaceChildren();
