@@ -45,6 +45,7 @@ def _detector(model: ModelSettings, conf: float) -> tuple[Detector, int]:
         backend=model.backend,
         precision=model.precision,
         threads=threads,
+        device=model.device,
     ), runners
 
 

@@ -47,7 +47,13 @@ class ModelSettings(BaseModel):
     backend: Literal["onnx", "torch"] = Field(
         "onnx",
         description="onnx: ONNX Runtime with our letterbox and NMS (the serving path); "
-        "torch: Ultralytics' PyTorch predict (imports torch).",
+        "torch: PyTorch on the model's .pt, batched, fp16 with letterbox and NMS on the GPU "
+        "(for a GPU box whose ONNX Runtime has no GPU provider; imports torch).",
+    )
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="PyTorch device of the torch backend: auto (the first CUDA device, else the CPU), cpu, cuda:N.",
     )
     precision: Literal["fp32", "int8"] = Field(
         "fp32",

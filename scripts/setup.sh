@@ -8,12 +8,40 @@
 #   installed editable into it, pointing at this checkout.
 # - Debian packages listed in scripts/apt-packages.txt (ffmpeg for stream tests, chromium
 #   for browser tests and screenshots), installed with apt-get when missing.
+# - GPU boxes: where an NVIDIA GPU answers `nvidia-smi -L` (or TWINSPECT_GPU=1; TWINSPECT_GPU=0
+#   forces the CPU variant) the environment installs requirements.lock with onnxruntime replaced by
+#   onnxruntime-gpu of the same version (1.31.1 is built for CUDA 13, whose nvidia-* runtime packages
+#   the lock already pins for torch), so ONNX Runtime gets the CUDA and TensorRT providers; the
+#   product picks TensorRT -> CUDA -> CPU by itself. The two wheels install the same `onnxruntime`
+#   package and must never be installed together. `setup.sh --print-lock` prints the lock this
+#   machine would install and exits.
 # Prints the path of the environment's bin/ folder on its last line.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 log() { echo "[setup] $*" >&2; }
+
+want_gpu() {
+  case "${TWINSPECT_GPU:-auto}" in
+    1|yes|true) return 0 ;;
+    0|no|false) return 1 ;;
+  esac
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '
+}
+
+# the lock this machine installs: requirements.lock, or its GPU variant
+lock_file="$repo/requirements.lock"
+if want_gpu; then
+  lock_file="$(mktemp -t twinspect-gpu-lock.XXXXXX)"
+  trap 'rm -f "$lock_file"' EXIT
+  sed 's/^onnxruntime==/onnxruntime-gpu==/' "$repo/requirements.lock" > "$lock_file"
+  grep -q '^onnxruntime-gpu==' "$lock_file" || { log "requirements.lock pins no onnxruntime"; exit 1; }
+fi
+if [ "${1:-}" = "--print-lock" ]; then
+  cat "$lock_file"
+  exit 0
+fi
 
 apt_file="$repo/scripts/apt-packages.txt"
 if [ -s "$apt_file" ]; then
@@ -30,7 +58,7 @@ if [ -s "$apt_file" ]; then
   fi
 fi
 
-lock_hash="$(sha256sum requirements.lock | cut -c1-16)"
+lock_hash="$(sha256sum "$lock_file" | cut -c1-16)"
 venvs="$HOME/.cache/twinspect/venvs"
 venv="${TWINSPECT_VENV:-$venvs/$lock_hash}"
 stamp="$venv/.twinspect-lock"
@@ -39,14 +67,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   start=$(date +%s)
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.lock >&2
+  [ "$lock_file" = "$repo/requirements.lock" ] || log "NVIDIA GPU found: onnxruntime-gpu instead of onnxruntime"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$lock_file" >&2
   echo "$lock_hash" > "$stamp"
   log "environment ready in $(( $(date +%s) - start )) s, $(du -sh "$venv" | cut -f1)"
   if [ -z "${TWINSPECT_VENV:-}" ]; then  # environments of older locks are several GB each: drop them
     for old in "$venvs"/*; do [ "$old" = "$venv" ] || rm -rf "$old"; done
   fi
 else
-  log "reusing Python environment $venv (requirements.lock unchanged)"
+  log "reusing Python environment $venv (${lock_file##*/} unchanged)"
 fi
 
 # Point the editable install at this checkout (cheap when it already does).

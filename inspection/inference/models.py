@@ -66,8 +66,10 @@ def load_detector(
     backend: Backend | None = None,
     precision: Precision = "fp32",
     threads: int = 0,
+    device: str = "auto",
 ) -> Detector:
-    """An OnnxDetector for .onnx (the serving path), an UltralyticsDetector for .pt."""
+    """An OnnxDetector for .onnx (the serving path), a TorchDetector for .pt (PyTorch on ``device``:
+    'auto' is the first CUDA device PyTorch sees, else the CPU)."""
     path = weights_file(weights, backend or "onnx", precision)
     kind = backend or ("torch" if path.suffix == ".pt" else "onnx")
     if kind == "onnx":
@@ -76,9 +78,9 @@ def load_detector(
         return OnnxDetector(path, conf=conf, iou=iou, max_det=max_det, providers=providers, threads=threads)
     if path.suffix != ".pt":
         raise ModelError(f"{path}: expected a .pt file for the PyTorch backend")
-    from inspection.inference.torch_detector import UltralyticsDetector
+    from inspection.inference.torch_detector import TorchDetector
 
-    return UltralyticsDetector(path, conf=conf, iou=iou, max_det=max_det)
+    return TorchDetector(path, conf=conf, iou=iou, max_det=max_det, device=device)
 
 
 def model_input(weights: Path) -> str:

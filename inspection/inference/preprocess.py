@@ -35,22 +35,32 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """Fit ``image`` (HxWx3) into ``shape`` (height, width); returns the padded image."""
-    h, w = image.shape[:2]
+def fit(h: int, w: int, shape: tuple[int, int]) -> tuple[Letterbox, int, int]:
+    """Where an h x w image goes in ``shape`` (height, width): the mapping, and its resized width and height.
+
+    The padding left of and above the image is ``round(d - 0.1)`` of the centred offset ``d``, as
+    Ultralytics pads; the GPU letterbox (``torch_detector``) places its images by the same rule.
+    """
     new_h, new_w = shape
     r = min(new_h / h, new_w / w)
     rw, rh = round(w * r), round(h * r)
     dw, dh = (new_w - rw) / 2, (new_h - rh) / 2
+    return Letterbox(scale=r, pad_x=round(dw - 0.1), pad_y=round(dh - 0.1), src_w=w, src_h=h), rw, rh
+
+
+def letterbox(image: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Fit ``image`` (HxWx3) into ``shape`` (height, width); returns the padded image."""
+    h, w = image.shape[:2]
+    lb, rw, rh = fit(h, w, shape)
     if (w, h) != (rw, rh):
         image = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
+    top, left = int(lb.pad_y), int(lb.pad_x)
+    bottom, right = shape[0] - rh - top, shape[1] - rw - left
     if top or bottom or left or right:
         image = cv2.copyMakeBorder(
             image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE)
         )
-    return image, Letterbox(scale=r, pad_x=left, pad_y=top, src_w=w, src_h=h)
+    return image, lb
 
 
 def to_tensor(images: list[np.ndarray], dtype: type = np.float32) -> np.ndarray:
