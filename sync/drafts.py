@@ -102,6 +102,23 @@ def _reference(verdict: Verdict) -> dict[str, Any]:
     """The golden-reference fields of part.inspected (all None without a golden)."""
     ref = verdict.reference
     if ref is None:
+def line_halted(cameras: Mapping[str, LineState], reason: str, line_id: str, edge_id: str) -> Draft:
+    """line.stopped made by the edge itself: ``reason`` shutdown (a clean stop) or unclean_shutdown (found at start)."""
+    data = LineStateData(
+        camera_id="",
+        frame_seq=0,
+        cameras={k: v.value for k, v in sorted(cameras.items())},
+        reason=reason,  # type: ignore[arg-type]
+    )
+    return draft("line.stopped", line_id, source_uri(edge_id), data)
+
+
+def camera_halted(camera_id: str, reason: str, line_id: str, edge_id: str) -> Draft:
+    """camera.offline for a camera the twin still showed online when the edge started (its last run crashed)."""
+    data = CameraStateData(camera_id=camera_id, state="stopped", last_error=reason)
+    return draft("camera.offline", line_id, source_uri(edge_id, camera_id), data)
+
+
         return {"recipe": None, "golden_sha256": None, "alignment_score": None}
     score = float(ref.alignment_score)
     return {

@@ -9,7 +9,15 @@
   state folded into line.started / line.stopped for the line;
 - ``start``: model.activated when a model differs from what the twin last saw, the line's
   recipe (line.recipe_changed when the configured one differs from the twin's), and a watcher
-  of the cameras' state (camera.online / camera.offline) until ``stop``.
+  of the cameras' state (camera.online / camera.offline) until ``stop``. A twin that still shows
+  the line running or a camera online at start was left by a run that never stopped cleanly (a
+  crash, a power cut): the recorder first says so (camera.offline per such camera and
+  line.stopped, reason ``unclean_shutdown``, stamped now);
+- ``stop`` (a clean stop, after the engine's last verdict): the cameras' final states
+  (camera.offline) and line.stopped with reason ``shutdown`` when the line was running (as
+  the cameras saw it, or as the twin still shows it), committed before it returns, so the
+  twin and its retained MQTT copy (published again when the forwarder closes) never say
+  ``running`` about an edge that stopped.
 Every event's data and source are made in ``sync.drafts``.
 """
 
@@ -62,6 +70,7 @@ class EngineRecorder:
         self._online: dict[str, bool] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sources: dict[str, FrameSource] = {}
 
     @property
     def inspections(self) -> InspectionStore | None:
@@ -107,17 +116,44 @@ class EngineRecorder:
     # cameras, models, recipe ---------------------------------------------------------------------
     def start(self, sources: Mapping[str, FrameSource]) -> None:
         self.activate_models()
+        self.close_unclean_run()
         if self.line_recipe is not None:
             self.announce_recipe(*self.line_recipe)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, args=(dict(sources),), name="camera-watch", daemon=True)
+        self._sources = dict(sources)
+        self._thread = threading.Thread(target=self._watch, args=(self._sources,), name="camera-watch", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, flush_s: float = 5.0) -> None:
+        """Stop the camera watcher; a started recorder then commits the cameras' last states and line.stopped."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        if self._thread is None:
+            return
+        self._thread.join(5.0)
+        self._thread = None
+        found = self.camera_drafts(self._sources)  # the sources are stopped: each camera seen online goes offline
+        with self._lock:
+            running, cameras = self._line is LineState.RUNNING, dict(self._camera_line)
+            self._line = LineState.STOPPED
+        if running or self.twins.presence(self.line_id)[0] == "running":
+            found.append(drafts.line_halted(cameras, "shutdown", self.line_id, self.edge_id))
+        if found:
+            self.log.publish(found)
+            if not self.log.flush(flush_s):
+                log.warning("the line's last state (%d events) was not committed in %.1f s", len(found), flush_s)
+
+    def close_unclean_run(self) -> None:
+        """At start: line.stopped / camera.offline (unclean_shutdown) for what the twin still shows running."""
+        status, online = self.twins.presence(self.line_id)
+        reason = "unclean_shutdown"
+        found = [
+            drafts.camera_halted(cid, "the edge did not stop cleanly", self.line_id, self.edge_id) for cid in online
+        ]
+        if status == "running":
+            found.append(drafts.line_halted({}, reason, self.line_id, self.edge_id))
+        if found:
+            log.warning("the last run of line %s did not stop cleanly: marking it stopped", self.line_id)
+            self.log.publish(found)
 
     def activate_models(self) -> None:
         try:

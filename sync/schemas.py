@@ -101,9 +101,17 @@ class PartExitedData(_Data):
 
 
 class LineStateData(_Data):
-    camera_id: str = Field(description="The camera whose observation changed the line state.")
+    camera_id: str = Field(
+        description="The camera whose observation changed the line state ('' when no camera did: see reason)."
+    )
     frame_seq: int
     cameras: dict[str, Literal["unknown", "running", "stopped"]]
+    reason: Literal["shutdown", "unclean_shutdown"] | None = Field(
+        None,
+        description="Why the edge, not a camera, changed the state: shutdown (it stopped cleanly: the line is "
+        "no longer inspected), unclean_shutdown (at start it found its twin still running: the last run ended "
+        "without a clean stop, a crash or a power cut). null: a camera saw the belt start or stop.",
+    )
 
 
 class CameraStateData(_Data):

@@ -8,7 +8,7 @@ gives the same document byte for byte, and ``at=REVISION`` is a replay that stop
 
     {"thingId": "twinspect:line-1", "policyId": "twinspect:default", "revision": 42,
      "attributes": {"lineId": "line-1", "kind": "inspection-line", "lastEventTime": ...},
-     "features": {"line": {"properties": {"status": "running", "since": ...}},
+     "features": {"line": {"properties": {"status": "running", "since": ..., ["reason": "shutdown"]}},
                   "cameras": ..., "counters": ..., "quality": ..., "throughput": ...,
                   "models": ..., "recentParts": ..., "drift": ..., "recipe": ...,
                   "process": {chart: {"state": "drifting" | "in_control", "since": ...}}}}
@@ -136,6 +136,15 @@ def _on_process(state: dict[str, Any], kind: str, ce: dict[str, Any]) -> None:
         charts[data["chart"]] = {"state": "in_control", "since": ce["time"], "reason": data["reason"]}
 
 
+def _on_line(state: dict[str, Any], kind: str, ce: dict[str, Any]) -> None:
+    """The line's status; a stopped line makes no parts, so its parts rate is 0 from then (the window is emptied)."""
+    state["line"] = {"status": "running" if kind == "line.started" else "stopped", "since": ce["time"]}
+    if kind == "line.stopped":
+        state["inspected_per_second"] = {}
+        if ce["data"].get("reason"):  # the edge stopped it (shutdown) or found it not stopped (unclean_shutdown)
+            state["line"]["reason"] = ce["data"]["reason"]
+
+
 def _on_corrected(state: dict[str, Any], ce: dict[str, Any]) -> None:
     data, verdicts = ce["data"], state["counters"]["verdicts"]
     before, after = data["before"], data["after"]
@@ -166,7 +175,7 @@ def apply(state: dict[str, Any], ce: dict[str, Any], offset: int) -> None:
     elif kind == "part.exited":
         counters["exited"] += 1
     elif kind in ("line.started", "line.stopped"):
-        state["line"] = {"status": "running" if kind == "line.started" else "stopped", "since": ce["time"]}
+        _on_line(state, kind, ce)
     elif kind in ("camera.online", "camera.offline"):
         state["cameras"][data["camera_id"]] = {
             "state": kind.split(".")[1],
@@ -285,6 +294,15 @@ class TwinStore:
             state = self._require(line)
             text = self._texts.get(line)
             if text is None:
+    def presence(self, line: str) -> tuple[str, list[str]]:
+        """(line status, cameras shown online) of the twin of ``line``; ("unknown", []) if there is no twin yet."""
+        with self._lock:
+            state = self._states.get(line)
+            if state is None:
+                return "unknown", []
+            online = [cid for cid, cam in sorted(state["cameras"].items()) if cam["state"] == "online"]
+            return str(state["line"]["status"]), online
+
                 text = self._texts[line] = dumps(document(state))
             return int(state["revision"]), text
 
