@@ -19,11 +19,11 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from api.annotate import draw
+from api.annotate import draw, draw_boards
 from camera.push import PushSource
 from inspection.pipeline.engine import Engine
 from inspection.pipeline.events import EngineEvent, Inspected
-from inspection.pipeline.status import EngineStatus
+from inspection.pipeline.status import CameraStatus, EngineStatus
 from inspection.pipeline.telemetry import Fault
 from inspection.pipeline.trigger import LineTriggerConfig
 from inspection.store import encode_jpeg
@@ -60,10 +60,13 @@ class EventLogCollector(Collector):
 
 
 class RecentJpegs:
-    """An engine listener: the evidence JPEG (boxes drawn) of the newest verdicts, by part id."""
+    """An engine listener: the evidence JPEG (boxes drawn) of the newest verdicts, by part id, and the
+    verdicts of the last ``verdicts`` boards (the live frame colours each board by its own)."""
 
-    def __init__(self, size: int = 24) -> None:
+    def __init__(self, size: int = 24, verdicts: int = 512) -> None:
         self._jpegs: deque[tuple[str, bytes]] = deque(maxlen=size)
+        self._verdicts: dict[str, str] = {}
+        self._keep = verdicts
         self._lock = threading.Lock()
 
     def __call__(self, event: EngineEvent) -> None:
@@ -72,6 +75,14 @@ class RecentJpegs:
             jpeg = encode_jpeg(draw(verdict.crop, verdict.defects), 85)
             with self._lock:
                 self._jpegs.appendleft((verdict.part_id, jpeg))
+                self._verdicts[verdict.part_id] = verdict.outcome.value
+                while len(self._verdicts) > self._keep:
+                    del self._verdicts[next(iter(self._verdicts))]
+
+    def verdict(self, part_id: str | None) -> str | None:
+        """The verdict of a recent board, or None (not inspected yet, or unknown)."""
+        with self._lock:
+            return self._verdicts.get(part_id) if part_id else None
 
     def get(self, part_id: str) -> bytes | None:
         with self._lock:
@@ -134,7 +145,7 @@ class LiveView:
         self.engine, self.twins = engine, twins
         self.jpegs = RecentJpegs()
         engine.add_listener(self.jpegs)
-        self._frame_cache: dict[str, tuple[int, bytes]] = {}
+        self._frame_cache: dict[str, tuple[tuple[int, tuple[str | None, ...]], bytes]] = {}
         if twins is not None:
             with contextlib.suppress(ValueError):  # already there (a second view of the same engine)
                 engine.telemetry.registry.register(EventLogCollector(twins.log))
@@ -178,6 +189,15 @@ class LiveView:
         """What fails now: the engine's faults (storage refusing its writes) and the event log's."""
         return self._faults(self.engine.status())
 
+    def readiness(self) -> dict[str, Any]:
+        """For /readyz and /healthz: whether each model answers (loaded, threads alive), each camera's state."""
+        workers = (self.engine.part_worker, self.engine.defect_worker)
+        cameras = {
+            c.camera_id: {"state": c.source.state.value, "online": c.source.online}
+            for c in self.engine.status().cameras
+        }
+        return {"models": {w.name: w.running for w in workers}, "cameras": cameras}
+
     def _faults(self, status: EngineStatus) -> list[Fault]:
         out = list(status.faults)
         health = self.twins.log.health() if self.twins is not None else None
@@ -214,18 +234,31 @@ class LiveView:
         if cam is None or cam.latest is None or cam.boards is None:
             return None
         frame = cam.latest
+        boards = self._boards(cam)
+        key = (frame.seq, tuple(verdict for _, verdict, _ in boards))
         cached = self._frame_cache.get(camera_id)
-        if cached and cached[0] == frame.seq:
+        if cached and cached[0] == key:
             return cached[1]
-        image = draw(frame.image, cam.boards, thickness=3)
+        image = draw_boards(frame.image, boards)
         trig = self.engine.config.parts.trigger
         if isinstance(trig, LineTriggerConfig):
             cv2.line(image, tuple(int(v) for v in trig.start), tuple(int(v) for v in trig.end), TRIGGER_COLOR, 2)
         else:
             cv2.polylines(image, [np.array(trig.polygon, np.int32)], True, TRIGGER_COLOR, 2)
         data = encode_jpeg(image, 80)
-        self._frame_cache[camera_id] = (frame.seq, data)
+        self._frame_cache[camera_id] = (key, data)
         return data
+
+    def _boards(self, cam: CameraStatus) -> list[tuple[tuple[float, float, float, float], str | None, str]]:
+        """The boards of the latest frame, each with its verdict (None: not inspected yet) and its label;
+        before any board is tracked, the part model's boxes (grey)."""
+        if not cam.in_view and cam.boards is not None:
+            return [((b[0], b[1], b[2], b[3]), None, "") for b in cam.boards.xyxy.tolist()]
+        out = []
+        for board in cam.in_view:
+            verdict = self.jpegs.verdict(board.part_id)
+            out.append((board.xyxy, verdict, verdict.upper() if verdict else ""))
+        return out
 
     def evidence_jpeg(self, part_id: str) -> bytes | None:
         return self.jpegs.get(part_id)

@@ -42,7 +42,7 @@ from inspection.core.outcome import Outcome
 from inspection.inference.nms import box_iou
 from inspection.inference.worker import BatchStats, InferenceWorker
 from inspection.pipeline.events import EngineEvent, Inspected, LineEvent, Listener, Listeners, PartTriggered
-from inspection.pipeline.parts import InspectRequest, PartsConfig, PartsUpdate, PartTracker
+from inspection.pipeline.parts import BoardInView, InspectRequest, PartsConfig, PartsUpdate, PartTracker
 from inspection.pipeline.recording import ModelInfo, Recorder
 from inspection.pipeline.reference_stage import Prepared, ReferenceStage
 from inspection.pipeline.rules import RulesConfig
@@ -77,7 +77,7 @@ class _CameraLoop:
         self.engine, self.source = engine, source
         self.camera_id: str = source.camera_id  # type: ignore[attr-defined]
         self.parts = PartTracker(self.camera_id, engine.config.parts, run_id=engine.run_id)
-        self.latest: tuple[Frame, Detections] | None = None
+        self.latest: tuple[Frame, Detections, tuple[BoardInView, ...]] | None = None
         self.frames = 0
         self._frames_seen: dict[int, int] = {}
         self.thread = threading.Thread(target=self.run, name=f"camera-{self.camera_id}", daemon=True)
@@ -137,7 +137,7 @@ class _CameraLoop:
         self.frames += 1
         for tid in update.tracks.track_id.tolist():
             self._frames_seen[tid] = self._frames_seen.get(tid, 0) + 1
-        self.latest = (frame, boards)
+        self.latest = (frame, boards, self.parts.in_view(update.tracks))
         self.handle(update, frame)
 
     def handle(self, update: PartsUpdate, frame: Frame | None) -> None:
@@ -166,6 +166,7 @@ class _CameraLoop:
             self.frames,
             latest[0] if latest else None,
             latest[1] if latest else None,
+            latest[2] if latest else (),
         )
 
 

@@ -105,6 +105,14 @@ class PartsUpdate:
     counters: PartCounters
 
 
+@dataclass(frozen=True)
+class BoardInView:
+    """A tracked board in one frame, for the live view: its box and the part it is (None before it entered)."""
+
+    xyxy: tuple[float, float, float, float]  # frame pixels
+    part_id: str | None
+
+
 @dataclass
 class _Part:
     """Internal, mutable state of one part in view."""
@@ -162,6 +170,15 @@ class PartTracker:
         line_events = self._line_motion(tracks, frame)
         exited, uninspected = self._leave(set(tracks.alive_id.tolist()))
         return self._result(frame.seq, frame.t_mono, tracks, entered, requests, exited, uninspected, line_events)
+
+    def in_view(self, tracks: Tracks) -> tuple[BoardInView, ...]:
+        """The tracked boards of a frame (``update(...).tracks``) with their part ids."""
+        return tuple(
+            BoardInView((float(x1), float(y1), float(x2), float(y2)), part.part_id if part else None)
+            for (x1, y1, x2, y2), part in zip(
+                tracks.xyxy.tolist(), (self._parts.get(t) for t in tracks.track_id.tolist()), strict=True
+            )
+        )
 
     def close(self) -> PartsUpdate:
         """End of stream: every part still known leaves now (exited, and uninspected if so)."""

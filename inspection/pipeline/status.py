@@ -15,7 +15,7 @@ from camera.frame import Frame
 from camera.source import SourceStats
 from inspection.core.detections import Detections
 from inspection.pipeline.events import Inspected, LineState
-from inspection.pipeline.parts import PartCounters
+from inspection.pipeline.parts import BoardInView, PartCounters
 from inspection.pipeline.telemetry import Fault
 
 
@@ -29,6 +29,7 @@ class CameraStatus:
     frames: int  # frames tracked (the part model's results taken in order)
     latest: Frame | None  # the latest tracked frame (None before the first)
     boards: Detections | None  # the part model's boards in it
+    in_view: tuple[BoardInView, ...] = ()  # the tracked boards in it, with their part ids (the live view's colours)
 
     @property
     def boards_in_view(self) -> int:
