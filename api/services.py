@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from api.model_desk import ModelDesk
     from api.tokens import TokenStore
     from floor.service import FloorService
     from inspection.pipeline.telemetry import Fault
@@ -73,3 +74,5 @@ class Services:
     review_events: bool = True
     recipes: RecipeStore | None = None  # recipes and golden images (same database); None: no recipe endpoints
     floor: FloorService | None = None  # OPC UA, reject gate, Sparkplug B, process control (None: none enabled)
+    model_desk: ModelDesk | None = None  # model delivery on the running line (None: no line, or none here)
+    metrics_public: bool = False  # /metrics without a token (settings metrics.public: a trusted network's scraper)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from api.delivery_settings import DeliverySettings
 from camera.config import CameraConfig
 from floor.config import BeltSettings, GateSettings, OpcUaSettings, SparkplugSettings, SpcSettings
 from inspection.core.errors import InspectionError
@@ -178,6 +179,9 @@ class Settings(BaseSettings):
     sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings, description="Sparkplug B edge node.")
     spc: SpcSettings = Field(default_factory=SpcSettings, description="Statistical process control (p/u-charts).")
     belt: BeltSettings = Field(default_factory=BeltSettings, description="The line model the twin expects.")
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings, description="Model delivery: promotion gate, shadow runs, watch."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -31,7 +31,11 @@ from sync.schemas import (
     LineRecipeChangedData,
     LineStateData,
     ModelActivatedData,
+    ModelAlertData,
     ModelRef,
+    ModelRegisteredData,
+    ModelRolledBackData,
+    ModelShadowStartedData,
     PartEnteredData,
     PartExitedData,
     PartInspectedData,
@@ -98,10 +102,6 @@ def line_state(
     return draft(kind, line_id, source_uri(edge_id), data)
 
 
-def _reference(verdict: Verdict) -> dict[str, Any]:
-    """The golden-reference fields of part.inspected (all None without a golden)."""
-    ref = verdict.reference
-    if ref is None:
 def line_halted(cameras: Mapping[str, LineState], reason: str, line_id: str, edge_id: str) -> Draft:
     """line.stopped made by the edge itself: ``reason`` shutdown (a clean stop) or unclean_shutdown (found at start)."""
     data = LineStateData(
@@ -119,6 +119,10 @@ def camera_halted(camera_id: str, reason: str, line_id: str, edge_id: str) -> Dr
     return draft("camera.offline", line_id, source_uri(edge_id, camera_id), data)
 
 
+def _reference(verdict: Verdict) -> dict[str, Any]:
+    """The golden-reference fields of part.inspected (all None without a golden)."""
+    ref = verdict.reference
+    if ref is None:
         return {"recipe": None, "golden_sha256": None, "alignment_score": None}
     score = float(ref.alignment_score)
     return {
@@ -158,9 +162,67 @@ def camera_state(camera_id: str, stats: SourceStats, online: bool, line_id: str,
     return draft(kind, line_id, source_uri(edge_id, camera_id), data)
 
 
-def model_activated(role: str, model: ModelInfo, line_id: str, edge_id: str) -> Draft:
-    data = ModelActivatedData(role=role, name=model.name, version=model.version)  # type: ignore[arg-type]
+def model_activated(
+    role: str,
+    model: ModelInfo,
+    line_id: str,
+    edge_id: str,
+    previous: str | None = None,
+    changed_by: str | None = None,
+    reason: str | None = None,
+    forced: bool = False,
+) -> Draft:
+    data = ModelActivatedData(
+        role=role,  # type: ignore[arg-type]
+        name=model.name,
+        version=model.version,
+        previous=previous,
+        changed_by=changed_by,
+        reason=reason,
+        forced=forced,
+    )
     return draft("model.activated", line_id, source_uri(edge_id), data)
+
+
+# -- model delivery: registry, shadow, rollback, the watch after a promotion -----------------------------
+def model_registered(role: str, model: ModelInfo, kind: str, classes: list[str], line_id: str, edge_id: str) -> Draft:
+    """model.registered: the line found a version it did not know in the registry (it serves nothing new)."""
+    data = ModelRegisteredData(role=role, name=model.name, version=model.version, input=kind, classes=classes)  # type: ignore[arg-type]
+    return draft("model.registered", line_id, source_uri(edge_id, "models"), data)
+
+
+def model_shadow_started(
+    role: str, model: ModelInfo, active: str | None, changed_by: str, reason: str | None, line_id: str, edge_id: str
+) -> Draft:
+    data = ModelShadowStartedData(
+        role=role,  # type: ignore[arg-type]
+        name=model.name,
+        version=model.version,
+        active=active,
+        changed_by=changed_by,
+        reason=reason,
+    )
+    return draft("model.shadow_started", line_id, source_uri(edge_id, "models"), data)
+
+
+def model_rolled_back(
+    role: str, model: ModelInfo, previous: str, changed_by: str, reason: str | None, line_id: str, edge_id: str
+) -> Draft:
+    """model.rolled_back: ``model`` is active again, ``previous`` no longer."""
+    data = ModelRolledBackData(
+        role=role,  # type: ignore[arg-type]
+        name=model.name,
+        version=model.version,
+        previous=previous,
+        changed_by=changed_by,
+        reason=reason,
+    )
+    return draft("model.rolled_back", line_id, source_uri(edge_id, "models"), data)
+
+
+def model_alert(line_id: str, edge_id: str, data: ModelAlertData) -> Draft:
+    """model.alert: a rate changed significantly since the last promotion."""
+    return draft("model.alert", line_id, source_uri(edge_id, "models"), data, f"{data.name}:{data.version}")
 
 
 # -- the line's recipe, reviews, drift ----------------------------------------------------------------

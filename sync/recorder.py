@@ -108,7 +108,8 @@ class EngineRecorder:
         return self.log.publish([self.inspected_draft(done, row) for done, row in batch], adder)
 
     def inspected_draft(self, done: Inspected, record: InspectionRecord | None) -> Draft:
-        return drafts.part_inspected(done, record, self.models.get("defect"), self.line_id, self.edge_id)
+        model = done.model or self.models.get("defect")
+        return drafts.part_inspected(done, record, model, self.line_id, self.edge_id)
 
     def flush(self, timeout_s: float) -> bool:
         return self.log.flush(timeout_s)

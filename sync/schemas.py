@@ -139,6 +139,51 @@ class ModelActivatedData(_Data):
     role: Literal["defect", "part"]
     name: str
     version: str
+    previous: str | None = Field(None, description="The version active before (NAME:VERSION); null: none.")
+    changed_by: str | None = Field(None, description="Who: a token's name, cli:USER, or 'config' at a start.")
+    reason: str | None = Field(None, max_length=2000, description="Why, as its author gave it.")
+    forced: bool = Field(False, description="Promoted past a failed gate (admin, --force).")
+
+
+class ModelRegisteredData(_Data):
+    role: Literal["defect", "part"]
+    name: str
+    version: str
+    input: Literal["image", "reference"] = Field(description="What the model takes: a board, or board + golden.")
+    classes: list[str]
+
+
+class ModelShadowStartedData(_Data):
+    role: Literal["defect", "part"]
+    name: str
+    version: str
+    active: str | None = Field(description="The active version it runs beside (NAME:VERSION).")
+    changed_by: str
+    reason: str | None = Field(None, max_length=2000)
+
+
+class ModelRolledBackData(_Data):
+    role: Literal["defect", "part"]
+    name: str = Field(description="The model active again.")
+    version: str
+    previous: str = Field(description="The version rolled back from (NAME:VERSION).")
+    changed_by: str
+    reason: str | None = Field(None, max_length=2000)
+
+
+class ModelAlertData(_Data):
+    role: Literal["defect", "part"]
+    name: str = Field(description="The model promoted last.")
+    version: str
+    previous: str = Field(description="The model it is compared with (NAME:VERSION).")
+    metric: str = Field(max_length=100, description="'fail', 'uncertain', or 'corrected:CLASS' rate per board.")
+    boards: int = Field(ge=1, description="Boards on each side of the comparison.")
+    rate: float = Field(ge=0, le=1, description="The rate since the promotion.")
+    previous_rate: float = Field(ge=0, le=1, description="The rate over the same number of boards before it.")
+    test: str = Field(description="The test that found the change.")
+    statistic: float
+    p_value: float = Field(ge=0, le=1)
+    threshold: float = Field(gt=0, lt=1, description="The p-value under which a change raises an alert.")
 
 
 class LineRecipeChangedData(_Data):
@@ -220,6 +265,10 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     "camera.offline": CameraStateData,
     "review.corrected": ReviewCorrectedData,
     "model.activated": ModelActivatedData,
+    "model.registered": ModelRegisteredData,
+    "model.shadow_started": ModelShadowStartedData,
+    "model.rolled_back": ModelRolledBackData,
+    "model.alert": ModelAlertData,
     "twin.drift": TwinDriftData,
     "line.recipe_changed": LineRecipeChangedData,
     "process.drift": ProcessDriftData,

@@ -161,6 +161,21 @@ def _on_corrected(state: dict[str, Any], ce: dict[str, Any]) -> None:
         item["reviewed"] = True
 
 
+def _on_model(state: dict[str, Any], kind: str, ce: dict[str, Any]) -> None:
+    """The active model per role (models), the shadow per role (shadowModels), the last alert."""
+    data, role = ce["data"], ce["data"]["role"]
+    entry = {"name": data["name"], "version": data["version"], "since": ce["time"]}
+    shadows = state.setdefault("shadow", {})  # snapshots taken before model delivery have none
+    if kind == "model.shadow_started":
+        shadows[role] = entry
+    elif kind == "model.alert":
+        state["models"].setdefault(role, entry)["alert"] = {"metric": data["metric"], "time": ce["time"]}
+    else:
+        state["models"][role] = entry
+        if (shadows.get(role) or {}).get("name") == data["name"] and shadows[role]["version"] == data["version"]:
+            del shadows[role]  # the shadow was promoted
+
+
 def apply(state: dict[str, Any], ce: dict[str, Any], offset: int) -> None:
     """Fold one CloudEvent (as a dict) into ``state``, in place."""
     kind = ce["type"].removeprefix("io.twinspect.")
@@ -184,8 +199,8 @@ def apply(state: dict[str, Any], ce: dict[str, Any], offset: int) -> None:
         }
     elif kind == "review.corrected":
         _on_corrected(state, ce)
-    elif kind == "model.activated":
-        state["models"][data["role"]] = {"name": data["name"], "version": data["version"], "since": ce["time"]}
+    elif kind in ("model.activated", "model.rolled_back", "model.shadow_started", "model.alert"):
+        _on_model(state, kind, ce)
     elif kind == "twin.drift":
         state["drift"] = {"time": ce["time"], "differences": data["differences"]}
     elif kind == "line.recipe_changed":
@@ -235,6 +250,7 @@ def document(state: dict[str, Any]) -> dict[str, Any]:
                 }
             },
             "models": {"properties": state["models"]},
+            "shadowModels": {"properties": dict(state.get("shadow", {}))},
             "recentParts": {"properties": {"items": state["recent"]}},
             "drift": {"properties": state["drift"] or {}},
             "recipe": {"properties": _recipe_properties(state)},
@@ -278,6 +294,15 @@ class TwinStore:
         with self._lock:
             return json.loads(dumps(self._require(line)["models"]))  # type: ignore[no-any-return]
 
+    def presence(self, line: str) -> tuple[str, list[str]]:
+        """(line status, cameras shown online) of the twin of ``line``; ("unknown", []) if there is no twin yet."""
+        with self._lock:
+            state = self._states.get(line)
+            if state is None:
+                return "unknown", []
+            online = [cid for cid, cam in sorted(state["cameras"].items()) if cam["state"] == "online"]
+            return str(state["line"]["status"]), online
+
     def line_recipe(self, line: str) -> tuple[str | None, str | None]:
         """(recipe, golden sha256) the twin of ``line`` last recorded; (None, None): none, or no twin yet."""
         with self._lock:
@@ -294,15 +319,6 @@ class TwinStore:
             state = self._require(line)
             text = self._texts.get(line)
             if text is None:
-    def presence(self, line: str) -> tuple[str, list[str]]:
-        """(line status, cameras shown online) of the twin of ``line``; ("unknown", []) if there is no twin yet."""
-        with self._lock:
-            state = self._states.get(line)
-            if state is None:
-                return "unknown", []
-            online = [cid for cid, cam in sorted(state["cameras"].items()) if cam["state"] == "online"]
-            return str(state["line"]["status"]), online
-
                 text = self._texts[line] = dumps(document(state))
             return int(state["revision"]), text
 

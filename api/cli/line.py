@@ -76,13 +76,18 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
     from api.errors import NotFound
     from api.floor_wiring import build_floor
     from api.live_view import LiveView
+    from api.model_runtime import ModelWatcher, build_desk, served_settings
     from api.runtime import build_engine, open_recipes, open_sync
     from api.services import Services
     from api.tokens import Role, TokenStore
+    from inspection.store import ModelStates
 
     sync = open_sync(settings)
     tokens = TokenStore(sync.log.engine)
+    states = ModelStates(sync.log.engine)
+    engine_settings = served_settings(engine_settings, states)  # the line's active version, from its history
     engine = build_engine(engine_settings, sync=sync)
+    desk = build_desk(engine_settings, engine, sync, states)
     services = Services(
         LiveView(engine, sync.twins),
         sync,
@@ -93,6 +98,8 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
         model_dirs={"defect": engine_settings.models.defect.weights, "part": engine_settings.models.part.weights},
         class_names=tuple(engine.defect_worker.detector.class_names),
         recipes=open_recipes(settings, sync.log.engine),
+        model_desk=desk,
+        metrics_public=settings.metrics.public,
     )
     app = create_app(services)
     floor = build_floor(engine_settings, engine, sync, services)  # OPC UA, gate, Sparkplug B, SPC, belt model
@@ -113,9 +120,11 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
         typer.echo("  sign in with a token from: twinspect tokens create --role qa")
     if floor.opcua is not None:
         typer.echo(f"  OPC UA (OPC 40100 model) at {floor.opcua.endpoint}")
+    watcher = ModelWatcher(desk).start()  # the CLI's model changes reach the running line
     try:
         uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="warning")
     finally:
+        watcher.stop()
         floor.stop()
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer._click import exceptions as click_exc
 
-from api.cli import config_cmd, datasets, hub, line, models, recipes, tokens, train
+from api.cli import config_cmd, datasets, hub, line, model_delivery, models, recipes, tokens, train
 from camera.errors import CameraError
 from inspection.core.errors import InspectionError
 from sync.errors import SyncError
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
+model_delivery.add_commands(models.app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(recipes.app, name="recipes")

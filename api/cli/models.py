@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from api.cli.common import ConfigOption, DataDirOption
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -344,11 +346,26 @@ def echo_registered(entry: Path, weights_dir: Path) -> None:
 def activate_cmd(
     model: Annotated[str, typer.Argument(help="The version to serve: NAME:VERSION, e.g. defect-yolov8n:2.")],
     weights_dir: Annotated[Path, typer.Option(help="Model registry folder.")] = Path("weights"),
+    line: Annotated[
+        str | None,
+        typer.Option(help="Serve it on this line now (no gate; see models promote); without: move weights/NAME."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the line's model history).")] = "activation",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
-    """Serve a registered version: weights/NAME (what the config names) points at it from now on."""
+    """Serve a registered version: on a line (--line), or as weights/NAME, what the config names by default."""
     from inspection.ml.registry import activate, parse_model_ref
 
     name, version = parse_model_ref(model)
+    if line is not None:
+        from api.cli.model_delivery import NOTE, open_desk, who
+        from inspection.store import Version
+
+        desk, _ = open_desk(config, data_dir, line, weights_dir)
+        change = desk.activate(Version(name, version), who(), reason)
+        typer.echo(f"line {desk.line_id}: {change.model} active (was {change.previous or 'none'}); {NOTE}")
+        return
     before, now = activate(weights_dir, name, version)
     typer.echo(
         f"{weights_dir / name} -> {now} (was {before or 'none'}); a running serve or demo keeps its model until it "

@@ -1,4 +1,4 @@
-"""The active models (defect, part) with their model cards."""
+"""The active models (defect, part) with their model cards; model delivery per line (states, promote, shadow)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ import json
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
-from api.auth import require
+from api.auth import Principal, require
+from api.errors import Forbidden, NotFound
+from api.model_desk import GateRefused, ModelDesk
+from api.schemas_models import ChangeOut, ChangeResultOut, ModelLineOut, PromoteIn, ReasonIn, ShadowIn, VersionOut
 from api.schemas_qa import ModelOut, ModelsOut
 from api.tokens import Role
 from inspection.core.errors import ModelError
 from inspection.inference.cards import CARD, resolve_model_dir
+from inspection.ml.registry import parse_model_ref
+from inspection.store import Change, Version
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -38,5 +44,119 @@ def model_out(role: str, weights: Path) -> ModelOut:
     summary="The active models and their model cards",
 )
 def models(request: Request) -> ModelsOut:
-    dirs = request.app.state.services.model_dirs
+    dirs = dict(request.app.state.services.model_dirs)
+    desk: ModelDesk | None = request.app.state.services.model_desk
+    active = desk.active() if desk is not None else None
+    if desk is not None and active is not None:
+        dirs[desk.role] = desk.folder(active)  # what the line serves now (a promotion moved it)
     return ModelsOut(models=[model_out(role, path) for role, path in sorted(dirs.items())])
+
+
+def _desk(request: Request, line_id: str) -> ModelDesk:
+    desk: ModelDesk | None = request.app.state.services.model_desk
+    if desk is None:
+        raise NotFound("this process delivers no models (it runs no inspection line)")
+    if desk.line_id != line_id:
+        raise NotFound(f"line {line_id!r}: this process runs line {desk.line_id!r}")
+    return desk
+
+
+def _principal(request: Request) -> Principal:
+    return request.state.principal  # type: ignore[no-any-return]
+
+
+def change_out(c: Change | None) -> ChangeOut | None:
+    if c is None:
+        return None
+    return ChangeOut(
+        id=c.id,
+        line_id=c.line_id,
+        role=c.role,
+        action=c.action,
+        model=str(c.model),
+        previous=c.previous,
+        who=c.who,
+        why=c.why,
+        at=c.at.isoformat(),
+        forced=c.forced,
+        announced=c.announced,
+    )
+
+
+@router.get(
+    "/models/lines/{line_id}",
+    response_model=ModelLineOut,
+    dependencies=[Depends(require(Role.QA, Role.ML))],
+    summary="Every registered version with its state on the line, and the line's model history",
+)
+def model_line(request: Request, line_id: str) -> ModelLineOut:
+    desk = _desk(request, line_id)
+    desk.sync_registry()
+    engine = desk.parts.engine
+    served = engine.defect_model if engine is not None else None
+    active, shadow = desk.active(), desk.shadow()
+    return ModelLineOut(
+        line_id=line_id,
+        active=str(active) if active else None,
+        shadow=str(shadow) if shadow else None,
+        served=f"{served.name}:{served.version}" if served else None,
+        versions=[VersionOut(**v) for v in desk.listing()],
+        history=[c for c in (change_out(x) for x in desk.states.history(line_id)) if c is not None],
+        shadow_run=desk.shadow_runner.figures() if desk.shadow_runner else None,
+    )
+
+
+def _ref(text: str) -> Version:
+    return Version(*parse_model_ref(text))
+
+
+@router.post(
+    "/models/lines/{line_id}/promote",
+    response_model=ChangeResultOut,
+    dependencies=[Depends(require(Role.ML))],
+    summary="Gate a candidate against the active model and serve it when it passes (force: admin, audited)",
+    responses={409: {"description": "The gate refused it (with both models' figures), or a promotion runs."}},
+)
+def promote(request: Request, line_id: str, body: PromoteIn) -> ChangeResultOut | JSONResponse:
+    from api.model_gate import LineGate
+
+    desk = _desk(request, line_id)
+    who = _principal(request)
+    if body.force and who.role is not Role.ADMIN:
+        raise Forbidden("force: only the admin role may promote past the gate")
+    services = request.app.state.services
+    rules = desk.parts.engine.config.rules if desk.parts.engine is not None else None
+    if rules is None:
+        raise NotFound("this process runs no engine: promote on the line's edge")
+    gate = LineGate(desk.parts.gate, rules, line_id, desk.parts.gate_data, services.inspections)
+    try:
+        result = desk.promote(_ref(body.model), who.name, body.reason, gate, body.force)
+    except GateRefused as refused:
+        content = {"detail": str(refused), "error": "GateRefused", "gate": refused.result.as_dict()}
+        return JSONResponse(content, status_code=409)
+    return ChangeResultOut(change=change_out(desk.states.history(line_id, 1)[0]), gate=result.as_dict())
+
+
+@router.post(
+    "/models/lines/{line_id}/rollback",
+    response_model=ChangeResultOut,
+    dependencies=[Depends(require(Role.ML))],
+    summary="Serve the version active before the current one again (hot swap)",
+)
+def rollback(request: Request, line_id: str, body: ReasonIn) -> ChangeResultOut:
+    desk = _desk(request, line_id)
+    return ChangeResultOut(change=change_out(desk.rollback(_principal(request).name, body.reason)))
+
+
+@router.post(
+    "/models/lines/{line_id}/shadow",
+    response_model=ChangeResultOut,
+    dependencies=[Depends(require(Role.ML))],
+    summary="Run a candidate beside the active model (off the critical path, stored apart); null stops it",
+)
+def shadow(request: Request, line_id: str, body: ShadowIn) -> ChangeResultOut:
+    desk = _desk(request, line_id)
+    who = _principal(request).name
+    if body.model is None:
+        return ChangeResultOut(change=change_out(desk.stop_shadow(who, body.reason)))
+    return ChangeResultOut(change=change_out(desk.start_shadow(_ref(body.model), who, body.reason)))

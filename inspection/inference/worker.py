@@ -13,6 +13,12 @@ model: one per camera), a batch of that many images goes at once instead of wait
 ``max_wait_ms``: one camera never pays the batching wait, and with one camera its frames
 spread over the runners one at a time. Batch sizes and latencies are observed through
 the optional ``on_batch`` callback (the metrics hook).
+
+``swap(detector, tag)`` changes the model between batches (hot swap): a batch that started
+runs to its end on the detector it started with, the next one takes the new detector, no
+request is run twice or dropped. Every future the worker resolves carries the ``tag`` of the
+model that answered it (``ModelFuture.model``), so each result names the model version that
+made it.
 """
 
 from __future__ import annotations
@@ -44,10 +50,16 @@ class BatchStats:
     max_queue_wait_s: float
 
 
+class ModelFuture(Future[Detections]):
+    """A future of one image's detections that names the model which made them (``model``: its tag)."""
+
+    model: object = None
+
+
 @dataclass(frozen=True, eq=False)
 class _Request:
     image: np.ndarray
-    future: Future[Detections]
+    future: ModelFuture
     t_submit: float
 
 
@@ -71,12 +83,14 @@ class InferenceWorker:
         submitters: int | None = None,
         runners: int = 1,
         on_error: Callable[[BaseException], None] | None = None,
+        tag: object = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch: must be at least 1")
         if runners < 1:
             raise ValueError("runners: must be at least 1")
-        self.detector, self.name = detector, name
+        self.name = name
+        self._current: tuple[Detector, object] = (detector, tag)  # read once per batch: swapped whole
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000.0
         self.on_batch = on_batch
         self.on_error = on_error  # told of every failed batch (it logs and counts); None: logged here
@@ -105,12 +119,37 @@ class InferenceWorker:
             self._started = False
 
     @property
+    def detector(self) -> Detector:
+        """The detector that runs the next batch."""
+        return self._current[0]
+
+    @detector.setter
+    def detector(self, detector: Detector) -> None:
+        self._current = (detector, self._current[1])
+
+    @property
+    def tag(self) -> object:
+        """The tag of the model that runs the next batch."""
+        return self._current[1]
+
+    def swap(self, detector: Detector, tag: object) -> tuple[Detector, object]:
+        """Run ``detector`` from the next batch on (see the module docstring); returns the one it replaces."""
+        before = self._current
+        self._current = (detector, tag)
+        return before
+
+    @property
+    def running(self) -> bool:
+        """Started and every runner thread alive: the model is loaded and answers (for /readyz and /healthz)."""
+        return self._started and all(t.is_alive() for t in self._threads)
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, image: np.ndarray) -> Future[Detections]:
+    def submit(self, image: np.ndarray) -> ModelFuture:
         """Queue one image; the future resolves to its Detections (or the detector's error)."""
-        fut: Future[Detections] = Future()
+        fut = ModelFuture()
         self._queue.put(_Request(image, fut, time.monotonic()))
         return fut
 
@@ -161,8 +200,11 @@ class InferenceWorker:
 
     def _run_batch(self, batch: list[_Request]) -> None:
         t0 = time.monotonic()
+        detector, tag = self._current
+        for r in batch:
+            r.future.model = tag
         try:
-            results = self.detector.detect([r.image for r in batch])
+            results = detector.detect([r.image for r in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"the detector answered {len(results)} results for {len(batch)} images")
         except Exception as exc:  # the detector's failure belongs to every caller of this batch

@@ -46,6 +46,7 @@ from inspection.pipeline.parts import BoardInView, InspectRequest, PartsConfig, 
 from inspection.pipeline.recording import ModelInfo, Recorder
 from inspection.pipeline.reference_stage import Prepared, ReferenceStage
 from inspection.pipeline.rules import RulesConfig
+from inspection.pipeline.shadow import ShadowTap
 from inspection.pipeline.status import CameraStatus, EngineStatus, line_state
 from inspection.pipeline.telemetry import CameraFigures, Fault, Figure, StageClock, Telemetry
 from inspection.pipeline.verdict_sink import PendingInspection, SinkLimits, VerdictSink
@@ -227,7 +228,8 @@ class Engine:
         self.listeners = Listeners(self.health)
         self.stopping = threading.Event()
         self.part_worker = self._worker(part_detector, "part", config.part_runners, len(sources))
-        self.defect_worker = self._worker(defect_detector, "defect", config.defect_runners, 0)
+        self.defect_worker = self._worker(defect_detector, "defect", config.defect_runners, 0, model)
+        self.shadow: ShadowTap | None = None  # a shadow model beside the defect model (set_shadow)
         self.sink = VerdictSink(
             config.rules, config.line_id, model, recorder, evidence, self.listeners, self.telemetry, config.sink
         )
@@ -247,7 +249,9 @@ class Engine:
         self._started = False
         self.t_start = 0.0
 
-    def _worker(self, detector: Detector, name: str, runners: int, submitters: int) -> InferenceWorker:
+    def _worker(
+        self, detector: Detector, name: str, runners: int, submitters: int, tag: object = None
+    ) -> InferenceWorker:
         c = self.config
         return InferenceWorker(
             detector,
@@ -258,6 +262,7 @@ class Engine:
             submitters=submitters,
             runners=runners,
             on_error=lambda exc: self.health.error(f"inference {name}", exc),
+            tag=tag,
         )
 
     # lifecycle -------------------------------------------------------------------------------
@@ -405,6 +410,9 @@ class Engine:
     ) -> None:
         t0 = time.monotonic()
         fut = self.defect_worker.submit(image)
+        shadow = self.shadow
+        if shadow is not None:
+            shadow.offer(req, image, prepared)  # never waits: under load the shadow's share is dropped, counted
 
         def done(f: Future[Detections]) -> None:
             self.clock.add("defect_model", time.monotonic() - t0)
@@ -412,8 +420,19 @@ class Engine:
             if exc is not None:
                 self._fail_board(req, truth, frames_seen, f"{type(exc).__name__}: {exc}", prepared)
                 return
+            model = getattr(f, "model", None)
             try:
-                self.sink.put(PendingInspection(req, f.result(), None, truth, frames_seen, prepared))
+                self.sink.put(
+                    PendingInspection(
+                        req,
+                        f.result(),
+                        None,
+                        truth,
+                        frames_seen,
+                        prepared,
+                        model if isinstance(model, ModelInfo) else None,
+                    )
+                )
             finally:
                 self._done_inflight()
 
@@ -423,6 +442,39 @@ class Engine:
         with self._inflight_lock:
             self._inflight -= 1
             self._inflight_lock.notify_all()
+
+    # models ------------------------------------------------------------------------------------
+    @property
+    def defect_model(self) -> ModelInfo:
+        """The defect model that runs the next batch."""
+        tag = self.defect_worker.tag
+        return tag if isinstance(tag, ModelInfo) else self.sink.backlog.model
+
+    def swap_defect(self, detector: Detector, model: ModelInfo, reference: bool) -> ModelInfo:
+        """Serve ``detector`` from the next batch on (hot swap); returns the model it replaces.
+
+        The caller built and warmed it. Refused (ModelError, nothing changes) when its classes
+        or its input kind differ from the served model's: the rules and the line's stages expect them.
+        """
+        served = self.defect_worker.detector
+        if tuple(detector.class_names) != tuple(served.class_names):
+            raise ModelError(
+                f"{model.name}:{model.version}: classes {list(detector.class_names)} differ from the served "
+                f"model's {list(served.class_names)}"
+            )
+        if reference != (self.reference is not None):
+            kinds = ("reference", "image") if reference else ("image", "reference")
+            raise ModelError(
+                f"{model.name}:{model.version}: takes '{kinds[0]}' input, the line serves '{kinds[1]}' input"
+            )
+        before = self.defect_model
+        self.defect_worker.swap(detector, model)
+        return before
+
+    def set_shadow(self, shadow: ShadowTap | None) -> ShadowTap | None:
+        """Run ``shadow`` beside the defect model from the next board on (None: no shadow); returns the old one."""
+        before, self.shadow = self.shadow, shadow
+        return before
 
     def set_line_recipe(self, recipe: str | None) -> Golden | None:
         """Compare this line's boards with another recipe's golden from the next board on.

@@ -21,6 +21,14 @@ from inspection.pipeline.telemetry import Health
 from inspection.pipeline.verdict import Verdict
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model as the records and events name it."""
+
+    name: str
+    version: str
+
+
 class LineState(StrEnum):
     """Whether the line is moving, as seen by one camera."""
 
@@ -99,6 +107,7 @@ class Inspected:
     frames_seen: int  # frames the board was tracked in before its inspection
     latency_s: float  # from frame capture to verdict
     t_wall: float  # capture time (wall clock)
+    model: ModelInfo | None = None  # the defect model that made the verdict (None: the engine's first one)
 
 
 LineEvent = PartEntered | PartExited | PartUninspected | LineStateChanged

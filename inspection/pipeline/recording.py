@@ -14,21 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from camera.source import FrameSource
-from inspection.pipeline.events import Inspected, LineEvent
+from inspection.pipeline.events import Inspected, LineEvent, ModelInfo
 from inspection.store import InspectionRecord, InspectionStore
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A model as the records and events name it."""
-
-    name: str
-    version: str
-
+__all__ = ["Batch", "ModelInfo", "Recorder", "StoreRecorder"]
 
 Batch = Sequence[tuple[Inspected, InspectionRecord | None]]  # finished boards, each with its row (None: no row)
 

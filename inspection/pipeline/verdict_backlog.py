@@ -171,13 +171,13 @@ class VerdictBacklog:
         record, jpeg = None, None
         try:
             if self.evidence is not None:
-                verdict = done.verdict
+                verdict, model = done.verdict, done.model or self.model
                 jpeg = encode_jpeg(verdict.crop, 90)
                 record = inspection_record(
                     verdict,
                     line_id=self.line_id,
-                    model_name=self.model.name,
-                    model_version=self.model.version,
+                    model_name=model.name,
+                    model_version=model.version,
                     captured_at=datetime.fromtimestamp(done.t_wall, UTC),
                     evidence_sha256="",
                 )

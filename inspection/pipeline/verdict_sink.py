@@ -51,6 +51,7 @@ class PendingInspection:
     truth: BoardTruth | None
     frames_seen: int
     prepared: Prepared | None = None  # reference models: the aligned board, its golden and differences
+    model: ModelInfo | None = None  # the defect model that ran on it (None: the engine's first one)
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,8 @@ class VerdictSink:
         else:
             assert item.defects is not None
             verdict = apply_rules(req, item.defects, self.rules, item.prepared)
-        done = Inspected(verdict, item.truth, item.frames_seen, time.monotonic() - req.t_capture, req.t_wall)
+        latency = time.monotonic() - req.t_capture
+        done = Inspected(verdict, item.truth, item.frames_seen, latency, req.t_wall, item.model)
         self.listeners.emit(done)
         if self.backlog.stores:
             self.backlog.add(done)

@@ -22,6 +22,7 @@ from inspection.store.errors import (
     StoreUnavailableError,
 )
 from inspection.store.evidence import EvidenceStore, encode_jpeg
+from inspection.store.model_states import Change, ModelStates, PromotionBusy, Version
 from inspection.store.records import (
     AuditEntry,
     BoxRecord,
@@ -43,6 +44,7 @@ __all__ = [
     "BoxRecord",
     "BoxSource",
     "Bucket",
+    "Change",
     "ConcurrentUpdate",
     "DuplicateInspectionError",
     "EvidenceError",
@@ -53,8 +55,10 @@ __all__ = [
     "InspectionRecord",
     "InspectionStore",
     "InvalidCursorError",
+    "ModelStates",
     "NotADatabaseError",
     "Page",
+    "PromotionBusy",
     "ReviewChange",
     "ReviewStatus",
     "SchemaVersionError",
@@ -65,6 +69,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredInspection",
     "TrendPoint",
+    "Version",
     "encode_jpeg",
     "head_revision",
     "open_database",

@@ -1,0 +1,206 @@
+"""``twinspect models status / history / activate --line / rollback / promote / shadow / report``.
+
+These change the data dir's database (each version's state per line, the history). A service
+running on that data dir picks a change up within a second (it swaps between batches and
+announces the event); a line that is not running serves it, and announces it, at its next start.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from api.cli.common import ConfigOption, DataDirOption, settings_from
+
+if TYPE_CHECKING:
+    from api.model_desk import ModelDesk
+    from api.settings import Settings
+
+LineOption = Annotated[str | None, typer.Option("--line", help="Line id (default: the config's line.line_id).")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the line's model history).")]
+WeightsDirOption = Annotated[
+    Path | None, typer.Option("--weights-dir", help="Model registry folder (default: the configured model's).")
+]
+NOTE = "a service running on this data dir swaps within a second; otherwise the line serves it at its next start"
+
+
+def who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def open_desk(
+    config: Path | None, data_dir: Path | None, line: str | None, weights_dir: Path | None
+) -> tuple[ModelDesk, Settings]:
+    """The desk of ``line`` on the data dir's database (no engine, no event log: see the module docstring)."""
+    from api.model_desk import DeskParts, ModelDesk
+    from inspection.store import ModelStates, open_database
+
+    settings = settings_from(config, data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = weights_dir or registry_of(settings)
+    parts = DeskParts(
+        registry,
+        line or settings.line.line_id,
+        settings.sync.edge_id,
+        gate=settings.delivery.gate.config(),
+        shadow=settings.delivery.shadow.config(),
+    )
+    desk = ModelDesk(ModelStates(open_database(settings.database_url)), parts)
+    desk.sync_registry()
+    return desk, settings
+
+
+def registry_of(settings: Settings) -> Path:
+    """The registry folder: where the configured defect model lives."""
+    weights = Path(settings.models.defect.weights)
+    return weights.parent if weights.parent.name != weights.stem else weights.parent.parent
+
+
+def status_cmd(
+    line: LineOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    weights_dir: WeightsDirOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Every registered version with its state on the line (registered, shadow, active, retired)."""
+    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    rows = desk.listing()
+    if as_json:
+        typer.echo(json.dumps({"line_id": desk.line_id, "versions": rows}))
+        return
+    typer.echo(f"line {desk.line_id}: active {desk.active() or 'none'}, shadow {desk.shadow() or 'none'}")
+    for r in rows:
+        vm = r["val_metrics"]
+        typer.echo(
+            f"  {r['name']}:{r['version']:<4d} {r['state']:10s} input {r['input']:9s} "
+            f"mAP50 {vm.get('map50')}  DeepPCB-F {vm.get('deeppcb_fscore')}  created {r['created_at']}"
+        )
+
+
+def history_cmd(
+    line: LineOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    weights_dir: WeightsDirOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The line's model changes, newest first: who, when, why, from which version."""
+    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    changes = desk.states.history(desk.line_id)
+    if as_json:
+        typer.echo(json.dumps([change_json(c) for c in changes]))
+        return
+    for c in changes:
+        forced = " FORCED" if c.forced else ""
+        typer.echo(
+            f"{c.at.isoformat(timespec='seconds')} {c.action:14s} {c.model} (from {c.previous or '-'}) "
+            f"by {c.who}{forced}: {c.why}"
+        )
+
+
+def change_json(c: object) -> dict[str, object]:
+    from inspection.store import Change
+
+    assert isinstance(c, Change)
+    return {
+        "id": c.id,
+        "line_id": c.line_id,
+        "role": c.role,
+        "action": c.action,
+        "model": str(c.model),
+        "previous": c.previous,
+        "who": c.who,
+        "why": c.why,
+        "at": c.at.isoformat(),
+        "forced": c.forced,
+        "announced": c.announced,
+    }
+
+
+def rollback_cmd(
+    line: LineOption = None,
+    reason: ReasonOption = "rollback",
+    weights_dir: WeightsDirOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Return the line to the version active before the current one (none: one line, exit 2)."""
+    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    change = desk.rollback(who(), reason)
+    typer.echo(f"line {desk.line_id}: {change.model} active again (was {change.previous}); {NOTE}")
+
+
+def promote_cmd(
+    model: Annotated[str, typer.Argument(help="The candidate: NAME:VERSION.")],
+    line: LineOption = None,
+    reason: ReasonOption = "promotion",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the gate refuses (admin; audited as forced).")
+    ] = False,
+    data: Annotated[Path | None, typer.Option("--data", help="Data YAML of the gate set.")] = None,
+    weights_dir: WeightsDirOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Gate the candidate against the active model (export parity, val split, reviewed boards), then activate it."""
+    from api.model_desk import GateRefused
+    from api.model_gate import LineGate
+    from api.runtime import open_storage
+    from inspection.ml.registry import parse_model_ref
+    from inspection.store import Version
+
+    desk, settings = open_desk(config, data_dir, line, weights_dir)
+    store, _ = open_storage(settings, desk.states.engine)
+    gate_settings = settings.delivery.gate
+    gate = LineGate(gate_settings.config(), settings.line.rules, desk.line_id, data or gate_settings.data, store)
+    try:
+        result = desk.promote(Version(*parse_model_ref(model)), who(), reason, gate, force)
+    except GateRefused as refused:
+        for row in refused.result.table():
+            typer.echo(row, err=True)
+        raise
+    for row in result.table():
+        typer.echo(row)
+    typer.echo(f"line {desk.line_id}: {model} promoted{' (FORCED past the gate)' if not result.passed else ''}; {NOTE}")
+
+
+def shadow_cmd(
+    model: Annotated[str | None, typer.Argument(help="NAME:VERSION to run in shadow (omit with --stop).")] = None,
+    line: LineOption = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the line's shadow run.")] = False,
+    reason: ReasonOption = "shadow run",
+    weights_dir: WeightsDirOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run a candidate beside the active model on the line's boards (off the critical path, stored apart)."""
+    from inspection.core.errors import ModelError
+    from inspection.ml.registry import parse_model_ref
+    from inspection.store import Version
+
+    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    if stop:
+        change = desk.stop_shadow(who(), reason)
+        typer.echo(f"line {desk.line_id}: shadow {change.model if change else 'none'} stopped; {NOTE}")
+        return
+    if model is None:
+        raise ModelError("name the model to run in shadow (NAME:VERSION), or --stop")
+    change = desk.start_shadow(Version(*parse_model_ref(model)), who(), reason)
+    typer.echo(f"line {desk.line_id}: {change.model} in shadow beside {desk.active() or 'none'}; {NOTE}")
+
+
+def add_commands(app: typer.Typer) -> None:
+    """Add these commands to ``twinspect models``."""
+    app.command("status")(status_cmd)
+    app.command("history")(history_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.command("promote")(promote_cmd)
+    app.command("shadow")(shadow_cmd)

@@ -1,0 +1,333 @@
+"""Delivering models on a line: states, activation, rollback, gated promotion, shadow, and their events.
+
+One ``ModelDesk`` per line and model role (the defect model). The database (``ModelStates``)
+holds each version's state on the line and the history of changes; the registry folder holds
+the versions themselves. Every change goes: check (the version exists, its classes and input
+kind match the line) → build and warm the new model's sessions (a corrupt ONNX file fails
+here) → write the state and the history row in one transaction → swap between batches in the
+running engine → announce the event in the line's stream. A refusal at any step leaves the
+served model and the stored state as they were.
+
+The CLI changes the same database: a running service ``reconcile``s every second (the
+``ModelWatcher`` thread), swaps to what the database says and announces what is not announced
+yet; a line that is not running announces at its next start. Only the serving process appends
+to the line's stream (the event log has one writer).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from api.errors import Conflict
+from inspection.core.detections import Detector
+from inspection.core.errors import ModelError
+from inspection.inference.cards import CARD, read_card
+from inspection.inference.models import load_detector, model_input
+from inspection.ml.gate import GateConfig
+from inspection.pipeline.engine import Engine
+from inspection.pipeline.events import ModelInfo
+from inspection.pipeline.shadow import ShadowConfig, ShadowRunner
+from inspection.store import Change, ModelStates, PromotionBusy, Version
+from sync import drafts
+from sync.events import Draft
+from sync.service import SyncService
+
+log = logging.getLogger(__name__)
+
+Build = Callable[[Path], Detector]  # a registry folder -> its detector, sessions built
+
+
+class GateRefused(ModelError):
+    """The candidate did not pass the gate; ``result`` has both models' figures."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class DeskParts:
+    """What a desk works with besides the database: the running engine and event log when there are any."""
+
+    registry: Path
+    line_id: str
+    edge_id: str = "edge-1"
+    role: str = "defect"
+    engine: Engine | None = None
+    sync: SyncService | None = None
+    build: Build | None = None  # how the serving process builds a detector (None: no engine to swap)
+    gate: GateConfig = GateConfig()
+    shadow: ShadowConfig = ShadowConfig()
+    gate_data: Path | None = None  # data YAML of the gate set (None: each candidate's training data)
+
+
+def versions_in(registry: Path, role: str) -> dict[Version, dict[str, Any]]:
+    """The registry's versions of one role (the card's task), with their cards."""
+    out: dict[Version, dict[str, Any]] = {}
+    for card_path in sorted(registry.glob(f"*/{CARD}")):
+        try:
+            card = read_card(card_path.parent)
+            if card.get("task") == role and card_path.parent.name == f"{card['name']}-v{card['version']}":
+                out[Version(str(card["name"]), int(card["version"]))] = card
+        except (ModelError, OSError, ValueError, KeyError, TypeError):
+            log.warning("%s: not a readable model card, skipped", card_path)
+    return out
+
+
+def warm(detector: Detector) -> None:
+    """One run on a blank image: the sessions allocate before the first board needs them."""
+    h, w = detector.imgsz
+    detector.detect([np.zeros((h, w, 3), np.uint8)])
+
+
+class ModelDesk:
+    """See the module docstring."""
+
+    def __init__(self, states: ModelStates, parts: DeskParts) -> None:
+        self.states, self.parts = states, parts
+        self.line_id, self.role = parts.line_id, parts.role
+        self._lock = threading.RLock()  # one change at a time in this process (the database lock: across them)
+        self.shadow_runner: ShadowRunner | None = None
+
+    # reading ------------------------------------------------------------------------------------
+    def folder(self, model: Version) -> Path:
+        """The registry folder of ``model``; ModelError naming what is registered when there is none."""
+        path = self.parts.registry / f"{model.name}-v{model.version}"
+        if not (path / CARD).is_file():
+            known = ", ".join(str(v) for v in versions_in(self.parts.registry, self.role)) or "none"
+            raise ModelError(f"{model}: no such registered model version (registered: {known})")
+        return path
+
+    def active(self) -> Version | None:
+        return self.states.in_state(self.line_id, self.role, "active")
+
+    def shadow(self) -> Version | None:
+        return self.states.in_state(self.line_id, self.role, "shadow")
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every registered version with its state on this line and its card's headline figures."""
+        states = self.states.states(self.line_id)
+        out = []
+        for v, card in versions_in(self.parts.registry, self.role).items():
+            vm = card.get("val_metrics") or {}
+            out.append(
+                {
+                    "name": v.name,
+                    "version": v.version,
+                    "role": self.role,
+                    "state": states.get(v, (self.role, "registered"))[1],
+                    "input": card.get("input", "image"),
+                    "classes": card.get("class_names", []),
+                    "created_at": card.get("created_at"),
+                    "val_metrics": {k: vm.get(k) for k in ("map50", "deeppcb_fscore") if k in vm},
+                }
+            )
+        return out
+
+    # changes -------------------------------------------------------------------------------------
+    def sync_registry(self) -> list[Version]:
+        """Versions new to the line become 'registered' (announced as model.registered)."""
+        return self.states.register(self.line_id, self.role, list(versions_in(self.parts.registry, self.role)))
+
+    def check(self, model: Version) -> Path:
+        """The folder of ``model`` when it may serve this line: same classes and input kind as the active one."""
+        from inspection.ml.gate import check_compatible
+
+        folder = self.folder(model)
+        active = self.active()
+        engine = self.parts.engine
+        line_input = None if engine is None else ("reference" if engine.reference is not None else "image")
+        check_compatible(folder, self.folder(active) if active else None, line_input)
+        if engine is not None:
+            served = tuple(engine.defect_worker.detector.class_names)
+            classes = tuple(read_card(folder)["class_names"])
+            if classes != served:
+                raise ModelError(f"{model}: classes {list(classes)} differ from the served model's {list(served)}")
+        return folder
+
+    def _built(self, folder: Path) -> Detector | None:
+        """The new model's detector, sessions built and warmed (None without an engine: loaded once to check it).
+
+        A corrupt or missing ONNX file fails here, before anything changed."""
+        build = self.parts.build or (lambda f: load_detector(f))
+        try:
+            detector = build(folder)
+            warm(detector)
+        except ModelError:
+            raise
+        except Exception as error:  # ONNX Runtime's own errors (a truncated file, a bad graph)
+            raise ModelError(f"{folder}: the model does not load: {type(error).__name__}: {error}") from None
+        return detector if self.parts.engine is not None else None
+
+    def activate(
+        self,
+        model: Version,
+        who: str,
+        why: str,
+        action: str = "activated",
+        forced: bool = False,
+        detail: dict[str, Any] | None = None,
+    ) -> Change:
+        """Serve ``model`` on the line from the next batch on; see the module docstring."""
+        with self._lock:
+            folder = self.check(model)
+            detector = self._built(folder)
+            change = self.states.activate(self.line_id, self.role, model, who, why, action, forced, detail)
+            if detector is not None:
+                self._swap(detector, model, folder)
+            if self.shadow() is None and self.shadow_runner is not None:
+                self._set_shadow(None)  # the shadow was promoted: it no longer runs beside itself
+            self.announce()
+            return change
+
+    def _swap(self, detector: Detector, model: Version, folder: Path) -> None:
+        engine = self.parts.engine
+        assert engine is not None
+        engine.swap_defect(detector, ModelInfo(model.name, str(model.version)), model_input(folder) == "reference")
+
+    def rollback(self, who: str, why: str) -> Change:
+        """Back to the version active before the current one; ModelError when there is none."""
+        with self._lock:
+            stack = self.states.active_stack(self.line_id, self.role)
+            if len(stack) < 2:
+                now = stack[-1] if stack else self.active()
+                raise ModelError(
+                    f"line {self.line_id!r}: no previous {self.role} model to roll back to "
+                    f"(active: {now or 'none'}, never replaced on this line)"
+                )
+            return self.activate(stack[-2], who, why, action="rolled_back")
+
+    def promote(self, model: Version, who: str, why: str, gate: Callable[[Path, Path | None], Any], force: bool) -> Any:
+        """Run ``gate(candidate, active)``; activate when it passes (or ``force``: recorded as forced).
+
+        Refuses a second promotion of the line while one runs (Conflict), and a failed gate
+        (GateRefused, with the figures). Returns the gate's result.
+        """
+        try:
+            self.states.lock(self.line_id, who)
+        except PromotionBusy as busy:
+            raise Conflict(str(busy)) from None
+        try:
+            folder = self.check(model)
+            active = self.active()
+            result = gate(folder, self.folder(active) if active else None)
+            if not result.passed and not force:
+                raise GateRefused(f"{model}: the gate refused it: {'; '.join(result.failures())}", result)
+            self.activate(model, who, why, forced=not result.passed, detail={"gate": result.as_dict()})
+            return result
+        finally:
+            self.states.unlock(self.line_id)
+
+    def start_shadow(self, model: Version, who: str, why: str) -> Change:
+        """Run ``model`` beside the active one on this line's boards (stored apart)."""
+        with self._lock:
+            if model == self.active():
+                raise ModelError(f"{model}: is the active model of line {self.line_id!r}; shadow another version")
+            folder = self.check(model)
+            detector = self._built(folder)
+            change = self.states.start_shadow(self.line_id, self.role, model, who, why)
+            if detector is not None:
+                self._set_shadow(self._runner(detector, model))
+            self.announce()
+            return change
+
+    def stop_shadow(self, who: str, why: str) -> Change | None:
+        with self._lock:
+            change = self.states.stop_shadow(self.line_id, self.role, who, why)
+            self._set_shadow(None)
+            self.announce()
+            return change
+
+    def _runner(self, detector: Detector, model: Version) -> ShadowRunner:
+        engine = self.parts.engine
+        assert engine is not None
+        info = ModelInfo(model.name, str(model.version))
+        write = self.states.add_shadow_verdicts
+        return ShadowRunner(detector, info, engine.config.rules, self.line_id, write, self.parts.shadow).start()
+
+    def _set_shadow(self, runner: ShadowRunner | None) -> None:
+        engine = self.parts.engine
+        if engine is not None:
+            engine.set_shadow(runner)
+        old, self.shadow_runner = self.shadow_runner, runner
+        if old is not None:
+            old.stop()
+
+    # the running service ---------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Serve what the database says (changes made by the CLI), then announce what is not announced yet."""
+        with self._lock:
+            self.sync_registry()
+            engine = self.parts.engine
+            if engine is not None and self.parts.build is not None:
+                active = self.active()
+                served = engine.defect_model
+                if active is not None and (active.name, str(active.version)) != (served.name, served.version):
+                    folder = self.folder(active)
+                    self._swap(self._built(folder) or engine.defect_worker.detector, active, folder)
+                shadow = self.shadow()
+                running = self.shadow_runner.model if self.shadow_runner else None
+                if shadow is None and running is not None:
+                    self._set_shadow(None)
+                elif shadow is not None and (
+                    running is None or (running.name, running.version) != (shadow.name, str(shadow.version))
+                ):
+                    detector = self._built(self.folder(shadow))
+                    assert detector is not None
+                    self._set_shadow(self._runner(detector, shadow))
+            self.announce()
+
+    def start_line(self, served: Version | None, who: str = "config") -> None:
+        """At a start: the line's first active version is the served one (the bottom of its rollback stack)."""
+        self.sync_registry()
+        if served is not None and self.active() is None:
+            self.states.activate(self.line_id, self.role, served, who, "the configured model at the first start")
+        self.reconcile()
+
+    def announce(self) -> None:
+        """Append the event of every change not announced yet (only the serving process has an event log)."""
+        sync = self.parts.sync
+        if sync is None:
+            return
+        pending = self.states.unannounced(self.line_id)
+        found = [d for d in (self._draft(c) for c in pending) if d is not None]
+        if found:
+            sync.log.append(found)
+        self.states.mark_announced(c.id for c in pending)
+
+    def _twin_model(self, role: str) -> dict[str, Any] | None:
+        sync = self.parts.sync
+        try:
+            return sync.twins.models(self.line_id).get(role) if sync is not None else None
+        except Exception:  # no twin of this line yet
+            return None
+
+    def _draft(self, c: Change) -> Draft | None:
+        info, edge = ModelInfo(c.model.name, str(c.model.version)), self.parts.edge_id
+        if c.action == "registered":
+            try:
+                card = read_card(self.folder(c.model))
+            except ModelError:
+                return None
+            kind, classes = str(card.get("input", "image")), list(card.get("class_names", []))
+            return drafts.model_registered(c.role, info, kind, classes, self.line_id, edge)
+        if c.action == "activated":
+            seen = self._twin_model(c.role)
+            if c.who == "config" and seen and (seen["name"], seen["version"]) == (info.name, info.version):
+                return None  # the twin already shows it (a line that ran before model delivery)
+            return drafts.model_activated(c.role, info, self.line_id, edge, c.previous, c.who, c.why, c.forced)
+        if c.action == "rolled_back":
+            return drafts.model_rolled_back(c.role, info, c.previous or "none", c.who, c.why, self.line_id, edge)
+        if c.action == "shadow_started":
+            active = self.active()
+            return drafts.model_shadow_started(
+                c.role, info, str(active) if active else None, c.who, c.why, self.line_id, edge
+            )
+        return None  # shadow_stopped: the twin drops the shadow at the next activation

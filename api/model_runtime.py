@@ -1,0 +1,105 @@
+"""Model delivery in the serving process: which version the line starts with, its desk, the watcher thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from api.model_desk import DeskParts, ModelDesk
+from api.runtime import _detector, model_info
+from api.settings import Settings
+from inspection.core.detections import Detector
+from inspection.core.errors import ModelError
+from inspection.inference.cards import CARD
+from inspection.pipeline.engine import Engine
+from inspection.store import ModelStates, Version
+from sync.service import SyncService
+
+log = logging.getLogger(__name__)
+
+
+def registry_of(settings: Settings) -> Path:
+    """The registry folder: where the configured defect model lives (weights/NAME or weights/NAME-vN)."""
+    return Path(settings.models.defect.weights).resolve().parent
+
+
+def served_settings(settings: Settings, states: ModelStates) -> Settings:
+    """The settings with the line's active defect version (its model history wins over the config's alias
+    when it names the same model; a config naming another model wins, and becomes the line's next activation)."""
+    active = states.in_state(settings.line.line_id, "defect", "active")
+    configured = model_info(settings.models.defect.weights)
+    if active is None or active.name != configured.name:
+        return settings
+    folder = registry_of(settings) / f"{active.name}-v{active.version}"
+    if not (folder / CARD).is_file():
+        log.warning(
+            "line %s: active model %s is not in the registry; serving the configured one", settings.line.line_id, active
+        )
+        return settings
+    defect = settings.models.defect.model_copy(update={"weights": folder})
+    return settings.model_copy(update={"models": settings.models.model_copy(update={"defect": defect})})
+
+
+def build_desk(settings: Settings, engine: Engine, sync: SyncService | None, states: ModelStates) -> ModelDesk:
+    """The line's desk around a built (not yet started) engine; the line's first activation recorded."""
+    conf = min(settings.models.defect.conf, settings.line.rules.uncertain_low)
+
+    def build(folder: Path) -> Detector:
+        model = settings.models.defect.model_copy(update={"weights": folder})
+        return _detector(model, conf)[0]
+
+    delivery = settings.delivery
+    parts = DeskParts(
+        registry_of(settings),
+        settings.line.line_id,
+        settings.sync.edge_id,
+        "defect",
+        engine,
+        sync,
+        build,
+        delivery.gate.config(),
+        delivery.shadow.config(),
+        delivery.gate.data,
+    )
+    desk = ModelDesk(states, parts)
+    served = engine.defect_model
+    try:
+        version: Version | None = Version(served.name, int(served.version))
+    except ValueError:  # a bare weights file: nothing to deliver on this line
+        version = None
+    try:
+        desk.start_line(version, who="config")
+    except ModelError as error:
+        log.warning("line %s: model states not started: %s", settings.line.line_id, error)
+    return desk
+
+
+class ModelWatcher:
+    """Reconciles the desk every ``interval_s``: the CLI's changes reach the running engine this way."""
+
+    def __init__(self, desk: ModelDesk, interval_s: float = 1.0) -> None:
+        self.desk, self.interval_s = desk, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+
+    def start(self) -> ModelWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+        if self.desk.shadow_runner is not None:
+            self.desk.shadow_runner.stop()
+
+    def _run(self) -> None:
+        last = ""
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.desk.reconcile()
+                last = ""
+            except Exception as error:  # logged once while it lasts; the line goes on serving what it serves
+                if str(error) != last:
+                    log.error("line %s: reconciling the model states failed: %s", self.desk.line_id, error)
+                last = str(error)

@@ -1,0 +1,70 @@
+"""Request and response models of model delivery (/api/v1/models/lines/...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(:|-v)[0-9]{1,9}$"
+
+
+class VersionOut(BaseModel):
+    name: str
+    version: int
+    role: str
+    state: str = Field(description="registered, shadow, active or retired on this line.")
+    input: str = Field(description="image, or reference (board + golden).")
+    classes: list[str]
+    created_at: str | None
+    val_metrics: dict[str, float | None]
+
+
+class ChangeOut(BaseModel):
+    id: int
+    line_id: str
+    role: str
+    action: str
+    model: str
+    previous: str | None
+    who: str
+    why: str
+    at: str
+    forced: bool
+    announced: bool
+
+
+class ModelLineOut(BaseModel):
+    line_id: str
+    active: str | None
+    shadow: str | None
+    served: str | None = Field(description="The defect model the running engine serves right now.")
+    versions: list[VersionOut]
+    history: list[ChangeOut]
+    shadow_run: dict[str, Any] | None = Field(description="The running shadow's counts: run, dropped, stored.")
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=MODEL_REF, description="The candidate, NAME:VERSION.")
+    reason: str = Field("promotion", min_length=1, max_length=2000)
+    force: bool = Field(False, description="Promote past a failed gate: admin only, audited as forced.")
+
+
+class ShadowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(pattern=MODEL_REF, description="NAME:VERSION to run in shadow; null stops it.")
+    reason: str = Field("shadow run", min_length=1, max_length=2000)
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("rollback", min_length=1, max_length=2000)
+
+
+class ChangeResultOut(BaseModel):
+    change: ChangeOut | None
+    gate: dict[str, Any] | None = None
