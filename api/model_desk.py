@@ -33,6 +33,7 @@ from inspection.inference.models import load_detector, model_input
 from inspection.ml.gate import GateConfig
 from inspection.pipeline.engine import Engine
 from inspection.pipeline.events import ModelInfo
+from inspection.pipeline.rules import RulesConfig
 from inspection.pipeline.shadow import ShadowConfig, ShadowRunner
 from inspection.store import Change, ModelStates, PromotionBusy, Version
 from sync import drafts
@@ -66,6 +67,7 @@ class DeskParts:
     gate: GateConfig = GateConfig()
     shadow: ShadowConfig = ShadowConfig()
     gate_data: Path | None = None  # data YAML of the gate set (None: each candidate's training data)
+    rules: RulesConfig = RulesConfig()  # the line's rules: how the gate and the shadow judge boards
 
 
 def versions_in(registry: Path, role: str) -> dict[Version, dict[str, Any]]:

@@ -61,6 +61,7 @@ def build_desk(settings: Settings, engine: Engine, sync: SyncService | None, sta
         delivery.gate.config(),
         delivery.shadow.config(),
         delivery.gate.data,
+        settings.line.rules,
     )
     desk = ModelDesk(states, parts)
     served = engine.defect_model

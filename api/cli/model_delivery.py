@@ -51,6 +51,8 @@ def open_desk(
         settings.sync.edge_id,
         gate=settings.delivery.gate.config(),
         shadow=settings.delivery.shadow.config(),
+        gate_data=settings.delivery.gate.data,
+        rules=settings.line.rules,
     )
     desk = ModelDesk(ModelStates(open_database(settings.database_url)), parts)
     desk.sync_registry()
