@@ -157,6 +157,18 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics at /metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public: bool = Field(
+        False,
+        description="Serve /metrics without a token, for a scraper inside a trusted network. "
+        "Default: any twinspect token, sent as Authorization: Bearer (Prometheus: authorization.credentials_file).",
+    )
+
+
 class Settings(BaseSettings):
     """twinspect configuration (``twinspect.yaml``)."""
 
@@ -173,6 +185,7 @@ class Settings(BaseSettings):
     line: LineSettings = Field(default_factory=LineSettings, description="The inspection line.")
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Storage of inspections.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus metrics (/metrics).")
     sync: SyncSettings = Field(default_factory=SyncSettings, description="Event log, feeds, MQTT, NATS, twin.")
     opcua: OpcUaSettings = Field(default_factory=OpcUaSettings, description="OPC UA server (OPC 40100 model).")
     gate: GateSettings = Field(default_factory=GateSettings, description="Reject gate decisions with a deadline.")

@@ -116,8 +116,8 @@ class EngineRecorder:
 
     # cameras, models, recipe ---------------------------------------------------------------------
     def start(self, sources: Mapping[str, FrameSource]) -> None:
-        self.activate_models()
         self.close_unclean_run()
+        self.activate_models()
         if self.line_recipe is not None:
             self.announce_recipe(*self.line_recipe)
         self._stop.clear()

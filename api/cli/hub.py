@@ -52,6 +52,7 @@ def hub_cmd(
             inspections=inspections,
             class_names=class_names,
             review_events=False,
+            metrics_public=settings.metrics.public,
         )
     )
     url = f"http://{server.host}:{server.port}/"

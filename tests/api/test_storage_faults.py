@@ -61,7 +61,7 @@ def test_writes_on_a_full_disk_answer_503_with_the_reason_and_work_again_after(r
 
 
 def test_readyz_is_503_while_the_event_log_cannot_commit_and_recovers_by_itself(rig: FullRig):
-    assert rig.client.get("/readyz").json() == {"ready": True, "faults": []}
+    assert rig.client.get("/readyz").json() == {"ready": True, "faults": [], "models": {}, "cameras": {}}
     assert rig.services.sync is not None
     log = rig.services.sync.log
     rig.disk.fill()
