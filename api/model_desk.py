@@ -262,6 +262,27 @@ class ModelDesk:
         if old is not None:
             old.stop()
 
+    def shadow_report(self, model: Version | None = None) -> dict[str, Any]:
+        """The shadow report of ``model`` (default: the line's shadow, else the last one it had)."""
+        from inspection.ml.shadow_report import shadow_report
+        from inspection.store.model_states import shadow_pairs
+
+        if model is None:
+            model = self.shadow() or next(
+                (c.model for c in self.states.history(self.line_id) if c.action == "shadow_started"), None
+            )
+        if model is None:
+            raise ModelError(
+                f"line {self.line_id!r}: no model ran in shadow yet (twinspect models shadow NAME:VERSION)"
+            )
+        active = self.active()
+        report = shadow_report(
+            shadow_pairs(self.states.engine, self.line_id, model), str(active) if active else None, str(model)
+        )
+        if self.shadow_runner is not None and self.shadow_runner.model.name == model.name:
+            report["run"] = self.shadow_runner.figures()
+        return report
+
     # the running service ---------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Serve what the database says (changes made by the CLI), then announce what is not announced yet."""

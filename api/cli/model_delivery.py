@@ -199,6 +199,37 @@ def shadow_cmd(
     typer.echo(f"line {desk.line_id}: {change.model} in shadow beside {desk.active() or 'none'}; {NOTE}")
 
 
+def report_cmd(
+    line: LineOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="NAME:VERSION (default: the line's shadow).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    weights_dir: WeightsDirOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The shadow report: both models on the boards the shadow saw, against QA's reviewed verdicts."""
+    from inspection.ml.registry import parse_model_ref
+    from inspection.store import Version
+
+    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    rep = desk.shadow_report(Version(*parse_model_ref(model)) if model else None)
+    if as_json:
+        typer.echo(json.dumps(rep))
+        return
+    typer.echo(
+        f"line {desk.line_id}: shadow {rep['shadow']} beside {rep['active']}: {rep['boards']} boards, "
+        f"{rep['reviewed']} reviewed, {rep['disagreements']} disagreements"
+    )
+    a, s = rep["models"]["active"], rep["models"]["shadow"]
+    typer.echo(f"{'':22s} {'active':>10s} {'shadow':>10s}")
+    for key in ("missed", "false_rejects", "miss_rate", "false_reject_rate", "agreement_with_review"):
+        typer.echo(f"{key:22s} {a[key]!s:>10s} {s[key]!s:>10s}")
+    for c in sorted(set(a["class_recall"]) | set(s["class_recall"])):
+        typer.echo(f"{'recall ' + c:22s} {a['class_recall'].get(c)!s:>10s} {s['class_recall'].get(c)!s:>10s}")
+    for d in rep["disagreeing"][:20]:
+        typer.echo(f"  {d['inspection_id']}  active {d['active']:9s} shadow {d['shadow']:9s} now {d['final']}")
+
+
 def add_commands(app: typer.Typer) -> None:
     """Add these commands to ``twinspect models``."""
     app.command("status")(status_cmd)
@@ -206,3 +237,4 @@ def add_commands(app: typer.Typer) -> None:
     app.command("rollback")(rollback_cmd)
     app.command("promote")(promote_cmd)
     app.command("shadow")(shadow_cmd)
+    app.command("report")(report_cmd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -108,6 +109,26 @@ def model_line(request: Request, line_id: str) -> ModelLineOut:
 
 def _ref(text: str) -> Version:
     return Version(*parse_model_ref(text))
+
+
+@router.get(
+    "/models/lines",
+    dependencies=[Depends(require(Role.QA, Role.ML))],
+    summary="The lines this process delivers models to",
+)
+def model_lines(request: Request) -> dict[str, list[str]]:
+    desk: ModelDesk | None = request.app.state.services.model_desk
+    return {"lines": [desk.line_id] if desk is not None else []}
+
+
+@router.get(
+    "/models/lines/{line_id}/shadow-report",
+    dependencies=[Depends(require(Role.QA, Role.ML))],
+    summary="The active and the shadow model side by side on the boards both saw, against reviewed truth",
+)
+def shadow_report(request: Request, line_id: str, model: str | None = None) -> dict[str, Any]:
+    desk = _desk(request, line_id)
+    return desk.shadow_report(_ref(model) if model else None)
 
 
 @router.post(

@@ -1,5 +1,6 @@
 // Models page: the active models and their cards (classes, image size, metrics, hashes).
 import { getJSON } from "/static/api.js";
+import { showDelivery } from "/static/delivery.js";
 import { badge, classColor, el, fmtTime, shell, showError } from "/static/ui.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -80,7 +81,8 @@ function modelCard(m) {
 }
 
 async function main() {
-  await shell("models");
+  const me = await shell("models");
+  showDelivery(me);
   try {
     const models = modelsOf(await getJSON("/api/v1/models"));
     document.getElementById("models").replaceChildren(...(models.length ? models.map(modelCard)

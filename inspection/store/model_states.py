@@ -386,3 +386,61 @@ class ModelStates:
                 .limit(limit)
             )
             return [dict(r._mapping) for r in rows]
+
+
+def shadow_pairs(engine: Engine, line_id: str, model: Version, limit: int = 20_000) -> list[dict[str, Any]]:
+    """Each board the shadow ``model`` saw that is stored as an inspection: both verdicts, the review, the classes.
+
+    ``active`` is the active model's own verdict (before review), ``final`` the verdict now (after
+    review); ``truth_classes`` the classes of the live boxes (after review), ``active_classes``
+    the classes the active model gave, ``shadow_classes`` the shadow's.
+    """
+    from inspection.store.models import BoxRow, InspectionRow
+
+    ins, box = InspectionRow.__table__, BoxRow.__table__
+    sv = shadow_verdicts
+    query = (
+        select(
+            ins.c.id,
+            ins.c.part_id,
+            ins.c.outcome,
+            ins.c.model_outcome,
+            ins.c.review_status,
+            ins.c.model_version,
+            sv.c.outcome.label("shadow"),
+            sv.c.boxes,
+        )
+        .join(ins, ins.c.part_id == sv.c.part_id)
+        .where(and_(sv.c.line_id == line_id, sv.c.name == model.name, sv.c.version == model.version))
+        .order_by(sv.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        ids = [r["id"] for r in rows]
+        boxes: dict[str, list[tuple[str, str, bool, str | None]]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = select(box.c.inspection_id, box.c.class_name, box.c.source, box.c.rejected, box.c.model_class_name)
+            for b in conn.execute(q.where(box.c.inspection_id.in_(chunk))):
+                boxes.setdefault(b.inspection_id, []).append(
+                    (b.class_name, b.source, bool(b.rejected), b.model_class_name)
+                )
+    out = []
+    for r in rows:
+        mine = boxes.get(r["id"], [])
+        out.append(
+            {
+                "inspection_id": r["id"],
+                "part_id": r["part_id"],
+                "active": r["model_outcome"] or r["outcome"],
+                "active_version": r["model_version"],
+                "final": r["outcome"],
+                "reviewed": r["review_status"] != "pending",
+                "shadow": r["shadow"],
+                "truth_classes": sorted({c for c, _, rejected, _ in mine if not rejected}),
+                "active_classes": sorted({m or c for c, source, _, m in mine if source == "model"}),
+                "shadow_classes": sorted({str(b["class_name"]) for b in r["boxes"] or []}),
+            }
+        )
+    return out

@@ -45,6 +45,8 @@ def test_swap_between_batches_under_load_loses_no_board_and_each_verdict_names_i
     engine = build_engine(served_settings(settings, states), store=False)
     desk = build_desk(settings, engine, None, states)
     assert desk.active() == V1
+    desk.start_shadow(V2, "ml", "beside v1 until it is promoted")
+    assert engine.shadow is desk.shadow_runner is not None
     verdicts: list[tuple[str, str]] = []
     swapped = threading.Event()
     timing: dict[str, float] = {}
@@ -69,8 +71,8 @@ def test_swap_between_batches_under_load_loses_no_board_and_each_verdict_names_i
         assert engine.wait(300)
     finally:
         engine.stop()
-        db.dispose()
     assert swapped.wait(30)
+
     shown = len(replay_sequence(board_pool(boards), 0.5, seed=0))
     counts = engine.loops[0].parts.counters
     assert counts.seen == shown == 12 and counts.inspected == shown and counts.uninspected == 0
@@ -81,3 +83,7 @@ def test_swap_between_batches_under_load_loses_no_board_and_each_verdict_names_i
     assert 3 <= first_new < shown
     assert Counter(versions)["2"] >= 1 and timing["first"] >= timing["asked"]
     assert desk.active() == V2 and engine.defect_model.version == "2"
+    assert desk.shadow() is None and engine.shadow is None  # the shadow was promoted: it stopped
+    shadowed = {r["part_id"] for r in states.shadow_verdicts("line-1", V2)}
+    assert shadowed and shadowed <= {p for p, _ in verdicts}  # stored apart (rows of its own), boards of this line
+    db.dispose()

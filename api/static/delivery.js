@@ -1,0 +1,98 @@
+// Models page, model delivery: each line's versions with their state, the shadow report against QA's
+// reviewed verdicts (boards linked to their review), the history; promote / shadow / rollback for ml.
+import { getJSON, postJSON } from "/static/api.js";
+import { badge, el, fmtPct, fmtTime, showError, toast } from "/static/ui.js";
+
+const num = (v) => (typeof v === "number" ? v.toFixed(3) : v ?? "–");
+const STATE = { active: "pass", shadow: "warn", registered: "ok", retired: "pending" };
+const reviewLink = (id) => el("a", { href: `/review/${id}` }, id.slice(0, 8));
+
+function gateTable(gate) {
+  return el("table", { class: "metrics" }, el("caption", {}, gate.passed ? "The gate passed" : "The gate refused"),
+    el("thead", {}, el("tr", {}, ["metric", "active", "candidate", "rule", ""].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, gate.rows.map((r) => el("tr", {}, el("th", { scope: "row" }, r.metric), el("td", {}, num(r.active)),
+      el("td", {}, num(r.candidate)), el("td", {}, r.rule), el("td", {}, r.ok ? "ok" : badge("fail", "failed"))))),
+    el("tfoot", {}, (gate.notes || []).map((n) => el("tr", {}, el("td", { colspan: 5, class: "muted" }, n)))));
+}
+
+async function act(line, what, body, out, refresh) {
+  out.replaceChildren(el("p", { class: "muted" }, `${what}: working (a promotion runs the gate: minutes)…`));
+  try {
+    const r = await postJSON(`/api/v1/models/lines/${encodeURIComponent(line)}/${what}`, body);
+    toast(`${what}: ${r.change ? `${r.change.action} ${r.change.model}` : "done"}`, "ok");
+    out.replaceChildren(r.gate ? gateTable(r.gate) : "");
+    await refresh();
+  } catch (e) {
+    out.replaceChildren(el("p", { class: "error", role: "alert" }, e.message), e.body?.gate ? gateTable(e.body.gate) : "");
+  }
+}
+
+function versionsTable(info, canChange, run) {
+  const ask = (label) => window.prompt(`${label}: why?`, "") || undefined;
+  return el("table", { class: "metrics" }, el("caption", {}, `Versions on ${info.line_id}`),
+    el("thead", {}, el("tr", {}, ["version", "state", "input", "mAP50", "DeepPCB F", "created", ""]
+      .map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, info.versions.map((v) => {
+      const ref = `${v.name}:${v.version}`;
+      const buttons = canChange && v.state !== "active" ? [
+        el("button", { type: "button", class: "primary", onclick: () => run("promote", { model: ref, reason: ask(`promote ${ref}`) }) }, "Promote"),
+        v.state !== "shadow" ? el("button", { type: "button", onclick: () => run("shadow", { model: ref, reason: ask(`shadow ${ref}`) }) }, "Shadow") : null,
+      ] : [];
+      return el("tr", {}, el("th", { scope: "row", class: "mono" }, ref), el("td", {}, badge(STATE[v.state] || "ok", v.state)),
+        el("td", {}, v.input), el("td", {}, num(v.val_metrics.map50)), el("td", {}, num(v.val_metrics.deeppcb_fscore)),
+        el("td", {}, fmtTime(v.created_at)), el("td", {}, buttons));
+    })));
+}
+
+function reportView(rep) {
+  const a = rep.models.active, s = rep.models.shadow;
+  const row = (label, f) => el("tr", {}, el("th", { scope: "row" }, label), el("td", {}, f(a)), el("td", {}, f(s)));
+  const classes = [...new Set([...Object.keys(a.class_recall), ...Object.keys(s.class_recall)])].sort();
+  const ids = (list) => (list.length ? el("span", {}, list.slice(0, 12).map((id) => [reviewLink(id), " "])) : "–");
+  return el("section", { "aria-label": "shadow report" },
+    el("h3", {}, `Shadow report: ${rep.shadow} beside ${rep.active ?? "none"}`),
+    el("p", {}, `${rep.boards} boards seen by both, ${rep.reviewed} reviewed by QA, ${rep.disagreements} disagreements`,
+      rep.run ? ` · shadow run ${rep.run.run}, dropped ${rep.run.dropped} under load` : ""),
+    el("table", { class: "metrics" }, el("thead", {}, el("tr", {}, ["vs reviewed truth", "active", "shadow"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, row("missed defects", (m) => m.missed), row("false rejects", (m) => m.false_rejects),
+        row("miss rate", (m) => fmtPct(m.miss_rate)), row("false-reject rate", (m) => fmtPct(m.false_reject_rate)),
+        row("agreement with review", (m) => fmtPct(m.agreement_with_review)),
+        ...classes.map((c) => row(`recall ${c}`, (m) => fmtPct(m.class_recall[c]))),
+        row("missed boards", (m) => ids(m.missed_ids)), row("falsely rejected boards", (m) => ids(m.false_reject_ids)))),
+    rep.disagreeing.length ? el("p", {}, "Boards where they disagree: ",
+      rep.disagreeing.slice(0, 30).map((d) => [reviewLink(d.inspection_id), ` (${d.active}/${d.shadow}) `])) : null);
+}
+
+async function lineView(line, me, box) {
+  const canChange = me.role === "ml" || me.role === "admin";
+  const out = el("div", { "aria-live": "polite" });
+  const refresh = async () => {
+    const info = await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}`);
+    const run = (what, body) => act(line, what, body, out, refresh);
+    let report = el("p", { class: "muted" }, "No shadow run on this line yet.");
+    if (info.shadow || info.history.some((c) => c.action === "shadow_started")) {
+      report = reportView(await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}/shadow-report`));
+    }
+    const last = info.history.find((c) => c.action === "activated" || c.action === "rolled_back");
+    box.replaceChildren(el("article", { class: "card" },
+      el("h2", {}, `Line ${line}: serving ${info.served ?? info.active ?? "–"}`, info.shadow ? ` · shadow ${info.shadow}` : ""),
+      versionsTable(info, canChange, run),
+      canChange ? el("p", {}, el("button", { type: "button", class: "bad", onclick: () => run("rollback", { reason: window.prompt("rollback: why?", "") || "rollback" }) },
+        "Roll back"), last ? ` last change: ${last.action} ${last.model} by ${last.who} ${fmtTime(last.at)}` : "") : null,
+      out, report,
+      el("h3", {}, "History"), el("ul", {}, info.history.slice(0, 20).map((c) => el("li", {},
+        `${fmtTime(c.at)} ${c.action} ${c.model} (from ${c.previous ?? "–"}) by ${c.who}${c.forced ? " FORCED" : ""}: ${c.why}`)))));
+  };
+  await refresh();
+}
+
+export async function showDelivery(me) {
+  const box = document.getElementById("delivery");
+  try {
+    const { lines } = await getJSON("/api/v1/models/lines");
+    box.replaceChildren(...lines.map(() => el("div")));
+    await Promise.all(lines.map((line, i) => lineView(line, me, box.children[i])));
+  } catch (e) {
+    showError(box, e);
+  }
+}
