@@ -146,6 +146,29 @@ def real_board_subset(dest: Path, n: int, offset: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
+def plain_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped plain-image defect model (``defect-yolov8n-v1``) as a registry entry with its ONNX file.
+
+    v1 ships as ``model.pt`` + card (the working tree stays under the GPU tool's 64 MiB); when its
+    ONNX file is not in the checkout it is exported once per session, as ``twinspect export`` does.
+    Tests that need a plain-image model take this, never ``weights/defect-yolov8n-v1`` directly.
+    """
+    import shutil
+
+    from inspection.ml.export import export_onnx
+
+    shipped = REPO / "weights" / "defect-yolov8n-v1"
+    if (shipped / "model.onnx").is_file():
+        return shipped
+    folder = tmp_path_factory.mktemp("weights") / "defect-yolov8n-v1"
+    folder.mkdir()
+    for name in ("model.pt", "card.json", "CARD.md"):
+        shutil.copy(shipped / name, folder / name)
+    export_onnx(folder / "model.pt", imgsz=640, dynamic_batch=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def reference_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry entry whose card says 'reference': the shipped plain network under a reference card.
 

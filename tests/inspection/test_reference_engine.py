@@ -59,13 +59,14 @@ def test_replay_of_a_test_list_folder_and_of_one_split(reference_model, tmp_path
     assert r.returncode == 2 and "--split" in r.stderr
 
 
-def test_reference_model_setups_that_cannot_work_are_refused(reference_model, tmp_path):
+def test_reference_model_setups_that_cannot_work_are_refused(reference_model, plain_model, tmp_path):
     boards = real_board_subset(tmp_path / "boards", 2)
     cfg = tmp_path / "line.yaml"
     cfg.write_text(f"line:\n  recipe: no-such-product\nmodels:\n  defect:\n    weights: {reference_model}\n")
     r = run_cli("replay", "--boards", str(boards), "--config", str(cfg), "--no-store")
     assert r.returncode == 2 and "line.recipe: no recipe 'no-such-product'" in r.stderr
-    cfg.write_text("line:\n  recipe: some-product\n")
+    plain = plain_model  # a plain-image model, whatever is served by default
+    cfg.write_text(f"line:\n  recipe: some-product\nmodels:\n  defect:\n    weights: {plain}\n")
     r = run_cli("replay", "--boards", str(boards), "--config", str(cfg), "--no-store")
     assert r.returncode == 2 and "takes 'image' input" in r.stderr
     push = tmp_path / "push.yaml"
