@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from inspection.core.detections import Detections
+from tests.slow_marks import pytest_collection_modifyitems  # noqa: F401 (the slow end-to-end checks, by name)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The slow end-to-end checks, marked ``slow`` by name (a plugin: pyproject's addopts load it).
+"""The slow end-to-end checks, marked ``slow`` by name (tests/conftest.py takes the hook from here).
 
 Each is a whole-process or real-server check (a training, a replay through the CLI, a kill -9, a
 broker stopped for 30 s) that took >= ~8 s on a busy 2-core host (``--durations`` /
