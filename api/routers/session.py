@@ -23,6 +23,7 @@ class SessionInfo(BaseModel):
     name: str
     role: Role
     csrf: str | None = Field(None, description="Send it back in X-CSRF-Token on POST/DELETE made with the cookie.")
+    token_id: str | None = Field(None, description="The token's id (who reviewed: the audit's actor_id).")
 
 
 @router.post("/session", response_model=SessionInfo, summary="Sign in with a token (sets the session cookie)")
@@ -34,13 +35,15 @@ def sign_in(body: SignIn, request: Request, response: Response) -> SessionInfo:
     secure = request.url.scheme == "https"
     response.set_cookie(SESSION_COOKIE, body.token, httponly=True, samesite="strict", secure=secure, path="/")
     response.set_cookie(CSRF_COOKIE, csrf, httponly=False, samesite="strict", secure=secure, path="/")
-    return SessionInfo(name=principal.name, role=principal.role, csrf=csrf)
+    return SessionInfo(name=principal.name, role=principal.role, csrf=csrf, token_id=principal.token_id)
 
 
 @router.get("/session", response_model=SessionInfo, summary="Who is signed in")
 def who(request: Request) -> SessionInfo:
     principal = authenticate(request)
-    return SessionInfo(name=principal.name, role=principal.role, csrf=request.cookies.get(CSRF_COOKIE))
+    return SessionInfo(
+        name=principal.name, role=principal.role, csrf=request.cookies.get(CSRF_COOKIE), token_id=principal.token_id
+    )
 
 
 @router.delete("/session", status_code=204, summary="Sign out (clears the cookies)")

@@ -60,11 +60,12 @@ export async function request(method, url, body, { redirect = true } = {}) {
 export const getJSON = (url, opts) => request("GET", url, undefined, opts);
 export const postJSON = (url, body, opts) => request("POST", url, body, opts);
 
-// Build "path?query" from an object, leaving out empty values.
+// Build "path?query" from an object, leaving out empty values (an array repeats its key).
 export function withQuery(path, params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
+    if (Array.isArray(v)) v.forEach((x) => q.append(k, String(x))); // repeated: verdict=fail&verdict=uncertain
+    else if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
   }
   const s = q.toString();
   return s ? `${path}?${s}` : path;

@@ -54,8 +54,9 @@ async function renderCoverage(line) {
       const f = doc.features, cov = f.quality.properties.coverage, cnt = f.counters.properties;
       const text = cov === null || cov === undefined ? "no part seen entering yet (no part.entered events)"
         : `${cnt.inspected} inspected of ${cnt.entered} seen · ${cnt.uninspected} uninspected`;
+      const corrected = el("div", { class: "muted twin-corrected" }, `twin: ${cnt.corrected ?? 0} corrected by QA`);
       return kpi(`line ${doc.attributes.lineId}`, cov === null || cov === undefined ? "n/a" : fmtPct(cov),
-        [meter(cov), el("div", { class: "muted" }, text)]);
+        [meter(cov), el("div", { class: "muted" }, text), corrected]);
     });
     box.replaceChildren(...(cards.length ? cards : [el("p", { class: "muted" }, "No twin yet: coverage appears once parts are seen.")]));
   } catch (e) {

@@ -1,7 +1,9 @@
 // Queue filters <-> URL query (shareable, back/forward) <-> API parameters.
 
-export const FILTER_KEYS = ["review_status", "verdict", "defect_class", "line", "camera", "from", "to", "sort"];
-const DEFAULTS = { review_status: "pending", sort: "risk" };
+export const FILTER_KEYS = ["review_status", "verdict", "defect_class", "line", "camera", "part", "from", "to", "sort"];
+// The default queue is what needs a human: pending boards the model failed or could not decide.
+const DEFAULTS = { review_status: "pending", verdict: "review", sort: "risk" };
+const VERDICTS = { review: ["fail", "uncertain"], any: [] };
 
 // The filters in a query string; absent keys take their defaults.
 export function readFilters(search = location.search) {
@@ -22,11 +24,17 @@ export function filterQuery(filters) {
   return s ? "?" + s : "";
 }
 
-// Parameters of GET /api/v1/inspections.
+// The verdicts the filters select ([]: any).
+export function verdictsOf(filters) {
+  return VERDICTS[filters.verdict] || (filters.verdict ? [filters.verdict] : []);
+}
+
+// Parameters of GET /api/v1/inspections (and /count, without sort).
 export function apiParams(filters) {
   const p = {};
   for (const k of FILTER_KEYS) {
-    if (filters[k] && !(k === "review_status" && filters[k] === "all")) p[k] = filters[k];
+    if (k === "verdict") p.verdict = verdictsOf(filters);
+    else if (filters[k] && !(k === "review_status" && filters[k] === "all")) p[k] = filters[k];
   }
   return p;
 }

@@ -20,6 +20,29 @@ function renderCounters(s) {
   $("counters").replaceChildren(...boxes);
 }
 
+// Share of a camera's frames dropped (its buffer full: the consumer too slow): over the last polls
+// when frames came in since, else over the whole run. A warning from WARN_DROP on.
+const WARN_DROP = 0.05, WINDOW = 10;
+const dropHistory = new Map(); // camera id -> [[frames_in, dropped], ...] of the last WINDOW polls
+
+function dropShare(cam) {
+  const seen = dropHistory.get(cam.camera_id) || [];
+  seen.push([cam.frames_in, cam.dropped]);
+  if (seen.length > WINDOW) seen.shift();
+  dropHistory.set(cam.camera_id, seen);
+  const [f0, d0] = seen[0], df = cam.frames_in - f0, dd = cam.dropped - d0;
+  if (df >= 20 && dd >= 0) return dd / df;
+  return cam.frames_in > 0 ? cam.dropped / cam.frames_in : 0;
+}
+
+function dropBadge(cam) {
+  const share = dropShare(cam);
+  if (share < WARN_DROP) return null;
+  return badge("warn drop", `dropping ${Math.round(100 * share)} % of frames`,
+    "frames arrive faster than this camera's pipeline takes them: the buffer drops the oldest " +
+    "(boards may go uninspected); see the part model's and the defect model's time");
+}
+
 function renderCameras(s, tick) {
   const root = $("cameras");
   for (const cam of s.cameras) {
@@ -34,6 +57,7 @@ function renderCameras(s, tick) {
     card.querySelector("figcaption").replaceChildren(
       el("strong", {}, cam.camera_id),
       online ? badge("ok", cam.state) : badge("offline", "offline · " + cam.state, cam.last_error || undefined),
+      dropBadge(cam),
       el("span", { class: "muted" }, `${cam.fps.toFixed(1)} fps · ${cam.frames_in} frames · ${cam.dropped} dropped` +
         (cam.reconnects ? ` · ${cam.reconnects} reconnects` : "")),
     );

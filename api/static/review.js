@@ -12,13 +12,15 @@ const filters = readFilters();
 const query = filterQuery(filters);
 const FRESH_MS = 30_000;
 const state = { queue: [], cursor: null, exhausted: false, index: 0, detail: null, busy: false, nav: 0,
-                cache: new Map(), me: "" };
+                cache: new Map(), me: "", meId: null, lastActed: null };
 const KEYS = [
   ["j", "next board in the queue"], ["k", "previous board"],
   ["c", "confirm the verdict, go to the next pending"], ["r", "reject as false positive, go to the next pending"],
+  ["u", "undo my last action (on this board, else on the board I reviewed last)"],
+  ["o", "reopen a reviewed board: pending again with the model's verdict (its reviewer or a lead)"],
   ["1 2 3 4 5 6", "relabel the selected box to class 1-6"], ["x", "reject only the selected box"],
   ["← →", "select the previous / next box (or Tab, or click)"], ["b", "show / hide the boxes"],
-  ["+ −", "zoom in / out (or the mouse wheel; drag to pan)"], ["0", "fit the image"],
+  ["+ −", "zoom in / out, centred on the selected box (or the mouse wheel; drag to pan)"], ["0", "fit the image"],
   ["d", "overlay the difference from the golden board (boards compared with a golden)"],
   ["a", "draw a missed box (class from the relabel list)"], ["m", "write a comment (Ctrl+Enter adds it)"], ["q", "back to the queue"],
   ["Esc", "unselect, stop drawing, close this help"], ["?", "show / hide this help"],
@@ -96,6 +98,7 @@ function render(newBoard) {
   $("position").textContent = `${state.index + 1} of ${n}${state.exhausted ? "" : "+"}`;
   $("prev").disabled = state.index <= 0;
   $("next").disabled = state.index >= n - 1 && state.exhausted;
+  $("reopen").hidden = statusOf(d) === "pending";
   document.title = `${d.verdict} ${d.part_id} · Review · twinspect`;
 }
 
@@ -127,8 +130,9 @@ async function nextPending() {
   return undefined;
 }
 
-function remember(d) {
+function remember(d, mine = false) {
   state.detail = d;
+  if (mine) state.lastActed = d.id;
   state.cache.set(d.id, { d, t: Date.now() });
   const it = state.queue[state.index];
   if (it && it.id === d.id) state.queue[state.index] = { ...it, review_status: statusOf(d), verdict: d.verdict };
@@ -144,7 +148,7 @@ async function act(action, extra = {}) {
   try {
     const updated = await postJSON(`/api/v1/inspections/${encodeURIComponent(d.id)}/review`, body);
     if (comment) $("comment").value = "";
-    remember(updated);
+    remember(updated, action !== "comment");
     renderConflict(null, null);
     return updated;
   } catch (e) {
@@ -216,6 +220,51 @@ async function addBox(xyxy) {
   toast(`Added a ${cls} box.`, "ok");
 }
 
+// My newest action on a board that an undo would take back (the server's rule: the newest
+// action not undone yet, by this token), or null.
+function undoable(d) {
+  const audit = d.audit || [];
+  const undone = new Set(audit.filter((a) => a.action === "undo" && a.after && a.after.undid != null)
+    .map((a) => a.after.undid));
+  const target = [...audit].reverse().find((a) => !["comment", "undo"].includes(a.action) && !undone.has(a.id));
+  if (!target || target.action === "reopen") return null;
+  const mine = target.actor_id && state.meId ? target.actor_id === state.meId : target.actor === state.me;
+  return mine ? target : null;
+}
+
+async function undo() {
+  if (!undoable(state.detail) && state.lastActed && state.lastActed !== state.detail.id) {
+    const i = state.queue.findIndex((it) => it.id === state.lastActed);
+    if (i >= 0) await show(i); // back to the board I reviewed last (c and r moved on)
+  }
+  const target = undoable(state.detail);
+  if (!target) {
+    toast("Nothing of yours to undo on this board.");
+    return;
+  }
+  const updated = await act("undo");
+  if (!updated) return;
+  render(false);
+  toast(`Undone: ${target.action} on ${updated.part_id}; now ${updated.verdict}, ${statusOf(updated)}.`, "ok");
+}
+
+async function reopen() {
+  if (statusOf(state.detail) === "pending") {
+    toast("This board is pending already.");
+    return;
+  }
+  const updated = await act("reopen");
+  if (!updated) return;
+  render(false);
+  toast(`Reopened ${updated.part_id}: pending, the model's verdict ${updated.verdict}.`, "ok");
+}
+
+// Zoom keys and buttons: centred on the selected box, else on the middle of the view.
+function zoom(factor) {
+  if (viewer.selected !== null) viewer.zoomOn(viewer.selected, factor);
+  else viewer.zoomBy(factor);
+}
+
 function setDrawing(on) {
   viewer.setDrawMode(on);
   $("draw-box").setAttribute("aria-pressed", String(on));
@@ -230,7 +279,7 @@ const ACTIONS = {
   j: () => show(state.index + 1), k: () => show(state.index - 1), c: () => decide("confirm"),
   r: () => decide("reject"), x: rejectBox, b: toggleBoxes, a: () => setDrawing(!viewer.drawing), d: () => pair.toggle(),
   "?": () => help.toggle(),
-  "+": () => viewer.zoomBy(1.25), "=": () => viewer.zoomBy(1.25), "-": () => viewer.zoomBy(0.8),
+  u: undo, o: reopen, "+": () => zoom(1.25), "=": () => zoom(1.25), "-": () => zoom(0.8),
   0: () => viewer.fit(), m: () => $("comment").focus(), q: () => location.assign("/" + query),
   ArrowRight: () => viewer.selectStep(1), ArrowDown: () => viewer.selectStep(1),
   ArrowLeft: () => viewer.selectStep(-1), ArrowUp: () => viewer.selectStep(-1),
@@ -250,7 +299,7 @@ function onKey(e) {
   const fn = /^[1-9]$/.test(e.key) ? () => relabel(Number(e.key)) : ACTIONS[e.key];
   if (!fn) return;
   e.preventDefault();
-  if (e.repeat && "crxj123456789k".includes(e.key)) return; // a held key must not review many boards
+  if (e.repeat && "crxuoj123456789k".includes(e.key)) return; // a held key must not review many boards
   Promise.resolve(fn()).catch((err) => toast(err.message || String(err), "error"));
 }
 
@@ -265,8 +314,10 @@ function bind() {
     const n = classNamesOf(state.detail).indexOf($("relabel-class").value) + 1;
     if (n > 0) relabel(n);
   });
-  $("zoom-in").addEventListener("click", () => viewer.zoomBy(1.25));
-  $("zoom-out").addEventListener("click", () => viewer.zoomBy(0.8));
+  $("zoom-in").addEventListener("click", () => zoom(1.25));
+  $("zoom-out").addEventListener("click", () => zoom(0.8));
+  $("undo").addEventListener("click", safely(undo));
+  $("reopen").addEventListener("click", safely(reopen));
   $("zoom-fit").addEventListener("click", () => viewer.fit());
   $("toggle-boxes").addEventListener("click", toggleBoxes);
   $("draw-box").addEventListener("click", () => setDrawing(!viewer.drawing));
@@ -280,13 +331,16 @@ function bind() {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("comment-form").requestSubmit();
   });
   document.addEventListener("keydown", onKey);
-  const parts = [filters.review_status, filters.verdict, filters.defect_class, filters.line, filters.camera]
-    .filter((v) => v && v !== "all");
+  const verdict = { review: "fail + uncertain", any: "" }[filters.verdict] ?? filters.verdict;
+  const parts = [filters.review_status, verdict, filters.defect_class, filters.line, filters.camera,
+                 filters.part && `part ~ ${filters.part}`].filter((v) => v && v !== "all");
   $("filter-summary").textContent = `queue: ${parts.join(" · ") || "all"} · ${filters.sort} order`;
 }
 
 async function main() {
-  state.me = (await shell("queue")).name;
+  const me = await shell("queue");
+  state.me = me.name;
+  state.meId = me.token_id || null;
   bind();
   const id = decodeURIComponent(location.pathname.split("/").pop());
   try {

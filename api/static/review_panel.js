@@ -1,5 +1,5 @@
 // The side panel of the review page: summary, boxes list, audit trail, legend, conflict.
-import { badge, classColor, DEFAULT_CLASSES, el, fmtConf, fmtTime } from "/static/ui.js";
+import { badge, classColor, DEFAULT_CLASSES, el, fmtConf, fmtTime, toast } from "/static/ui.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,15 +17,33 @@ function reviewedLine(d) {
   return el("span", { class: "muted" }, `by ${r.by || "?"} · ${fmtTime(r.at)}`);
 }
 
+// The part id whole, selectable, with a button that copies it.
+function partId(d) {
+  const copy = el("button", { type: "button", id: "copy-part", class: "link", "aria-label": "Copy the part id" }, "copy");
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(d.part_id);
+      toast(`Copied ${d.part_id}`, "ok");
+    } catch {
+      getSelection().selectAllChildren($("part-id"));
+      toast("Selected: press Ctrl+C to copy");
+    }
+  });
+  return el("span", { class: "part-line" }, el("span", { class: "mono part-id", id: "part-id" }, d.part_id), " ", copy);
+}
+
 export function renderSummary(d) {
   const model = d.model ? `${d.model.name} v${d.model.version}` : "";
-  const reasons = (d.reasons || []).join("; ");
+  const reasons = d.current_reasons && d.current_reasons.length ? d.current_reasons : d.reasons || [];
+  const changed = d.model_verdict && d.model_verdict !== d.verdict ? `the model said ${d.model_verdict}` : "";
   $("summary").replaceChildren(
     el("div", { class: "summary-line" }, badge(d.verdict), badge(statusOf(d)), reviewedLine(d)),
-    facts([["part", el("span", { class: "mono" }, d.part_id)], ["max conf.", fmtConf(d.max_confidence)],
+    facts([["part", partId(d)], ["max conf.", fmtConf(d.max_confidence)],
            ["camera", `${d.camera_id} · line ${d.line_id}`], ["captured", fmtTime(d.captured_at)],
            ["model", model], ["frame", `${d.frame_seq}${d.crop ? ` · crop ${d.crop.width} × ${d.crop.height} px` : ""}`],
-           ["reasons", reasons]]));
+           ["verdict", changed]]),
+    el("h3", { class: "reasons-title" }, "Reasons now"),
+    el("ul", { id: "reasons", class: "reasons" }, reasons.map((r) => el("li", {}, r))));
 }
 
 export function renderBoxes(d, selected, onPick) {
@@ -40,19 +58,10 @@ export function renderBoxes(d, selected, onPick) {
   $("boxes").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "no boxes: the model found no defect")]));
 }
 
-function brief(v) {
-  if (v === null || v === undefined) return "–";
-  if (typeof v !== "object") return String(v);
-  const text = Object.entries(v).map(([k, x]) => `${k}: ${typeof x === "object" ? JSON.stringify(x) : x}`).join(", ");
-  return text.length > 90 ? text.slice(0, 89) + "…" : text;
-}
-
 export function renderAudit(d) {
-  const rows = [...(d.audit || [])].reverse().map((a) => el("li", {},
-    el("div", {}, el("span", { class: "what" }, a.action), " · ", `${a.actor}${a.role ? ` (${a.role})` : ""}`),
-    el("div", { class: "muted" }, fmtTime(a.at)),
-    a.action !== "comment" && (a.before !== undefined || a.after !== undefined)
-      ? el("div", { class: "muted" }, `${brief(a.before)} → ${brief(a.after)}`) : null,
+  const rows = [...(d.audit || [])].reverse().map((a) => el("li", { "data-action": a.action },
+    el("div", {}, el("span", { class: "what" }, a.summary || `${a.actor} (${a.role}) ${a.action}`)),
+    el("div", { class: "muted" }, `#${a.id ?? "?"} · ${fmtTime(a.at)}${a.actor_id ? ` · token ${a.actor_id}` : ""}`),
     a.comment ? el("div", {}, `“${a.comment}”`) : null));
   $("audit").replaceChildren(...(rows.length ? rows : [el("li", { class: "muted" }, "no action yet")]));
 }
@@ -78,7 +87,7 @@ export function renderConflict(message, current, me = "") {
   box.replaceChildren(el("strong", {}, other ? `Already reviewed by ${r.by}` : "Changed since you opened it"),
     el("div", {}, `${statusOf(current)} by ${r.by || "?"} at ${fmtTime(r.at)}`),
     el("div", { class: "muted" }, message || ""),
-    el("div", { class: "muted" }, other ? `The board shows their decision; only ${r.by} may amend it. ` +
+    el("div", { class: "muted" }, other ? `The board shows their decision; only ${r.by} or a lead may amend it. ` +
       "Add a comment if you disagree." : "The board now shows its current state; review it again."));
   box.hidden = false;
 }

@@ -207,6 +207,16 @@ export class Viewer {
     this.apply(true);
   }
 
+  // Zoom by ``factor`` with box i's centre in the middle of the viewport.
+  zoomOn(i, factor) {
+    const [x1, y1, x2, y2] = this.boxes[i].xyxy;
+    this.s = Math.max(this.fitScale() * 0.5, Math.min(MAX_SCALE, this.s * factor));
+    this.tx = this.viewport.clientWidth / 2 - ((x1 + x2) / 2) * this.s;
+    this.ty = this.viewport.clientHeight / 2 - ((y1 + y2) / 2) * this.s;
+    this.fitted = false;
+    this.apply(true);
+  }
+
   apply(rescaled = false) {
     const transform = `translate(${this.tx}px, ${this.ty}px) scale(${this.s})`;
     this.stage.style.transform = transform;

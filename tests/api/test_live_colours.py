@@ -74,6 +74,13 @@ def edge_colour(image: np.ndarray, box: tuple[float, float, float, float]) -> tu
     return tuple(int(v) for v in np.median(strip, axis=0))  # type: ignore[return-value]
 
 
+def decoded(jpeg: bytes | None) -> np.ndarray:
+    assert jpeg is not None
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
 def close(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
     return max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 30  # JPEG
 
@@ -90,8 +97,7 @@ def test_each_board_on_the_live_frame_has_its_verdicts_colour() -> None:
         listener(inspected(ids[0], Outcome.PASS))
         listener(inspected(ids[1], Outcome.FAIL))
     jpeg = view.latest_jpeg("cam1")
-    assert jpeg is not None
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    image = decoded(jpeg)
     got = [edge_colour(image, b.xyxy) for b in in_view]
     want = [VERDICT_BGR["pass"], VERDICT_BGR["fail"], VERDICT_BGR[None]]
     assert all(close(g, w) for g, w in zip(got, want, strict=True)), (got, want)
@@ -99,6 +105,6 @@ def test_each_board_on_the_live_frame_has_its_verdicts_colour() -> None:
     for listener in view.engine.listeners:  # type: ignore[attr-defined]
         listener(inspected(str(ids[2]), Outcome.UNCERTAIN))
     again = view.latest_jpeg("cam1")
-    assert again is not None and again != jpeg
-    image = cv2.imdecode(np.frombuffer(again, np.uint8), cv2.IMREAD_COLOR)
+    assert again != jpeg
+    image = decoded(again)
     assert close(edge_colour(image, in_view[2].xyxy), VERDICT_BGR["uncertain"])
