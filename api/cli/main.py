@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer._click import exceptions as click_exc
 
-from api.cli import config_cmd, datasets, hub, line, model_delivery, models, recipes, tokens, train
+from api.cli import config_cmd, datasets, hub, line, model_delivery, models, recipes, retrain, tokens, train
 from camera.errors import CameraError
 from inspection.core.errors import InspectionError
 from sync.errors import SyncError
@@ -33,6 +33,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(recipes.app, name="recipes")
 app.command("train")(train.train_cmd)
+app.command("retrain")(retrain.retrain_cmd)
 app.command("eval")(models.eval_cmd)
 app.command("predict")(models.predict_cmd)
 app.command("export")(models.export_cmd)

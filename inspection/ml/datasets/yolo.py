@@ -103,6 +103,19 @@ class YoloDatasetWriter:
             stats.heights.append(bh)
         (lbl_dir / (Path(name).stem + ".txt")).write_text("".join(line + "\n" for line in lines))
 
+    def link(self, split: str, name: str, image: Path, label: Path | None) -> None:
+        """Add an image of another dataset by symbolic links to its file and its label file (no copy)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}")
+        for sub, src, dst in (("images", image, name), ("labels", label, Path(name).stem + ".txt")):
+            folder = self._tmp / sub / split
+            folder.mkdir(parents=True, exist_ok=True)
+            if src is not None and src.is_file():
+                (folder / dst).symlink_to(src.resolve())
+            else:
+                (folder / dst).write_text("")
+        self._stats.setdefault(split, _SplitStats()).images += 1
+
     def commit(self, source_hash: str, extra: dict[str, Any]) -> dict[str, Any]:
         """Write data.yaml and the card, then move the dataset into place atomically."""
         try:
