@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -327,10 +327,9 @@ def _undo(current: StoredInspection, history: Sequence[AuditEntry], reviewer: Re
     )
     drawn = {int(b["id"]) for b in after.get("boxes", []) if b.get("source") == "review" and b.get("id") is not None}
     drawn -= {i for i, _, _ in restored}
+    was = {i: (rejected, name) for i, rejected, name in restored}
     boxes = tuple(
-        BoxRecord(b.x1, b.y1, b.x2, b.y2, b.confidence, r[2], b.source, r[1], b.id, b.model_class_name)
-        if (r := next((x for x in restored if x[0] == b.id), None))
-        else b
+        replace(b, rejected=was[b.id][0], class_name=was[b.id][1]) if b.id in was else b
         for b in current.boxes
         if b.id not in drawn
     )
@@ -340,9 +339,7 @@ def _undo(current: StoredInspection, history: Sequence[AuditEntry], reviewer: Re
         Outcome(before.get("verdict", current.outcome.value)),
         status,
         boxes,
-        touched=tuple(
-            b for b in current.boxes if b.id in by_id and (b.id in drawn or any(b.id == i for i, _, _ in restored))
-        ),
+        touched=tuple(b for b in current.boxes if b.id in drawn or b.id in was),
         restored=restored,
         deleted=tuple(sorted(drawn)),
         by=(before.get("reviewed_by"), before.get("reviewed_by_id")),
@@ -357,18 +354,7 @@ def _reopen(current: StoredInspection) -> _Effect:
     if current.review_status is ReviewStatus.PENDING:
         raise InvalidReview(f"inspection {current.id!r} is pending already: nothing to reopen")
     boxes = tuple(
-        BoxRecord(
-            b.x1,
-            b.y1,
-            b.x2,
-            b.y2,
-            b.confidence,
-            b.model_class_name or b.class_name,
-            b.source,
-            False,
-            b.id,
-            b.model_class_name,
-        )
+        replace(b, class_name=b.model_class_name or b.class_name, rejected=False)
         for b in current.boxes
         if b.source is BoxSource.MODEL
     )
