@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from inspection.core.detections import Detector
 from inspection.core.errors import ModelError
@@ -19,6 +19,36 @@ Backend = Literal["onnx", "torch"]
 
 
 Precision = Literal["fp32", "int8"]
+PrecisionChoice = Literal["auto", "fp32", "int8"]  # auto: what the model's card chose at registration
+
+INT8_TOLERANCE = 0.005  # INT8 is served by default when it loses at most this much mAP50 and DeepPCB F
+
+
+def choose_precision(fp32: dict[str, Any], int8: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's serving choice: INT8 where ``twinspect eval`` shows it within 0.5 points of fp32.
+
+    Compared on mAP50 and, for DeepPCB classes, the DeepPCB F-score (the figures QA lives by);
+    written into the card at registration with both sets of figures beside it.
+    """
+    rule = f"int8 when its mAP50 and DeepPCB F are within {INT8_TOLERANCE * 100:.1f} points of fp32 (twinspect eval)"
+    if not int8:
+        return {"precision": "fp32", "rule": rule, "why": "no INT8 file"}
+    keys = [k for k in ("map50", "deeppcb_fscore") if k in fp32 and k in int8]
+    deltas = {k: round(float(int8[k]) - float(fp32[k]), 4) for k in keys}
+    ok = bool(keys) and all(d >= -INT8_TOLERANCE for d in deltas.values())
+    return {"precision": "int8" if ok else "fp32", "rule": rule, "int8_minus_fp32": deltas}
+
+
+def served_precision(folder: Path) -> Precision:
+    """What 'auto' serves for a registry entry: its card's choice when that file exists, else fp32."""
+    try:
+        choice = read_card(folder).get("serving", {}).get("precision", "fp32")
+    except ModelError:
+        return "fp32"
+    if choice == "int8" and (resolve_model_dir(folder) / "model.int8.onnx").is_file():
+        return "int8"
+    return "fp32"
+
 
 MAX_AUTO_RUNNERS = 4
 
@@ -41,8 +71,10 @@ def concurrency(
     return runners, threads or max(1, cores // runners)
 
 
-def weights_file(weights: Path, backend: Backend = "onnx", precision: Precision = "fp32") -> Path:
-    """The model file to load: a registry entry gives model.onnx (model.int8.onnx) / model.pt; a file is itself."""
+def weights_file(weights: Path, backend: Backend = "onnx", precision: PrecisionChoice = "auto") -> Path:
+    """The model file to load: a registry entry gives model.onnx (model.int8.onnx) / model.pt; a file is itself.
+
+    ``precision`` 'auto' is the card's choice (``served_precision``)."""
     weights = Path(weights)
     if not weights.exists():
         raise ModelError(f"{weights}: no such weights file or model folder")
@@ -50,6 +82,8 @@ def weights_file(weights: Path, backend: Backend = "onnx", precision: Precision 
         folder = resolve_model_dir(weights)
         if backend == "torch":
             return folder / "model.pt"
+        if precision == "auto":
+            precision = served_precision(folder)
         path = folder / ("model.int8.onnx" if precision == "int8" else "model.onnx")
         if not path.is_file():
             raise ModelError(f"{path}: this model has no {precision} ONNX file (twinspect export --int8 makes one)")
@@ -64,7 +98,7 @@ def load_detector(
     max_det: int = 300,
     providers: Sequence[str] = DEFAULT_PROVIDERS,
     backend: Backend | None = None,
-    precision: Precision = "fp32",
+    precision: PrecisionChoice = "auto",
     threads: int = 0,
     device: str = "auto",
 ) -> Detector:

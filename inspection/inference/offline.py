@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -94,6 +97,37 @@ def _patch_modules(downloads: ModuleType) -> None:
         for attr, repl in replacements.items():
             if hasattr(module, attr):
                 setattr(module, attr, repl)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_EMOJI = re.compile("[\u2600-\u27bf\ufe0f\U0001f300-\U0001faff]")
+
+
+def plain(text: str) -> str:
+    """Ultralytics' text without terminal colour codes and emoji."""
+    return " ".join(_EMOJI.sub("", _ANSI.sub("", text)).split())
+
+
+class _Relay(logging.Handler):
+    """Ultralytics' records as twinspect's: below WARNING at DEBUG, the rest as warnings; plain text."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = plain(record.getMessage())
+        if text:
+            log.log(logging.DEBUG if record.levelno < logging.WARNING else logging.WARNING, "ultralytics: %s", text)
+
+
+@contextmanager
+def relayed_logs() -> Iterator[None]:
+    """While inside, Ultralytics prints nothing itself (banners, colours, hints at its own CLI and other
+    tools): its log records go to twinspect's log (see ``_Relay``), so a command shows its own lines only."""
+    logger = logging.getLogger("ultralytics")
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [_Relay()], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
 
 
 def ultralytics(config_dir: Path | None = None) -> ModuleType:

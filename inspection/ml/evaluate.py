@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from inspection.core.errors import DatasetError, ModelError
-from inspection.inference.models import Backend, load_detector, require_input
+from inspection.inference.models import Backend, PrecisionChoice, load_detector, require_input
 from inspection.ml.datasets.yolo import load_data_yaml
 from inspection.ml.images import read_image
 from inspection.ml.metrics import DetectionMetrics
@@ -57,8 +57,10 @@ def evaluate_weights(
     conf: float = 0.25,
     backend: Backend | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+    precision: PrecisionChoice = "fp32",
 ) -> EvalResult:
-    """Run the model over every image of ``split`` and compute all metrics."""
+    """Run the model over every image of ``split`` and compute all metrics (a registry entry's fp32
+    file unless ``precision`` says int8 or auto, the card's serving choice)."""
     if not 0.0 <= conf <= 1.0:
         raise ModelError(f"conf: must be between 0 and 1, got {conf}")
     spec = load_data_yaml(data)
@@ -66,7 +68,7 @@ def evaluate_weights(
     if not images:
         raise DatasetError(f"{spec.split_dir(split)}: split '{split}' has no images")
     require_input(weights, spec.input, f"dataset {spec.yaml_path}")
-    detector = load_detector(weights, conf=EVAL_CONF, iou=EVAL_IOU, backend=backend)
+    detector = load_detector(weights, conf=EVAL_CONF, iou=EVAL_IOU, backend=backend, precision=precision)
     if detector.class_names != spec.names:
         raise ModelError(
             f"{weights}: model classes {list(detector.class_names)} do not match "

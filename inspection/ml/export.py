@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from inspection.core.detections import Detector
 from inspection.core.errors import ModelError
 from inspection.inference.nms import box_iou
 
@@ -66,7 +67,7 @@ def export_onnx(
     any size) while height and width stay fixed at ``imgsz``. A rectangular ``imgsz``
     (height, width) fits frames of that aspect ratio with no wasted padding.
     """
-    from inspection.inference.offline import ultralytics
+    from inspection.inference.offline import relayed_logs, ultralytics
 
     weights = Path(weights)
     if weights.suffix != ".pt" or not weights.is_file():
@@ -74,22 +75,23 @@ def export_onnx(
     if half and device == "cpu":
         raise ModelError("half: FP16 export needs a GPU (--device 0); ONNX FP16 from CPU is not supported")
     ul = ultralytics()
-    try:
-        model = ul.YOLO(str(weights), task="detect")
-    except Exception as exc:
-        raise ModelError(f"{weights}: not a YOLO model ({exc.__class__.__name__})") from exc
-    out = Path(
-        model.export(
-            format="onnx",
-            imgsz=list(_hw(imgsz)),
-            quantize=16 if half else None,
-            dynamic=dynamic_batch,
-            simplify=True,
-            device=device,
-            opset=opset,
-            verbose=False,
+    with relayed_logs():  # Ultralytics' banner, colours and hints at its own CLI go to our debug log
+        try:
+            model = ul.YOLO(str(weights), task="detect")
+        except Exception as exc:
+            raise ModelError(f"{weights}: not a YOLO model ({exc.__class__.__name__})") from exc
+        out = Path(
+            model.export(
+                format="onnx",
+                imgsz=list(_hw(imgsz)),
+                quantize=16 if half else None,
+                dynamic=dynamic_batch,
+                simplify=True,
+                device=device,
+                opset=opset,
+                verbose=False,
+            )
         )
-    )
     target = weights.with_suffix(".onnx")
     if out.resolve() != target.resolve():
         shutil.move(str(out), target)
@@ -112,11 +114,17 @@ class Parity:
 
 def check_parity(pt: Path, onnx_path: Path, images: list[np.ndarray], conf: float = 0.25) -> Parity:
     """Run both backends on the same images and compare boxes one to one."""
+    from inspection.inference.offline import relayed_logs
     from inspection.inference.onnx_detector import OnnxDetector
     from inspection.inference.torch_detector import UltralyticsDetector
 
     ours = OnnxDetector(onnx_path, conf=conf)
-    ref = UltralyticsDetector(pt, conf=conf, imgsz=ours.imgsz)
+    with relayed_logs():
+        ref = UltralyticsDetector(pt, conf=conf, imgsz=ours.imgsz)
+        return _compare(ref, ours, images)
+
+
+def _compare(ref: Detector, ours: Detector, images: list[np.ndarray]) -> Parity:
     max_box, max_conf, unmatched, n_ref, n_ours = 0.0, 0.0, 0, 0, 0
     for img in images:
         a = ref.detect([img])[0]

@@ -24,6 +24,7 @@ from typing import Any
 
 from inspection.core.errors import ModelError
 from inspection.inference.cards import CARD
+from inspection.inference.models import choose_precision
 from inspection.ml.datasets.yolo import load_data_yaml
 from inspection.ml.hashing import file_sha256
 
@@ -83,6 +84,7 @@ def register_run(
         card["val_metrics"] = evaluate_weights(tmp / "model.onnx", data, split=split).summary()
         card["val_metrics"]["split"] = split
         card["int8"] = quantize_and_check(tmp / "model.onnx", data, split)
+        card["serving"] = choose_precision(card["val_metrics"], card["int8"]["val_metrics"])
         write_card(tmp, card)
         tmp.rename(final)
         return final  # what is served does not change: activation is its own step (activate)
@@ -215,6 +217,9 @@ def render_markdown(card: dict[str, Any]) -> str:
             f"DeepPCB F-score {i8['deeppcb_fscore']} (fp32 {vm['deeppcb_fscore']})",
             "",
         ]
+    serving = card.get("serving")
+    if serving:
+        lines += [f"- served by default (`precision: auto`): **{serving['precision']}**; rule: {serving['rule']}", ""]
     if vm:
         lines += ["## Validation (twinspect eval, ONNX Runtime)", ""]
         lines += [f"- {k}: {v}" for k, v in vm.items() if not isinstance(v, dict)]
