@@ -225,6 +225,13 @@ def export_cmd(
     ] = None,
     device: Annotated[str, typer.Option(help="'cpu' or a CUDA index.")] = "cpu",
     check: Annotated[int, typer.Option(help="Images used for the ONNX vs PyTorch check (0: skip).")] = 8,
+    sample: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of images for the check (default: the model card's dataset if imported, else the "
+            "DeepPCB boards the demo shows: $TWINSPECT_DEEPPCB or ../shared/datasets/deeppcb-trainval)."
+        ),
+    ] = None,
     int8: Annotated[bool, typer.Option(help="Also write model.int8.onnx (static quantization) and eval both.")] = False,
     calib_data: Annotated[
         Path | None,
@@ -235,7 +242,7 @@ def export_cmd(
     from inspection.core.errors import ModelError
     from inspection.inference.cards import read_card, resolve_model_dir
     from inspection.inference.models import weights_file
-    from inspection.ml.export import check_parity, export_onnx, parse_imgsz
+    from inspection.ml.export import export_onnx, parse_imgsz
     from inspection.ml.registry import write_card
 
     if fmt != "onnx":
@@ -266,16 +273,25 @@ def export_cmd(
     if card is not None:
         write_card(resolve_model_dir(pt.parent), card)
     if check:
-        images = _sample_images(card, check)
-        if not images:
-            typer.echo("parity check skipped: no sample images (the model card's dataset is not imported)")
-            return
-        p = check_parity(pt, onnx_path, images)
-        typer.echo(
-            f"parity on {p.images} images: torch {p.boxes_torch} boxes, onnx {p.boxes_onnx} boxes, "
-            f"{p.unmatched} unmatched; largest box difference {p.max_box_diff_px:.3f} px, "
-            f"largest confidence difference {p.max_conf_diff:.4f}"
-        )
+        _parity(pt, onnx_path, card, check, sample)
+
+
+def _parity(pt: Path, onnx_path: Path, card: dict | None, n: int, sample: Path | None) -> None:  # type: ignore[type-arg]
+    from inspection.ml.export import check_parity
+
+    if card is not None and card.get("input", "image") != "image" and sample is None:
+        typer.echo(f"parity check skipped: a {card['input']} model needs its own inputs: give --sample DIR")
+        return
+    images, where = _sample_images(card, n, sample)
+    if not images:
+        typer.echo(f"parity check skipped: no images in {where}")
+        return
+    p = check_parity(pt, onnx_path, images)
+    typer.echo(
+        f"parity on {p.images} images ({where}): torch {p.boxes_torch} boxes, onnx {p.boxes_onnx} boxes, "
+        f"{p.unmatched} unmatched; largest box difference {p.max_box_diff_px:.3f} px, "
+        f"largest confidence difference {p.max_conf_diff:.4f}"
+    )
 
 
 def _export_int8(onnx_path: Path, data: Path | None, card: dict | None) -> None:  # type: ignore[type-arg]
@@ -298,19 +314,27 @@ def _export_int8(onnx_path: Path, data: Path | None, card: dict | None) -> None:
         card["val_metrics"] = {**fp32, "split": "val"}
 
 
-def _sample_images(card: dict | None, n: int) -> list:  # type: ignore[type-arg]
+def _sample_images(card: dict | None, n: int, sample: Path | None) -> tuple[list, str]:  # type: ignore[type-arg]
+    """Up to ``n`` images for the parity check and where they came from: ``sample`` (every image in it,
+    sorted), else the card's dataset (its val split) when imported, else the boards the demo shows."""
     from inspection.core.errors import DatasetError
     from inspection.ml.datasets.yolo import load_data_yaml
-    from inspection.ml.images import read_image
+    from inspection.ml.images import expand_paths, read_image
 
-    if not card:
-        return []
-    try:
-        spec = load_data_yaml(Path(card["training_data"]["yaml"]))
-        split = "val" if "val" in spec.splits else next(iter(spec.splits))
-        return [read_image(p) for p in spec.images(split)[:n]]
-    except (DatasetError, FileNotFoundError):
-        return []
+    if sample is not None:
+        return [read_image(p) for p in expand_paths([sample])[:n]], f"--sample {sample}"
+    if card:
+        try:
+            spec = load_data_yaml(Path(card["training_data"]["yaml"]))
+            split = "val" if "val" in spec.splits else next(iter(spec.splits))
+            return [read_image(p) for p in spec.images(split)[:n]], f"{split} split of {card['training_data']['yaml']}"
+        except (DatasetError, FileNotFoundError, KeyError):
+            pass  # the card's dataset is not imported here: the shipped sample boards instead
+    from api.cli.line import default_boards
+
+    boards = default_boards()
+    tested = sorted(boards.rglob("*_test.jpg"))[:n] if boards.is_dir() else []
+    return [read_image(p) for p in tested], f"sample boards {boards}"
 
 
 @app.command("register")
