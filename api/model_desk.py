@@ -68,6 +68,8 @@ class DeskParts:
     shadow: ShadowConfig = ShadowConfig()
     gate_data: Path | None = None  # data YAML of the gate set (None: each candidate's training data)
     rules: RulesConfig = RulesConfig()  # the line's rules: how the gate and the shadow judge boards
+    watch_boards: int = 200  # the watch after a promotion: boards on each side
+    watch_p: float = 0.01  # a p-value under this raises model.alert
 
 
 def versions_in(registry: Path, role: str) -> dict[Version, dict[str, Any]]:
@@ -282,6 +284,70 @@ class ModelDesk:
         if self.shadow_runner is not None and self.shadow_runner.model.name == model.name:
             report["run"] = self.shadow_runner.figures()
         return report
+
+    def watch(self) -> dict[str, Any] | None:
+        """After the last promotion or rollback: its rates against the previous model's (see inspection.ml.watch).
+
+        Once enough boards were made by the new model, the comparison is recorded with the change
+        and each significant change is announced as model.alert (once). None: nothing to watch."""
+        from inspection.ml.registry import parse_model_ref
+        from inspection.ml.watch import TEST, compare
+        from inspection.store.model_states import boards_of
+
+        last = next((c for c in self.states.history(self.line_id) if c.action in ("activated", "rolled_back")), None)
+        if last is None or last.previous is None or last.who == "config":
+            return None
+        if "watch" in last.detail and last.detail["watch"].get("done"):
+            return dict(last.detail["watch"])
+        n, engine = self.parts.watch_boards, self.states.engine
+        after = boards_of(engine, self.line_id, last.model, n, after=last.at)
+        state = {"model": str(last.model), "previous": last.previous, "since": last.at.isoformat(), "needed": n}
+        if len(after) < n:
+            return {**state, "done": False, "boards": len(after)}
+        previous = Version(*parse_model_ref(last.previous))
+        before = boards_of(engine, self.line_id, previous, n, before=last.at)
+        classes = read_card(self.folder(last.model)).get("class_names", [])
+        found = compare(before, after, classes, self.parts.watch_p)
+        result = {
+            **state,
+            "done": True,
+            "boards": min(len(before), len(after)),
+            "test": TEST,
+            "threshold": self.parts.watch_p,
+            "alerts": [vars(c) for c in found],
+        }
+        self.states.set_detail(last.id, {**last.detail, "watch": result})
+        self._alert(last, found)
+        return result
+
+    def _alert(self, last: Change, found: list[Any]) -> None:
+        from sync.schemas import ModelAlertData
+
+        sync = self.parts.sync
+        if sync is None or not found:
+            return
+        alerts = [
+            drafts.model_alert(
+                self.line_id,
+                self.parts.edge_id,
+                ModelAlertData(
+                    role=self.role,  # type: ignore[arg-type]
+                    name=last.model.name,
+                    version=str(last.model.version),
+                    previous=last.previous or "none",
+                    metric=c.metric,
+                    boards=c.boards,
+                    rate=c.rate,
+                    previous_rate=c.previous_rate,
+                    test="two-proportion z-test",
+                    statistic=c.statistic,
+                    p_value=c.p_value,
+                    threshold=self.parts.watch_p,
+                ),
+            )
+            for c in found
+        ]
+        sync.log.append(alerts)
 
     # the running service ---------------------------------------------------------------------------
     def reconcile(self) -> None:

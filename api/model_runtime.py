@@ -62,6 +62,8 @@ def build_desk(settings: Settings, engine: Engine, sync: SyncService | None, sta
         delivery.shadow.config(),
         delivery.gate.data,
         settings.line.rules,
+        delivery.watch.boards,
+        delivery.watch.p_value,
     )
     desk = ModelDesk(states, parts)
     served = engine.defect_model
@@ -95,10 +97,13 @@ class ModelWatcher:
             self.desk.shadow_runner.stop()
 
     def _run(self) -> None:
-        last = ""
+        last, ticks = "", 0
         while not self._stop.wait(self.interval_s):
+            ticks += 1
             try:
                 self.desk.reconcile()
+                if ticks % 10 == 0:  # the watch after a promotion: every 10 intervals
+                    self.desk.watch()
                 last = ""
             except Exception as error:  # logged once while it lasts; the line goes on serving what it serves
                 if str(error) != last:

@@ -42,6 +42,9 @@ class ModelLineOut(BaseModel):
     versions: list[VersionOut]
     history: list[ChangeOut]
     shadow_run: dict[str, Any] | None = Field(description="The running shadow's counts: run, dropped, stored.")
+    watch: dict[str, Any] | None = Field(
+        None, description="The watch after the last promotion: boards so far, and the rates that changed (alerts)."
+    )
 
 
 class PromoteIn(BaseModel):

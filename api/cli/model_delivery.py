@@ -53,6 +53,8 @@ def open_desk(
         shadow=settings.delivery.shadow.config(),
         gate_data=settings.delivery.gate.data,
         rules=settings.line.rules,
+        watch_boards=settings.delivery.watch.boards,
+        watch_p=settings.delivery.watch.p_value,
     )
     desk = ModelDesk(ModelStates(open_database(settings.database_url)), parts)
     desk.sync_registry()
@@ -79,6 +81,13 @@ def status_cmd(
         typer.echo(json.dumps({"line_id": desk.line_id, "versions": rows}))
         return
     typer.echo(f"line {desk.line_id}: active {desk.active() or 'none'}, shadow {desk.shadow() or 'none'}")
+    watch = desk.watch()
+    if watch is not None:
+        alerts = ", ".join(f"{a['metric']} {a['previous_rate']} -> {a['rate']}" for a in watch.get("alerts", []))
+        typer.echo(
+            f"watch after {watch['model']} (was {watch['previous']}): {watch['boards']} of {watch['needed']} boards"
+            + (f"; ALERT: {alerts}" if alerts else "; no significant change" if watch["done"] else "")
+        )
     for r in rows:
         vm = r["val_metrics"]
         typer.echo(

@@ -104,6 +104,7 @@ def model_line(request: Request, line_id: str) -> ModelLineOut:
         versions=[VersionOut(**v) for v in desk.listing()],
         history=[c for c in (change_out(x) for x in desk.states.history(line_id)) if c is not None],
         shadow_run=desk.shadow_runner.figures() if desk.shadow_runner else None,
+        watch=desk.watch(),
     )
 
 

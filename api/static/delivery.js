@@ -63,6 +63,15 @@ function reportView(rep) {
       rep.disagreeing.slice(0, 30).map((d) => [reviewLink(d.inspection_id), ` (${d.active}/${d.shadow}) `])) : null);
 }
 
+function watchView(w) {
+  if (!w) return null;
+  if (!w.done) return el("p", { class: "muted" }, `Watching ${w.model} since ${fmtTime(w.since)}: ${w.boards} of ${w.needed} boards`);
+  if (!w.alerts.length) return el("p", {}, `Watch after ${w.model}: no significant change over ${w.boards} boards (${w.test})`);
+  return el("div", { class: "error", role: "alert" }, el("strong", {}, `model.alert: ${w.model} against ${w.previous}`),
+    el("ul", {}, w.alerts.map((a) => el("li", {}, `${a.metric}: ${fmtPct(a.previous_rate)} -> ${fmtPct(a.rate)} over ${a.boards} boards (p = ${a.p_value.toExponential(2)})`))),
+    "Roll back below if this is the new model's doing.");
+}
+
 async function lineView(line, me, box) {
   const canChange = me.role === "ml" || me.role === "admin";
   const out = el("div", { "aria-live": "polite" });
@@ -79,7 +88,7 @@ async function lineView(line, me, box) {
       versionsTable(info, canChange, run),
       canChange ? el("p", {}, el("button", { type: "button", class: "bad", onclick: () => run("rollback", { reason: window.prompt("rollback: why?", "") || "rollback" }) },
         "Roll back"), last ? ` last change: ${last.action} ${last.model} by ${last.who} ${fmtTime(last.at)}` : "") : null,
-      out, report,
+      watchView(info.watch), out, report,
       el("h3", {}, "History"), el("ul", {}, info.history.slice(0, 20).map((c) => el("li", {},
         `${fmtTime(c.at)} ${c.action} ${c.model} (from ${c.previous ?? "–"}) by ${c.who}${c.forced ? " FORCED" : ""}: ${c.why}`)))));
   };

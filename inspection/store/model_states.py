@@ -359,6 +359,11 @@ class ModelStates:
             except exc.IntegrityError:
                 raise PromotionBusy(f"line {line_id!r}: another promotion is under way") from None
 
+    def set_detail(self, change_id: int, detail: dict[str, Any]) -> None:
+        """Replace the detail of one change (the watch records what it found there)."""
+        with self._write.begin() as conn:
+            conn.execute(update(model_changes).where(model_changes.c.id == change_id).values(detail=detail))
+
     def unlock(self, line_id: str) -> None:
         with self._write.begin() as conn:
             conn.execute(delete(model_locks).where(model_locks.c.line_id == line_id))
@@ -444,3 +449,36 @@ def shadow_pairs(engine: Engine, line_id: str, model: Version, limit: int = 20_0
             }
         )
     return out
+
+
+def boards_of(
+    engine: Engine, line_id: str, model: Version, n: int, after: datetime | None = None, before: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``n`` of the line's inspections by ``model`` (oldest first after ``after``, newest first before
+    ``before``): the model's own verdict, whether QA corrected it, the classes the model reported."""
+    from inspection.store.models import BoxRow, InspectionRow
+
+    ins, box = InspectionRow.__table__, BoxRow.__table__
+    query = select(ins.c.id, ins.c.outcome, ins.c.model_outcome, ins.c.corrected).where(
+        and_(ins.c.line_id == line_id, ins.c.model_name == model.name, ins.c.model_version == str(model.version))
+    )
+    if after is not None:
+        query = query.where(ins.c.created_at >= after).order_by(ins.c.created_at, ins.c.id)
+    else:
+        if before is not None:
+            query = query.where(ins.c.created_at < before)
+        query = query.order_by(ins.c.created_at.desc(), ins.c.id.desc())
+    with engine.connect() as conn:
+        rows = list(conn.execute(query.limit(n)))
+        ids = [r.id for r in rows]
+        classes: dict[str, set[str]] = {}
+        for i in range(0, len(ids), 500):
+            q = select(box.c.inspection_id, box.c.class_name, box.c.model_class_name).where(
+                and_(box.c.inspection_id.in_(ids[i : i + 500]), box.c.source == "model")
+            )
+            for b in conn.execute(q):
+                classes.setdefault(b.inspection_id, set()).add(b.model_class_name or b.class_name)
+    return [
+        {"verdict": r.model_outcome or r.outcome, "corrected": bool(r.corrected), "classes": classes.get(r.id, set())}
+        for r in rows
+    ]
