@@ -43,21 +43,23 @@ def box_words(box: BoxRecord, width: int, height: int) -> str:
     return f"{box.class_name} {where}, confidence {box.confidence:.2f} (model{relabelled})"
 
 
-def _box_free(reason: str) -> bool:
-    """A model reason that no defect box stands for (alignment, unexplained difference, the defect model failed)."""
+def _box_free(reason: str, classes: set[str]) -> bool:
+    """A model reason that no defect box stands for (alignment, unexplained difference, the defect model failed);
+    a box's reason starts with its class ('fail: short 0.87 >= 0.50 at ...')."""
     text = reason.split(":", 1)[-1].strip()
-    return not any(text.startswith(f"{name} ") for name in _CLASS_WORDS) or "difference" in text
+    return not any(text.startswith(f"{name} ") for name in classes) or "difference" in text
 
 
-_CLASS_WORDS = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
+_CLASS_WORDS = frozenset(("open", "short", "mousebite", "spur", "copper", "pin-hole"))
 
 
 def current_reasons(item: StoredInspection) -> list[str]:
     """The board's reasons as they are now (after any review), in words."""
     out = [box_words(b, item.crop_width, item.crop_height) for b in item.live_boxes]
     kept_by_review = item.review_status is not ReviewStatus.PENDING
+    classes = set(_CLASS_WORDS) | {b.class_name for b in item.boxes} | {b.model_class_name or "" for b in item.boxes}
     for reason in item.reasons:
-        if _box_free(reason) and not (kept_by_review and item.outcome.value == "pass"):
+        if _box_free(reason, classes - {""}) and not (kept_by_review and item.outcome.value == "pass"):
             out.append(reason.split(":", 1)[-1].strip())
     if item.review_status is not ReviewStatus.PENDING:
         who = item.reviewed_by or "a reviewer"
