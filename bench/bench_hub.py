@@ -188,6 +188,12 @@ class Watcher:
 
         return "events" in inspect(self.db).get_table_names()
 
+    def body_bytes(self) -> float:
+        from sqlalchemy import text
+
+        with self.db.connect() as conn:
+            return float(conn.execute(text("SELECT coalesce(avg(length(body)), 0) FROM events")).scalar_one())
+
     def counts(self) -> tuple[int, int, dict[str, int], set[str]]:
         from sqlalchemy import text
 
@@ -327,6 +333,7 @@ def _tally(
         "applied_twice": total - distinct,
         "unknown_at_hub": len(hub_ids - sent),
         "per_line_equal": lines == heads,
+        "event_bytes": round(watcher.body_bytes()),
         "per_line": {"hub": lines, "edges": heads},
         "hub": hub.stop_line.strip(),
         "edge_reports": reports,
