@@ -1,12 +1,14 @@
 """The real twinspect API on one port, with a thread that floods events on ``line-1`` (for feed tests).
 
     python tests/sync/flood_server.py --port 8123 --data-dir /tmp/d --total 3000 [--batch 50] [--pause 0.05]
-                                      [--go-file /tmp/d/go]
+                                      [--go-file /tmp/d/go] [--hold-at 2000 --release-file /tmp/d/release]
 
 The app is ``create_app(Services(engine=None, sync=SyncService.open(...)))`` on a SQLite file
 in ``--data-dir``, served by uvicorn. Once the server is up (and ``--go-file`` exists, when
 given), the flood thread publishes batches of drafts through ``sync.log.publish`` until the
-line's sequence reaches ``--total``. It continues from the log's last sequence, so a server
+line's sequence reaches ``--total``; with ``--hold-at N`` it stops at sequence N until
+``--release-file`` exists, so a test can act mid-flood however slow its own side is (a flood
+that ends before the test got there would test nothing). It continues from the log's last sequence, so a server
 killed mid-flood and started again on the same data dir finishes the same stream. When the
 flood is committed it writes ``flood.json`` (sequences and seconds) to the data dir. Callers
 authenticate with the twin-role bearer token the server writes to ``<data-dir>/token``.
@@ -63,15 +65,26 @@ def draft_for(sequence: int) -> Draft:
     )
 
 
+def _wait_for(path: Path, server: uvicorn.Server) -> None:
+    while not path.exists() and not server.should_exit:
+        time.sleep(0.01)
+
+
 def flood(sync: SyncService, server: uvicorn.Server, args: argparse.Namespace) -> None:
     while not server.started and not server.should_exit:
         time.sleep(0.01)
-    while args.go_file is not None and not Path(args.go_file).exists() and not server.should_exit:
-        time.sleep(0.01)
+    if args.go_file is not None:
+        _wait_for(Path(args.go_file), server)
     first = sequence = sync.log.lines().get(LINE, 0)
     started = time.monotonic()
     while sequence < args.total and not server.should_exit:
+        if args.hold_at is not None and sequence >= args.hold_at:
+            _wait_for(Path(args.release_file), server)
+            if server.should_exit:
+                return
         n = min(args.batch, args.total - sequence)
+        if args.hold_at is not None and sequence < args.hold_at:
+            n = min(n, args.hold_at - sequence)
         sync.log.publish([draft_for(sequence + i + 1) for i in range(n)])
         sequence += n
         time.sleep(args.pause)
@@ -178,6 +191,8 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.05, help="Seconds between two batches.")
     parser.add_argument("--go-file", default=None, help="Start flooding only once this file exists.")
     parser.add_argument("--heartbeat", type=float, default=1.0, help="SSE heartbeat seconds.")
+    parser.add_argument("--hold-at", type=int, default=None, help="Stop at this sequence until --release-file exists.")
+    parser.add_argument("--release-file", default=None, help="The file that releases a flood held by --hold-at.")
     args = parser.parse_args()
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     db = open_database(f"sqlite:///{Path(args.data_dir) / 'twinspect.db'}")

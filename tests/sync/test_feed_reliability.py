@@ -119,15 +119,17 @@ def replayed_twin(db_path: Path) -> str:
 
 
 def test_kill_9_mid_flood_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    total = 3000
-    server = FloodProcess(tmp_path / "data", free_port(), total, "--pause", "0.05").start()
+    total, release = 3000, tmp_path / "release"
+    server = FloodProcess(
+        tmp_path / "data", free_port(), total, "--pause", "0.05", "--hold-at", "2000", "--release-file", str(release)
+    ).start()
     reader = SseReader(server, after=0)
     reader.start()
-    try:
-        assert wait_until(lambda: len(reader.records) >= total * 4 // 10, 30), len(reader.records)
-        assert server.report() is None, "the flood ended before the kill; nothing was tested"
+    try:  # the flood is held at 2000 until released: it cannot end before the kill, however slow the reader
+        assert wait_until(lambda: len(reader.records) >= total * 4 // 10, 120), len(reader.records)
+        assert server.report() is None
         server.kill()
-        time.sleep(0.3)
+        release.touch()
         server.start()
         report = server.wait_flood(60)
         assert 0 < report["first_sequence"] < total and report["last_sequence"] == total, report

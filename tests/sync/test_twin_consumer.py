@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +58,12 @@ def saved(state: Path) -> dict[str, Any]:
 
 
 def test_consumer_resumes_from_its_state_and_survives_a_server_kill(tmp_path: Path) -> None:
-    total = 3000
-    server = FloodProcess(tmp_path / "data", free_port(), total, "--batch", "20", "--pause", "0.05").start()
+    total, hold = 3000, 2000
+    release = tmp_path / "release"
+    server = FloodProcess(
+        tmp_path / "data", free_port(), total, "--batch", "20", "--pause", "0.05",
+        "--hold-at", str(hold), "--release-file", str(release),
+    ).start()  # fmt: skip
     state = tmp_path / "line-1.json"
     try:
         code, out, err = finish(consumer(server, state, "--max-events", "600"))
@@ -68,10 +71,12 @@ def test_consumer_resumes_from_its_state_and_survives_a_server_kill(tmp_path: Pa
         assert saved(state)["state"]["revision"] == 600 and saved(state)["offset"] == 600
 
         proc = consumer(server, state, "--until-revision", str(total), "--verify-every", "0.5")
-        assert wait_until(lambda: saved(state)["offset"] >= 1400, 30), saved(state)["offset"]  # it is streaming
-        assert server.report() is None, "the flood ended before the kill; nothing was tested"
+        # it is streaming; the flood is held at `hold` until released, so it cannot end before the kill,
+        # however slow the consumer's start is next to the server (it was a race: "the flood ended first")
+        assert wait_until(lambda: saved(state)["offset"] >= 1400, 120), saved(state)["offset"]
+        assert server.report() is None
         server.kill()
-        time.sleep(0.5)
+        release.touch()  # the restarted server floods on to `total`
         server.start()
         code, out, err = finish(proc)
         twin_now = httpx.get(server.url + "/api/v1/twin/line-1", headers=server.headers, timeout=10)
