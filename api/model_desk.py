@@ -64,6 +64,7 @@ class DeskParts:
     engine: Engine | None = None
     sync: SyncService | None = None
     build: Build | None = None  # how the serving process builds a detector (None: no engine to swap)
+    build_shadow: Build | None = None  # the same for a shadow model: one intra-op thread, at the shadow's priority
     gate: GateConfig = GateConfig()
     shadow: ShadowConfig = ShadowConfig()
     gate_data: Path | None = None  # data YAML of the gate set (None: each candidate's training data)
@@ -156,11 +157,11 @@ class ModelDesk:
                 raise ModelError(f"{model}: classes {list(classes)} differ from the served model's {list(served)}")
         return folder
 
-    def _built(self, folder: Path) -> Detector | None:
+    def _built(self, folder: Path, shadow: bool = False) -> Detector | None:
         """The new model's detector, sessions built and warmed (None without an engine: loaded once to check it).
 
         A corrupt or missing ONNX file fails here, before anything changed."""
-        build = self.parts.build or (lambda f: load_detector(f))
+        build = (self.parts.build_shadow if shadow else None) or self.parts.build or (lambda f: load_detector(f))
         try:
             detector = build(folder)
             warm(detector)
@@ -235,7 +236,7 @@ class ModelDesk:
             if model == self.active():
                 raise ModelError(f"{model}: is the active model of line {self.line_id!r}; shadow another version")
             folder = self.check(model)
-            detector = self._built(folder)
+            detector = self._built(folder, shadow=True)
             change = self.states.start_shadow(self.line_id, self.role, model, who, why)
             if detector is not None:
                 self._set_shadow(self._runner(detector, model))
@@ -368,7 +369,7 @@ class ModelDesk:
                 elif shadow is not None and (
                     running is None or (running.name, running.version) != (shadow.name, str(shadow.version))
                 ):
-                    detector = self._built(self.folder(shadow))
+                    detector = self._built(self.folder(shadow), shadow=True)
                     assert detector is not None
                     self._set_shadow(self._runner(detector, shadow))
             self.announce()

@@ -49,21 +49,26 @@ def build_desk(settings: Settings, engine: Engine, sync: SyncService | None, sta
         model = settings.models.defect.model_copy(update={"weights": folder})
         return _detector(model, conf)[0]
 
+    def build_shadow(folder: Path) -> Detector:  # ONNX Runtime then runs in the shadow's own (niced) thread
+        model = settings.models.defect.model_copy(update={"weights": folder, "threads": 1, "runners": 1})
+        return _detector(model, conf)[0]
+
     delivery = settings.delivery
     parts = DeskParts(
         registry_of(settings),
         settings.line.line_id,
-        settings.sync.edge_id,
-        "defect",
-        engine,
-        sync,
-        build,
-        delivery.gate.config(),
-        delivery.shadow.config(),
-        delivery.gate.data,
-        settings.line.rules,
-        delivery.watch.boards,
-        delivery.watch.p_value,
+        edge_id=settings.sync.edge_id,
+        role="defect",
+        engine=engine,
+        sync=sync,
+        build=build,
+        build_shadow=build_shadow,
+        gate=delivery.gate.config(),
+        shadow=delivery.shadow.config(),
+        gate_data=delivery.gate.data,
+        rules=settings.line.rules,
+        watch_boards=delivery.watch.boards,
+        watch_p=delivery.watch.p_value,
     )
     desk = ModelDesk(states, parts)
     served = engine.defect_model

@@ -174,9 +174,9 @@ def promote_cmd(
     gate = LineGate(gate_settings.config(), settings.line.rules, desk.line_id, data or gate_settings.data, store)
     try:
         result = desk.promote(Version(*parse_model_ref(model)), who(), reason, gate, force)
-    except GateRefused as refused:
+    except GateRefused as refused:  # both models side by side on stdout, the refusal as the one error line
         for row in refused.result.table():
-            typer.echo(row, err=True)
+            typer.echo(row)
         raise
     for row in result.table():
         typer.echo(row)

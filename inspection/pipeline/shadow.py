@@ -109,7 +109,8 @@ class ShadowRunner:
 
     def _run(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # lower priority than the serving threads
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.config.nice)
+            tid = threading.get_native_id()  # Linux: a thread's own niceness, relative to the process's
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.config.nice))
         while True:
             try:
                 item = self._queue.get(timeout=self.config.flush_s)
