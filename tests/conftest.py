@@ -199,8 +199,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
-    """Poll ``pred`` until it holds or ``timeout`` seconds pass; its last answer."""
+def wait_until(pred: Callable[[], bool], timeout: float = 30.0, step: float = 0.01) -> bool:
+    """Poll ``pred`` until it holds or ``timeout`` seconds pass; its last answer.
+
+    Wait for the state a test checks, never sleep and assume it came: the timeout only says when to
+    give up on a state that is not coming, so it is long (a busy machine makes a test slower, never
+    wrong); a wait that holds returns as soon as it holds. A test that claims a latency states it as
+    its own timeout.
+    """
     import time
 
     deadline = time.monotonic() + timeout

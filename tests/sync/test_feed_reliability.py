@@ -216,6 +216,7 @@ def test_a_stalled_or_slow_sse_client_does_not_slow_the_pipeline(tmp_path: Path)
     try:
         stalled.gate.clear()  # reads one event, then nothing
         stalled.start()
+        slow_started = time.monotonic()
         slow.start()
         assert wait_until(lambda: len(stalled.records) == 1 and len(slow.records) >= 1, 20)
         (data / "go").touch()
@@ -228,7 +229,8 @@ def test_a_stalled_or_slow_sse_client_does_not_slow_the_pipeline(tmp_path: Path)
         twin = httpx.get(server.url + "/api/v1/twin/line-1", headers=server.headers, timeout=10).json()
         answered_s = time.monotonic() - started
         assert head["head"] == total and twin["revision"] == total and answered_s < 2.0
-        assert len(stalled.records) == 1 and len(slow.records) < 30
+        # the slow client read at its own pace (one event a second), however long the flood took on this machine
+        assert len(stalled.records) == 1 and len(slow.records) <= time.monotonic() - slow_started + 1
         stalled.gate.set()
         assert wait_until(lambda: len(stalled.records) >= total, 60), len(stalled.records)
         time.sleep(0.2)

@@ -121,7 +121,7 @@ def test_the_retained_twin_on_mqtt_says_stopped_after_a_clean_stop(make_log: Mak
         assert fw.drain(10)
         fw.stop()  # as SyncService.stop: drained, then closed (every twin published again)
         with Subscriber(SHARED_PORT, [topic]) as late:  # a newcomer gets the retained copy
-            assert wait_until(lambda: bool(late.on(topic)), 5), "no retained twin"
+            assert wait_until(lambda: bool(late.on(topic)), 30), "no retained twin"
             doc = late.on(topic)[-1].json()
         assert doc["revision"] == twins.revision("line-1") and doc["features"]["line"]["properties"] == {
             "status": "stopped",

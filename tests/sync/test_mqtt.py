@@ -140,11 +140,11 @@ def test_events_twins_and_status_reach_the_broker(make_log: MakeLog, names: tupl
             def twin_revisions(s: Subscriber) -> dict[str, int]:
                 return {line: ms[-1].json()["revision"] for line in lines if (ms := s.on(f"{prefix}/{line}/twin"))}
 
-            assert wait_until(lambda: twin_revisions(sub) == last, 5), twin_revisions(sub)
+            assert wait_until(lambda: twin_revisions(sub) == last, 30), twin_revisions(sub)
             assert state_of(sub.on(status)) == "online"
 
             with Subscriber(SHARED_PORT, [f"{prefix}/+/twin", status]) as late:  # retained: a newcomer gets them
-                assert wait_until(lambda: twin_revisions(late) == last and bool(late.on(status)), 5)
+                assert wait_until(lambda: twin_revisions(late) == last and bool(late.on(status)), 30)
                 for line in lines:
                     twin = late.on(f"{prefix}/{line}/twin")[-1]
                     assert twin.retain and twin.payload.decode() == twins.document_text(line)[1]
@@ -153,9 +153,9 @@ def test_events_twins_and_status_reach_the_broker(make_log: MakeLog, names: tupl
 
             fw.stop()
             assert not paho_threads(fw.client_id), "the network thread outlived stop()"
-            assert wait_until(lambda: state_of(sub.on(status)) == "offline", 5)
+            assert wait_until(lambda: state_of(sub.on(status)) == "offline", 30)
         with Subscriber(SHARED_PORT, [status]) as after:
-            assert wait_until(lambda: bool(after.on(status)), 5)
+            assert wait_until(lambda: bool(after.on(status)), 30)
             assert after.on(status)[-1].retain and state_of(after.on(status)) == "offline"
     finally:
         fw.stop()
@@ -196,7 +196,7 @@ def test_last_will_says_offline(tmp_path: Path, names: tuple[str, str], how: str
             will = sub.on(status)[-1]
             assert will.json()["edge"] == edge
         with Subscriber(SHARED_PORT, [status]) as late:
-            assert wait_until(lambda: bool(late.on(status)), 5)
+            assert wait_until(lambda: bool(late.on(status)), 30)
             assert late.on(status)[-1].retain and state_of(late.on(status)) == "offline"
         print(f"{how}: offline after {took:.1f} s")
     finally:
@@ -281,8 +281,8 @@ def test_broker_stopped_30s_mid_run_loses_nothing(make_log: MakeLog, broker: Pri
             broker.stop()
             down_at = event_log.head
             assert wait_until(lambda: not fw.connected(), 3), "the forwarder did not notice the broker left"
-            time.sleep(30)
-            assert event_log.head >= down_at + 400, "the line did not keep producing during the outage"
+            time.sleep(30)  # the outage; the producer's pace is the machine's: wait for its count, broker still down
+            assert wait_until(lambda: event_log.head >= down_at + 400, 120), "the line stopped during the outage"
             broker.start()
             assert wait_until(lambda: fw.connects >= 2, 10), "the forwarder did not reconnect"
             time.sleep(1)
@@ -349,7 +349,7 @@ def test_a_hung_broker_is_left_and_the_unconfirmed_events_resent(make_log: MakeL
             finally:
                 broker.pause(False)
             assert fw.drain(10), f"forwarder confirmed {fw.cursor} of {event_log.head}"
-            assert wait_until(lambda: {m.json()["id"] for m in sub.events()} == {e.id for e in sent}, 5)
+            assert wait_until(lambda: {m.json()["id"] for m in sub.events()} == {e.id for e in sent}, 30)
             assert fw.connects == 2 and fw.resent == 5
         finally:
             fw.stop()

@@ -312,7 +312,7 @@ def test_edge_and_hub_ride_out_a_broker_outage(server: PrivateServer, open_log: 
     drafts = story(40, "line-1")
     try:
         edge_log.append(drafts[:60])
-        assert wait_until(lambda: hub.state == "reconnecting", 5.0)
+        assert wait_until(lambda: hub.state == "reconnecting", 30.0)
         server.start()
         assert wait_until(lambda: hub_log.head == 60, 15.0), (hub_log.head, forwarder.lag, hub.state)
         server.stop()
