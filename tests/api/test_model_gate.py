@@ -92,3 +92,20 @@ def test_reviewed_boards_give_false_reject_and_miss_rates_by_the_line_rules():
     # pass boards: a clear fail, an uncertain box, nothing, nothing; fail boards: nothing (missed), a clear fail
     rates = reviewed_rates(Answers([0.9, 0.3, 0, 0, 0, 0.8]), boards, judge_with(RulesConfig()))
     assert rates == {"boards": 6, "false_reject_rate": 0.5, "miss_rate": 0.5}
+
+
+def test_the_lines_reviewed_inspections_are_replayed_through_both_models(populated, gate_set, registry):
+    import uuid
+
+    for i, action in ((4, "confirm"), (10, "reject")):  # line-1: a fail QA keeps, a fail QA rejects (truth: pass)
+        r = populated.client.post(
+            f"/api/v1/inspections/{uuid.UUID(int=i + 1)}/review", json={"action": action}, headers=populated.as_("qa")
+        )
+        assert r.status_code == 200, r.text
+    config = GateConfig(parity_images=0, class_recall_floor=0.0)
+    gate = LineGate(config, RulesConfig(), "line-1", gate_set, populated.store)
+    result = gate(registry / "defect-yolov8n-v2", registry / "defect-yolov8n-v1")
+    rows = {r["metric"]: r for r in result.rows}
+    assert "reviewed inspections of the line replayed: 2" in result.notes
+    for key in ("reviewed false_reject_rate", "reviewed miss_rate"):
+        assert rows[key]["active"] == rows[key]["candidate"] and rows[key]["ok"]  # the same network on both sides
