@@ -375,10 +375,14 @@ class ModelDesk:
             self.announce()
 
     def start_line(self, served: Version | None, who: str = "config") -> None:
-        """At a start: the line's first active version is the served one (the bottom of its rollback stack)."""
+        """At a start: the served version is the line's active one. At the first start it is the bottom of the
+        rollback stack; when the start chose another one than the history's (see model_runtime.served_settings)
+        that is recorded as an activation by the config."""
         self.sync_registry()
-        if served is not None and self.active() is None:
-            self.states.activate(self.line_id, self.role, served, who, "the configured model at the first start")
+        active = self.active()
+        if served is not None and active != served:
+            why = "the configured model at the first start" if active is None else "the configuration changed"
+            self.states.activate(self.line_id, self.role, served, who, why)
         self.reconcile()
 
     def announce(self) -> None:

@@ -25,12 +25,20 @@ def registry_of(settings: Settings) -> Path:
 
 
 def served_settings(settings: Settings, states: ModelStates) -> Settings:
-    """The settings with the line's active defect version (its model history wins over the config's alias
-    when it names the same model; a config naming another model wins, and becomes the line's next activation)."""
-    active = states.in_state(settings.line.line_id, "defect", "active")
-    configured = model_info(settings.models.defect.weights)
-    if active is None or active.name != configured.name:
+    """The settings with the line's active defect version: the latest decision wins. The line's history wins
+    over the config when the config names the same model through its version pointer (weights/NAME) and the
+    pointer was not moved since the line's last change; otherwise the config wins (a config naming a version
+    folder pins that version), and becomes the line's next activation (ModelDesk.start_line)."""
+    line_id = settings.line.line_id
+    active = states.in_state(line_id, "defect", "active")
+    weights = Path(settings.models.defect.weights)
+    configured = model_info(weights)
+    if active is None or active.name != configured.name or not _pointer(weights):
         return settings
+    last = next((c for c in states.history(line_id, 50) if c.action in ("activated", "rolled_back")), None)
+    if str(active.version) != configured.version and last is not None and weights.stat().st_mtime > last.at.timestamp():
+        return settings  # weights/NAME was moved (models activate) after the line's last change
+
     folder = registry_of(settings) / f"{active.name}-v{active.version}"
     if not (folder / CARD).is_file():
         log.warning(
@@ -39,6 +47,11 @@ def served_settings(settings: Settings, states: ModelStates) -> Settings:
         return settings
     defect = settings.models.defect.model_copy(update={"weights": folder})
     return settings.model_copy(update={"models": settings.models.model_copy(update={"defect": defect})})
+
+
+def _pointer(weights: Path) -> bool:
+    """Whether ``weights`` is a registry's version pointer (weights/NAME naming NAME-vN)."""
+    return weights.is_file() and weights.suffix == "" and (weights.parent / weights.read_text().strip()).is_dir()
 
 
 def build_desk(settings: Settings, engine: Engine, sync: SyncService | None, states: ModelStates) -> ModelDesk:

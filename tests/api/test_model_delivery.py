@@ -193,3 +193,28 @@ def test_changes_are_announced_once_as_typed_events_and_the_twin_shows_active_an
     twin = json.loads(sync.twins.document_text("line-1")[1])["features"]
     assert twin["models"]["properties"]["defect"]["version"] == "1"
     assert twin["shadowModels"]["properties"]["defect"]["version"] == "3"
+
+
+def test_the_latest_decision_picks_the_version_a_line_starts_with(db, registry):
+    import os
+    import time
+
+    from api.model_runtime import served_settings
+    from api.settings import Settings
+
+    pointer = registry / "defect-yolov8n"
+    pointer.write_text("defect-yolov8n-v1\n")
+    os.utime(pointer, (time.time() - 60, time.time() - 60))
+    base = Settings()
+    defect = base.models.defect.model_copy(update={"weights": pointer})
+    settings = base.model_copy(update={"models": base.models.model_copy(update={"defect": defect})})
+    states = ModelStates(db)
+
+    def served() -> str:
+        return Path(served_settings(settings, states).models.defect.weights).name
+
+    assert served() == "defect-yolov8n"  # no history: the configured pointer (v1)
+    ModelDesk(states, DeskParts(registry, "line-1")).activate(V2, "cli:anna", "v2 on this line")
+    assert served() == "defect-yolov8n-v2"  # the line's history is newer than the pointer
+    pointer.write_text("defect-yolov8n-v3\n")  # twinspect models activate defect-yolov8n:3 (the pointer moved)
+    assert served() == "defect-yolov8n"  # the latest decision: the config's v3
