@@ -28,6 +28,20 @@ def boards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return real_board_subset(tmp_path_factory.mktemp("boards"), 6, offset=40)
 
 
+class HeldPartModel:
+    """The part model, held once the swap is asked for until it is done: boards keep coming after the swap
+    however fast the machine (frames wait at the part model; the boards already at the defect model finish)."""
+
+    def __init__(self, inner, asked: threading.Event, done: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.asked, self.done = inner, asked, done
+        self.class_names, self.imgsz, self.provider = inner.class_names, inner.imgsz, inner.provider
+
+    def detect(self, images):  # type: ignore[no-untyped-def]
+        if self.asked.is_set():
+            self.done.wait(60)
+        return self.inner.detect(images)
+
+
 def line_settings(tmp_path: Path, boards: Path, registry: Path) -> Settings:
     settings = Settings(data_dir=tmp_path / "data")
     defect = settings.models.defect.model_copy(update={"weights": registry / "defect-yolov8n-v1", "runners": 1})
@@ -48,13 +62,16 @@ def test_swap_between_batches_under_load_loses_no_board_and_each_verdict_names_i
     desk.start_shadow(V2, "ml", "beside v1 until it is promoted")
     assert engine.shadow is desk.shadow_runner is not None
     verdicts: list[tuple[str, str]] = []
-    swapped = threading.Event()
+    asked, swapped = threading.Event(), threading.Event()
     timing: dict[str, float] = {}
+    engine.part_worker.detector = HeldPartModel(engine.part_worker.detector, asked, swapped)
 
     def swap() -> None:
         timing["asked"] = time.monotonic()
-        desk.activate(V2, "ml", "hot swap under load")
-        swapped.set()
+        try:
+            desk.activate(V2, "ml", "hot swap under load")
+        finally:
+            swapped.set()
 
     def listen(event: EngineEvent) -> None:
         if isinstance(event, Inspected):
@@ -63,6 +80,7 @@ def test_swap_between_batches_under_load_loses_no_board_and_each_verdict_names_i
             if event.model.version == "2" and "first" not in timing:
                 timing["first"] = time.monotonic()
             if len(verdicts) == 3:
+                asked.set()
                 threading.Thread(target=swap).start()
 
     engine.add_listener(listen)
