@@ -286,6 +286,17 @@ class ModelDesk:
             report["run"] = self.shadow_runner.figures()
         return report
 
+    def review_order(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The line's unreviewed boards by expected information (see inspection.ml.active_learning)."""
+        from inspection.ml.active_learning import information_order
+        from inspection.store.model_states import review_candidates
+
+        shadow = self.shadow() or next(
+            (c.model for c in self.states.history(self.line_id) if c.action == "shadow_started"), None
+        )
+        boards = review_candidates(self.states.engine, self.line_id, shadow)
+        return information_order(boards, self.parts.rules.fail_threshold, limit)
+
     def watch(self) -> dict[str, Any] | None:
         """After the last promotion or rollback: its rates against the previous model's (see inspection.ml.watch).
 

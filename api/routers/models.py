@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import Principal, require
@@ -130,6 +130,16 @@ def model_lines(request: Request) -> dict[str, list[str]]:
 def shadow_report(request: Request, line_id: str, model: str | None = None) -> dict[str, Any]:
     desk = _desk(request, line_id)
     return desk.shadow_report(_ref(model) if model else None)
+
+
+@router.get(
+    "/models/lines/{line_id}/review-order",
+    dependencies=[Depends(require(Role.QA, Role.ML))],
+    summary="Unreviewed boards by expected information (model uncertainty, disagreement with the shadow)",
+)
+def review_order(request: Request, line_id: str, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    desk = _desk(request, line_id)
+    return {"line_id": line_id, "items": desk.review_order(limit)}
 
 
 @router.post(

@@ -82,13 +82,17 @@ async function lineView(line, me, box) {
     if (info.shadow || info.history.some((c) => c.action === "shadow_started")) {
       report = reportView(await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}/shadow-report`));
     }
+    const order = (await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}/review-order?limit=10`)).items;
+    const next = order.length ? el("section", { "aria-label": "review next" },
+      el("h3", {}, "Review next (what teaches the next model most)"),
+      el("ol", {}, order.map((b) => el("li", {}, reviewLink(b.inspection_id), ` ${b.verdict}, score ${b.score}: ${b.why.join("; ")}`)))) : null;
     const last = info.history.find((c) => c.action === "activated" || c.action === "rolled_back");
     box.replaceChildren(el("article", { class: "card" },
       el("h2", {}, `Line ${line}: serving ${info.served ?? info.active ?? "–"}`, info.shadow ? ` · shadow ${info.shadow}` : ""),
       versionsTable(info, canChange, run),
       canChange ? el("p", {}, el("button", { type: "button", class: "bad", onclick: () => run("rollback", { reason: window.prompt("rollback: why?", "") || "rollback" }) },
         "Roll back"), last ? ` last change: ${last.action} ${last.model} by ${last.who} ${fmtTime(last.at)}` : "") : null,
-      watchView(info.watch), out, report,
+      watchView(info.watch), out, report, next,
       el("h3", {}, "History"), el("ul", {}, info.history.slice(0, 20).map((c) => el("li", {},
         `${fmtTime(c.at)} ${c.action} ${c.model} (from ${c.previous ?? "–"}) by ${c.who}${c.forced ? " FORCED" : ""}: ${c.why}`)))));
   };

@@ -482,3 +482,31 @@ def boards_of(
         {"verdict": r.model_outcome or r.outcome, "corrected": bool(r.corrected), "classes": classes.get(r.id, set())}
         for r in rows
     ]
+
+
+def review_candidates(engine: Engine, line_id: str, shadow: Version | None, limit: int = 5000) -> list[dict[str, Any]]:
+    """The line's inspections not reviewed yet (newest first): verdict, top confidence, the shadow's verdict."""
+    from inspection.store.models import InspectionRow
+
+    ins, sv = InspectionRow.__table__, shadow_verdicts
+    cols = [ins.c.id, ins.c.part_id, ins.c.outcome, ins.c.model_outcome, ins.c.max_confidence]
+    query = select(*cols).where(and_(ins.c.line_id == line_id, ins.c.review_status == "pending"))
+    if shadow is not None:
+        on = and_(sv.c.part_id == ins.c.part_id, sv.c.name == shadow.name, sv.c.version == shadow.version)
+        query = (
+            select(*cols, sv.c.outcome.label("shadow"))
+            .select_from(ins.outerjoin(sv, on))
+            .where(and_(ins.c.line_id == line_id, ins.c.review_status == "pending"))
+        )
+    query = query.order_by(ins.c.created_at.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [
+            {
+                "inspection_id": r.id,
+                "part_id": r.part_id,
+                "verdict": r.model_outcome or r.outcome,
+                "max_confidence": float(r.max_confidence),
+                "shadow": getattr(r, "shadow", None),
+            }
+            for r in conn.execute(query)
+        ]

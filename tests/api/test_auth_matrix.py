@@ -71,6 +71,7 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/models/lines"): QA_ML,
     ("GET", "/api/v1/models/lines/{line_id}"): QA_ML,
     ("GET", "/api/v1/models/lines/{line_id}/shadow-report"): QA_ML,
+    ("GET", "/api/v1/models/lines/{line_id}/review-order"): QA_ML,
     ("POST", "/api/v1/models/lines/{line_id}/promote"): frozenset({"ml"}),
     ("POST", "/api/v1/models/lines/{line_id}/rollback"): frozenset({"ml"}),
     ("POST", "/api/v1/models/lines/{line_id}/shadow"): frozenset({"ml"}),

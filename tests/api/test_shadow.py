@@ -118,3 +118,32 @@ def test_the_shadow_report_compares_both_models_with_reviewed_truth(populated: P
 def part_id(i: int) -> str:
     """The part id ``tests.api.conftest.make_record`` gives inspection ``i``."""
     return f"run0-{'cam1' if i % 4 < 2 else 'cam2'}-{i}-{100 + i}"
+
+
+def test_the_review_order_puts_disagreements_with_the_shadow_and_uncertain_boards_first(populated: Populated, desk):  # noqa: F811
+    from inspection.ml.active_learning import uncertainty
+
+    assert uncertainty(0.5, 0.5) == 1.0 and uncertainty(0.0, 0.5) == 0.0 and uncertainty(1.0, 0.5) == 0.0
+    assert uncertainty(0.25, 0.5) == 0.5 and uncertainty(0.75, 0.5) == 0.5
+    desk.start_shadow(Version("defect-yolov8n", 2), "ml", "watch")
+    disagreeing = 6  # line-1, a pass by the active model
+    assert outcome_of(disagreeing).value == "pass"
+    ModelStates(populated.sync.log.engine).add_shadow_verdicts(
+        [
+            {
+                "line_id": "line-1",
+                "part_id": part_id(disagreeing),
+                "name": "defect-yolov8n",
+                "version": 2,
+                "outcome": "fail",
+                "boxes": [],
+            }
+        ]
+    )
+    r = populated.client.get(URL + "/review-order?limit=5", headers=populated.as_("qa"))
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert len(items) == 5 and items[0]["inspection_id"] == str(uuid.UUID(int=disagreeing + 1))
+    assert "the shadow model says fail" in items[0]["why"][1]
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True) and scores[1] < 1.01

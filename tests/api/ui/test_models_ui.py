@@ -35,6 +35,8 @@ def test_ml_sees_the_states_runs_a_shadow_and_a_refused_promotion_shows_the_gate
     page.wait_for_selector("#delivery table caption:has-text('Versions on line-1')")
     assert "serving" in page.text_content("#delivery h2")
     assert "No shadow run on this line yet." in page.text_content("#delivery")
+    page.wait_for_selector("#delivery h3:has-text('Review next')")
+    assert page.get_attribute("#delivery section[aria-label='review next'] li a", "href").startswith("/review/")
     row = page.locator("#delivery tr:has-text('defect-yolov8n:2')")
     assert row.locator(".badge").text_content() == "registered"
     row.locator("button:has-text('Shadow')").click()
