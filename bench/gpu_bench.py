@@ -325,7 +325,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"[agreement] {result['fp16_vs_fp32']}", flush=True)
     save()
     mode = best_mode(result["defect"])
-    engine_pt = model_file(args.engine_defect or args.defect, ".pt")
+    from inspection.inference.models import model_input
+
+    engine_defect = args.engine_defect or args.defect
+    if args.engine_defect is None and model_input(args.defect) == "reference":
+        engine_defect = REPO / "weights" / "defect-yolov8n-v1"  # the engine here has no recipe store: an image model
+        print(f"[engine] {args.defect.name} takes reference input: the engine run serves {engine_defect.name}")
+    engine_pt = model_file(engine_defect, ".pt")
     try:
         result["engine"] = engine_run(part_pt, engine_pt, loop, opts, mode)
     except Exception as exc:  # report it: the figures before it stay
@@ -350,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--pack", type=Path, default=DEFAULT_PACK)
     r.add_argument("--part", type=Path, default=REPO / "weights" / "part-yolov8n")
     r.add_argument("--defect", type=Path, default=REPO / "weights" / "defect-yolov8n")
-    r.add_argument("--engine-defect", type=Path, help="an image-input defect model for the engine run")
+    r.add_argument(
+        "--engine-defect",
+        type=Path,
+        help="the engine run's defect model (default: --defect, or defect-yolov8n-v1 when that takes reference input)",
+    )
     r.add_argument("--cameras", type=int, default=8)
     r.add_argument("--fps", type=float, default=30.0)
     r.add_argument("--seconds", type=float, default=2.0, help="timed seconds per mode and batch size")
