@@ -67,7 +67,8 @@ def test_a_rate_that_jumps_after_a_promotion_raises_model_alert_once(tmp_path):
         add_version(registry, v)
     desk = ModelDesk(ModelStates(db), DeskParts(registry, "line-1", sync=sync, watch_boards=20, watch_p=0.01))
     desk.start_line(V1)
-    store.save_many([record(i, 1, Outcome.FAIL if i % 10 == 0 else Outcome.PASS) for i in range(30)])  # 10 % fail
+    for i in range(30):  # one at a time: each its own created_at (the watch takes the previous model's last 20)
+        store.save(record(i, 1, Outcome.FAIL if i % 10 == 0 else Outcome.PASS))  # 10 % fail
     desk.activate(V2, "ml", "new model")
     waiting = desk.watch()
     assert waiting is not None and (waiting["done"], waiting["boards"], waiting["needed"]) == (False, 0, 20)
