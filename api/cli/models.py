@@ -27,6 +27,9 @@ def eval_cmd(
     split: Annotated[str, typer.Option(help="Split to score: val or test.")] = "val",
     conf: Annotated[float, typer.Option(help="Confidence for precision / recall / F1 and the DeepPCB F-score.")] = 0.25,
     backend: Annotated[str | None, typer.Option(help="onnx or torch (default: from the file type).")] = None,
+    precision: Annotated[
+        str, typer.Option(help="Registry entries: fp32, int8, or auto (the card's serving choice).")
+    ] = "fp32",
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
     """Score weights: mAP50, mAP50-95, per-class AP, P/R/F1 at --conf, DeepPCB F-score."""
@@ -35,6 +38,7 @@ def eval_cmd(
 
     if backend not in (None, "onnx", "torch"):
         raise typer.BadParameter("must be 'onnx' or 'torch'", param_hint="--backend")
+    _check_precision(precision)
     result = evaluate_weights(
         weights,
         data,
@@ -42,6 +46,7 @@ def eval_cmd(
         conf=conf,
         backend=backend,  # type: ignore[arg-type]
         progress=progress(f"eval {split}", "images"),
+        precision=precision,  # type: ignore[arg-type]
     )
     s = result.summary()
     if as_json:
@@ -80,6 +85,9 @@ def predict_cmd(
             "each ID_test.jpg with its ID_temp.jpg)."
         ),
     ] = None,
+    precision: Annotated[
+        str, typer.Option(help="Registry entries: auto (the card's serving choice), fp32 or int8.")
+    ] = "auto",
     register: Annotated[
         bool,
         typer.Option(
@@ -107,7 +115,8 @@ def predict_cmd(
     if golden is not None and kind != "reference":
         raise ModelError(f"--golden: {weights} takes 'image' input and compares no golden")
     runners, threads = concurrency(DEFAULT_PROVIDERS, "onnx", runners)
-    detector = load_detector(weights, conf=conf, iou=iou, backend="onnx", threads=threads)
+    _check_precision(precision)
+    detector = load_detector(weights, conf=conf, iou=iou, backend="onnx", threads=threads, precision=precision)  # type: ignore[arg-type]
     worker = InferenceWorker(detector, "predict", max_batch=batch, max_wait_ms=0, runners=runners).start()
     try:
         if kind == "reference":
@@ -408,3 +417,8 @@ def list_cmd(weights_dir: Annotated[Path, typer.Option(help="Model registry fold
             f"epochs {card['epochs']['trained']:3d}  mAP50 {vm.get('map50')}  "
             f"DeepPCB-F {vm.get('deeppcb_fscore')}"
         )
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in ("auto", "fp32", "int8"):
+        raise typer.BadParameter("must be 'auto', 'fp32' or 'int8'", param_hint="--precision")
