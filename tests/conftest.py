@@ -147,46 +147,39 @@ def real_board_subset(dest: Path, n: int, offset: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
-def plain_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped plain-image defect model (``defect-yolov8n-v1``) as a registry entry with its ONNX file.
+def plain_model() -> Path:
+    """The shipped plain-image defect model (``weights/defect-yolov8n-v1``) with its fp32 ONNX file.
 
-    v1 ships as ``model.pt`` + card (the working tree stays under the GPU tool's 64 MiB); when its
-    ONNX file is not in the checkout it is exported once per session, as ``twinspect export`` does.
-    Tests that need a plain-image model take this, never ``weights/defect-yolov8n-v1`` directly.
+    v1 ships as ``model.pt``, INT8 and card (the working tree stays under the GPU tool's 64 MiB);
+    its fp32 ONNX file (git-ignored) is exported once, as ``twinspect export`` does, and moved
+    into place atomically. Tests that read v1's ONNX file take this fixture (or use it by
+    ``pytestmark = pytest.mark.usefixtures("plain_model")``).
     """
+    import os
     import shutil
+    import tempfile
 
     from inspection.ml.export import export_onnx
 
     shipped = REPO / "weights" / "defect-yolov8n-v1"
-    if (shipped / "model.onnx").is_file():
-        return shipped
-    folder = tmp_path_factory.mktemp("weights") / "defect-yolov8n-v1"
-    folder.mkdir()
-    for name in ("model.pt", "card.json", "CARD.md"):
-        shutil.copy(shipped / name, folder / name)
-    export_onnx(folder / "model.pt", imgsz=640, dynamic_batch=True)
-    return folder
+    if not (shipped / "model.onnx").is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(shipped / "model.pt", Path(tmp) / "model.pt")
+            onnx = export_onnx(Path(tmp) / "model.pt", imgsz=640, dynamic_batch=True)
+            os.replace(onnx, shipped / "model.onnx")
+    return shipped
 
 
 @pytest.fixture(scope="session")
-def reference_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry entry whose card says 'reference': the shipped plain network under a reference card.
-
-    Its boxes mean little on reference input; tests that use it check the pipeline (pairing,
-    alignment, recipes, what is stored and announced), not accuracy (that is bench/'s job).
-    """
+def reference_model() -> Path:
+    """The shipped default defect model (``defect-yolov8n``, v2): it takes reference input (board,
+    golden, difference). Tests must not write into it."""
     import json
-    import shutil
 
     from inspection.inference.cards import resolve_model_dir
 
-    plain = resolve_model_dir(REPO / "weights" / "defect-yolov8n-v1")
-    folder = tmp_path_factory.mktemp("weights") / "defect-ref-v1"
-    folder.mkdir()
-    shutil.copy(plain / "model.onnx", folder / "model.onnx")
-    card = json.loads((plain / "card.json").read_text())
-    (folder / "card.json").write_text(json.dumps({**card, "input": "reference"}))
+    folder = resolve_model_dir(REPO / "weights" / "defect-yolov8n")
+    assert json.loads((folder / "card.json").read_text()).get("input") == "reference", folder
     return folder
 
 

@@ -138,11 +138,11 @@ def test_eval_before_the_dataset_is_imported_says_how_to_import_it():
     assert "not imported yet" in line and "twinspect datasets import deeppcb" in line, line
 
 
-def test_eval_shows_its_progress(deeppcb_factory, tmp_path):
+def test_eval_shows_its_progress(deeppcb_factory, plain_model, tmp_path):
     from inspection.ml.datasets.deeppcb import import_deeppcb
 
     import_deeppcb(deeppcb_factory(boards=6), tmp_path / "ds", val_percent=50)
-    r = run_cli("eval", "-w", "weights/defect-yolov8n", "--data", str(tmp_path / "ds" / "data.yaml"), "--json")
+    r = run_cli("eval", "-w", str(plain_model), "--data", str(tmp_path / "ds" / "data.yaml"), "--json")
     assert r.returncode == 0, r.stderr
     steps = [ln for ln in r.stderr.splitlines() if ln.startswith("eval val: ")]
     assert steps and steps[-1].endswith("(100%)"), r.stderr

@@ -17,6 +17,8 @@ from sync.schemas import DATA_MODELS
 from sync.service import SyncService
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
+
 SHIPPED = REPO / "weights" / "defect-yolov8n-v1"
 
 

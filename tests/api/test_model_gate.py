@@ -14,6 +14,8 @@ from inspection.pipeline.rules import RulesConfig
 from tests.api.test_model_delivery import SHIPPED, add_version
 from tests.conftest import real_board_subset
 
+pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
+
 
 @pytest.fixture(scope="module")
 def gate_set(tmp_path_factory: pytest.TempPathFactory) -> Path:

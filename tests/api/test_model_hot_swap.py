@@ -20,6 +20,8 @@ from inspection.store import ModelStates, Version, open_database
 from tests.api.test_model_delivery import add_version
 from tests.conftest import real_board_subset
 
+pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
+
 V1, V2 = Version("defect-yolov8n", 1), Version("defect-yolov8n", 2)
 
 

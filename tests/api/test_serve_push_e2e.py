@@ -19,11 +19,13 @@ from tests.conftest import bearer_for, real_board_subset
 
 
 @pytest.fixture
-def served(tmp_path, token_store):
+def served(tmp_path, token_store, plain_model):
     boards = real_board_subset(tmp_path / "boards", 2, offset=80)
     cfg = tmp_path / "twinspect.yaml"
     cfg.write_text(f"""
 data_dir: {tmp_path / "data"}
+models:
+  defect: {{weights: {plain_model}}}  # a plain-image model: a push line with no recipe
 line:
   line_id: push-line
   cameras:

@@ -14,6 +14,8 @@ from inspection.inference.offline import plain, relayed_logs, ultralytics
 from tests.cli import REPO, run_cli
 from tests.conftest import deeppcb_source
 
+pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
+
 ANSI = re.compile(r"\x1b\[")
 THEIRS = re.compile(r"Ultralytics|YOLOv8n summary|yolo (predict|val)|netron|Export complete|Results saved|PyTorch:")
 

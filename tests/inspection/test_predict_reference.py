@@ -16,6 +16,8 @@ from inspection.ml.pairing import Pair, pair_inputs
 from tests.cli import REPO, run_cli
 from tests.conftest import real_board_subset
 
+pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
+
 
 @pytest.fixture(scope="module")
 def boards(tmp_path_factory) -> Path:

@@ -21,6 +21,8 @@ from inspection.inference.onnx_detector import OnnxDetector
 from inspection.inference.torch_detector import TorchDetector, pick_device
 from tests.conftest import REPO, deeppcb_source
 
+pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
+
 DEFECT = REPO / "weights" / "defect-yolov8n-v1"
 
 
