@@ -35,7 +35,9 @@ def pick_providers(wanted: Sequence[str]) -> list[str]:
     missing = tuple(p for p in wanted[: wanted.index(chosen[0])] if p not in available)
     if missing and missing not in _reported:
         _reported.add(missing)
-        log.info(
+        # said aloud only where an NVIDIA device exists (a GPU box that got the CPU wheel); quiet on a CPU box
+        log.log(
+            logging.INFO if os.path.exists("/dev/nvidiactl") else logging.DEBUG,
             "ONNX Runtime %s (%s) has no %s; using %s",
             ort.__version__,
             ort.get_device(),
@@ -96,7 +98,7 @@ def open_session(
     if got and got[0] != chosen[0]:
         log.warning("%s: asked for %s, ONNX Runtime runs it on %s (fallback)", name, chosen[0], got[0])
     else:
-        log.info("%s: running on %s", name, got[0] if got else "?")
+        log.debug("%s: running on %s", name, got[0] if got else "?")
     return session
 
 

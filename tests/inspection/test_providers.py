@@ -34,7 +34,7 @@ def _part_onnx() -> Path:
 
 def test_cpu_build_skips_the_gpu_providers_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     onnx_detector._reported.clear()
-    with caplog.at_level(logging.INFO, logger="inspection.inference.onnx_detector"):
+    with caplog.at_level(logging.DEBUG, logger="inspection.inference.onnx_detector"):
         assert pick_providers(DEFAULT_PROVIDERS) == ["CPUExecutionProvider"]
     assert "has no TensorrtExecutionProvider, CUDAExecutionProvider; using CPUExecutionProvider" in caplog.text
     assert concurrency(DEFAULT_PROVIDERS, cores=2) == (2, 1)  # the CPU layout: one runner per core
