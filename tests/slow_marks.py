@@ -6,7 +6,7 @@ broker stopped for 30 s) that took >= ~8 s on a busy 2-core host (``--durations`
 the suite's 1,490 test-seconds). They still run in CI (``./run.sh test`` runs everything); a quick
 run leaves them out, so together the two runs split the suite and no test is in both:
 
-    ./run.sh test -m "not slow"    # the quick run (~7 min on a busy 2-core host)
+    ./run.sh test -m "not slow"    # the quick run (9 min 21 s on a busy 2-core host)
     ./run.sh test -m slow          # the end-to-end checks
 
 The style, typing and layering checks (``tests/test_code_style.py``, ``tests/test_architecture.py``)
