@@ -1,7 +1,7 @@
 """Benchmark: golden-reference inspection against the plain model, measured side by side.
 
     python bench/bench_reference.py [--only align cost accuracy replay] [--n 60]
-        [--plain weights/defect-yolov8n-v1] [--reference weights/defect-ref-yolov8n]
+        [--plain weights/defect-yolov8n-v1] [--reference weights/defect-yolov8n]
 
 - align:    registration of rendered boards (the simulated line's rotation, scale, keystone and
             lighting) to their goldens, p50/p99 ms per board for ECC (the default) and
@@ -196,8 +196,10 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=["align", "cost", "accuracy", "replay"])
     ap.add_argument("--n", type=int, default=60, help="boards for align and cost")
     ap.add_argument("--plain", type=Path, default=REPO / "weights" / "defect-yolov8n-v1")
-    ap.add_argument("--reference", type=Path, default=REPO / "weights" / "defect-ref-yolov8n")
+    ap.add_argument("--reference", type=Path, default=REPO / "weights" / "defect-yolov8n")
     args = ap.parse_args()
+    if not (args.plain / "model.onnx").is_file():  # v1 ships model.pt + INT8; its fp32 ONNX is rebuilt once
+        twinspect("export", str(args.plain), "--check", "0")
     report: dict[str, object] = {"cpus": os.cpu_count()}
     if "align" in args.only:
         report["align"] = bench_align(args.n, args.reference if args.reference.exists() else args.plain)
