@@ -60,7 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu-site", required=True, help="a --target folder holding onnxruntime-gpu")
     ap.add_argument("--deeppcb", type=Path, default=REPO.parent / "shared" / "datasets" / "deeppcb-trainval")
-    ap.add_argument("--model", type=Path, default=REPO / "weights" / "defect-yolov8n-v1" / "model.onnx")
+    ap.add_argument("--model", type=Path, default=REPO / "weights" / "defect-yolov8n-v2" / "model.onnx")
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()

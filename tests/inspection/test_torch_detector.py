@@ -23,7 +23,8 @@ from tests.conftest import REPO, deeppcb_source
 
 pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
 
-DEFECT = REPO / "weights" / "defect-yolov8n-v1"
+DEFECT = REPO / "weights" / "defect-yolov8n-v1"  # the plain-image model: its fp32 ONNX comes from plain_model
+pytestmark = pytest.mark.usefixtures("plain_model")
 
 
 @pytest.fixture(scope="module")
