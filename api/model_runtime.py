@@ -6,6 +6,8 @@ import logging
 import threading
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from api.model_desk import DeskParts, ModelDesk
 from api.runtime import _detector, model_info
 from api.settings import Settings
@@ -14,6 +16,7 @@ from inspection.core.errors import ModelError
 from inspection.inference.cards import CARD
 from inspection.pipeline.engine import Engine
 from inspection.store import ModelStates, Version
+from inspection.store.errors import StoreUnavailableError
 from sync.service import SyncService
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,11 @@ def build_desk(settings: Settings, engine: Engine, sync: SyncService | None, sta
         desk.start_line(version, who="config")
     except ModelError as error:
         log.warning("line %s: model states not started: %s", settings.line.line_id, error)
+    except (
+        StoreUnavailableError,
+        OperationalError,
+    ) as error:  # a full disk: serve what is configured; the watcher reconciles later
+        log.warning("line %s: model states not recorded at the start: %s", settings.line.line_id, error)
     return desk
 
 

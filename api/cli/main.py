@@ -102,11 +102,13 @@ def main() -> None:
         print(f"twinspect: error: {usage_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except (InspectionError, CameraError, SyncError) as exc:
+        if os.environ.get("TWINSPECT_TRACEBACK"):
+            raise
         print(f"twinspect: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # the environment refused (a full disk, a damaged database): one line, not a traceback
         reason = environment_error(exc)
-        if reason is None:
+        if reason is None or os.environ.get("TWINSPECT_TRACEBACK"):
             raise
         print(f"twinspect: error: {reason}", file=sys.stderr)
         sys.exit(2)
