@@ -41,6 +41,10 @@ SHIPPED = REPO / "weights" / "defect-yolov8n-v1"
 
 
 def registry(root: Path) -> Path:
+    if not (SHIPPED / "model.onnx").is_file():  # v1 ships model.pt + INT8: rebuild its fp32 ONNX once
+        from inspection.ml.export import export_onnx
+
+        export_onnx(SHIPPED / "model.pt", imgsz=640, dynamic_batch=True)
     reg = root / "weights"
     for v in (1, 2):
         folder = reg / f"defect-yolov8n-v{v}"
