@@ -39,8 +39,8 @@ def test_a_jpeg_without_its_end_is_truncated_and_refused(folder: Path) -> None:
         decode(whole[:-2])
 
 
-def test_predict_reports_each_bad_file_goes_on_and_exits_non_zero(folder: Path) -> None:
-    r = run_cli("predict", "-w", "weights/defect-yolov8n", str(folder), "--json")
+def test_predict_reports_each_bad_file_goes_on_and_exits_non_zero(folder: Path, plain_model: Path) -> None:
+    r = run_cli("predict", "-w", str(plain_model), str(folder), "--json")
     assert r.returncode == 2, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [Path(row["image"]).name for row in rows] == sorted(p.name for p in folder.iterdir())  # input order
@@ -54,8 +54,8 @@ def test_predict_reports_each_bad_file_goes_on_and_exits_non_zero(folder: Path) 
     assert "3 of 6 images could not be inspected" in r.stderr
 
 
-def test_predict_of_good_files_only_exits_0(folder: Path) -> None:
-    r = run_cli("predict", "-w", "weights/defect-yolov8n", str(folder / "0_good.jpg"), str(folder / "1_good.jpg"))
+def test_predict_of_good_files_only_exits_0(folder: Path, plain_model: Path) -> None:
+    r = run_cli("predict", "-w", str(plain_model), str(folder / "0_good.jpg"), str(folder / "1_good.jpg"))
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("twinspect: error") == 0
 
