@@ -31,64 +31,62 @@ def test_get_times_out_and_close_wakes_a_waiting_consumer():
     buf = FrameBuffer(2)
     t = time.monotonic()
     assert buf.get(0.1) is None
-    assert 0.09 <= time.monotonic() - t < 1.0
+    assert time.monotonic() - t >= 0.09  # waited its timeout (a lower bound: no machine is too fast for it)
     got: list[Frame | None] = []
-    consumer = threading.Thread(target=lambda: got.append(buf.get(10)))
+    consumer = threading.Thread(target=lambda: got.append(buf.get(None)), daemon=True)  # would wait forever
     consumer.start()
-    time.sleep(0.05)
-    t = time.monotonic()
     buf.close()
-    consumer.join(2)
-    assert not consumer.is_alive() and got == [None]
-    assert time.monotonic() - t < 1.0
+    consumer.join(30)
+    assert not consumer.is_alive() and got == [None]  # only close can have ended a wait without a timeout
 
 
 def test_closed_buffer_still_hands_out_what_it_holds():
     buf = FrameBuffer(4)
     buf.put(frame(0))
     buf.close()
-    assert buf.get(5).seq == 0  # type: ignore[union-attr]
-    t = time.monotonic()
-    assert buf.get(5) is None
-    assert time.monotonic() - t < 0.5
+    assert buf.get(None).seq == 0  # type: ignore[union-attr]
+    got: list[Frame | None] = []
+    consumer = threading.Thread(target=lambda: got.append(buf.get(None)), daemon=True)
+    consumer.start()
+    consumer.join(30)
+    assert not consumer.is_alive() and got == [None]  # closed and empty: no wait at all, even without a timeout
 
 
 def test_producer_never_blocks_behind_a_slow_consumer():
     buf = FrameBuffer(4)
     consumed: list[int] = []
-    stop = threading.Event()
+    took_one = threading.Event()
+    release = threading.Event()
 
-    def slow_consumer() -> None:
-        while not stop.is_set():
-            f = buf.get(0.05)
-            if f is not None:
-                consumed.append(f.seq)
-                time.sleep(0.02)  # a consumer far slower than the producer
+    def held_consumer() -> None:  # takes one frame, then is held until the producer is done
+        f = buf.get(None)
+        assert f is not None
+        consumed.append(f.seq)
+        took_one.set()
+        release.wait()
+        while (f := buf.get(0)) is not None:
+            consumed.append(f.seq)
 
-    consumer = threading.Thread(target=slow_consumer)
-    consumer.start()
-    try:
-        t = time.monotonic()
-        worst = 0.0
-        for i in range(3000):
-            t1 = time.perf_counter()
+    def produce() -> None:
+        for i in range(1, 3000):
             buf.put(frame(i))
-            worst = max(worst, time.perf_counter() - t1)
-        produced_in = time.monotonic() - t
-    finally:
-        stop.set()
-        consumer.join(2)
+
+    consumer = threading.Thread(target=held_consumer, daemon=True)
+    consumer.start()
+    buf.put(frame(0))
+    assert took_one.wait(30)
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    producer.join(30)  # the consumer is held for as long as this takes: the producer must finish without it
+    finished_while_held = not producer.is_alive() and not release.is_set()
+    release.set()
+    consumer.join(30)
+    assert finished_while_held, "put waited on a consumer that was not reading"
     assert not consumer.is_alive()
-    # 3000 frames at 20 ms each would take a minute to consume; the producer is done in a blink
-    assert produced_in < 2.0
-    assert worst < 0.5
-    assert len(consumed) < 300
     assert buf.frames_in == 3000
-    assert buf.frames_in == len(consumed) + buf.dropped + buf.depth
-    assert buf.dropped > 2500
-    assert consumed == sorted(consumed)  # order kept, only the oldest dropped
-    rest = [buf.get(0) for _ in range(buf.depth)]
-    assert [f.seq for f in rest if f is not None][-1] == 2999  # the newest frame is never lost
+    assert buf.dropped == 3000 - 1 - 4  # one consumed before the flood, the buffer keeps 4, the rest dropped
+    assert consumed == [0, 2996, 2997, 2998, 2999]  # order kept, only the oldest dropped, the newest never lost
+    assert buf.depth == 0
 
 
 def test_wait_for_space_lets_a_producer_pace_itself():
@@ -96,5 +94,5 @@ def test_wait_for_space_lets_a_producer_pace_itself():
     buf.put(frame(0))
     assert buf.wait_for_space(0.05) is False
     threading.Timer(0.05, lambda: buf.get(0)).start()
-    assert buf.wait_for_space(2.0) is True
+    assert buf.wait_for_space(30.0) is True
     assert buf.dropped == 0
