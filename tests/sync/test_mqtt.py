@@ -277,14 +277,14 @@ def test_broker_stopped_30s_mid_run_loses_nothing(make_log: MakeLog, broker: Pri
         fw.start()
         producer.start()
         try:
-            assert wait_until(lambda: len(sub.events()) >= 20, 10), "nothing forwarded before the outage"
+            assert wait_until(lambda: len(sub.events()) >= 20, 60), "nothing forwarded before the outage"
             broker.stop()
             down_at = event_log.head
-            assert wait_until(lambda: not fw.connected(), 3), "the forwarder did not notice the broker left"
+            assert wait_until(lambda: not fw.connected(), 60), "the forwarder never noticed the broker left"
             time.sleep(30)  # the outage; the producer's pace is the machine's: wait for its count, broker still down
             assert wait_until(lambda: event_log.head >= down_at + 400, 120), "the line stopped during the outage"
             broker.start()
-            assert wait_until(lambda: fw.connects >= 2, 10), "the forwarder did not reconnect"
+            assert wait_until(lambda: fw.connects >= 2, 60), "the forwarder did not reconnect"
             time.sleep(1)
         finally:
             producing.set()
