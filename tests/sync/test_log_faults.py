@@ -112,11 +112,13 @@ def test_a_log_on_a_damaged_database_says_so_in_one_line(tmp_path: Any):
     db = open_database(f"sqlite:///{path}")
     EventLog(db).append([draft("part.entered", i) for i in range(200)])
     db.dispose()
-    damage(path, lambda n: range(n // 2, n))  # the events' pages (written last); the schema still reads
-    db = open_database(f"sqlite:///{path}")
-    with pytest.raises(NotADatabaseError, match="damaged.db"):
-        EventLog(db)
-    db.dispose()
+    damage(path, lambda n: range(n // 2, n))  # the events' pages (written last), maybe later tables' schema
+    with pytest.raises(NotADatabaseError, match="damaged.db"):  # found at the open or at the log's first read
+        db = open_database(f"sqlite:///{path}")
+        try:
+            EventLog(db)
+        finally:
+            db.dispose()
 
 
 def damage(path: Any, pages: Callable[[int], range]) -> None:
