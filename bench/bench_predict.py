@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from inspection.inference.models import concurrency, weights_file  # noqa: E402
+from inspection.inference.models import concurrency, model_input, weights_file  # noqa: E402
 from inspection.inference.onnx_detector import DEFAULT_PROVIDERS  # noqa: E402
 from inspection.ml.datasets.yolo import load_data_yaml  # noqa: E402
 from inspection.ml.images import read_image  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
     spec = load_data_yaml(args.data)
     paths = spec.images(args.split)[: args.n]
     images = [read_image(p) for p in paths]
-    onnx_path = weights_file(args.weights, "onnx")
+    onnx_path = weights_file(args.weights, "onnx", "fp32")  # INT8 is timed as its own path below
     pt_path = weights_file(args.weights, "torch")
     print(f"{len(images)} boards from {spec.split_dir(args.split)}, imgsz 640, batch 1, {os.cpu_count()} CPU cores")
 
@@ -147,6 +147,12 @@ def main() -> None:
                 f"onnx predict {med['Ultralytics onnx predict'] / t:.2f}x"
             )
 
+    if model_input(args.weights) == "reference":
+        print(
+            "twinspect predict end to end: skipped; a reference model's predict takes board + golden pairs and "
+            "aligns them (bench/bench_reference.py and replay time that), not these composed planes"
+        )
+        return
     cli = [
         str(Path(sys.executable).parent / "twinspect"),
         "predict",
