@@ -66,6 +66,11 @@ class NatsSettings(BaseModel):
         description="JetStream object store bucket of the evidence JPEGs (named by sha256): "
         "edges put them, the hub fetches them.",
     )
+    leases_bucket: str = Field(
+        "TWINSPECT_LEASES",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="JetStream key-value bucket of each line's connectivity lease (edges renew it, the hub shows it).",
+    )
 
 
 class SyncSettings(BaseModel):
@@ -77,6 +82,13 @@ class SyncSettings(BaseModel):
         default_factory=_default_edge_id,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
         description="This edge box's id (event sources, MQTT status topic); default: host name.",
+    )
+    lease_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="Connectivity lease in the live twins (retained MQTT copy, hub): renewed every third of it, "
+        "so a crashed edge shows offline at most this many seconds after it died.",
     )
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Event log retention.")
     feeds: FeedSettings = Field(default_factory=FeedSettings, description="SSE / WebSocket / pull feeds.")

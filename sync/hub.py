@@ -15,6 +15,10 @@ and goes on. Malformed messages are logged and terminated (never redelivered, ne
 With a ``projection`` (``sync.hub_store.InspectionProjection``), every event stored, or found
 already stored, is also handed to ``projection.apply`` before it is acked (the hub's copy of
 the edges' inspections), and the evidence it queued is fetched after each step.
+
+Connectivity: the hub also watches the key-value bucket where each edge renews its lines'
+leases (``sync.connectivity``); ``lease(line)`` is the latest one, which the hub's twin shows
+(``readyUntil`` in the past: the edge that feeds the line stopped, or died).
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from inspection.store import StoreUnavailableError
 from sync.config import NatsSettings
+from sync.connectivity import Lease
 from sync.errors import InvalidEvent, SyncError
 from sync.events import Event
 from sync.log import EventLog
-from sync.nats import connect, ensure_stream
+from sync.nats import connect, ensure_stream, leases_bucket
 from sync.schemas import DATA_MODELS
 
 if TYPE_CHECKING:
@@ -102,6 +107,8 @@ class Hub:
         self._skipped: dict[str, set[int]] = {}  # sequences terminated as invalid: not waited for
         self._progress_at = 0.0
         self._js: JetStreamContext | None = None
+        self._leases: dict[str, Lease] = {}  # line -> the latest lease its edge put
+        self._watch: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,6 +116,10 @@ class Hub:
     def held(self) -> int:
         """Events waiting for an earlier event of their line."""
         return sum(len(h) for h in self._held.values())
+
+    def lease(self, line: str) -> Lease | None:
+        """The latest connectivity lease of ``line``'s edge; None when none came (yet)."""
+        return self._leases.get(line)
 
     def start(self) -> None:
         if self._thread is None:
@@ -137,6 +148,7 @@ class Hub:
                     if sub is None:
                         self._js = nc.jetstream()
                         sub = await self._subscribe(self._js)
+                        await self._watch_leases(self._js)
                     await self._step(sub)
                     self.state = "running" if nc.is_connected else "reconnecting"
                     attempt = 0
@@ -151,6 +163,8 @@ class Hub:
                         sub = None
                     await self._pause(delay)
         finally:
+            if self._watch is not None:
+                self._watch.cancel()
             if nc is not None and not nc.is_closed:
                 with contextlib.suppress(Exception):
                     await nc.flush(5)  # the last acks reach the server (a drain would wait on the pull queue)
@@ -175,6 +189,26 @@ class Hub:
         )
         log.info("hub: consuming stream %s as %s", self.settings.stream, self.settings.durable)
         return sub
+
+    async def _watch_leases(self, js: JetStreamContext) -> None:
+        """(Re)start the task that keeps ``lease(line)`` up to date from the leases bucket."""
+        if self._watch is not None:
+            self._watch.cancel()
+        watcher = await (await leases_bucket(js, self.settings)).watchall()
+
+        async def follow() -> None:
+            async for entry in watcher:
+                if entry is None or entry.key is None:  # the marker after the initial values
+                    continue
+                if entry.operation is not None or not entry.value:  # deleted or purged
+                    self._leases.pop(entry.key, None)
+                    continue
+                try:
+                    self._leases[entry.key] = Lease.from_bytes(entry.value)
+                except ValueError as error:
+                    log.warning("hub: lease of %s: %s; ignored", entry.key, error)
+
+        self._watch = asyncio.get_running_loop().create_task(follow(), name="hub-leases")
 
     async def _pause(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -4,7 +4,10 @@ Topics (``prefix`` is ``MqttSettings.topic_prefix``, ``twinspect`` by default), 
 
     {prefix}/{line}/events/{type}     every event, in log order; payload = its CloudEvents JSON text
     {prefix}/{line}/twin              retained twin document; sent when its revision changed (at most
-                                      every ``twin_interval_s`` per line), after each (re)connect and on close
+                                      every ``twin_interval_s`` per line), after each (re)connect, every
+                                      ``lease_s / 3`` (it carries the edge's connectivity lease, see
+                                      ``sync.connectivity``: a crashed edge's twin shows it offline at
+                                      most ``lease_s`` later) and on close (the lease ends then)
     {prefix}/edges/{edge}/status      retained {"edge", "state": "online" | "offline", "time"}; the last
                                       will says "offline" (its time is that of the connect), so a dead,
                                       hung or cut-off edge shows as such after ~1.5 x keepalive_s
@@ -32,6 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sync.config import MqttSettings
+from sync.connectivity import Lease, Renewal, with_lease
 from sync.errors import BrokerError
 from sync.events import Event, dumps, rfc3339
 from sync.forwarder import Forwarder
@@ -158,9 +162,13 @@ class MqttForwarder(Forwarder):
         batch: int = 500,
         retry_max_s: float = 5.0,
         ack_timeout_s: float = 5.0,
+        lease_s: float = 30.0,
     ) -> None:
         super().__init__(event_log, "mqtt", batch=batch, retry_max_s=retry_max_s)
         self.twins, self.settings, self.edge_id = twins, settings, edge_id
+        self.lease_s = lease_s
+        self._renewal = Renewal(lease_s)
+        self._ready_since = time.time()  # the lease's readySince: when this connection came up
         self.ack_timeout_s = ack_timeout_s
         self.prefix = settings.topic_prefix.rstrip("/")
         self.client_id = f"twinspect-edge-{edge_id}"
@@ -199,6 +207,7 @@ class MqttForwarder(Forwarder):
         link.publish(self.status_topic, self.status_payload("online"), retain=True)
         self._twin_sent.clear()  # every twin goes out again right after this connect
         self._twin_time.clear()
+        self._ready_since = time.time()
         log.info("mqtt %s: connected as %s; %d events to forward", link.label, self.client_id, self.lag)
 
     def connected(self) -> bool:
@@ -238,7 +247,7 @@ class MqttForwarder(Forwarder):
         if link is None:
             return
         if link.up:
-            self._publish_twins(force=True)
+            self._publish_twins(force=True, ending=True)
             info = link.publish(self.status_topic, self.status_payload("offline"), retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 link.acked([info], self.ack_timeout_s)  # and every twin before it: one connection, in order
@@ -249,22 +258,30 @@ class MqttForwarder(Forwarder):
         self._publish_twins()  # also when idle, so the last revision goes out after the interval
 
     # internals -----------------------------------------------------------------------------------
-    def _publish_twins(self, force: bool = False) -> None:
-        """Publish (retained) each twin whose revision changed, at most every ``twin_interval_s`` per line."""
+    def _publish_twins(self, force: bool = False, ending: bool = False) -> None:
+        """Publish (retained) each twin whose revision changed, at most every ``twin_interval_s`` per line,
+        and every twin when its lease is due for renewal; ``ending``: with a lease that ends now."""
         link = self._link
         if link is None or not link.up:
             return
         now = time.monotonic()
+        renew = force or self._renewal.due()
         for line in self.twins.lines():
             revision, text = self.twins.document_text(line)
-            if self._twin_sent.get(line) == revision:
+            if not renew and self._twin_sent.get(line) == revision:
                 continue
-            if not force and now - self._twin_time.get(line, -1e18) < self.settings.twin_interval_s:
+            if not renew and now - self._twin_time.get(line, -1e18) < self.settings.twin_interval_s:
                 continue
-            info = link.publish(self.twin_topic(line), text.encode(), retain=True)
+            if ending:
+                lease = Lease.ended(line, self.edge_id, self._ready_since)
+            else:
+                lease = Lease.renewed(line, self.edge_id, self._ready_since, self.lease_s)
+            info = link.publish(self.twin_topic(line), with_lease(text, lease).encode(), retain=True)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             self._twin_sent[line], self._twin_time[line] = revision, now
+        if renew:
+            self._renewal.done()
 
     def _drop(self) -> None:
         link, self._link = self._link, None

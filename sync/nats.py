@@ -12,6 +12,10 @@ event names by ``evidence_sha256`` is put into the JetStream object store bucket
 the hub finds it when the event arrives. A JPEG missing on disk is logged and skipped: the
 feed never waits for it.
 
+Connectivity: every ``lease_s / 3`` the forwarder puts the lease of each of its lines (see
+``sync.connectivity``) into the key-value bucket ``leases_bucket`` (key: the line id), and one
+that ends now when it closes; the hub watches the bucket and shows each line's lease in its twin.
+
 nats-py is asyncio and the ``Forwarder`` is a thread: the forwarder owns a private event loop
 in a helper thread and calls into it synchronously.
 """
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -30,12 +35,14 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
+from nats.js.api import KeyValueConfig, StreamConfig
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from inspection.store import EvidenceError, EvidenceNotFoundError, EvidenceStore
 from sync.config import NatsSettings
+from sync.connectivity import Lease, Renewal
 from sync.errors import BrokerError
 from sync.events import Event
 from sync.forwarder import Forwarder
@@ -108,6 +115,20 @@ async def evidence_bucket(js: JetStreamContext, settings: NatsSettings, create: 
         return store
     except BadRequestError:  # created meanwhile by another edge
         return await js.object_store(settings.evidence_bucket)
+
+
+async def leases_bucket(js: JetStreamContext, settings: NatsSettings) -> KeyValue:
+    """The key-value bucket of the lines' connectivity leases (created when missing; one value per line)."""
+    try:
+        return await js.key_value(settings.leases_bucket)
+    except BucketNotFoundError:
+        pass
+    try:
+        kv = await js.create_key_value(KeyValueConfig(bucket=settings.leases_bucket, history=1))
+        log.info("nats: created key-value bucket %s", settings.leases_bucket)
+        return kv
+    except BadRequestError:  # created meanwhile by another edge or the hub
+        return await js.key_value(settings.leases_bucket)
 
 
 def evidence_sha(event: Event) -> str | None:
@@ -187,9 +208,14 @@ class NatsForwarder(Forwarder):
         batch: int = 500,
         ack_timeout_s: float = 5.0,
         evidence_dir: Path | None = None,
+        lease_s: float = 30.0,
     ) -> None:
         super().__init__(event_log, f"nats-{settings.stream}", batch=batch)
         self.settings, self.edge_id, self.ack_timeout_s = settings, edge_id, ack_timeout_s
+        self.lease_s = lease_s
+        self._renewal = Renewal(lease_s)
+        self._ready_since = time.time()
+        self._leases: KeyValue | None = None
         self.duplicates = 0  # events JetStream already had (PubAck.duplicate): re-sends after a restart
         self.evidence = EvidenceStore(evidence_dir) if evidence_dir is not None else None
         self.evidence_put = 0  # JPEGs put into the bucket
@@ -211,6 +237,7 @@ class NatsForwarder(Forwarder):
             self._loop.call(ensure_stream(self._js, self.settings), 10.0)
             if self.evidence is not None:
                 self._bucket = self._loop.call(evidence_bucket(self._js, self.settings), 10.0)
+            self._leases = self._loop.call(leases_bucket(self._js, self.settings), 10.0)
         except Exception:
             self._close_connection()
             raise
@@ -219,6 +246,28 @@ class NatsForwarder(Forwarder):
     def connected(self) -> bool:
         # While nats-py reconnects, the connection is not closed: sends fail and are retried on it.
         return self._nc is not None and not self._nc.is_closed
+
+    def after_step(self) -> None:
+        if self._renewal.due():
+            self._put_leases(ending=False)
+
+    def _put_leases(self, ending: bool) -> None:
+        """Put the lease of every line of the log (renewed, or ``ending`` now); raises when NATS is away."""
+        if self._loop is None or self._leases is None:
+            return
+        leases = [
+            Lease.ended(line, self.edge_id, self._ready_since)
+            if ending
+            else Lease.renewed(line, self.edge_id, self._ready_since, self.lease_s)
+            for line in self.log.lines()
+        ]
+        self._loop.call(self._put_all(self._leases, leases), self.ack_timeout_s * 2)
+        self._renewal.done()
+
+    @staticmethod
+    async def _put_all(kv: KeyValue, leases: Sequence[Lease]) -> None:
+        for lease in leases:
+            await kv.put(lease.line_id, lease.to_bytes())
 
     def send(self, batch: Sequence[Event]) -> int:
         if self._loop is None or self._js is None:
@@ -286,7 +335,7 @@ class NatsForwarder(Forwarder):
                 self._uploaded.popitem(last=False)
 
     def _close_connection(self) -> None:
-        nc, self._nc, self._js, self._bucket = self._nc, None, None, None
+        nc, self._nc, self._js, self._bucket, self._leases = self._nc, None, None, None, None
         if nc is not None and self._loop is not None and not nc.is_closed:
             try:
                 self._loop.call(nc.drain(), 10.0)
@@ -296,6 +345,11 @@ class NatsForwarder(Forwarder):
                     self._loop.call(nc.close(), 5.0)
 
     def close(self) -> None:
+        if self.connected():
+            try:  # a clean stop: every line's lease ends now
+                self._put_leases(ending=True)
+            except Exception as error:
+                log.warning("nats: ending the leases: %s: %s", type(error).__name__, error)
         self._close_connection()
         if self._loop is not None:
             self._loop.close()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from sync.config import SyncSettings
+from sync.connectivity import Lease
 from sync.forwarder import Forwarder
 from sync.log import EventLog
 from sync.retention import prune
@@ -35,11 +37,15 @@ def build_forwarders(
     if settings.mqtt.enabled:
         from sync.mqtt import MqttForwarder
 
-        out.append(MqttForwarder(event_log, twins, settings.mqtt, settings.edge_id))
+        out.append(MqttForwarder(event_log, twins, settings.mqtt, settings.edge_id, lease_s=settings.lease_s))
     if settings.nats.enabled:
         from sync.nats import NatsForwarder
 
-        out.append(NatsForwarder(event_log, settings.nats, settings.edge_id, evidence_dir=evidence_dir))
+        out.append(
+            NatsForwarder(
+                event_log, settings.nats, settings.edge_id, evidence_dir=evidence_dir, lease_s=settings.lease_s
+            )
+        )
     return out
 
 
@@ -51,6 +57,8 @@ class SyncService:
     ) -> None:
         self.log, self.twins, self.settings = event_log, twins, settings
         self.forwarders = forwarders or []
+        # a hub sets this to Hub.lease: its twins then show each line's connectivity lease (sync.connectivity)
+        self.leases: Callable[[str], Lease | None] | None = None
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
 

@@ -38,6 +38,7 @@ def hub_cmd(
     inspections = InspectionStore(sync.log.engine, EvidenceStore(settings.data_dir / "evidence"))
     projection = InspectionProjection(inspections, nats)
     hub = Hub(sync.log, nats, projection=projection)
+    sync.leases = hub.lease  # each twin shows whether the edge feeding its line is up
     try:  # the classes the QA UI offers for relabelling: the shipped defect model's, if its card is here
         class_names = tuple(read_card(settings.models.defect.weights)["class_names"])
     except (ModelError, OSError, KeyError, ValueError):
@@ -61,7 +62,8 @@ def hub_cmd(
         f"from {nats.url} as {nats.durable}"
     )
     typer.echo(
-        f"  twins at {url}api/v1/twin/LINE, events at {url}api/v1/events?after=N; "
+        f"  twins at {url}api/v1/twin/LINE (connectivity.readyUntil in the past: its edge stopped or died), "
+        f"events at {url}api/v1/events?after=N; "
         f"data in {settings.data_dir}; Ctrl-C stops"
     )
     typer.echo(f"  inspections (QA) at {url}api/v1/inspections, evidence from bucket {nats.evidence_bucket}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from api.auth import READERS, require
 from api.errors import NotFound
 from api.tokens import Role
+from sync.connectivity import with_lease
 from sync.drafts import twin_drift
 from sync.events import EVENT_TYPES, check_type
 from sync.schemas import all_schemas, event_schema
@@ -30,18 +31,22 @@ def _sync(request: Request) -> SyncService:
 
 @router.get("/twin", summary="Lines with a twin, and their revisions", dependencies=readers)
 def lines(request: Request) -> dict[str, Any]:
-    twins = _sync(request).twins
-    return {
-        "lines": [
-            {"line_id": line, "revision": twins.revision(line), "href": f"/api/v1/twin/{line}"}
-            for line in twins.lines()
-        ]
-    }
+    sync = _sync(request)
+    twins = sync.twins
+    out = []
+    for line in twins.lines():
+        item: dict[str, Any] = {"line_id": line, "revision": twins.revision(line), "href": f"/api/v1/twin/{line}"}
+        lease = sync.leases(line) if sync.leases is not None else None
+        if lease is not None:  # a hub: is the edge that feeds the line up (its lease not over)?
+            item["edge"] = {"edgeId": lease.edge_id, "connected": lease.connected()}
+        out.append(item)
+    return {"lines": out}
 
 
 @router.get(
     "/twin/{line}",
-    summary="The twin document of a line (ETag = revision; ?at=REVISION rebuilds the past)",
+    summary="The twin document of a line (ETag = revision; ?at=REVISION rebuilds the past; on a hub, "
+    "the live document also carries the edge's connectivity lease)",
     responses={200: {"content": {"application/json": {}}}, 304: {"description": "Not modified"}},
     dependencies=readers,
 )
@@ -51,11 +56,16 @@ def twin(
     at: Annotated[int | None, Query(ge=0, description="Revision to rebuild.")] = None,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
-    twins = _sync(request).twins
+    sync = _sync(request)
+    twins = sync.twins
     revision, text = twins.document_text(line)
+    etag = f'"{revision}"'
     if at is not None:
         revision, text = at, twins.document_at(line, at)
-    etag = f'"{revision}"'
+        etag = f'"{revision}"'
+    elif sync.leases is not None and (lease := sync.leases(line)) is not None:
+        text = with_lease(text, lease)  # live state, not from events: it takes part in the ETag
+        etag = f'"{revision}.{int(lease.ready_until * 1000)}"'
     if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(text, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})

@@ -52,6 +52,7 @@ def settings_for(url: str) -> NatsSettings:
         subject_prefix=f"test-{tag}",
         durable=f"hub-{tag}",
         duplicate_window_s=120,
+        leases_bucket=f"LEASES_{tag}",
     )
 
 
@@ -72,6 +73,8 @@ def delete_stream(settings: NatsSettings) -> None:
     async def work(nc: Client) -> None:
         with contextlib.suppress(NotFoundError):
             await nc.jetstream().delete_stream(settings.stream)
+        with contextlib.suppress(NotFoundError):  # the leases bucket the edges and the hub made
+            await nc.jetstream().delete_key_value(settings.leases_bucket)
 
     with_client(settings, work)
 

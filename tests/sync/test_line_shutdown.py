@@ -9,6 +9,7 @@ The recorder's camera watcher never runs here (``poll_s`` of an hour): each step
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from camera.frame import SourceState
 from camera.source import SourceStats
 from inspection.pipeline.events import LineState, LineStateChanged
 from sync.config import MqttSettings
+from sync.connectivity import Lease, ready_until
 from sync.log import EventLog
 from sync.mqtt import MqttForwarder
 from sync.recorder import EngineRecorder
@@ -120,6 +122,7 @@ def test_the_retained_twin_on_mqtt_says_stopped_after_a_clean_stop(make_log: Mak
         recorder.stop()
         assert fw.drain(10)
         fw.stop()  # as SyncService.stop: drained, then closed (every twin published again)
+        stopped = time.time()
         with Subscriber(SHARED_PORT, [topic]) as late:  # a newcomer gets the retained copy
             assert wait_until(lambda: bool(late.on(topic)), 30), "no retained twin"
             doc = late.on(topic)[-1].json()
@@ -130,6 +133,8 @@ def test_the_retained_twin_on_mqtt_says_stopped_after_a_clean_stop(make_log: Mak
         }
         assert doc["features"]["throughput"]["properties"]["partsPerMinute"] == 0
         assert {c["state"] for c in doc["features"]["cameras"]["properties"].values()} == {"offline"}
+        until = ready_until(doc)  # and its connectivity lease ended with the stop (sync.connectivity)
+        assert until is not None and until <= stopped + 0.0011 and not Lease("line-1", edge, 0, until).connected()
     finally:
         fw.stop()
         clear_retained(SHARED_PORT, [topic, f"{prefix}/edges/{edge}/status"])

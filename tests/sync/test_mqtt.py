@@ -20,8 +20,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.config import MqttSettings
+from sync.connectivity import ready_until
 from sync.errors import BrokerError
-from sync.events import Event
+from sync.events import Event, dumps
 from sync.log import EventLog
 from sync.mqtt import MqttForwarder
 from sync.twin import TwinStore
@@ -147,7 +148,11 @@ def test_events_twins_and_status_reach_the_broker(make_log: MakeLog, names: tupl
                 assert wait_until(lambda: twin_revisions(late) == last and bool(late.on(status)), 30)
                 for line in lines:
                     twin = late.on(f"{prefix}/{line}/twin")[-1]
-                    assert twin.retain and twin.payload.decode() == twins.document_text(line)[1]
+                    doc = twin.json()
+                    lease = doc["features"].pop("connectivity")  # live state: the rest is the event-built document
+                    assert twin.retain and dumps(doc) == twins.document_text(line)[1]
+                    assert lease["properties"]["edgeId"] == edge
+                    assert ready_until({"features": {"connectivity": lease}}) is not None
                 online = late.on(status)[-1]
                 assert online.retain and online.json()["state"] == "online" and online.json()["edge"] == edge
 
