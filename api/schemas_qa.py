@@ -14,14 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inspection.qa.review import ReviewAction, box_json
 from inspection.qa.wording import current_reasons, describe
+from inspection.reference.align import ALIGNMENT_FAILED
 from inspection.store import AuditEntry, StoredInspection
 
 Verdict = Literal["pass", "fail", "uncertain"]
 ReviewStatusName = Literal["pending", "confirmed", "rejected", "corrected"]
 Coord = Annotated[float, Field(allow_inf_nan=False)]
-ALIGNMENT_FAILED = (
-    "alignment failed"  # in the verdict reason of a board that could not be aligned (inspection.reference.align)
-)
 
 
 class ModelRef(BaseModel):

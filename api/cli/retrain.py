@@ -36,7 +36,15 @@ def retrain_cmd(
     if active is None:
         raise ModelError(f"line {desk.line_id!r}: no active model yet (it has not run, or: twinspect models activate)")
     store, _ = open_storage(settings, desk.states.engine)
-    plan = plan_retrain(store, desk.line_id, desk.folder(active), settings.data_dir / "datasets", epochs, data)
+    plan = plan_retrain(
+        store,
+        desk.line_id,
+        desk.folder(active),
+        settings.data_dir / "datasets",
+        epochs,
+        data,
+        goldens=settings.goldens_dir,
+    )
     for text in plan.lines():
         typer.echo(text)
     if dry_run:

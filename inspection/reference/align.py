@@ -37,6 +37,7 @@ from inspection.reference.planes import gray
 from inspection.reference.recipes import AlignSettings, Golden
 
 _ECC_EPS = 1e-4
+ALIGNMENT_FAILED = "alignment failed"  # heads the verdict reason of a board that could not be aligned
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +53,7 @@ class Alignment:
     def failure(self) -> str:
         """The verdict reason of a failed alignment."""
         score = "n/a" if np.isnan(self.score) else f"{self.score:.2f}"
-        head = f"alignment failed (score {score})"
+        head = f"{ALIGNMENT_FAILED} (score {score})"
         return f"{head}: {self.reason}" if self.reason else head
 
 

@@ -157,3 +157,14 @@ class GoldenFiles:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise RecipeError(f"golden image {path} is corrupt: its bytes no longer hash to its name")
         return data, MEDIA_TYPES[path.suffix[1:]]
+
+    def grey(self, sha256: str) -> np.ndarray:
+        """The golden named ``sha256`` decoded to HxW uint8 grey, as the engine compares boards with it.
+
+        GoldenNotFound without its file; RecipeError when the file is corrupt or does not decode.
+        """
+        data, _ = self.read(sha256)
+        grey = decode_grey(data)
+        if grey is None:
+            raise RecipeError(f"golden image {sha256} does not decode")
+        return grey

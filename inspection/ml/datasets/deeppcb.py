@@ -26,7 +26,7 @@ from camera.decode import decode as decode_image
 from camera.errors import ImageError
 from inspection.core.classes import DEEPPCB_CLASSES
 from inspection.core.errors import DatasetError
-from inspection.ml.datasets.yolo import Box, YoloDatasetWriter
+from inspection.ml.datasets.yolo import Box, YoloDatasetWriter, png_bytes
 from inspection.ml.hashing import tree_sha256
 from inspection.reference.planes import INPUT_KINDS, compose, jitter_pair
 
@@ -248,13 +248,6 @@ def board_rng(board_id: str, seed: int) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def _png(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise DatasetError("could not encode a reference image as PNG")
-    return buf.tobytes()
-
-
 def _add_reference(writer: YoloDatasetWriter, split: str, b: Board, seed: int) -> None:
     """One board's reference images: the tested pair, and in training a good pair too."""
     test = cv2.imread(str(b.test_image), cv2.IMREAD_GRAYSCALE)
@@ -262,8 +255,8 @@ def _add_reference(writer: YoloDatasetWriter, split: str, b: Board, seed: int) -
     if test is None or temp is None:  # validated before; a file changed under us
         raise DatasetError(f"{b.test_image}: became unreadable during the import")
     if split != "train":
-        writer.add(split, f"{b.board_id}_test.png", _png(compose(test, temp)), b.size, list(b.boxes))
+        writer.add(split, f"{b.board_id}_test.png", png_bytes(compose(test, temp)), b.size, list(b.boxes))
         return
     rng = board_rng(b.board_id, seed)
-    writer.add(split, f"{b.board_id}_test.png", _png(jitter_pair(test, temp, rng)), b.size, list(b.boxes))
-    writer.add(split, f"{b.board_id}_temp.png", _png(jitter_pair(temp, temp, rng)), b.size, [])
+    writer.add(split, f"{b.board_id}_test.png", png_bytes(jitter_pair(test, temp, rng)), b.size, list(b.boxes))
+    writer.add(split, f"{b.board_id}_temp.png", png_bytes(jitter_pair(temp, temp, rng)), b.size, [])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import yaml
 
@@ -29,6 +30,14 @@ from camera.decode import IMAGE_SUFFIXES
 from inspection.core.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """``image`` as PNG: how reference inputs are stored (JPEG's chroma subsampling would mix their planes)."""
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise DatasetError("could not encode a reference image as PNG")
+    return bytes(buf.tobytes())
 
 
 @dataclass(frozen=True)
