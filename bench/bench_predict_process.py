@@ -158,7 +158,7 @@ def main() -> None:
         pairs, planes = Path(tmp, "pairs"), Path(tmp, "planes")
         pairs.mkdir()
         planes.mkdir()
-        for board_id, test, temp, plane in chosen:
+        for _, test, temp, plane in chosen:
             os.symlink(test, pairs / test.name)
             os.symlink(temp, pairs / temp.name)
             os.symlink(plane, planes / plane.name)
@@ -181,7 +181,8 @@ def main() -> None:
         one = [str(bin_dir / "twinspect"), "predict", "-w", str(weights), "--json", str(pairs / chosen[0][1].name)]
         startup = statistics.median(run(one)[0] for _ in range(3))
 
-    print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; {args.n} boards, weights {weights}")
+    host = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores"
+    print(f"\nmachine: {host}; {args.n} boards, weights {weights}")
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{'path':28s} {'s (median)':>10s} {'boards/s':>9s} {'mAP50':>7s}")
     for label, t in med.items():
