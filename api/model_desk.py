@@ -35,7 +35,7 @@ from inspection.pipeline.engine import Engine
 from inspection.pipeline.events import ModelInfo
 from inspection.pipeline.rules import RulesConfig
 from inspection.pipeline.shadow import ShadowConfig, ShadowRunner
-from inspection.store import Change, ModelStates, PromotionBusy, Version
+from inspection.store import Change, InspectionFilter, ModelStates, PromotionBusy, Version
 from sync import drafts
 from sync.events import Draft
 from sync.service import SyncService
@@ -286,15 +286,16 @@ class ModelDesk:
             report["run"] = self.shadow_runner.figures()
         return report
 
-    def review_order(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The line's unreviewed boards by expected information (see inspection.ml.active_learning)."""
+    def review_order(self, limit: int = 100, flt: InspectionFilter | None = None) -> list[dict[str, Any]]:
+        """The line's unreviewed boards (``flt`` narrows them) by expected information, highest first, then
+        newest (see inspection.ml.active_learning); each with its ``score`` and ``why``."""
         from inspection.ml.active_learning import information_order
         from inspection.store.model_states import review_candidates
 
         shadow = self.shadow() or next(
             (c.model for c in self.states.history(self.line_id) if c.action == "shadow_started"), None
         )
-        boards = review_candidates(self.states.engine, self.line_id, shadow)
+        boards = review_candidates(self.states.engine, self.line_id, shadow, flt=flt)
         return information_order(boards, self.parts.rules.fail_threshold, limit)
 
     def watch(self) -> dict[str, Any] | None:

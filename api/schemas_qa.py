@@ -27,6 +27,14 @@ class ModelRef(BaseModel):
     version: str
 
 
+class Information(BaseModel):
+    score: float = Field(
+        description="Expected information of a review, 0 to 2: the active model's uncertainty (1 when its top "
+        "box sits at the fail threshold) plus 1 when the shadow model's verdict differs."
+    )
+    why: list[str] = Field(description="What the score is made of, in words.")
+
+
 class InspectionSummary(BaseModel):
     id: str
     part_id: str
@@ -45,6 +53,9 @@ class InspectionSummary(BaseModel):
     recipe: str | None = Field(
         None,
         description="The recipe (product) the board was compared with; null for an inspection without a golden image.",
+    )
+    information: Information | None = Field(
+        None, description="sort=information only: why this board is worth reviewing now; null otherwise."
     )
 
 
@@ -270,8 +281,8 @@ def summary_fields(item: StoredInspection) -> dict[str, Any]:
     }
 
 
-def summary(item: StoredInspection) -> InspectionSummary:
-    return InspectionSummary(**summary_fields(item))
+def summary(item: StoredInspection, information: Information | None = None) -> InspectionSummary:
+    return InspectionSummary(**summary_fields(item), information=information)
 
 
 def audit_out(entry: AuditEntry) -> AuditOut:

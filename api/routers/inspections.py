@@ -1,4 +1,4 @@
-"""Stored inspections: list (filters, two sort orders, cursor pages), detail, evidence, audit, review.
+"""Stored inspections: list (filters, three sort orders, cursor pages), detail, evidence, audit, review.
 
 Reading needs the ``qa`` or ``ml`` role; reviewing needs ``qa`` (``admin`` passes both).
 A review that changes the verdict commits its writes together with a ``review.corrected``
@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from api.auth import require
 from api.errors import InvalidQuery, NotFound
+from api.review_order import information_page
 from api.schemas_qa import (
     AuditOut,
     BulkDone,
@@ -25,6 +26,7 @@ from api.schemas_qa import (
     BulkSkipped,
     ConflictOut,
     CountOut,
+    Information,
     InspectionDetail,
     InspectionPage,
     ReviewBody,
@@ -129,16 +131,23 @@ def list_inspections(
     request: Request,
     flt: Filters,
     sort: Annotated[
-        Literal["newest", "risk"],
+        Literal["newest", "risk", "information"],
         Query(
             description="newest: newest first. risk: uncertain, then fail, then pass; the least confident "
-            "first; then newest."
+            "first; then newest. information: the boards not reviewed yet of the line this process runs, "
+            "most informative to review first (model uncertainty, disagreement with the shadow model; "
+            "each item says why), then newest; 422 where no line runs."
         ),
     ] = "newest",
     cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> InspectionPage:
-    page = inspection_store(request).list(flt, cursor=cursor, limit=limit, sort=sort)
+    store = inspection_store(request)
+    if sort == "information":
+        ranked, next_cursor = information_page(services(request).model_desk, store, flt, cursor, limit)
+        items = [summary(item, Information(score=b["score"], why=b["why"])) for item, b in ranked]
+        return InspectionPage(items=items, next_cursor=next_cursor)
+    page = store.list(flt, cursor=cursor, limit=limit, sort=sort)
     return InspectionPage(items=[summary(item) for item in page.items], next_cursor=page.next_cursor)
 
 

@@ -1,4 +1,7 @@
 // Review queue: risk-ordered inspections with thumbnails; filters live in the URL.
+// "Most informative first" (sort=information) ranks the boards not reviewed yet of the line this
+// process runs by what a review would teach the next model (the model's uncertainty at its fail
+// threshold, disagreement with the shadow model); each row shows its score and, on hover, why.
 // The default queue is what needs a human (pending fail and uncertain boards), with its total;
 // new boards are announced from the event feed; a selection (shift+j/k, x, ctrl+a) is
 // confirmed or rejected in one request (POST /api/v1/inspections/bulk-review).
@@ -34,11 +37,21 @@ function formFilters() {
   return out;
 }
 
+// The expected information of a board (sort=information): its score, what it is made of on hover.
+function infoChip(info) {
+  if (!info) return null;
+  const shadow = info.why.some((w) => w.startsWith("the shadow model"));
+  return el("span", { class: `chip info${shadow ? " disagree" : ""}`, title: info.why.join("\n") },
+    `info ${info.score.toFixed(2)}`, shadow ? el("span", { class: "why" }, "shadow disagrees") : null);
+}
+
 function row(item, query) {
   const classes = (item.defect_classes || []).map((c) =>
     el("span", { class: "chip" }, el("span", { class: "swatch", style: `background:${classColor(c)}` }), c));
+  const info = item.information ? `, expected information ${item.information.score.toFixed(2)}: ` +
+    item.information.why.join("; ") : "";
   const label = `${item.verdict} ${item.part_id}, max confidence ${fmtConf(item.max_confidence)}, ` +
-    `${(item.defect_classes || []).join(", ") || "no defects"}, camera ${item.camera_id}`;
+    `${(item.defect_classes || []).join(", ") || "no defects"}, camera ${item.camera_id}${info}`;
   const box = el("input", { type: "checkbox", class: "pick", "aria-label": `Select ${item.part_id}`, tabindex: -1 });
   box.addEventListener("change", () => { toggle(item.id, box.checked); selection.anchor = rowIndex(item.id); });
   return el("li", { "data-id": item.id, "data-version": item.version, "data-verdict": item.verdict }, box,
@@ -47,7 +60,8 @@ function row(item, query) {
       el("img", { src: item.thumbnail_url, alt: "", loading: "lazy", width: 64, height: 48 }),
       el("span", { class: "summary-line" }, badge(item.verdict), badge(item.review_status)),
       el("span", { class: "conf", title: "highest defect confidence" }, fmtConf(item.max_confidence)),
-      el("span", { class: "classes" }, classes.length ? classes : el("span", { class: "muted" }, "no defects")),
+      el("span", { class: "classes" }, infoChip(item.information),
+         classes.length ? classes : el("span", { class: "muted" }, "no defects")),
       el("span", { class: "meta", title: `line ${item.line_id}` }, `${item.camera_id} · ${item.line_id}`),
       el("span", { class: "meta" }, fmtTime(item.captured_at)),
       el("span", { class: "part mono", title: "part id" }, item.part_id)));
@@ -61,8 +75,39 @@ function renderCount() {
   $("queue-total").textContent = total === null ? "" : `${total} ${pending ? "pending" : "match"}`;
 }
 
+const ORDER_HINTS = {
+  risk: "risk order: uncertain, then fail, least confident first",
+  newest: "newest first",
+  information: "most informative first{line}: where the model is least sure, or the shadow model disagrees",
+};
+let servedLine; // the line this process runs (sort=information ranks its boards), once asked
+
+async function lineServed() {
+  if (servedLine === undefined) {
+    try {
+      servedLine = (await getJSON("/api/v1/models/lines")).lines[0] || "";
+    } catch {
+      servedLine = "";
+    }
+  }
+  return servedLine;
+}
+
+// Parameters of the listing and its count: sort=information covers the line this process runs, so
+// without a line filter both name that line (the total then counts what the order ranks).
+async function queryParams(filters) {
+  const params = apiParams(filters);
+  if (filters.sort === "information" && !filters.line) {
+    const line = await lineServed();
+    if (line) params.line = line;
+  }
+  const hint = ORDER_HINTS[filters.sort] || filters.sort;
+  $("order-hint").textContent = hint.replace("{line}", params.line ? ` on ${params.line}` : "");
+  return params;
+}
+
 async function fetchTotal(filters) {
-  const { sort: _sort, ...params } = apiParams(filters);
+  const { sort: _sort, ...params } = await queryParams(filters);
   try {
     return (await getJSON(withQuery("/api/v1/inspections/count", params))).total;
   } catch {
@@ -78,7 +123,7 @@ async function loadTotal(filters) {
 async function load(append) {
   const gen = append ? loading : ++loading;
   const filters = readFilters();
-  const url = withQuery("/api/v1/inspections", { ...apiParams(filters), cursor: append ? cursor : "", limit: 50 });
+  const url = withQuery("/api/v1/inspections", { ...(await queryParams(filters)), cursor: append ? cursor : "", limit: 50 });
   more.disabled = true;
   try {
     const [page, counted] = await Promise.all([getJSON(url), append ? total : fetchTotal(filters)]);
@@ -231,7 +276,8 @@ async function poll() {
     }
     const page = await getJSON(withQuery("/api/v1/events", { after: feed.after, type: "part.inspected", limit: 500 }));
     feed.after = page.next_after;
-    const n = page.events.filter((e) => wanted(e, filters)).length;
+    const ranked = filters.sort === "information" && !filters.line && servedLine ? { ...filters, line: servedLine } : filters;
+    const n = page.events.filter((e) => wanted(e, ranked)).length;
     if (n) {
       showNew(feed.fresh + n);
       loadTotal(filters);

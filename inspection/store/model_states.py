@@ -40,6 +40,7 @@ from sqlalchemy import (
 from inspection.store.db import write_bind
 from inspection.store.errors import StoreError
 from inspection.store.models import Base, JSONType, UTCDateTime, in_list
+from inspection.store.records import InspectionFilter
 
 STATES = ("registered", "shadow", "active", "retired")
 ACTIONS = ("registered", "shadow_started", "shadow_stopped", "activated", "rolled_back")
@@ -484,21 +485,22 @@ def boards_of(
     ]
 
 
-def review_candidates(engine: Engine, line_id: str, shadow: Version | None, limit: int = 5000) -> list[dict[str, Any]]:
-    """The line's inspections not reviewed yet (newest first): verdict, top confidence, the shadow's verdict."""
+def review_candidates(
+    engine: Engine, line_id: str, shadow: Version | None, limit: int = 5000, flt: InspectionFilter | None = None
+) -> list[dict[str, Any]]:
+    """The line's inspections not reviewed yet, newest first (created_at, then id, descending): verdict, top
+    confidence, the shadow's verdict. ``flt`` narrows them further (its line and review status aside)."""
     from inspection.store.models import InspectionRow
+    from inspection.store.queries import conditions
 
     ins, sv = InspectionRow.__table__, shadow_verdicts
-    cols = [ins.c.id, ins.c.part_id, ins.c.outcome, ins.c.model_outcome, ins.c.max_confidence]
-    query = select(*cols).where(and_(ins.c.line_id == line_id, ins.c.review_status == "pending"))
+    cols = [ins.c.id, ins.c.part_id, ins.c.outcome, ins.c.model_outcome, ins.c.max_confidence, ins.c.created_at]
+    where = and_(ins.c.line_id == line_id, ins.c.review_status == "pending", *conditions(flt))
+    query = select(*cols).where(where)
     if shadow is not None:
         on = and_(sv.c.part_id == ins.c.part_id, sv.c.name == shadow.name, sv.c.version == shadow.version)
-        query = (
-            select(*cols, sv.c.outcome.label("shadow"))
-            .select_from(ins.outerjoin(sv, on))
-            .where(and_(ins.c.line_id == line_id, ins.c.review_status == "pending"))
-        )
-    query = query.order_by(ins.c.created_at.desc()).limit(limit)
+        query = select(*cols, sv.c.outcome.label("shadow")).select_from(ins.outerjoin(sv, on)).where(where)
+    query = query.order_by(ins.c.created_at.desc(), ins.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [
             {
@@ -507,6 +509,7 @@ def review_candidates(engine: Engine, line_id: str, shadow: Version | None, limi
                 "verdict": r.model_outcome or r.outcome,
                 "max_confidence": float(r.max_confidence),
                 "shadow": getattr(r, "shadow", None),
+                "created_at": r.created_at,
             }
             for r in conn.execute(query)
         ]

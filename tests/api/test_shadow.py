@@ -147,3 +147,50 @@ def test_the_review_order_puts_disagreements_with_the_shadow_and_uncertain_board
     assert "the shadow model says fail" in items[0]["why"][1]
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True) and scores[1] < 1.01
+
+
+def test_the_queue_lists_boards_by_expected_information_for_qa(populated: Populated, desk):  # noqa: F811
+    """GET /api/v1/inspections?sort=information: the review-order ranking, with the queue's filters and pages."""
+    c, qa = populated.client, populated.as_("qa")
+    desk.start_shadow(Version("defect-yolov8n", 2), "ml", "watch")
+    disagreeing = 4  # line-1, failed by the active model: the shadow passes it
+    assert outcome_of(disagreeing).value == "fail"
+    ModelStates(populated.sync.log.engine).add_shadow_verdicts(
+        [{"line_id": "line-1", "part_id": part_id(disagreeing), "name": "defect-yolov8n", "version": 2,
+          "outcome": "pass", "boxes": []}]
+    )  # fmt: skip
+    queue = "/api/v1/inspections?sort=information&review_status=pending&verdict=fail&verdict=uncertain"
+    r = c.get(queue + "&limit=3", headers=qa)
+    assert r.status_code == 200, r.text
+    first = r.json()["items"]
+    assert first[0]["id"] == str(uuid.UUID(int=disagreeing + 1))
+    assert first[0]["information"]["score"] >= 1 and "the shadow model says pass" in first[0]["information"]["why"][1]
+    ranking = [
+        b["inspection_id"] for b in desk.review_order(1000) if b["verdict"] in ("fail", "uncertain")
+    ]  # the same ranking as the models page's review order, narrowed by the queue's verdict filter
+    assert [i["id"] for i in first] == ranking[:3] and {i["line_id"] for i in first} == {"line-1"}
+    # a board handed out already is reviewed before the next page: nothing repeats, nothing is skipped
+    ids, cursor = [i["id"] for i in first], r.json()["next_cursor"]
+    r = c.post(f"/api/v1/inspections/{first[0]['id']}/review", json={"action": "confirm"}, headers=qa)
+    assert r.status_code == 200
+    while cursor:
+        page = c.get(queue + f"&limit=3&cursor={cursor}", headers=qa).json()
+        scores = [i["information"]["score"] for i in page["items"]]
+        assert scores == sorted(scores, reverse=True)
+        ids, cursor = ids + [i["id"] for i in page["items"]], page["next_cursor"]
+    pending = c.get("/api/v1/inspections/count?line=line-1&review_status=pending&verdict=fail&verdict=uncertain",
+                    headers=qa).json()["total"]  # fmt: skip
+    assert ids == ranking and len(ids) == pending + 1  # + the one reviewed meanwhile
+    assert c.get(queue, headers=populated.as_("ml")).status_code == 200
+    assert c.get(queue, headers=populated.as_("camera")).status_code == 403
+    assert c.get("/api/v1/inspections", headers=qa).json()["items"][0]["information"] is None  # other orders: none
+    for bad, why in (
+        ("&line=line-2", "ranks the boards of line 'line-1'"),
+        ("&review_status=confirmed", "review_status must be pending"),
+        ("&cursor=bm90LWEtY3Vyc29y", "not a sort=information cursor"),
+    ):
+        r = c.get(queue.replace("&review_status=pending", "") + bad, headers=qa)
+        assert r.status_code in (400, 422) and why in r.json()["detail"], r.text
+    populated.services.model_desk = None
+    r = c.get(queue, headers=qa)
+    assert r.status_code == 422 and "runs no inspection line" in r.json()["detail"]
