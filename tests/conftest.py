@@ -106,32 +106,61 @@ def deeppcb_source() -> Path:
     return src
 
 
+# How many real validation boards the real_deeppcb fixtures import: the tests read the first 24 of
+# the validation split (sorted by name, as YoloDataset.images gives them); a few training boards
+# come along so that every split the importer writes has boards.
+REAL_VAL_BOARDS = 30
+REAL_TRAIN_BOARDS = 2
+
+
+def real_val_subset(dest: Path, n_val: int = REAL_VAL_BOARDS, n_train: int = REAL_TRAIN_BOARDS) -> Path:
+    """A DeepPCB-layout folder with the first ``n_val`` real validation boards and ``n_train`` training
+    boards, by the importer's own split rule: imported, its val split holds the same boards, in the
+    same order, as the head of the full import's (the split is per board id, not per folder)."""
+    from inspection.ml.datasets.deeppcb import is_validation
+
+    lines = [ln for ln in (deeppcb_source() / "PCBData" / "trainval.txt").read_text().split("\n") if ln.strip()]
+
+    def board_id(line: str) -> str:
+        return Path(line.split()[0]).stem
+
+    val = sorted((ln for ln in lines if is_validation(board_id(ln), 20)), key=board_id)[:n_val]
+    train = [ln for ln in lines if not is_validation(board_id(ln), 20)][:n_train]
+    return copy_boards(dest, train + val)
+
+
 @pytest.fixture(scope="session")
 def real_deeppcb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real DeepPCB boards imported by the project's importer; returns the data YAML."""
+    """Real DeepPCB boards (the head of the validation split, see real_val_subset) imported by the
+    project's importer; returns the data YAML."""
     from inspection.ml.datasets.deeppcb import import_deeppcb
 
-    out = tmp_path_factory.mktemp("real") / "deeppcb"
-    import_deeppcb(deeppcb_source(), out)
-    return out / "data.yaml"
+    root = tmp_path_factory.mktemp("real")
+    import_deeppcb(real_val_subset(root / "src"), root / "deeppcb")
+    return root / "deeppcb" / "data.yaml"
 
 
 @pytest.fixture(scope="session")
 def real_deeppcb_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real DeepPCB boards imported as 3-plane reference pairs (--input reference); the data YAML."""
+    """Real DeepPCB boards (as real_deeppcb) imported as 3-plane reference pairs (--input reference); the data YAML."""
     from inspection.ml.datasets.deeppcb import import_deeppcb
 
-    out = tmp_path_factory.mktemp("real-ref") / "deeppcb-ref"
-    import_deeppcb(deeppcb_source(), out, input_kind="reference")
-    return out / "data.yaml"
+    root = tmp_path_factory.mktemp("real-ref")
+    import_deeppcb(real_val_subset(root / "src"), root / "deeppcb-ref", input_kind="reference")
+    return root / "deeppcb-ref" / "data.yaml"
 
 
 def real_board_subset(dest: Path, n: int, offset: int = 0) -> Path:
     """A DeepPCB-layout folder with ``n`` real boards (tested image, template, labels) from the shared data."""
+    lines = (deeppcb_source() / "PCBData" / "trainval.txt").read_text().split("\n")[offset : offset + n]
+    return copy_boards(dest, lines)
+
+
+def copy_boards(dest: Path, lines: list[str]) -> Path:
+    """A DeepPCB-layout folder at ``dest`` with the boards of these ``trainval.txt`` lines."""
     import shutil
 
     src = deeppcb_source() / "PCBData"
-    lines = (src / "trainval.txt").read_text().split("\n")[offset : offset + n]
     pcb = dest / "PCBData"
     for line in lines:
         img, label = line.split()
