@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -173,6 +176,34 @@ def copy_boards(dest: Path, lines: list[str]) -> Path:
         shutil.copy(src / label, pcb / label)
     (pcb / "trainval.txt").write_text("\n".join(lines) + "\n")
     return dest
+
+
+@dataclass(frozen=True)
+class StoredReplay:
+    """What one ``twinspect replay --json`` wrote: the boards it showed, its data dir, its lines."""
+
+    boards: Path  # a DeepPCB-layout folder of 6 real boards (each shown twice: 12 parts)
+    data: Path  # --data-dir: twinspect.db (inspections, event log) and evidence/
+    per_board: list[dict[str, Any]]  # one JSON line per inspected part
+    summary: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def stored_replay(tmp_path_factory: pytest.TempPathFactory) -> StoredReplay:
+    """One stored replay through the real CLI with the served defaults (the shipped models: the
+    reference defect model, so every board is compared with its own golden), one camera, over 6
+    real boards. Whole-process replays are the suite's dearest checks: the tests that look at a
+    stored run (every board once, the event log beside the store, the golden kept with each
+    verdict) share this one and only read it."""
+    from tests.cli import run_cli
+
+    root = tmp_path_factory.mktemp("stored-replay")
+    boards = real_board_subset(root / "boards", 6, offset=40)
+    data = root / "data"
+    r = run_cli("replay", "--boards", str(boards), "--json", "--data-dir", str(data), "--cameras", "1", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    return StoredReplay(boards, data, lines[:-1], lines[-1]["summary"])
 
 
 @pytest.fixture(scope="session")

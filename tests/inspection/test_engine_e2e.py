@@ -32,8 +32,13 @@ def _replay(boards, tmp_path, *extra):
 
 
 @pytest.mark.parametrize("cameras", [1, 2])
-def test_replay_inspects_every_board_exactly_once(boards, tmp_path, cameras):
-    per_board, summary = _replay(boards, tmp_path, "--cameras", str(cameras))
+def test_replay_inspects_every_board_exactly_once(boards, tmp_path, cameras, request):
+    if cameras == 1:  # the suite's shared stored replay (tests/conftest.py): one camera, the served defaults
+        run = request.getfixturevalue("stored_replay")
+        boards, data, per_board, summary = run.boards, run.data, run.per_board, run.summary
+    else:
+        per_board, summary = _replay(boards, tmp_path, "--cameras", str(cameras))
+        data = tmp_path / "data"
     expected = Counter(b.sprite.name for b in replay_sequence(board_pool(boards), 0.5, seed=0))
     assert summary["boards_shown"] == sum(expected.values()) == 12
     assert summary["boards_seen"] == 12 and summary["inspected"] == 12 and summary["uninspected"] == 0
@@ -45,9 +50,10 @@ def test_replay_inspects_every_board_exactly_once(boards, tmp_path, cameras):
             assert set(d) == {"xyxy", "confidence", "class_name"}
     assert 0 <= summary["board_recall"] <= 1 and summary["fps"] > 0
     assert {"part_model", "tracking", "defect_model"} <= set(summary["stage_ms"])
-    db = sqlite3.connect(tmp_path / "data" / "twinspect.db")
+    db = sqlite3.connect(data / "twinspect.db")
     assert db.execute("select count(*) from inspections").fetchone()[0] == 12
     assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+    db.close()
 
 
 @pytest.mark.parametrize(

@@ -13,16 +13,11 @@ from inspection.store import open_database
 from sync.log import EventLog
 from sync.schemas import event_schema
 from sync.twin import TwinStore
-from tests.cli import run_cli
-from tests.conftest import real_board_subset
 
 
-def test_replay_events_match_the_store_and_validate(tmp_path: Path):
-    boards = real_board_subset(tmp_path / "boards", 5, offset=40)
-    data = tmp_path / "data"
-    r = run_cli("replay", "--boards", str(boards), "--data-dir", str(data), "--json", timeout=300)
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.strip().splitlines()[-1])["summary"]
+def test_replay_events_match_the_store_and_validate(stored_replay):
+    # the suite's shared stored replay (tests/conftest.py): the shipped models over 6 real boards, 12 parts
+    data, summary = stored_replay.data, stored_replay.summary
     db = open_database(f"sqlite:///{data / 'twinspect.db'}")
     log = EventLog(db)
     events = list(log.iter_all())
@@ -32,7 +27,7 @@ def test_replay_events_match_the_store_and_validate(tmp_path: Path):
     for e in events:
         errors = [str(err) for err in validators[e.type].iter_errors(json.loads(e.body))]
         assert errors == [], (e.type, errors)
-    assert kinds["part.inspected"] == summary["inspected"] == 10
+    assert kinds["part.inspected"] == summary["inspected"] == 12
     assert kinds["part.entered"] == kinds["part.exited"] == summary["boards_seen"]
     assert kinds["model.activated"] == 2 and kinds["line.started"] == 1 and kinds["camera.online"] == 1
     with db.connect() as conn:
@@ -41,7 +36,7 @@ def test_replay_events_match_the_store_and_validate(tmp_path: Path):
     assert announced == stored  # the outbox: every stored inspection announced, nothing announced unstored
     doc = json.loads(TwinStore(log).document_text("line-1")[1])
     counters = doc["features"]["counters"]["properties"]
-    assert counters["inspected"] == 10 and sum(counters["verdicts"].values()) == 10
+    assert counters["inspected"] == 12 and sum(counters["verdicts"].values()) == 12
     assert counters["verdicts"]["fail"] + counters["verdicts"]["uncertain"] == summary["flagged"]
     db.dispose()
 
