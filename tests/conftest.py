@@ -18,6 +18,18 @@ from tests.slow_marks import pytest_collection_modifyitems  # noqa: F401 (the sl
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from tests import code_checks
+
+    code_checks.start_if_selected([item.nodeid for item in session.items])  # mypy beside the run
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import code_checks
+
+    code_checks.stop()
+
+
 def draw_board(rng: np.random.Generator, size: int = 640) -> np.ndarray:
     """A binarised board-like image: white traces and pads on black."""
     img = np.zeros((size, size), np.uint8)

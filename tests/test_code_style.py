@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.code_checks import PACKAGES, mypy_result
 from tests.conftest import REPO
-
-PACKAGES = ["inspection", "camera", "sync", "floor", "api"]
 
 
 def test_ruff_is_clean():
@@ -31,8 +30,8 @@ def test_ruff_format_is_applied():
 
 
 def test_mypy_is_clean():
-    r = subprocess.run([sys.executable, "-m", "mypy", *PACKAGES, "examples"], cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    code, output = mypy_result()  # started beside the run when the session began (tests/code_checks.py)
+    assert code == 0, output
 
 
 def test_serving_path_does_not_import_torch():
