@@ -5,7 +5,8 @@
 #   single source of the dependency versions; pyproject.toml lists the same packages loosely),
 #   kept outside the checkout (default ~/.cache/twinspect/venvs/<hash>) so that a fresh
 #   clone (CI) reuses it instead of reinstalling gigabytes; the project itself is
-#   installed editable into it, pointing at this checkout.
+#   installed editable into it, pointing at this checkout. requirements-test.lock's test-only
+#   tools (pytest-xdist) are installed into the same environment, which they do not rebuild.
 # - Debian packages listed in scripts/apt-packages.txt (ffmpeg for stream tests, chromium
 #   for browser tests and screenshots), installed with apt-get when missing.
 # - GPU boxes: where an NVIDIA GPU answers `nvidia-smi -L` (or TWINSPECT_GPU=1; TWINSPECT_GPU=0
@@ -76,6 +77,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   fi
 else
   log "reusing Python environment $venv (${lock_file##*/} unchanged)"
+fi
+
+# Test-only tools (requirements-test.lock) layered onto the environment, without rebuilding it.
+test_lock="$repo/requirements-test.lock"
+test_hash="$(sha256sum "$test_lock" | cut -c1-16)"
+test_stamp="$venv/.twinspect-test-lock"
+if [ ! -f "$test_stamp" ] || [ "$(cat "$test_stamp")" != "$test_hash" ]; then
+  log "installing the test tools of ${test_lock##*/} into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$test_lock" >&2
+  echo "$test_hash" > "$test_stamp"
 fi
 
 # Point the editable install at this checkout (cheap when it already does).
