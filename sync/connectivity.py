@@ -109,6 +109,3 @@ class Renewal:
 
     def done(self) -> None:
         self._last = time.monotonic()
-
-    def reset(self) -> None:
-        self._last = -1e18
