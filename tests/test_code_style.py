@@ -42,3 +42,15 @@ def test_serving_path_does_not_import_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False False"
+
+
+def test_predict_starts_without_the_web_app_or_the_database():
+    """`twinspect predict` builds only its own command: start-up is part of every run (issue 15)."""
+    code = (
+        "import sys; from api.cli.main import build_app, named_command; "
+        "build_app(named_command(['predict', '--weights', 'w', 'x.jpg'])); "
+        "print(sorted(m for m in ('fastapi', 'sqlalchemy', 'alembic', 'pydantic_settings', 'api.settings') "
+        "if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"

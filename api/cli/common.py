@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from api.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from api.settings import Settings
 
 ConfigOption = Annotated[
     Path | None,
@@ -23,6 +24,8 @@ DataDirOption = Annotated[
 
 def settings_from(config: Path | None, data_dir: Path | None = None) -> Settings:
     """Build the settings once for a command; --data-dir wins over file and environment."""
+    from api.settings import load_settings  # here, not at the top: commands that need no settings start faster
+
     settings = load_settings(config)
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})

@@ -7,6 +7,7 @@ full disk, a damaged or unreachable database, a folder it may not write).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -15,32 +16,60 @@ from typing import Annotated, Any
 import typer
 from typer._click import exceptions as click_exc
 
-from api.cli import config_cmd, datasets, hub, line, model_delivery, models, recipes, retrain, tokens, train
 from camera.errors import CameraError
 from inspection.core.errors import InspectionError
 from sync.errors import SyncError
 
-app = typer.Typer(
-    help="twinspect: vision inspection of production lines with a synchronized digital twin.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.add_typer(datasets.app, name="datasets")
-app.add_typer(models.app, name="models")
-model_delivery.add_commands(models.app)
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(tokens.app, name="tokens")
-app.add_typer(recipes.app, name="recipes")
-app.command("train")(train.train_cmd)
-app.command("retrain")(retrain.retrain_cmd)
-app.command("eval")(models.eval_cmd)
-app.command("predict")(models.predict_cmd)
-app.command("export")(models.export_cmd)
-app.command("demo")(line.demo_cmd)
-app.command("serve")(line.serve_cmd)
-app.command("replay")(line.replay_cmd)
-app.command("hub")(hub.hub_cmd)
+# Each top-level command and the module that defines it. A run imports only the module of the
+# command it names (the rest only for --help or a mistake): `twinspect predict` should not pay
+# for the web app, the database and the settings it never uses (start-up is part of every run).
+GROUPS = {"datasets": "datasets", "models": "models", "config": "config_cmd", "tokens": "tokens", "recipes": "recipes"}
+COMMANDS = {
+    "train": ("train", "train_cmd"),
+    "retrain": ("retrain", "retrain_cmd"),
+    "eval": ("models", "eval_cmd"),
+    "predict": ("models", "predict_cmd"),
+    "export": ("models", "export_cmd"),
+    "demo": ("line", "demo_cmd"),
+    "serve": ("line", "serve_cmd"),
+    "replay": ("line", "replay_cmd"),
+    "hub": ("hub", "hub_cmd"),
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The ``twinspect`` command with every sub-command, or with ``only`` when that names one."""
+    app = typer.Typer(
+        help="twinspect: vision inspection of production lines with a synchronized digital twin.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.callback()(root)
+    wanted = [only] if only in GROUPS or only in COMMANDS else [*GROUPS, *COMMANDS]
+    for name in wanted:
+        if name in GROUPS:
+            module = importlib.import_module(f"api.cli.{GROUPS[name]}")
+            if name == "models":
+                importlib.import_module("api.cli.model_delivery").add_commands(module.app)
+            app.add_typer(module.app, name=name)
+        else:
+            module_name, function = COMMANDS[name]
+            app.command(name)(getattr(importlib.import_module(f"api.cli.{module_name}"), function))
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: the whole command (for tests and tools that import it), built on first use."""
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(name)
+
+
+def named_command(argv: list[str]) -> str | None:
+    """The sub-command an argument list names (its first word), or None (options only: --help, --version)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def _version(value: bool) -> None:
@@ -55,7 +84,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     show_version: Annotated[
         bool | None,
@@ -89,7 +117,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    command = natural_labels(typer.main.get_command(app))
+    command = natural_labels(typer.main.get_command(build_app(named_command(sys.argv[1:]))))
     try:
         code = command(standalone_mode=False)  # a typer.Exit(n) inside a command comes back as n
         if isinstance(code, int) and code:
