@@ -68,6 +68,7 @@ class DeskParts:
     gate: GateConfig = GateConfig()
     shadow: ShadowConfig = ShadowConfig()
     gate_data: Path | None = None  # data YAML of the gate set (None: each candidate's training data)
+    goldens: Path | None = None  # the goldens folder: the gate replays reviewed boards to a reference model with it
     rules: RulesConfig = RulesConfig()  # the line's rules: how the gate and the shadow judge boards
     watch_boards: int = 200  # the watch after a promotion: boards on each side
     watch_p: float = 0.01  # a p-value under this raises model.alert

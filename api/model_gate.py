@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,7 +16,10 @@ from inspection.inference.cards import read_card
 from inspection.inference.models import load_detector
 from inspection.ml import gate as g
 from inspection.pipeline.rules import RulesConfig
-from inspection.store import InspectionFilter, InspectionStore
+from inspection.store import InspectionStore
+
+if TYPE_CHECKING:
+    from api.model_desk import DeskParts
 
 Gate = Callable[[Path, Path | None], g.GateResult]
 
@@ -35,23 +40,43 @@ def judge_with(rules: RulesConfig) -> g.Judge:
     return judge
 
 
-def reviewed_boards(store: InspectionStore, line_id: str, limit: int) -> Iterator[g.Reviewed]:
-    """The line's reviewed inspections (newest first): evidence crop and reviewed verdict."""
-    from inspection.ml.images import read_image
+def reviewed_boards(
+    store: InspectionStore, line_id: str, limit: int, kind: str = "image", goldens: Path | None = None
+) -> tuple[list[g.Reviewed], Counter[str]]:
+    """The line's reviewed inspections (newest first) as the model saw them, with their reviewed verdict.
 
-    cursor, seen = None, 0
-    while seen < limit:
-        page = store.list(InspectionFilter(line_id=line_id), cursor=cursor, limit=200)
-        for item in page.items:
-            if item.review_status.value == "pending" or seen >= limit:
-                continue
-            path = store.evidence.path(item.evidence_sha256)
-            if path.is_file():
-                seen += 1
-                yield g.Reviewed(read_image(path), item.outcome.value)
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+    A plain model saw the evidence crop. A reference model saw the board registered to its golden
+    composed with the golden read back by sha256 (as ``twinspect retrain`` builds it); boards whose
+    golden is not there or whose alignment failed cannot be rebuilt and are counted by reason.
+    """
+    from inspection.ml.images import read_image
+    from inspection.ml.retrain import GoldenCache, reviewed, reviewed_reference_input
+    from inspection.reference.goldens import GoldenFiles
+
+    cache = GoldenCache(GoldenFiles(goldens) if goldens is not None else None)
+    boards: list[g.Reviewed] = []
+    skipped: Counter[str] = Counter()
+    for item in reviewed(store, line_id):
+        if len(boards) >= limit:
+            break
+        path = store.evidence.path(item.evidence_sha256)
+        if not path.is_file():
+            skipped["evidence"] += 1
+            continue
+        if kind != "reference":
+            boards.append(g.Reviewed(read_image(path), item.outcome.value))
+            continue
+        image, why = reviewed_reference_input(item, path, cache)
+        if image is None:
+            skipped[why] += 1
+            continue
+        boards.append(g.Reviewed(image, item.outcome.value))
+    return boards, skipped
+
+
+def line_gate(parts: DeskParts, inspections: InspectionStore | None, data: Path | None = None) -> LineGate:
+    """The gate of a desk's line: its gate rules, gate set (``data`` wins), reviewed boards and goldens."""
+    return LineGate(parts.gate, parts.rules, parts.line_id, data or parts.gate_data, inspections, parts.goldens)
 
 
 @dataclass
@@ -63,6 +88,7 @@ class LineGate:
     line_id: str
     data: Path | None = None  # data YAML of the gate set (default: the candidate's training data)
     inspections: InspectionStore | None = None
+    goldens: Path | None = None  # the goldens folder (a reference model's reviewed boards need their golden)
 
     def __call__(self, candidate: Path, active: Path | None) -> g.GateResult:
         card = read_card(candidate)
@@ -102,14 +128,21 @@ class LineGate:
         if self.inspections is None:
             result.notes.append("reviewed inspections: no store in this process")
             return
-        if kind == "reference":
-            result.notes.append("reviewed inspections: not replayed for a reference model (evidence has no golden)")
-            return
-        boards = list(reviewed_boards(self.inspections, self.line_id, self.config.max_reviewed))
+        boards, skipped = reviewed_boards(self.inspections, self.line_id, self.config.max_reviewed, kind, self.goldens)
+        if skipped:
+            why = ", ".join(f"{n} {WHY[k]}" for k, n in sorted(skipped.items()))
+            result.notes.append(f"reviewed inspections left out: {why}")
         judge = judge_with(self.rules)
         cand = g.reviewed_rates(load_detector(candidate), boards, judge)
         act = g.reviewed_rates(load_detector(active), boards, judge) if active is not None else None
         g.reviewed_rows(act, cand, self.config, result)
+
+
+WHY = {
+    "evidence": "without a readable evidence file",
+    "golden": "without their golden image",
+    "alignment": "not registered to their golden (alignment failed)",
+}
 
 
 def _ref(folder: Path | None) -> str | None:

@@ -82,6 +82,7 @@ def build_desk(settings: Settings, engine: Engine, sync: SyncService | None, sta
         gate=delivery.gate.config(),
         shadow=delivery.shadow.config(),
         gate_data=delivery.gate.data,
+        goldens=settings.goldens_dir,
         rules=settings.line.rules,
         watch_boards=delivery.watch.boards,
         watch_p=delivery.watch.p_value,

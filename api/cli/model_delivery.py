@@ -52,6 +52,7 @@ def open_desk(
         gate=settings.delivery.gate.config(),
         shadow=settings.delivery.shadow.config(),
         gate_data=settings.delivery.gate.data,
+        goldens=settings.goldens_dir,
         rules=settings.line.rules,
         watch_boards=settings.delivery.watch.boards,
         watch_p=settings.delivery.watch.p_value,
@@ -163,15 +164,14 @@ def promote_cmd(
 ) -> None:
     """Gate the candidate against the active model (export parity, val split, reviewed boards), then activate it."""
     from api.model_desk import GateRefused
-    from api.model_gate import LineGate
+    from api.model_gate import line_gate
     from api.runtime import open_storage
     from inspection.ml.registry import parse_model_ref
     from inspection.store import Version
 
     desk, settings = open_desk(config, data_dir, line, weights_dir)
     store, _ = open_storage(settings, desk.states.engine)
-    gate_settings = settings.delivery.gate
-    gate = LineGate(gate_settings.config(), settings.line.rules, desk.line_id, data or gate_settings.data, store)
+    gate = line_gate(desk.parts, store, data)
     try:
         result = desk.promote(Version(*parse_model_ref(model)), who(), reason, gate, force)
     except GateRefused as refused:  # both models side by side on stdout, the refusal as the one error line

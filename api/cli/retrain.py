@@ -55,7 +55,7 @@ def retrain_cmd(
 
 def _run(plan, store, desk, settings, batch: int, device: str) -> None:  # type: ignore[no-untyped-def]
     """The steps after the plan (not run by the test suite: it trains)."""
-    from api.model_gate import LineGate
+    from api.model_gate import line_gate
     from inspection.inference.cards import read_card
     from inspection.ml.registry import register_run
     from inspection.ml.retrain import write_dataset
@@ -83,7 +83,7 @@ def _run(plan, store, desk, settings, batch: int, device: str) -> None:  # type:
     new = read_card(entry)
     typer.echo(f"step 3-4: evaluated and registered {entry} (val {new.get('val_metrics', {}).get('deeppcb_fscore')})")
     candidate = Version(str(new["name"]), int(new["version"]))
-    gate = LineGate(desk.parts.gate, desk.parts.rules, desk.line_id, plan.base_data, store)
+    gate = line_gate(desk.parts, store, plan.base_data)
     result = gate(entry, desk.folder(desk.active()))
     for row in result.table():
         typer.echo(row)

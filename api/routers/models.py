@@ -150,14 +150,14 @@ def review_order(request: Request, line_id: str, limit: int = Query(100, ge=1, l
     responses={409: {"description": "The gate refused it (with both models' figures), or a promotion runs."}},
 )
 def promote(request: Request, line_id: str, body: PromoteIn) -> ChangeResultOut | JSONResponse:
-    from api.model_gate import LineGate
+    from api.model_gate import line_gate
 
     desk = _desk(request, line_id)
     who = _principal(request)
     if body.force and who.role is not Role.ADMIN:
         raise Forbidden("force: only the admin role may promote past the gate")
     services = request.app.state.services
-    gate = LineGate(desk.parts.gate, desk.parts.rules, line_id, desk.parts.gate_data, services.inspections)
+    gate = line_gate(desk.parts, services.inspections)
     try:
         result = desk.promote(_ref(body.model), who.name, body.reason, gate, body.force)
     except GateRefused as refused:

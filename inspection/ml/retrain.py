@@ -151,6 +151,21 @@ def reference_input(evidence: Path, golden: np.ndarray) -> np.ndarray | None:
     return compose(board, golden)
 
 
+def reviewed_reference_input(
+    item: StoredInspection, evidence: Path, goldens: GoldenCache
+) -> tuple[np.ndarray | None, str]:
+    """A reviewed board as a reference model saw it, or None and why not: 'golden', 'alignment' or 'evidence'."""
+    why = left_out(item, goldens)
+    golden = goldens.grey(item.golden_sha256) if not why and item.golden_sha256 else None
+    if golden is None:
+        return None, why or "golden"
+    try:
+        image = reference_input(evidence, golden)
+    except ImageError:  # a damaged evidence file
+        return None, "evidence"
+    return (image, "") if image is not None else (None, "alignment")
+
+
 def reviewed(store: InspectionStore, line_id: str) -> Iterator[StoredInspection]:
     """The line's reviewed inspections, newest first."""
     cursor = None
@@ -267,15 +282,9 @@ def _add_reviewed(
             writer.add("train", f"qa-{item.id}.jpg", None, size, boxes, source=path)
             ids.append(item.id)
             continue
-        why = left_out(item, cache)
-        golden = cache.grey(item.golden_sha256) if not why and item.golden_sha256 else None
-        try:
-            image = reference_input(path, golden) if golden is not None else None
-        except ImageError:  # a damaged evidence file: the board is left out, counted
-            why = "evidence"
-            image = None
+        image, why = reviewed_reference_input(item, path, cache)
         if image is None:
-            skipped[why or "alignment"] += 1
+            skipped[why] += 1
             continue
         writer.add("train", f"qa-{item.id}.png", png_bytes(image), size, boxes)
         ids.append(item.id)

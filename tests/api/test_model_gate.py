@@ -111,3 +111,46 @@ def test_the_lines_reviewed_inspections_are_replayed_through_both_models(populat
     assert "reviewed inspections of the line replayed: 2" in result.notes
     for key in ("reviewed false_reject_rate", "reviewed miss_rate"):
         assert rows[key]["active"] == rows[key]["candidate"] and rows[key]["ok"]  # the same network on both sides
+
+
+def test_a_reference_lines_reviewed_boards_reach_the_gate_as_the_model_saw_them(populated, tmp_path):
+    """Board registered to its golden + the golden read back by sha256; boards that cannot be rebuilt are counted."""
+    import json
+    import uuid
+
+    from inspection.ml.datasets.deeppcb import import_deeppcb
+    from tests.api.conftest import add_reference_inspections
+    from tests.conftest import make_deeppcb
+
+    ref = add_reference_inspections(populated.services)  # one aligned board (short + open drawn), one unaligned
+    for inspection_id in (ref.aligned_id, ref.unaligned_id, str(uuid.UUID(int=1))):  # the last: no golden at all
+        r = populated.client.post(
+            f"/api/v1/inspections/{inspection_id}/review", json={"action": "confirm"}, headers=populated.as_("qa")
+        )
+        assert r.status_code == 200, r.text
+    shipped = SHIPPED.with_name("defect-yolov8n-v2")  # the shipped reference model, on both sides
+    registry = tmp_path / "weights"
+    for v in (2, 3):
+        folder = registry / f"defect-yolov8n-v{v}"
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").symlink_to(shipped / "model.onnx")
+        card = {**json.loads((shipped / "card.json").read_text()), "version": v}
+        (folder / "card.json").write_text(json.dumps(card))
+    import_deeppcb(make_deeppcb(tmp_path / "src", boards=2), tmp_path / "ds", val_percent=50, input_kind="reference")
+    assert populated.services.recipes is not None
+    goldens = populated.services.recipes.files.root
+    config = GateConfig(parity_images=0, class_recall_floor=0.0, margin=1.0)
+    gate = LineGate(config, RulesConfig(), "line-1", tmp_path / "ds" / "data.yaml", populated.store, goldens)
+    result = gate(registry / "defect-yolov8n-v3", registry / "defect-yolov8n-v2")
+
+    assert "reviewed inspections of the line replayed: 1" in result.notes, result.notes
+    left = next(n for n in result.notes if n.startswith("reviewed inspections left out"))
+    assert "1 without their golden image" in left and "1 not registered to their golden" in left
+    rows = {r["metric"]: r for r in result.rows}
+    miss = rows["reviewed miss_rate"]
+    assert miss["candidate"] == miss["active"] == 0.0  # the drawn short and open stand out against the golden
+
+    gate_without = LineGate(config, RulesConfig(), "line-1", tmp_path / "ds" / "data.yaml", populated.store)
+    notes = gate_without(registry / "defect-yolov8n-v3", registry / "defect-yolov8n-v2").notes
+    assert "reviewed inspections of the line replayed: 0" in notes  # no goldens folder: nothing to rebuild ...
+    assert any("3 without their golden image" in n for n in notes)  # ... and said so
