@@ -132,8 +132,8 @@ class GoldenCache:
 def left_out(item: StoredInspection, goldens: GoldenCache) -> str:
     """Why a reviewed reference inspection cannot become a model input: 'golden', 'alignment', or '' (it can).
 
-    Its evidence is the board in golden pixels only when the engine aligned it (no alignment-failed
-    reason) and ran the model on it; a board the model failed on keeps its raw crop, whose size differs.
+    Its evidence is the board in golden pixels when the engine aligned it (no alignment-failed reason),
+    whether or not the model then ran; a board from before that, or of another golden size, is left out.
     """
     size = goldens.size(item.golden_sha256) if item.golden_sha256 else None
     if size is None:

@@ -119,20 +119,25 @@ def apply_rules(
         if lonely.size and outcome is Outcome.PASS:
             outcome = Outcome.UNCERTAIN
         reasons += _difference_reasons(prepared, lonely)
-    crop = prepared.aligned if prepared is not None and prepared.aligned is not None else request.crop
     return Verdict(
         part_id=request.part_id,
         camera_id=request.camera_id,
         track_id=request.track_id,
         outcome=outcome,
         defects=defects.filter(kept),
-        crop=crop,
+        crop=evidence_crop(request, prepared),
         board_xyxy=request.crop_xyxy.astype(np.float32),
         frame_seq=request.frame_seq,
         t_capture=request.t_capture,
         reasons=reasons,
         reference=prepared.info if prepared is not None else None,
     )
+
+
+def evidence_crop(request: InspectRequest, prepared: Prepared | None) -> np.ndarray:
+    """What a verdict keeps as its crop: the board registered to its golden when there is one (it, its boxes
+    and the golden line up pixel for pixel, whatever the model then did), else the crop as cut."""
+    return prepared.aligned if prepared is not None and prepared.aligned is not None else request.crop
 
 
 def _difference_reasons(prepared: Prepared, lonely: np.ndarray) -> tuple[str, ...]:

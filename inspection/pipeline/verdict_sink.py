@@ -34,7 +34,7 @@ from inspection.pipeline.events import Inspected, Listeners
 from inspection.pipeline.parts import InspectRequest
 from inspection.pipeline.recording import ModelInfo, Recorder
 from inspection.pipeline.reference_stage import Prepared
-from inspection.pipeline.rules import RulesConfig, apply_rules
+from inspection.pipeline.rules import RulesConfig, apply_rules, evidence_crop
 from inspection.pipeline.telemetry import Figure, Telemetry
 from inspection.pipeline.verdict import Verdict
 from inspection.pipeline.verdict_backlog import StoreLimits, VerdictBacklog
@@ -80,7 +80,7 @@ def failed_verdict(req: InspectRequest, error: str, names: tuple[str, ...], prep
         track_id=req.track_id,
         outcome=Outcome.UNCERTAIN,
         defects=Detections.empty(names),
-        crop=req.crop,
+        crop=evidence_crop(req, prepared),
         board_xyxy=req.crop_xyxy.astype(np.float32),
         frame_seq=req.frame_seq,
         t_capture=req.t_capture,

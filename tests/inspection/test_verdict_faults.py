@@ -115,6 +115,27 @@ def test_a_board_the_defect_model_failed_on_is_stored_uncertain_with_the_reason(
     assert item.reasons == ("uncertain: the defect model failed: RuntimeError: CUDA out of memory",)
 
 
+def test_a_reference_board_the_model_failed_on_keeps_its_registered_board_as_evidence(store: InspectionStore):
+    """QA's pair view and retrain read the evidence in golden pixels: it must be the aligned board, not the crop."""
+    from inspection.ml.images import read_image
+    from inspection.pipeline.reference_stage import Prepared
+    from inspection.pipeline.verdict import ReferenceInfo
+
+    aligned = np.full((40, 56), 200, np.uint8)  # the board registered to a 56x40 golden (the crop is 64x48)
+    info = ReferenceInfo("board-a", "ab" * 32, 0.97, True)
+    prepared = Prepared(np.zeros((40, 56, 3), np.uint8), aligned, info, None)
+    sink = sink_for(store)
+    sink.start()
+    sink.put(PendingInspection(request(2), Detections.empty(NAMES), "RuntimeError: boom", None, 3, prepared))
+    assert sink.drain(10)
+    sink.stop()
+    item = stored_parts(store)["cam1-2-2"]
+    assert item.outcome is Outcome.UNCERTAIN and item.golden_sha256 == "ab" * 32
+    assert (item.crop_width, item.crop_height) == (56, 40)
+    evidence = read_image(store.evidence.path(item.evidence_sha256))
+    assert evidence.shape[:2] == (40, 56) and abs(float(evidence.mean()) - 200) < 3
+
+
 class FlakyStore(InspectionStore):
     """Refuses every write while ``failing`` (as a full disk would), counts the attempts."""
 
