@@ -34,6 +34,10 @@ function detailOf(body, status) {
   return typeof body === "string" && body ? body.slice(0, 200) : `HTTP ${status}`;
 }
 
+// Set by sign-out, which navigates by itself: from then on a 401 (the session is gone, as asked)
+// from the page's polling must not race it with a redirect to /signin?next=<this page>.
+let signingOut = false;
+
 // fetch JSON; redirect: false keeps a 401 as an ApiError (the sign-in page uses it).
 export async function request(method, url, body, { redirect = true } = {}) {
   const headers = { Accept: "application/json" };
@@ -49,7 +53,7 @@ export async function request(method, url, body, { redirect = true } = {}) {
     try { data = JSON.parse(text); } catch { data = text; }
   }
   if (r.status === 401 && redirect) {
-    location.assign(signInUrl());
+    if (!signingOut) location.assign(signInUrl());
     return new Promise(() => {}); // the page is leaving: nothing after this call should run
 
   }
@@ -73,4 +77,7 @@ export function withQuery(path, params) {
 
 export const session = () => getJSON("/api/v1/session");
 export const signIn = (token) => postJSON("/api/v1/session", { token }, { redirect: false });
-export const signOut = () => request("DELETE", "/api/v1/session", undefined, { redirect: false });
+export function signOut() {
+  signingOut = true;
+  return request("DELETE", "/api/v1/session", undefined, { redirect: false });
+}
