@@ -256,10 +256,29 @@ def reference_model() -> Path:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral range.
+
+    A server that a test stops and starts again must get its port back: a port from the ephemeral
+    range can meanwhile become the local end of some outgoing connection, among them a client's own
+    reconnect to it (a TCP self-connect on loopback), and the restart then fails 'address in use'.
+    """
+    import random
     import socket
 
-    with socket.socket() as s:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    low = max(low, 12000)
+    for _ in range(200):
+        port = random.SystemRandom().randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the low range is full: any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +16,7 @@ from floor.config import GateSettings, ModbusSettings, WebhookSettings
 from floor.gate import Action, Beat, Decision, RejectGate
 from floor.outputs import ModbusOutput, WebhookOutput
 from floor.simgate import SimulatedGate
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 def until(check: Callable[[], bool], timeout: float = 20.0) -> None:

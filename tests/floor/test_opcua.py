@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,16 +21,11 @@ from inspection.store import open_database
 from sync.errors import UnknownLine
 from sync.log import EventLog
 from sync.twin import TwinStore
+from tests.conftest import free_port
 from tests.sync.conftest import draft
 
 NS = "urn:twinspect:machinevision"
 TOKENS = {"tok-plc": ("plc", "ml"), "tok-view": ("viewer", "twin")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Line:
