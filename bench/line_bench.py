@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from camera.frame import BoardTruth
 from camera.prerendered import FrameLoop, PrerenderedLine
 from inspection.pipeline.events import Inspected, PartUninspected
 
@@ -81,15 +82,34 @@ class LineRun:
         )
 
 
+def clean_starts(loop: FrameLoop, margin_px: float = 40.0) -> list[int]:
+    """Frames a camera can start on: every board in view is still on the side of the frame's middle (the
+    trigger line of the simulated line) it came in from, by ``margin_px``. A camera started elsewhere
+    would see a board already past the trigger leave uninspected, a start artefact, not a shed part."""
+    mid = loop.frames[0].shape[1] / 2
+
+    def cx(t: BoardTruth) -> float:
+        return float(t.xyxy[0] + t.xyxy[2]) / 2
+
+    entry: dict[int, float] = {}  # appearance -> which side of the middle it entered on (+1 / -1)
+    for truth in loop.truth:
+        for t in truth:
+            entry.setdefault(t.appearance, 1.0 if cx(t) >= mid else -1.0)
+    return [
+        i for i, truth in enumerate(loop.truth) if all((cx(t) - mid) * entry[t.appearance] > margin_px for t in truth)
+    ]
+
+
 def sources(
     loop: FrameLoop, cameras: int, passes: int, fps: float | None = None, first_extra: int = 0
 ) -> list[PrerenderedLine]:
     """``cameras`` cameras over one loop, started 1/cameras of the loop apart, each ending on an empty belt;
     the first camera plays ``first_extra`` passes more than the others (an overload that ends)."""
     n = len(loop.frames)
+    clean = clean_starts(loop)
     out = []
     for i in range(cameras):
-        start = (i * n) // cameras
+        start = next((j for j in clean if j >= (i * n) // cameras), 0)
         frames = (passes + (first_extra if i == 0 else 0)) * n + (n - start) % n
         out.append(PrerenderedLine(f"cam{i + 1}", loop, start=start, frames=frames, fps=fps))
     return out
