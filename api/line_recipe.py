@@ -11,6 +11,7 @@ from __future__ import annotations
 from api.errors import Conflict, NotFound
 from api.schemas_recipes import LineRecipeOut
 from api.services import EngineView, Services
+from inspection.reference.goldens import GoldenFiles
 from inspection.reference.recipe_store import RecipeStore
 from inspection.reference.recipes import Recipe
 from sync.drafts import line_recipe_changed, source_uri
@@ -31,6 +32,15 @@ def recipe_store(services: Services) -> RecipeStore:
     if services.recipes is None:
         raise NotFound("this process keeps no recipes")
     return services.recipes
+
+
+def golden_files(services: Services) -> GoldenFiles:
+    """Where this process keeps golden images: its recipes' folder, or (a hub) the goldens its edges sent."""
+    if services.recipes is not None:
+        return services.recipes.files
+    if services.goldens is None:
+        raise NotFound("this process keeps no golden images")
+    return services.goldens
 
 
 def _announce(

@@ -117,6 +117,7 @@ def open_sync(settings: Settings, forwarders: bool = True) -> SyncService:
         settings.sync,
         forwarders=forwarders,
         evidence_dir=settings.data_dir / "evidence",
+        goldens_dir=settings.goldens_dir,
     )
 
 

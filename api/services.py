@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from api.tokens import TokenStore
     from floor.service import FloorService
     from inspection.pipeline.telemetry import Fault
+    from inspection.reference.goldens import GoldenFiles
     from inspection.reference.recipe_store import RecipeStore
     from inspection.store import InspectionStore
     from sync.service import SyncService
@@ -73,6 +74,7 @@ class Services:
     # hub: each line's stream (its sequence) belongs to its edge; there a review changes the hub's rows only.
     review_events: bool = True
     recipes: RecipeStore | None = None  # recipes and golden images (same database); None: no recipe endpoints
+    goldens: GoldenFiles | None = None  # golden images without recipes (a hub: its edges' goldens, by sha256)
     floor: FloorService | None = None  # OPC UA, reject gate, Sparkplug B, process control (None: none enabled)
     model_desk: ModelDesk | None = None  # model delivery on the running line (None: no line, or none here)
     metrics_public: bool = False  # /metrics without a token (settings metrics.public: a trusted network's scraper)

@@ -8,7 +8,9 @@ before acking them, so a crash in between redelivers them; ``apply`` is idempote
 inspection id, or a part, already stored is skipped).
 
 The evidence JPEG is fetched from the JetStream object store bucket the edges put it in
-(``NatsSettings.evidence_bucket``, object named by its sha256) into the hub's EvidenceStore.
+(``NatsSettings.evidence_bucket``, object named by its sha256) into the hub's EvidenceStore;
+with a goldens folder, so is the golden image a golden-reference inspection was compared with
+(object ``golden-<sha256>``, checked as the recipes check a golden) so QA on the hub sees the pair.
 Fetching never holds up the event stream: ``apply`` only queues the missing shas and the
 hub calls ``fetch_due`` after each step; an object not there yet is tried again later
 (backoff up to ``retry_max_s``, given up after ``give_up_s``). Meanwhile the row exists and its
@@ -30,10 +32,12 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
 from inspection.core.outcome import Outcome
+from inspection.reference.goldens import GoldenFiles, check_golden
+from inspection.reference.recipes import RecipeError
 from inspection.store import BoxRecord, EvidenceError, InspectionRecord, InspectionStore
 from sync.config import NatsSettings
 from sync.events import Event
-from sync.nats import evidence_bucket
+from sync.nats import GOLDEN_OBJECT, evidence_bucket, golden_object
 from sync.schemas import PartInspectedData
 
 log = logging.getLogger(__name__)
@@ -104,8 +108,9 @@ class InspectionProjection:
         fetch_timeout_s: float = 10.0,
         max_pending: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        goldens: GoldenFiles | None = None,
     ) -> None:
-        self.store, self.settings = store, settings
+        self.store, self.settings, self.goldens = store, settings, goldens
         self.retry_s, self.retry_max_s, self.give_up_s = retry_s, retry_max_s, give_up_s
         self.fetch_per_step, self.fetch_timeout_s, self.max_pending = fetch_per_step, fetch_timeout_s, max_pending
         self.clock = clock
@@ -113,18 +118,19 @@ class InspectionProjection:
         self.known = 0  # inspections already stored (redelivered or re-sent events)
         self.invalid = 0  # part.inspected events that could not become a row (logged, skipped)
         self.fetched = 0  # evidence JPEGs fetched from the bucket
-        self.given_up = 0  # evidence JPEGs never found in give_up_s (or not matching their sha)
-        self._pending: dict[str, _Pending] = {}  # sha -> retry state, in queue order
+        self.goldens_fetched = 0  # golden images fetched from the bucket
+        self.given_up = 0  # objects never found in give_up_s (or not matching their sha, or not an image)
+        self._pending: dict[str, _Pending] = {}  # object name -> retry state, in queue order
         self._bucket: ObjectStore | None = None
 
     @property
     def pending(self) -> int:
-        """Evidence JPEGs waiting to be fetched."""
+        """Evidence JPEGs and golden images waiting to be fetched."""
         return len(self._pending)
 
     # rows (in a worker thread) -----------------------------------------------------------------
     def save(self, events: Sequence[Event]) -> list[str]:
-        """Store the inspections of ``events`` not stored yet; returns the evidence shas missing on disk."""
+        """Store the inspections of ``events`` not stored yet; returns the bucket objects missing on disk."""
         records = []
         for event in events:
             try:
@@ -141,7 +147,20 @@ class InspectionProjection:
         self.stored += len(new)
         self.known += len(records) - len(new)
         shas = dict.fromkeys(r.evidence_sha256 for r in records)
-        return [sha for sha in shas if sha not in self._pending and not self.store.evidence.exists(sha)]
+        missing = [sha for sha in shas if sha not in self._pending and not self.store.evidence.exists(sha)]
+        if self.goldens is not None:
+            goldens = dict.fromkeys(r.golden_sha256 for r in records if r.golden_sha256)
+            missing += [
+                golden_object(g) for g in goldens if golden_object(g) not in self._pending and not self._has_golden(g)
+            ]
+        return missing
+
+    def _has_golden(self, sha256: str) -> bool:
+        assert self.goldens is not None
+        try:
+            return self.goldens.find(sha256) is not None
+        except RecipeError:  # not a sha256: nothing to fetch
+            return True
 
     async def apply(self, events: Sequence[Event]) -> None:
         """Store the rows (idempotent) and queue their missing evidence; the Hub calls it before acking."""
@@ -170,28 +189,41 @@ class InspectionProjection:
                     self._later(sha, now, "no bucket yet")
                 return 0
         done = 0
-        for sha in due:
+        for name in due:
+            golden = name.startswith(GOLDEN_OBJECT)
+            sha = name.removeprefix(GOLDEN_OBJECT)
             try:
-                result = await asyncio.wait_for(self._bucket.get(sha), self.fetch_timeout_s)
-                stored = await asyncio.to_thread(self.store.evidence.put, bytes(result.data or b""))
+                result = await asyncio.wait_for(self._bucket.get(name), self.fetch_timeout_s)
+                data = bytes(result.data or b"")
+                stored = await asyncio.to_thread(self._store_golden if golden else self.store.evidence.put, data)
             except NotFoundError:  # ObjectNotFoundError and a bucket deleted meanwhile
-                self._later(sha, now, "not in the bucket yet")
+                self._later(name, now, "not in the bucket yet")
                 continue
-            except EvidenceError as error:  # not a JPEG, or the disk refused it
-                self._later(sha, now, str(error))
+            except (EvidenceError, RecipeError) as error:  # not a JPEG (not an image), or the disk refused it
+                self._later(name, now, str(error))
                 continue
             except Exception as error:  # connection trouble, digest mismatch, timeout: the bucket is re-opened
                 self._bucket = None
-                self._later(sha, now, f"{type(error).__name__}: {error}")
+                self._later(name, now, f"{type(error).__name__}: {error}")
                 break
-            del self._pending[sha]
+            del self._pending[name]
             if stored != sha:
                 self.given_up += 1
-                log.error("hub: evidence object %s holds bytes of sha256 %s; not used", sha, stored)
+                log.error("hub: object %s holds bytes of sha256 %s; not used", name, stored)
                 continue
-            self.fetched += 1
+            if golden:
+                self.goldens_fetched += 1
+            else:
+                self.fetched += 1
             done += 1
         return done
+
+    def _store_golden(self, data: bytes) -> str:
+        """Check a golden image's bytes as a recipe's golden is checked and store them; their sha256."""
+        assert self.goldens is not None
+        checked = check_golden(data, "golden image from the bucket")
+        self.goldens.put_many([checked])
+        return checked.sha256
 
     def _later(self, sha: str, now: float, why: str) -> None:
         p = self._pending[sha]
@@ -200,8 +232,8 @@ class InspectionProjection:
             del self._pending[sha]
             self.given_up += 1
             log.error(
-                "hub: evidence %s: %s after %.0f s; giving up (its inspection has no image)", sha, why, now - p.first
+                "hub: object %s: %s after %.0f s; giving up (its inspection has no image)", sha, why, now - p.first
             )
             return
         p.due = now + min(self.retry_max_s, self.retry_s * 2 ** min(p.attempts - 1, 16))
-        log.debug("hub: evidence %s: %s; retry %d in %.1f s", sha, why, p.attempts, p.due - now)
+        log.debug("hub: object %s: %s; retry %d in %.1f s", sha, why, p.attempts, p.due - now)

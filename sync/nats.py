@@ -9,8 +9,9 @@ PubAcks are awaited together; ``send`` reports the confirmed prefix of the batch
 Evidence: with an ``evidence_dir`` (the edge's EvidenceStore), the JPEG a ``part.inspected``
 event names by ``evidence_sha256`` is put into the JetStream object store bucket
 ``evidence_bucket`` under that sha (unless already there) before the event is published, so
-the hub finds it when the event arrives. A JPEG missing on disk is logged and skipped: the
-feed never waits for it.
+the hub finds it when the event arrives; with a ``goldens_dir`` too, so is the golden image a
+golden-reference inspection names by ``golden_sha256``, as ``golden-<sha256>``. A file missing
+on disk is logged and skipped: the feed never waits for it.
 
 Connectivity: every ``lease_s / 3`` the forwarder puts the lease of each of its lines (see
 ``sync.connectivity``) into the key-value bucket ``leases_bucket`` (key: the line id), and one
@@ -24,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +42,8 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, 
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from inspection.reference.goldens import GoldenFiles
+from inspection.reference.recipes import GoldenNotFound, RecipeError
 from inspection.store import EvidenceError, EvidenceNotFoundError, EvidenceStore
 from sync.config import NatsSettings
 from sync.connectivity import Lease, Renewal
@@ -131,12 +135,33 @@ async def leases_bucket(js: JetStreamContext, settings: NatsSettings) -> KeyValu
         return await js.key_value(settings.leases_bucket)
 
 
-def evidence_sha(event: Event) -> str | None:
-    """The evidence JPEG a part.inspected event names, if any."""
+GOLDEN_OBJECT = "golden-"  # bucket objects of golden images: "golden-<sha256>"; evidence JPEGs: "<sha256>"
+
+
+def _named_sha(event: Event, field: str) -> str | None:
     if event.type != "part.inspected":
         return None
-    sha = (event.cloudevent().get("data") or {}).get("evidence_sha256")
+    sha = (event.cloudevent().get("data") or {}).get(field)
     return sha if isinstance(sha, str) else None
+
+
+def evidence_sha(event: Event) -> str | None:
+    """The evidence JPEG a part.inspected event names, if any."""
+    return _named_sha(event, "evidence_sha256")
+
+
+def golden_sha(event: Event) -> str | None:
+    """The golden image a golden-reference part.inspected event names, if any."""
+    return _named_sha(event, "golden_sha256")
+
+
+def _golden_bytes(goldens: GoldenFiles, sha256: str) -> bytes:
+    return goldens.read(sha256)[0]
+
+
+def golden_object(sha256: str) -> str:
+    """The bucket object name of a golden image."""
+    return GOLDEN_OBJECT + sha256
 
 
 async def connect(settings: NatsSettings, name: str, timeout_s: int = 2) -> Client:
@@ -208,6 +233,7 @@ class NatsForwarder(Forwarder):
         batch: int = 500,
         ack_timeout_s: float = 5.0,
         evidence_dir: Path | None = None,
+        goldens_dir: Path | None = None,
         lease_s: float = 30.0,
     ) -> None:
         super().__init__(event_log, f"nats-{settings.stream}", batch=batch)
@@ -220,6 +246,10 @@ class NatsForwarder(Forwarder):
         self.evidence = EvidenceStore(evidence_dir) if evidence_dir is not None else None
         self.evidence_put = 0  # JPEGs put into the bucket
         self.evidence_missing = 0  # JPEGs named by an event but not on disk (skipped)
+        # golden images go with the evidence (the hub shows QA each board beside its golden)
+        self.goldens = GoldenFiles(goldens_dir) if goldens_dir is not None and evidence_dir is not None else None
+        self.goldens_put = 0  # golden images put into the bucket
+        self.goldens_missing = 0  # golden images named by an event but not in the goldens folder (skipped)
         self._uploaded: OrderedDict[str, None] = OrderedDict()  # shas known to be in the bucket (bounded)
         self._loop: LoopThread | None = None
         self._nc: Client | None = None
@@ -308,31 +338,54 @@ class NatsForwarder(Forwarder):
         return confirmed
 
     async def _put_evidence(self, chunk: Sequence[Event]) -> None:
-        """Put the JPEG of each part.inspected event of ``chunk`` into the bucket unless it is there."""
+        """Put the JPEG (and the golden image) of each part.inspected event of ``chunk`` into the bucket
+        unless it is there."""
         if self.evidence is None or self._bucket is None:
             return
+        evidence, goldens = self.evidence, self.goldens
         for event in chunk:
             sha = evidence_sha(event)
-            if sha is None or sha in self._uploaded:
-                continue
-            try:
-                await self._bucket.get_info(sha)
-            except ObjectNotFoundError:
-                try:
-                    data = await asyncio.to_thread(self.evidence.get, sha)
-                except EvidenceNotFoundError:
-                    self.evidence_missing += 1
-                    log.warning("nats: event %s names evidence %s, not on disk; sent without it", event.id, sha)
-                    continue
-                except EvidenceError as error:  # corrupt or unreadable: the hub could not use it either
-                    self.evidence_missing += 1
-                    log.error("nats: event %s: %s; sent without its evidence", event.id, error)
-                    continue
-                await self._bucket.put(sha, data)
+            if sha is not None and await self._put_object(event, sha, functools.partial(evidence.get, sha)):
                 self.evidence_put += 1
-            self._uploaded[sha] = None
-            if len(self._uploaded) > 10_000:
-                self._uploaded.popitem(last=False)
+            elif sha is not None and sha not in self._uploaded:
+                self.evidence_missing += 1
+            golden = golden_sha(event) if goldens is not None else None
+            if golden is None or goldens is None:
+                continue
+            name = golden_object(golden)
+            if await self._put_object(event, name, functools.partial(_golden_bytes, goldens, golden)):
+                self.goldens_put += 1
+            elif name not in self._uploaded:
+                self.goldens_missing += 1
+
+    async def _put_object(self, event: Event, name: str, read: Callable[[], bytes]) -> bool:
+        """Put the object ``name`` (its bytes from ``read``) unless the bucket has it; True when it was put.
+
+        A file that is not there, or is corrupt, is logged and skipped: the event goes without it."""
+        assert self._bucket is not None
+        if name in self._uploaded:
+            return False
+        try:
+            await self._bucket.get_info(name)
+        except ObjectNotFoundError:
+            try:
+                data = await asyncio.to_thread(read)
+            except (EvidenceNotFoundError, GoldenNotFound):
+                log.warning("nats: event %s names %s, not on disk; sent without it", event.id, name)
+                return False
+            except (EvidenceError, RecipeError) as error:  # corrupt or unreadable: the hub could not use it either
+                log.error("nats: event %s: %s; sent without it", event.id, error)
+                return False
+            await self._bucket.put(name, data)
+            self._remember(name)
+            return True
+        self._remember(name)
+        return False
+
+    def _remember(self, name: str) -> None:
+        self._uploaded[name] = None
+        if len(self._uploaded) > 10_000:
+            self._uploaded.popitem(last=False)
 
     def _close_connection(self) -> None:
         nc, self._nc, self._js, self._bucket, self._leases = self._nc, None, None, None, None

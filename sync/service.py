@@ -26,12 +26,16 @@ log = logging.getLogger(__name__)
 
 
 def build_forwarders(
-    event_log: EventLog, twins: TwinStore, settings: SyncSettings, evidence_dir: Path | None = None
+    event_log: EventLog,
+    twins: TwinStore,
+    settings: SyncSettings,
+    evidence_dir: Path | None = None,
+    goldens_dir: Path | None = None,
 ) -> list[Forwarder]:
     """The broker forwarders the config enables (imported only when enabled).
 
     ``evidence_dir``: the edge's evidence folder; NATS then also puts the JPEGs of its inspections
-    into the evidence bucket for the hub.
+    into the evidence bucket for the hub, and with ``goldens_dir`` the golden images they were compared with.
     """
     out: list[Forwarder] = []
     if settings.mqtt.enabled:
@@ -43,7 +47,12 @@ def build_forwarders(
 
         out.append(
             NatsForwarder(
-                event_log, settings.nats, settings.edge_id, evidence_dir=evidence_dir, lease_s=settings.lease_s
+                event_log,
+                settings.nats,
+                settings.edge_id,
+                evidence_dir=evidence_dir,
+                goldens_dir=goldens_dir,
+                lease_s=settings.lease_s,
             )
         )
     return out
@@ -64,11 +73,17 @@ class SyncService:
 
     @classmethod
     def open(
-        cls, db: Engine, settings: SyncSettings, *, forwarders: bool = True, evidence_dir: Path | None = None
+        cls,
+        db: Engine,
+        settings: SyncSettings,
+        *,
+        forwarders: bool = True,
+        evidence_dir: Path | None = None,
+        goldens_dir: Path | None = None,
     ) -> SyncService:
         event_log = EventLog(db)
         twins = TwinStore(event_log)
-        fw = build_forwarders(event_log, twins, settings, evidence_dir) if forwarders else []
+        fw = build_forwarders(event_log, twins, settings, evidence_dir, goldens_dir) if forwarders else []
         return cls(event_log, twins, settings, fw)
 
     def start(self) -> None:

@@ -23,6 +23,7 @@ def hub_cmd(
     from api.tokens import TokenStore
     from inspection.core.errors import ModelError
     from inspection.inference.cards import read_card
+    from inspection.reference.goldens import GoldenFiles
     from inspection.store import EvidenceStore, InspectionStore, open_database
     from sync.hub import Hub
     from sync.hub_store import InspectionProjection
@@ -36,7 +37,8 @@ def hub_cmd(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sync = SyncService.open(open_database(settings.database_url), settings.sync, forwarders=False)
     inspections = InspectionStore(sync.log.engine, EvidenceStore(settings.data_dir / "evidence"))
-    projection = InspectionProjection(inspections, nats)
+    goldens = GoldenFiles(settings.goldens_dir)  # the golden images its edges' inspections name, for QA
+    projection = InspectionProjection(inspections, nats, goldens=goldens)
     hub = Hub(sync.log, nats, projection=projection)
     sync.leases = hub.lease  # each twin shows whether the edge feeding its line is up
     try:  # the classes the QA UI offers for relabelling: the shipped defect model's, if its card is here
@@ -51,6 +53,7 @@ def hub_cmd(
             heartbeat_s=settings.sync.feeds.heartbeat_s,
             max_page=settings.sync.feeds.max_page,
             inspections=inspections,
+            goldens=goldens,
             class_names=class_names,
             review_events=False,
             metrics_public=settings.metrics.public,
@@ -66,7 +69,9 @@ def hub_cmd(
         f"events at {url}api/v1/events?after=N; "
         f"data in {settings.data_dir}; Ctrl-C stops"
     )
-    typer.echo(f"  inspections (QA) at {url}api/v1/inspections, evidence from bucket {nats.evidence_bucket}")
+    typer.echo(
+        f"  inspections (QA) at {url}api/v1/inspections, evidence and golden images from bucket {nats.evidence_bucket}"
+    )
     typer.echo("  read them with a token from: twinspect tokens create --role twin")
     hub.start()
     try:
@@ -76,5 +81,5 @@ def hub_cmd(
         typer.echo(
             f"twinspect: hub stopped: {hub.ingested} events stored, {hub.duplicates} duplicates dropped, "
             f"{hub.malformed} malformed messages terminated, {projection.stored} "
-            f"inspections stored ({projection.pending} evidence images still missing)"
+            f"inspections stored ({projection.pending} evidence and golden images still missing)"
         )

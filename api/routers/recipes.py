@@ -17,9 +17,10 @@ from fastapi.routing import APIRoute
 from starlette.types import Message
 
 from api.auth import READERS, require
-from api.line_recipe import follow_replaced_recipe, recipe_store
+from api.line_recipe import follow_replaced_recipe, golden_files, recipe_store
 from api.schemas_recipes import RecipeOut, RecipesOut, parse_align, parse_masks, recipe_out
 from api.tokens import Principal, Role
+from inspection.reference.goldens import check_sha256
 from inspection.reference.recipes import NAME_RE, GoldenTooLarge, Recipe
 
 MAX_GOLDEN_BYTES = 32 * 1024 * 1024
@@ -158,7 +159,7 @@ def recipe_golden(
 def golden_by_sha(
     sha256: Sha256, request: Request, if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None
 ) -> Response:
-    data, media_type = recipe_store(request.app.state.services).golden_file(sha256)
+    data, media_type = golden_files(request.app.state.services).read(check_sha256(sha256))
     return _image(data, media_type, sha256, IMMUTABLE, if_none_match)
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,7 +33,7 @@ from inspection.core.detections import Detections
 from inspection.core.outcome import Outcome
 from inspection.pipeline.events import Inspected
 from inspection.pipeline.recording import ModelInfo
-from inspection.pipeline.verdict import Verdict, inspection_record
+from inspection.pipeline.verdict import ReferenceInfo, Verdict, inspection_record
 from inspection.store import EvidenceStore, InspectionRecord, InspectionStore, StoredInspection, open_database
 from sync.config import NatsSettings, SyncSettings
 from sync.events import Event
@@ -142,14 +144,14 @@ VERDICTS = [
 
 
 def inspect_on_edge(
-    edge: Side, n: int = 3, start: int = 0, keep_evidence: bool = True
+    edge: Side, n: int = 3, start: int = 0, keep_evidence: bool = True, reference: ReferenceInfo | None = None
 ) -> tuple[list[InspectionRecord], list[Event]]:
     """What the engine does: store the inspections (evidence first), append their part.inspected events."""
     recorder = EngineRecorder(edge.log, edge.twins, LINE, "edge-h", {"defect": ModelInfo("defect-yolov8n", "1")})
     records, drafts = [], []
     for i in range(start, start + n):
         outcome, boxes = VERDICTS[i % len(VERDICTS)]
-        verdict = make_verdict(i, outcome, boxes)
+        verdict = dataclasses.replace(make_verdict(i, outcome, boxes), reference=reference)
         t_wall = T_WALL + i
         evidence = edge.store.evidence if keep_evidence else EvidenceStore(edge.evidence_dir.parent / "elsewhere")
         rec = inspection_record(
@@ -169,8 +171,10 @@ def inspect_on_edge(
     return records, edge.log.append(drafts)
 
 
-def forward(edge: Side, settings: NatsSettings) -> NatsForwarder:
-    forwarder = NatsForwarder(edge.log, settings, "edge-h", batch=64, evidence_dir=edge.evidence_dir)
+def forward(edge: Side, settings: NatsSettings, goldens_dir: Path | None = None) -> NatsForwarder:
+    forwarder = NatsForwarder(
+        edge.log, settings, "edge-h", batch=64, evidence_dir=edge.evidence_dir, goldens_dir=goldens_dir
+    )
     forwarder.start()
     try:
         assert forwarder.drain(20.0), f"lag {forwarder.lag}"
@@ -180,7 +184,7 @@ def forward(edge: Side, settings: NatsSettings) -> NatsForwarder:
 
 
 @contextlib.contextmanager
-def running_hub(hub_side: Side, settings: NatsSettings, **kwargs: float) -> Iterator[tuple[Hub, InspectionProjection]]:
+def running_hub(hub_side: Side, settings: NatsSettings, **kwargs: Any) -> Iterator[tuple[Hub, InspectionProjection]]:
     projection = InspectionProjection(hub_side.store, settings, **kwargs)
     hub = Hub(hub_side.log, settings, fetch_timeout_s=0.3, projection=projection)
     hub.start()
@@ -333,3 +337,42 @@ def test_old_events_without_evidence_make_no_rows(hub_side: Side, settings: Nats
 async def _apply(projection: InspectionProjection, events: list[Event]) -> int:
     await projection.apply(events)
     return projection.stored
+
+
+def test_golden_images_travel_with_the_evidence_so_qa_on_the_hub_sees_the_pair(
+    settings: NatsSettings, edge: Side, hub_side: Side, tmp_path: Path
+) -> None:
+    import cv2
+
+    from inspection.reference.goldens import GoldenFiles, check_golden
+
+    png = cv2.imencode(".png", crop_image(7, (64, 96)))[1].tobytes()
+    golden = check_golden(png, "test golden")
+    GoldenFiles(tmp_path / "edge-goldens").put_many([golden])
+    ref = ReferenceInfo("board-a", golden.sha256, 0.97, True)
+    records, _ = inspect_on_edge(edge, n=2, reference=ref)  # two boards of one product: one golden
+    gone = ReferenceInfo("board-b", "cd" * 32, 0.95, True)  # its golden is not in the edge's folder
+    inspect_on_edge(edge, n=1, start=2, reference=gone)
+
+    forwarder = forward(edge, settings, goldens_dir=tmp_path / "edge-goldens")
+    assert (forwarder.evidence_put, forwarder.goldens_put, forwarder.goldens_missing) == (3, 1, 1)
+
+    hub_goldens = GoldenFiles(tmp_path / "hub-goldens")
+    with running_hub(hub_side, settings, retry_s=0.1, retry_max_s=0.3, goldens=hub_goldens) as (_, projection):
+        assert wait_until(lambda: projection.fetched == 3 and projection.goldens_fetched == 1, 15), (
+            projection.fetched,
+            projection.goldens_fetched,
+            projection.pending,
+        )
+        assert projection.pending == 1  # board-b's golden: not in the bucket, tried again until given up
+    assert hub_goldens.read(golden.sha256) == (png, "image/png")
+
+    sync = SyncService(hub_side.log, hub_side.twins, SyncSettings(edge_id="hub"))
+    tokens = TokenStore(hub_side.db)
+    services = Services(engine=None, sync=sync, tokens=tokens, inspections=hub_side.store, goldens=hub_goldens)
+    with TestClient(create_app(services), headers=bearer_for(tokens, "qa")) as client:
+        detail = client.get(f"/api/v1/inspections/{records[0].id}").json()
+        assert detail["golden_sha256"] == golden.sha256 and detail["golden_aligned"] is True
+        r = client.get(detail["golden_url"])
+        assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
+        assert client.get(f"/api/v1/goldens/{'cd' * 32}").status_code == 404
