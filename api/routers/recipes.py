@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.types import Message
@@ -21,7 +21,7 @@ from api.line_recipe import follow_replaced_recipe, golden_files, recipe_store
 from api.schemas_recipes import RecipeOut, RecipesOut, parse_align, parse_masks, recipe_out
 from api.tokens import Principal, Role
 from inspection.reference.goldens import check_sha256
-from inspection.reference.recipes import NAME_RE, GoldenTooLarge, Recipe
+from inspection.reference.recipes import NAME_RE, GoldenTooLarge, Recipe, RecipeError
 
 MAX_GOLDEN_BYTES = 32 * 1024 * 1024
 MAX_FORM_BYTES = MAX_GOLDEN_BYTES + 256 * 1024  # the golden plus the text fields and multipart framing
@@ -157,10 +157,29 @@ def recipe_golden(
     },
 )
 def golden_by_sha(
-    sha256: Sha256, request: Request, if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None
+    sha256: Sha256,
+    request: Request,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    display: Annotated[
+        bool, Query(description="An image a browser shows: a TIFF golden converted to PNG, the others as stored.")
+    ] = False,
 ) -> Response:
     data, media_type = golden_files(request.app.state.services).read(check_sha256(sha256))
+    if display and media_type == "image/tiff":
+        return _image(browser_png(data, sha256), "image/png", f"{sha256}.png", IMMUTABLE, if_none_match)
     return _image(data, media_type, sha256, IMMUTABLE, if_none_match)
+
+
+def browser_png(data: bytes, sha256: str) -> bytes:
+    """A TIFF golden as PNG (browsers do not show TIFF), its pixels unchanged (8- or 16-bit, grey or colour)."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    ok, png = (False, None) if image is None else cv2.imencode(".png", image)
+    if not ok or png is None:
+        raise RecipeError(f"golden image {sha256} does not decode")
+    return png.tobytes()
 
 
 @router.post(

@@ -61,6 +61,8 @@ export class GoldenPair {
   }
 
   get paired() { return !!(this.detail && this.detail.golden_url); }
+  // What the browser loads: TIFF goldens come as PNG (the API converts them; others come as stored).
+  get src() { return this.paired ? `${this.detail.golden_url}?display=true` : null; }
   get aligned() { return this.paired && this.detail.golden_aligned !== false; }
 
   // A new board: show its golden (or none: the page as without goldens).
@@ -69,7 +71,7 @@ export class GoldenPair {
     const { panes, pane, info, button } = this.dom;
     panes.classList.toggle("paired", this.paired);
     pane.hidden = info.hidden = button.hidden = !this.paired;
-    this.viewer.showMirror(this.paired ? d.golden_url : null, `golden board of recipe ${d.recipe || "?"}`,
+    this.viewer.showMirror(this.src, `golden board of recipe ${d.recipe || "?"}`,
                            !this.aligned);
     panes.classList.toggle("unaligned", this.paired && !this.aligned);
     if (this.paired) this.describe(d);
@@ -125,7 +127,7 @@ export class GoldenPair {
     }
     const crop = d.crop || { width: 640, height: 640 };
     try {
-      const canvas = await differenceCanvas(d.evidence_url, d.golden_url, crop.width, crop.height);
+      const canvas = await differenceCanvas(d.evidence_url, this.src, crop.width, crop.height);
       if (token !== this.token) return;
       this.cached = { key, canvas };
       this.viewer.setLayer(canvas);

@@ -59,7 +59,7 @@ function prefetch(i) {
   if (!it || state.cache.has(it.id)) return;
   detailOf(it.id).then((d) => {
     new Image().src = d.evidence_url;
-    if (d.golden_url) new Image().src = d.golden_url;
+    if (d.golden_url) new Image().src = `${d.golden_url}?display=true`;
   }).catch(() => {});
 }
 

@@ -274,3 +274,21 @@ def test_a_process_without_a_line_answers_409(tmp_path: Path):
         r = hub.client.put("/api/v1/lines/line-1/recipe", json={"recipe": "pcb"}, headers=hub.tokens["ml"])
         assert r.status_code == 409 and "runs no inspection line" in r.json()["detail"]
         assert hub.events() == []
+
+
+def test_a_tiff_golden_is_kept_as_uploaded_and_shown_to_browsers_as_png(api: Api):
+    grey = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))  # 48x64, every pixel value known
+    tiff = cv2.imencode(".tiff", grey)[1].tobytes()
+    r = post(api, "tiff-board", tiff)
+    assert r.status_code == 201, r.text
+    sha = r.json()["golden_sha256"]
+    stored = api.client.get(f"/api/v1/goldens/{sha}", headers=api.tokens["qa"])
+    assert stored.status_code == 200 and stored.headers["content-type"] == "image/tiff" and stored.content == tiff
+    shown = api.client.get(f"/api/v1/goldens/{sha}?display=true", headers=api.tokens["qa"])
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    assert shown.headers["etag"] != stored.headers["etag"]
+    pixels = cv2.imdecode(np.frombuffer(shown.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(pixels, grey)
+    png_sha = post(api, "png-board", png(2)).json()["golden_sha256"]  # a PNG (or JPEG, BMP) comes as stored
+    as_is = api.client.get(f"/api/v1/goldens/{png_sha}?display=true", headers=api.tokens["qa"])
+    assert as_is.headers["content-type"] == "image/png" and hashlib.sha256(as_is.content).hexdigest() == png_sha
