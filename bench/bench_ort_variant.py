@@ -60,13 +60,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu-site", required=True, help="a --target folder holding onnxruntime-gpu")
     ap.add_argument("--deeppcb", type=Path, default=REPO.parent / "shared" / "datasets" / "deeppcb-trainval")
-    ap.add_argument("--model", type=Path, default=REPO / "weights" / "defect-yolov8n-v2" / "model.onnx")
+    ap.add_argument("--model", type=Path, default=None, help="ONNX file (default: the shipped default's fp32 file)")
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     print(f"[host] {host()}")
     cpu, gpu = [], []
     for r in range(args.rounds):
+        if args.model is None:
+            from inspection.inference.cards import resolve_model_dir
+
+            args.model = resolve_model_dir(REPO / "weights" / "defect-yolov8n") / "model.onnx"
         a = run(None, args.deeppcb, args.n, args.model)
         b = run(args.gpu_site, args.deeppcb, args.n, args.model)
         cpu.append(float(a["ms"]))  # type: ignore[arg-type]

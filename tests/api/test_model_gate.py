@@ -9,6 +9,7 @@ import pytest
 
 from api.model_gate import LineGate, judge_with
 from inspection.core.detections import Detections
+from inspection.inference.cards import resolve_model_dir
 from inspection.ml.gate import GateConfig, Reviewed, reviewed_rates
 from inspection.pipeline.rules import RulesConfig
 from tests.api.test_model_delivery import SHIPPED, add_version
@@ -128,7 +129,7 @@ def test_a_reference_lines_reviewed_boards_reach_the_gate_as_the_model_saw_them(
             f"/api/v1/inspections/{inspection_id}/review", json={"action": "confirm"}, headers=populated.as_("qa")
         )
         assert r.status_code == 200, r.text
-    shipped = SHIPPED.with_name("defect-yolov8n-v2")  # the shipped reference model, on both sides
+    shipped = resolve_model_dir(SHIPPED.with_name("defect-yolov8n"))  # the shipped reference model, both sides
     registry = tmp_path / "weights"
     for v in (2, 3):
         folder = registry / f"defect-yolov8n-v{v}"

@@ -14,6 +14,7 @@ import yaml
 from inspection.core.classes import DEEPPCB_CLASSES
 from inspection.core.errors import DatasetError
 from inspection.core.outcome import Outcome
+from inspection.inference.cards import resolve_model_dir
 from inspection.ml.datasets.yolo import load_data_yaml
 from inspection.ml.retrain import plan_retrain, write_dataset
 from inspection.reference.planes import BOARD, DIFF, GOLDEN, compose, gray
@@ -56,7 +57,7 @@ def active_folder(tmp_path: Path, reference: bool = False) -> Path:
     """A registry entry to retrain from: v1's card (plain input), or with ``reference`` v2's kind."""
     if reference:
         folder = add_version(tmp_path / "weights", 2, input="reference")
-        (folder / "model.pt").symlink_to(SHIPPED.with_name("defect-yolov8n-v2") / "model.pt")
+        (folder / "model.pt").symlink_to(resolve_model_dir(SHIPPED.with_name("defect-yolov8n")) / "model.pt")
         return folder
     folder = add_version(tmp_path / "weights", 1)
     (folder / "model.pt").symlink_to(SHIPPED / "model.pt")
