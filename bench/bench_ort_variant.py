@@ -66,11 +66,11 @@ def main() -> None:
     args = ap.parse_args()
     print(f"[host] {host()}")
     cpu, gpu = [], []
-    for r in range(args.rounds):
-        if args.model is None:
-            from inspection.inference.cards import resolve_model_dir
+    if args.model is None:
+        from inspection.inference.cards import resolve_model_dir
 
-            args.model = resolve_model_dir(REPO / "weights" / "defect-yolov8n") / "model.onnx"
+        args.model = resolve_model_dir(REPO / "weights" / "defect-yolov8n") / "model.onnx"
+    for r in range(args.rounds):
         a = run(None, args.deeppcb, args.n, args.model)
         b = run(args.gpu_site, args.deeppcb, args.n, args.model)
         cpu.append(float(a["ms"]))  # type: ignore[arg-type]
