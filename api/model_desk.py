@@ -36,6 +36,7 @@ from inspection.pipeline.events import ModelInfo
 from inspection.pipeline.rules import RulesConfig
 from inspection.pipeline.shadow import ShadowConfig, ShadowRunner
 from inspection.store import Change, InspectionFilter, ModelStates, PromotionBusy, Version
+from inspection.store.information import Place
 from sync import drafts
 from sync.events import Draft
 from sync.service import SyncService
@@ -287,17 +288,17 @@ class ModelDesk:
             report["run"] = self.shadow_runner.figures()
         return report
 
-    def review_order(self, limit: int = 100, flt: InspectionFilter | None = None) -> list[dict[str, Any]]:
+    def review_order(
+        self, limit: int = 100, flt: InspectionFilter | None = None, after: Place | None = None
+    ) -> list[dict[str, Any]]:
         """The line's unreviewed boards (``flt`` narrows them) by expected information, highest first, then
-        newest (see inspection.ml.active_learning); each with its ``score`` and ``why``."""
-        from inspection.ml.active_learning import information_order
-        from inspection.store.model_states import review_candidates
+        newest, only those after ``after`` (see inspection.store.information); each with its ``score`` and ``why``."""
+        from inspection.store.information import ranked
 
         shadow = self.shadow() or next(
             (c.model for c in self.states.history(self.line_id) if c.action == "shadow_started"), None
         )
-        boards = review_candidates(self.states.engine, self.line_id, shadow, flt=flt)
-        return information_order(boards, self.parts.rules.fail_threshold, limit)
+        return ranked(self.states.engine, self.line_id, shadow, self.parts.rules.fail_threshold, limit, flt, after)
 
     def watch(self) -> dict[str, Any] | None:
         """After the last promotion or rollback: its rates against the previous model's (see inspection.ml.watch).

@@ -2,8 +2,9 @@
 
 The line's model desk ranks the boards not reviewed yet (``ModelDesk.review_order``:
 the active model's uncertainty at the line's fail threshold, plus disagreement with the
-shadow model; see inspection.ml.active_learning) with the queue's other filters applied in
-the same query; ties go newest first. A page is a slice of that ranking; its cursor names
+shadow model; see inspection.store.information) with the queue's other filters applied in
+the same query; ties go newest first. Every unreviewed board of the line is ranked (the
+database computes the score). A page is a keyset range of that ranking; its cursor names
 the last board handed out by its sort key (score, created_at, id), so boards reviewed or
 stored meanwhile never make a page repeat or skip one still ranked.
 """
@@ -14,7 +15,7 @@ import base64
 import binascii
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,30 +23,9 @@ from api.errors import InvalidQuery
 from api.model_desk import ModelDesk
 from inspection.store import InspectionFilter, InspectionStore, ReviewStatus, StoredInspection
 from inspection.store.errors import InvalidCursorError
+from inspection.store.information import Place
 
-RANKED = 5000  # the newest unreviewed boards of the line that are ranked
 _TAG = "information"
-
-
-@dataclass(frozen=True)
-class Place:
-    """Where a board stands in the order: higher score first, then newer (created_at, then id) first."""
-
-    score: float
-    created_at: datetime
-    inspection_id: str
-
-    @classmethod
-    def of(cls, board: dict[str, Any]) -> Place:
-        return cls(float(board["score"]), board["created_at"], str(board["inspection_id"]))
-
-    def before(self, other: Place) -> bool:
-        """Whether this board comes before ``other`` in the order."""
-        if self.score != other.score:
-            return self.score > other.score
-        if self.created_at != other.created_at:
-            return self.created_at > other.created_at
-        return self.inspection_id > other.inspection_id
 
 
 def encode(place: Place) -> str:
@@ -66,6 +46,10 @@ def decode(cursor: str) -> Place:
         raise InvalidCursorError(f"not a sort=information cursor this service handed out: {cursor[:80]!r}") from error
 
 
+def _place(board: dict[str, Any]) -> Place:
+    return Place(float(board["score"]), board["created_at"], str(board["inspection_id"]))
+
+
 def information_page(
     desk: ModelDesk | None, store: InspectionStore, flt: InspectionFilter, cursor: str | None, limit: int
 ) -> tuple[list[tuple[StoredInspection, dict[str, Any]]], str | None]:
@@ -79,10 +63,7 @@ def information_page(
     if flt.review_status not in (None, ReviewStatus.PENDING):
         raise InvalidQuery("sort=information ranks the boards not reviewed yet: review_status must be pending")
     last = decode(cursor) if cursor else None
-    ranked = desk.review_order(RANKED, replace(flt, line_id=None, review_status=None))
-    if last is not None:
-        ranked = [b for b in ranked if last.before(Place.of(b))]
-    page = ranked[: limit + 1]
+    page = desk.review_order(limit + 1, replace(flt, line_id=None, review_status=None), after=last)
     found = store.get_many([b["inspection_id"] for b in page[:limit]])
     items = [(found[b["inspection_id"]], b) for b in page[:limit] if b["inspection_id"] in found]
-    return items, encode(Place.of(page[limit - 1])) if len(page) > limit else None
+    return items, encode(_place(page[limit - 1])) if len(page) > limit else None

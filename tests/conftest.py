@@ -218,14 +218,13 @@ def stored_replay(tmp_path_factory: pytest.TempPathFactory) -> StoredReplay:
     return StoredReplay(boards, data, lines[:-1], lines[-1]["summary"])
 
 
-@pytest.fixture(scope="session")
-def plain_model() -> Path:
+def plain_model_dir() -> Path:
     """The shipped plain-image defect model (``weights/defect-yolov8n-v1``) with its fp32 ONNX file.
 
     v1 ships as ``model.pt``, INT8 and card (the working tree stays under the GPU tool's 64 MiB);
-    its fp32 ONNX file (git-ignored) is exported once, as ``twinspect export`` does, and moved
-    into place atomically. Tests that read v1's ONNX file take this fixture (or use it by
-    ``pytestmark = pytest.mark.usefixtures("plain_model")``).
+    its fp32 ONNX file (git-ignored) is exported the first time it is asked for, as ``twinspect
+    export`` does, and moved into place atomically. Anything that reads v1's ONNX file calls this
+    (``tests.api.test_model_delivery.add_version`` does) or takes the ``plain_model`` fixture.
     """
     import os
     import shutil
@@ -240,6 +239,12 @@ def plain_model() -> Path:
             onnx = export_onnx(Path(tmp) / "model.pt", imgsz=640, dynamic_batch=True)
             os.replace(onnx, shipped / "model.onnx")
     return shipped
+
+
+@pytest.fixture(scope="session")
+def plain_model() -> Path:
+    """See :func:`plain_model_dir`."""
+    return plain_model_dir()
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,8 @@ def eval_cmd(
     typer.echo(f"at conf {conf}: precision {s['precision']:.4f}  recall {s['recall']:.4f}  F1 {s['f1']:.4f}")
     typer.echo(
         f"DeepPCB F-score (IoU > 0.33, same type): {s['deeppcb_fscore']:.4f} "
-        f"(P {s['deeppcb_precision']:.4f}, R {s['deeppcb_recall']:.4f})"
+        f"(P {s['deeppcb_precision']:.4f}, R {s['deeppcb_recall']:.4f}); "
+        f"highest {s['deeppcb_best_fscore']:.4f} at conf {s['deeppcb_best_conf']:.2f}"
     )
     typer.echo(f"{'class':10s} {'AP50':>7s} {'AP50-95':>8s}")
     for name, ap in s["per_class_ap50"].items():

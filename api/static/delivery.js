@@ -85,7 +85,7 @@ async function lineView(line, me, box) {
     const order = (await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}/review-order?limit=10`)).items;
     const next = order.length ? el("section", { "aria-label": "review next" },
       el("h3", {}, "Review next (what teaches the next model most)"),
-      el("ol", {}, order.map((b) => el("li", {}, reviewLink(b.inspection_id), ` ${b.verdict}, score ${b.score}: ${b.why.join("; ")}`)))) : null;
+      el("ol", {}, order.map((b) => el("li", {}, reviewLink(b.inspection_id), ` ${b.verdict}, score ${b.score.toFixed(2)}: ${b.why.join("; ")}`)))) : null;
     const last = info.history.find((c) => c.action === "activated" || c.action === "rolled_back");
     box.replaceChildren(el("article", { class: "card" },
       el("h2", {}, `Line ${line}: serving ${info.served ?? info.active ?? "–"}`, info.shadow ? ` · shadow ${info.shadow}` : ""),

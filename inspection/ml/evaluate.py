@@ -45,6 +45,8 @@ class EvalResult:
             "deeppcb_fscore": r(m["deeppcb"]["fscore"]),
             "deeppcb_precision": r(m["deeppcb"]["precision"]),
             "deeppcb_recall": r(m["deeppcb"]["recall"]),
+            "deeppcb_best_fscore": r(m["deeppcb"]["best"]["fscore"]),
+            "deeppcb_best_conf": m["deeppcb"]["best"]["conf"],
             "per_class_ap50": {k: r(v["ap50"]) for k, v in m["per_class"].items()},
             "per_class_ap50_95": {k: r(v["ap50_95"]) for k, v in m["per_class"].items()},
         }

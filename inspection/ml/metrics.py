@@ -6,6 +6,9 @@
 - Matching is greedy by IoU and one-to-one, same class only (as in Ultralytics' val).
 - DeepPCB protocol: a detection is correct when IoU > 0.33 with an unmatched
   ground-truth box of the same type; F = 2PR / (P + R) at the chosen confidence.
+- The DeepPCB F-score is also swept over confidences (as Ultralytics' F1-confidence curve):
+  ``deeppcb.curve`` and ``deeppcb.best`` say where a model's F peaks, so a model card can tell
+  the confidence at which it is best from the fixed one it is reported at.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from inspection.inference.nms import box_iou
 IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 DEEPPCB_IOU = 0.33
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+F_CURVE_CONFS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
 def match(
@@ -68,6 +72,22 @@ def average_precision(tp_sorted: np.ndarray, n_gt: int) -> float:
     return float(q.mean())
 
 
+def _deeppcb_counts(
+    pred_xyxy: np.ndarray, pred_conf: np.ndarray, pred_cls: np.ndarray, gt_xyxy: np.ndarray, gt_cls: np.ndarray
+) -> np.ndarray:
+    """(len(F_CURVE_CONFS), 2): DeepPCB true positives and predictions of one image at each confidence
+    (matched anew at each one: which boxes are kept changes the one-to-one matching)."""
+    out = np.zeros((len(F_CURVE_CONFS), 2), dtype=np.int64)
+    conf = np.asarray(pred_conf, dtype=np.float64)
+    for i, c in enumerate(F_CURVE_CONFS):
+        keep = conf >= c
+        if not keep.any():
+            continue
+        tp = match(pred_xyxy[keep], pred_cls[keep], gt_xyxy, gt_cls, np.array([DEEPPCB_IOU]), strict=True)
+        out[i] = (int(tp.sum()), int(keep.sum()))
+    return out
+
+
 def _prf(tp: int, n_pred: int, n_gt: int) -> tuple[float, float, float]:
     p = tp / n_pred if n_pred else 0.0
     r = tp / n_gt if n_gt else 0.0
@@ -86,6 +106,9 @@ class DetectionMetrics:
     _conf: list[np.ndarray] = field(default_factory=list)
     _pcls: list[np.ndarray] = field(default_factory=list)
     _gcls: list[np.ndarray] = field(default_factory=list)
+    _pcb_curve: list[np.ndarray] = field(
+        default_factory=list
+    )  # (C, 2) per image: [TP, predictions] at each F_CURVE_CONFS
     images: int = 0
 
     def add(
@@ -104,10 +127,21 @@ class DetectionMetrics:
         pcb = np.zeros(len(pred_xyxy), dtype=bool)
         pcb[keep] = match(pred_xyxy[keep], pred_cls[keep], gt_xyxy, gt_cls, np.array([DEEPPCB_IOU]), strict=True)[:, 0]
         self._tp_pcb.append(pcb)
+        self._pcb_curve.append(_deeppcb_counts(pred_xyxy, pred_conf, pred_cls, gt_xyxy, gt_cls))
         self._conf.append(np.asarray(pred_conf, dtype=np.float64))
         self._pcls.append(pred_cls)
         self._gcls.append(gt_cls)
         self.images += 1
+
+    def _deeppcb_curve(self, n_gt: int) -> dict[str, Any]:
+        """The DeepPCB F-score at each of F_CURVE_CONFS, and the confidence where it peaks."""
+        counts = np.sum(self._pcb_curve, axis=0) if self._pcb_curve else np.zeros((len(F_CURVE_CONFS), 2), np.int64)
+        curve = []
+        for c, (tp, n_pred) in zip(F_CURVE_CONFS, counts, strict=True):
+            p, r, f = _prf(int(tp), int(n_pred), n_gt)
+            curve.append({"conf": float(c), "precision": p, "recall": r, "fscore": f})
+        best = max(curve, key=lambda row: (row["fscore"], -row["conf"]))
+        return {"curve": curve, "best": best}
 
     def result(self) -> dict[str, Any]:
         nc = len(self.class_names)
@@ -147,6 +181,12 @@ class DetectionMetrics:
             "precision": p,
             "recall": r,
             "f1": f,
-            "deeppcb": {"precision": pp, "recall": pr, "fscore": pf, "iou": DEEPPCB_IOU},
+            "deeppcb": {
+                "precision": pp,
+                "recall": pr,
+                "fscore": pf,
+                "iou": DEEPPCB_IOU,
+                **self._deeppcb_curve(int(gcls.size)),
+            },
             "per_class": per_class,
         }

@@ -15,7 +15,7 @@ from inspection.store import ModelStates, Version, open_database
 from sync.config import SyncSettings
 from sync.schemas import DATA_MODELS
 from sync.service import SyncService
-from tests.conftest import REPO
+from tests.conftest import REPO, plain_model_dir
 
 pytestmark = pytest.mark.usefixtures("plain_model")  # v1's fp32 ONNX file, exported once
 
@@ -24,6 +24,7 @@ SHIPPED = REPO / "weights" / "defect-yolov8n-v1"
 
 def add_version(registry: Path, version: int, name: str = "defect-yolov8n", **card_changes: object) -> Path:
     """A registry entry: the shipped defect network (linked, not copied) under a card of ``version``."""
+    plain_model_dir()  # SHIPPED's fp32 ONNX file, exported once
     folder = registry / f"{name}-v{version}"
     folder.mkdir(parents=True)
     (folder / "model.onnx").symlink_to(SHIPPED / "model.onnx")

@@ -121,10 +121,16 @@ def part_id(i: int) -> str:
 
 
 def test_the_review_order_puts_disagreements_with_the_shadow_and_uncertain_boards_first(populated: Populated, desk):  # noqa: F811
-    from inspection.ml.active_learning import uncertainty
+    from sqlalchemy import create_engine, literal, select
 
-    assert uncertainty(0.5, 0.5) == 1.0 and uncertainty(0.0, 0.5) == 0.0 and uncertainty(1.0, 0.5) == 0.0
-    assert uncertainty(0.25, 0.5) == 0.5 and uncertainty(0.75, 0.5) == 0.5
+    from inspection.store.information import uncertainty
+
+    def u(confidence: float, threshold: float) -> float:  # the database computes it
+        with create_engine("sqlite://").connect() as conn:
+            return float(conn.execute(select(uncertainty(literal(confidence), threshold))).scalar_one())
+
+    assert u(0.5, 0.5) == 1.0 and u(0.0, 0.5) == 0.0 and u(1.0, 0.5) == 0.0
+    assert u(0.25, 0.5) == 0.5 and u(0.75, 0.5) == 0.5 and u(0.9, 1.0) == 0.9 and u(0.4, 0.0) == 0.6
     desk.start_shadow(Version("defect-yolov8n", 2), "ml", "watch")
     disagreeing = 6  # line-1, a pass by the active model
     assert outcome_of(disagreeing).value == "pass"

@@ -101,3 +101,12 @@ def test_class_without_ground_truth_is_left_out_of_the_mean():
 def test_average_precision_edge_cases():
     assert average_precision(np.array([], bool), 3) == 0.0
     assert np.isnan(average_precision(np.array([True]), 0))
+
+
+def test_deeppcb_f_is_swept_over_confidence_and_peaks_where_false_boxes_drop_out():
+    # one true box at 0.9 and one false box at 0.3: F is 2/3 up to conf 0.30, then 1.0 from 0.35 on
+    r = run([([0, 0, 10, 10], 0.9, 0), ([50, 50, 60, 60], 0.3, 0)], [([0, 0, 10, 10], 0)])
+    curve = {row["conf"]: row["fscore"] for row in r["deeppcb"]["curve"]}
+    assert curve[0.3] == pytest.approx(2 / 3) and curve[0.35] == 1.0 and curve[0.95] == 0.0
+    assert r["deeppcb"]["fscore"] == pytest.approx(2 / 3)  # at the fixed conf 0.25
+    assert r["deeppcb"]["best"] == {"conf": 0.35, "precision": 1.0, "recall": 1.0, "fscore": 1.0}
