@@ -54,13 +54,13 @@ function renderCameras(s, tick) {
     }
     const online = cam.online;
     card.classList.toggle("offline", !online);
-    card.querySelector("figcaption").replaceChildren(
+    card.querySelector("figcaption").replaceChildren(...[
       el("strong", {}, cam.camera_id),
       online ? badge("ok", cam.state) : badge("offline", "offline · " + cam.state, cam.last_error || undefined),
-      dropBadge(cam),
+      dropBadge(cam), // null unless the camera drops frames (replaceChildren would write "null")
       el("span", { class: "muted" }, `${cam.fps.toFixed(1)} fps · ${cam.frames_in} frames · ${cam.dropped} dropped` +
         (cam.reconnects ? ` · ${cam.reconnects} reconnects` : "")),
-    );
+    ].filter(Boolean));
     const img = card.querySelector("img");
     if (online || !img.src) img.src = `/api/v1/live/cameras/${encodeURIComponent(cam.camera_id)}/frame.jpg?t=${tick}`;
   }

@@ -14,6 +14,10 @@ def test_a_fault_is_shown_on_the_live_page_until_it_clears(page: Any, server: Se
     sign_in_api(page, server)
     page.goto("/live")
     page.wait_for_selector("#counters dd")
+    page.wait_for_selector("#cameras figcaption strong")
+    captions = page.locator("#cameras figcaption").all_inner_texts()
+    assert len(captions) == 2 and all("fps" in c for c in captions), captions
+    assert not any(word in c.split() for c in captions for word in ("null", "undefined")), captions
     assert page.locator("#live-faults .fault").count() == 0
     live.faults = [{"component": "storage", "reason": "evidence: no space left on device", "since": time.time()}]
     try:
