@@ -1,6 +1,8 @@
 """Delivering models on a line: states, activation, rollback, gated promotion, shadow, and their events.
 
-One ``ModelDesk`` per line and model role (the defect model). The database (``ModelStates``)
+One ``ModelDesk`` per line and model role: the defect model, and the part model that finds the
+boards (it has no shadow runs and no watch: QA reviews defects, not board boxes, so the part
+model is gated on its own validation split and export parity). The database (``ModelStates``)
 holds each version's state on the line and the history of changes; the registry folder holds
 the versions themselves. Every change goes: check (the version exists, its classes and input
 kind match the line) → build and warm the new model's sessions (a corrupt ONNX file fails
@@ -42,6 +44,9 @@ from sync.events import Draft
 from sync.service import SyncService
 
 log = logging.getLogger(__name__)
+
+ROLES = ("defect", "part")
+_ANNOUNCING = threading.Lock()  # the desks of a line (one per role) share its event log and its history
 
 Build = Callable[[Path], Detector]  # a registry folder -> its detector, sessions built
 
@@ -88,6 +93,19 @@ def versions_in(registry: Path, role: str) -> dict[Version, dict[str, Any]]:
     return out
 
 
+def _pair(info: ModelInfo) -> tuple[str, str]:
+    return info.name, info.version
+
+
+def role_of(registry: Path, model: Version) -> str:
+    """The role (card task) of a registered version; 'defect' when it is not registered (the desk then
+    refuses it, naming what is)."""
+    try:
+        return str(read_card(registry / f"{model.name}-v{model.version}").get("task", "defect"))
+    except ModelError:
+        return "defect"
+
+
 def warm(detector: Detector) -> None:
     """One run on a blank image: the sessions allocate before the first board needs them."""
     h, w = detector.imgsz
@@ -111,6 +129,29 @@ class ModelDesk:
             known = ", ".join(str(v) for v in versions_in(self.parts.registry, self.role)) or "none"
             raise ModelError(f"{model}: no such registered model version (registered: {known})")
         return path
+
+    def changes(self) -> list[Change]:
+        """This role's changes on the line, newest first."""
+        return [c for c in self.states.history(self.line_id) if c.role == self.role]
+
+    def _require_defect(self, what: str) -> None:
+        if self.role != "defect":
+            raise ModelError(
+                f"{what}: only the defect model runs in shadow (its verdicts are compared with QA's); "
+                f"a {self.role} model is promoted through the gate (export parity, its validation split)"
+            )
+
+    def served(self) -> ModelInfo | None:
+        """The model the running engine serves in this role (None: no engine, or not a registry version)."""
+        engine = self.parts.engine
+        if engine is None:
+            return None
+        return engine.defect_model if self.role == "defect" else engine.part_model
+
+    def _serving_detector(self) -> Detector:
+        engine = self.parts.engine
+        assert engine is not None
+        return (engine.defect_worker if self.role == "defect" else engine.part_worker).detector
 
     def active(self) -> Version | None:
         return self.states.in_state(self.line_id, self.role, "active")
@@ -150,10 +191,12 @@ class ModelDesk:
         folder = self.folder(model)
         active = self.active()
         engine = self.parts.engine
-        line_input = None if engine is None else ("reference" if engine.reference is not None else "image")
+        line_input = None
+        if engine is not None:
+            line_input = "image" if self.role != "defect" or engine.reference is None else "reference"
         check_compatible(folder, self.folder(active) if active else None, line_input)
         if engine is not None:
-            served = tuple(engine.defect_worker.detector.class_names)
+            served = tuple(self._serving_detector().class_names)
             classes = tuple(read_card(folder)["class_names"])
             if classes != served:
                 raise ModelError(f"{model}: classes {list(classes)} differ from the served model's {list(served)}")
@@ -197,7 +240,11 @@ class ModelDesk:
     def _swap(self, detector: Detector, model: Version, folder: Path) -> None:
         engine = self.parts.engine
         assert engine is not None
-        engine.swap_defect(detector, ModelInfo(model.name, str(model.version)), model_input(folder) == "reference")
+        info = ModelInfo(model.name, str(model.version))
+        if self.role == "defect":
+            engine.swap_defect(detector, info, model_input(folder) == "reference")
+        else:
+            engine.swap_part(detector, info)
 
     def rollback(self, who: str, why: str) -> Change:
         """Back to the version active before the current one; ModelError when there is none."""
@@ -234,6 +281,7 @@ class ModelDesk:
 
     def start_shadow(self, model: Version, who: str, why: str) -> Change:
         """Run ``model`` beside the active one on this line's boards (stored apart)."""
+        self._require_defect(f"{model}")
         with self._lock:
             if model == self.active():
                 raise ModelError(f"{model}: is the active model of line {self.line_id!r}; shadow another version")
@@ -273,9 +321,7 @@ class ModelDesk:
         from inspection.store.model_states import shadow_pairs
 
         if model is None:
-            model = self.shadow() or next(
-                (c.model for c in self.states.history(self.line_id) if c.action == "shadow_started"), None
-            )
+            model = self.shadow() or next((c.model for c in self.changes() if c.action == "shadow_started"), None)
         if model is None:
             raise ModelError(
                 f"line {self.line_id!r}: no model ran in shadow yet (twinspect models shadow NAME:VERSION)"
@@ -295,9 +341,7 @@ class ModelDesk:
         newest, only those after ``after`` (see inspection.store.information); each with its ``score`` and ``why``."""
         from inspection.store.information import ranked
 
-        shadow = self.shadow() or next(
-            (c.model for c in self.states.history(self.line_id) if c.action == "shadow_started"), None
-        )
+        shadow = self.shadow() or next((c.model for c in self.changes() if c.action == "shadow_started"), None)
         return ranked(self.states.engine, self.line_id, shadow, self.parts.rules.fail_threshold, limit, flt, after)
 
     def watch(self) -> dict[str, Any] | None:
@@ -309,7 +353,9 @@ class ModelDesk:
         from inspection.ml.watch import TEST, compare
         from inspection.store.model_states import boards_of
 
-        last = next((c for c in self.states.history(self.line_id) if c.action in ("activated", "rolled_back")), None)
+        if self.role != "defect":
+            return None  # the watch compares verdict rates: the defect model's
+        last = next((c for c in self.changes() if c.action in ("activated", "rolled_back")), None)
         if last is None or last.previous is None or last.who == "config":
             return None
         if "watch" in last.detail and last.detail["watch"].get("done"):
@@ -372,10 +418,13 @@ class ModelDesk:
             engine = self.parts.engine
             if engine is not None and self.parts.build is not None:
                 active = self.active()
-                served = engine.defect_model
-                if active is not None and (active.name, str(active.version)) != (served.name, served.version):
+                served = self.served()
+                if active is not None and (served is None or (active.name, str(active.version)) != _pair(served)):
                     folder = self.folder(active)
-                    self._swap(self._built(folder) or engine.defect_worker.detector, active, folder)
+                    self._swap(self._built(folder) or self._serving_detector(), active, folder)
+                if self.role != "defect":
+                    self.announce()
+                    return
                 shadow = self.shadow()
                 running = self.shadow_runner.model if self.shadow_runner else None
                 if shadow is None and running is not None:
@@ -404,11 +453,12 @@ class ModelDesk:
         sync = self.parts.sync
         if sync is None:
             return
-        pending = self.states.unannounced(self.line_id)
-        found = [d for d in (self._draft(c) for c in pending) if d is not None]
-        if found:
-            sync.log.append(found)
-        self.states.mark_announced(c.id for c in pending)
+        with _ANNOUNCING:
+            pending = self.states.unannounced(self.line_id)
+            found = [d for d in (self._draft(c) for c in pending) if d is not None]
+            if found:
+                sync.log.append(found)
+            self.states.mark_announced(c.id for c in pending)
 
     def _twin_model(self, role: str) -> dict[str, Any] | None:
         sync = self.parts.sync
@@ -434,7 +484,7 @@ class ModelDesk:
         if c.action == "rolled_back":
             return drafts.model_rolled_back(c.role, info, c.previous or "none", c.who, c.why, self.line_id, edge)
         if c.action == "shadow_started":
-            active = self.active()
+            active = self.states.in_state(self.line_id, c.role, "active")  # either role's desk announces it
             return drafts.model_shadow_started(
                 c.role, info, str(active) if active else None, c.who, c.why, self.line_id, edge
             )

@@ -76,7 +76,9 @@ def reviewed_boards(
 
 def line_gate(parts: DeskParts, inspections: InspectionStore | None, data: Path | None = None) -> LineGate:
     """The gate of a desk's line: its gate rules, gate set (``data`` wins), reviewed boards and goldens."""
-    return LineGate(parts.gate, parts.rules, parts.line_id, data or parts.gate_data, inspections, parts.goldens)
+    return LineGate(
+        parts.gate, parts.rules, parts.line_id, data or parts.gate_data, inspections, parts.goldens, parts.role
+    )
 
 
 @dataclass
@@ -89,6 +91,7 @@ class LineGate:
     data: Path | None = None  # data YAML of the gate set (default: the candidate's training data)
     inspections: InspectionStore | None = None
     goldens: Path | None = None  # the goldens folder (a reference model's reviewed boards need their golden)
+    role: str = "defect"  # a part model is gated on export parity and its validation split only
 
     def __call__(self, candidate: Path, active: Path | None) -> g.GateResult:
         card = read_card(candidate)
@@ -125,6 +128,9 @@ class LineGate:
         g.val_rows(act, cand, self.config, result)
 
     def _reviewed(self, candidate: Path, active: Path | None, kind: str, result: g.GateResult) -> None:
+        if self.role != "defect":
+            result.notes.append(f"reviewed inspections: QA reviews defects, not a {self.role} model's boxes")
+            return
         if self.inspections is None:
             result.notes.append("reviewed inspections: no store in this process")
             return

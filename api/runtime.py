@@ -187,4 +187,15 @@ def build_engine(
     recorder = _recorder(settings, sync, inspections, line_recipe)
     config = _engine_config(line, part_runners, defect_runners)
     model = model_info(settings.models.defect.weights)
-    return Engine(config, sources, part, defect, model, evidence=evidence, recorder=recorder, reference=reference)
+    part_model = model_info(settings.models.part.weights)
+    return Engine(
+        config,
+        sources,
+        part,
+        defect,
+        model,
+        evidence=evidence,
+        recorder=recorder,
+        reference=reference,
+        part_model=part_model if part_model.version.isdigit() else None,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +38,8 @@ class ModelLineOut(BaseModel):
     line_id: str
     active: str | None
     shadow: str | None
-    served: str | None = Field(description="The defect model the running engine serves right now.")
+    role: str = Field("defect", description="Which of the line's models: defect or part.")
+    served: str | None = Field(description="The model of this role the running engine serves right now.")
     versions: list[VersionOut]
     history: list[ChangeOut]
     shadow_run: dict[str, Any] | None = Field(description="The running shadow's counts: run, dropped, stored.")
@@ -62,10 +63,11 @@ class ShadowIn(BaseModel):
     reason: str = Field("shadow run", min_length=1, max_length=2000)
 
 
-class ReasonIn(BaseModel):
+class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field("rollback", min_length=1, max_length=2000)
+    role: Literal["defect", "part"] = Field("defect", description="Which of the line's models rolls back.")
 
 
 class ChangeResultOut(BaseModel):

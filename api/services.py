@@ -77,4 +77,5 @@ class Services:
     goldens: GoldenFiles | None = None  # golden images without recipes (a hub: its edges' goldens, by sha256)
     floor: FloorService | None = None  # OPC UA, reject gate, Sparkplug B, process control (None: none enabled)
     model_desk: ModelDesk | None = None  # model delivery on the running line (None: no line, or none here)
+    part_desk: ModelDesk | None = None  # the same for the line's part model
     metrics_public: bool = False  # /metrics without a token (settings metrics.public: a trusted network's scraper)

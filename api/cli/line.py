@@ -88,6 +88,7 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
     engine_settings = served_settings(engine_settings, states)  # the line's active version, from its history
     engine = build_engine(engine_settings, sync=sync)
     desk = build_desk(engine_settings, engine, sync, states)
+    part_desk = build_desk(engine_settings, engine, sync, states, role="part")
     services = Services(
         LiveView(engine, sync.twins),
         sync,
@@ -99,6 +100,7 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
         class_names=tuple(engine.defect_worker.detector.class_names),
         recipes=open_recipes(settings, sync.log.engine),
         model_desk=desk,
+        part_desk=part_desk,
         metrics_public=settings.metrics.public,
     )
     app = create_app(services)
@@ -120,7 +122,7 @@ def _serve(settings: Settings, engine_settings: Settings, banner: str, demo_toke
         typer.echo("  sign in with a token from: twinspect tokens create --role qa")
     if floor.opcua is not None:
         typer.echo(f"  OPC UA (OPC 40100 model) at {floor.opcua.endpoint}")
-    watcher = ModelWatcher(desk).start()  # the CLI's model changes reach the running line
+    watcher = ModelWatcher(desk, part_desk).start()  # the CLI's model changes reach the running line
     try:
         uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="warning")
     finally:

@@ -25,6 +25,7 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the li
 WeightsDirOption = Annotated[
     Path | None, typer.Option("--weights-dir", help="Model registry folder (default: the configured model's).")
 ]
+RoleOption = Annotated[str, typer.Option("--role", help="Which of the line's models: defect or part.")]
 NOTE = "a service running on this data dir swaps within a second; otherwise the line serves it at its next start"
 
 
@@ -36,22 +37,35 @@ def who() -> str:
 
 
 def open_desk(
-    config: Path | None, data_dir: Path | None, line: str | None, weights_dir: Path | None
+    config: Path | None,
+    data_dir: Path | None,
+    line: str | None,
+    weights_dir: Path | None,
+    role: str = "defect",
+    model: str | None = None,
 ) -> tuple[ModelDesk, Settings]:
-    """The desk of ``line`` on the data dir's database (no engine, no event log: see the module docstring)."""
-    from api.model_desk import DeskParts, ModelDesk
-    from inspection.store import ModelStates, open_database
+    """The desk of ``line`` and ``role`` on the data dir's database (no engine, no event log: see the module
+    docstring). ``model`` (NAME:VERSION) picks the role itself: its card's task."""
+    from api.model_desk import ROLES, DeskParts, ModelDesk, role_of
+    from inspection.core.errors import ModelError
+    from inspection.ml.registry import parse_model_ref
+    from inspection.store import ModelStates, Version, open_database
 
     settings = settings_from(config, data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    registry = weights_dir or registry_of(settings)
+    if role not in ROLES:
+        raise ModelError(f"--role: must be one of {', '.join(ROLES)}, got {role!r}")
+    registry = weights_dir or registry_of(settings, role)
+    if model is not None:
+        role = role_of(registry, Version(*parse_model_ref(model)))
     parts = DeskParts(
         registry,
         line or settings.line.line_id,
         settings.sync.edge_id,
+        role=role,
         gate=settings.delivery.gate.config(),
         shadow=settings.delivery.shadow.config(),
-        gate_data=settings.delivery.gate.data,
+        gate_data=settings.delivery.gate.data if role == "defect" else None,
         goldens=settings.goldens_dir,
         rules=settings.line.rules,
         watch_boards=settings.delivery.watch.boards,
@@ -62,26 +76,29 @@ def open_desk(
     return desk, settings
 
 
-def registry_of(settings: Settings) -> Path:
-    """The registry folder: where the configured defect model lives."""
-    weights = Path(settings.models.defect.weights)
+def registry_of(settings: Settings, role: str = "defect") -> Path:
+    """The registry folder: where the configured model of ``role`` lives."""
+    weights = Path((settings.models.defect if role == "defect" else settings.models.part).weights)
     return weights.parent if weights.parent.name != weights.stem else weights.parent.parent
 
 
 def status_cmd(
     line: LineOption = None,
+    role: RoleOption = "defect",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     weights_dir: WeightsDirOption = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Every registered version with its state on the line (registered, shadow, active, retired)."""
-    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    """Every registered version of the role with its state on the line (registered, shadow, active, retired)."""
+    desk, _ = open_desk(config, data_dir, line, weights_dir, role)
     rows = desk.listing()
     if as_json:
-        typer.echo(json.dumps({"line_id": desk.line_id, "versions": rows}))
+        typer.echo(json.dumps({"line_id": desk.line_id, "role": desk.role, "versions": rows}))
         return
-    typer.echo(f"line {desk.line_id}: active {desk.active() or 'none'}, shadow {desk.shadow() or 'none'}")
+    typer.echo(
+        f"line {desk.line_id} ({desk.role} model): active {desk.active() or 'none'}, shadow {desk.shadow() or 'none'}"
+    )
     watch = desk.watch()
     if watch is not None:
         alerts = ", ".join(f"{a['metric']} {a['previous_rate']} -> {a['rate']}" for a in watch.get("alerts", []))
@@ -113,7 +130,7 @@ def history_cmd(
     for c in changes:
         forced = " FORCED" if c.forced else ""
         typer.echo(
-            f"{c.at.isoformat(timespec='seconds')} {c.action:14s} {c.model} (from {c.previous or '-'}) "
+            f"{c.at.isoformat(timespec='seconds')} {c.role:6s} {c.action:14s} {c.model} (from {c.previous or '-'}) "
             f"by {c.who}{forced}: {c.why}"
         )
 
@@ -139,13 +156,14 @@ def change_json(c: object) -> dict[str, object]:
 
 def rollback_cmd(
     line: LineOption = None,
+    role: RoleOption = "defect",
     reason: ReasonOption = "rollback",
     weights_dir: WeightsDirOption = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Return the line to the version active before the current one (none: one line, exit 2)."""
-    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    """Return the line's model of the role to the version active before the current one (none: one line, exit 2)."""
+    desk, _ = open_desk(config, data_dir, line, weights_dir, role)
     change = desk.rollback(who(), reason)
     typer.echo(f"line {desk.line_id}: {change.model} active again (was {change.previous}); {NOTE}")
 
@@ -162,14 +180,15 @@ def promote_cmd(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Gate the candidate against the active model (export parity, val split, reviewed boards), then activate it."""
+    """Gate the candidate against the active model of its role (export parity, val split, reviewed boards), then
+    activate it."""
     from api.model_desk import GateRefused
     from api.model_gate import line_gate
     from api.runtime import open_storage
     from inspection.ml.registry import parse_model_ref
     from inspection.store import Version
 
-    desk, settings = open_desk(config, data_dir, line, weights_dir)
+    desk, settings = open_desk(config, data_dir, line, weights_dir, model=model)
     store, _ = open_storage(settings, desk.states.engine)
     gate = line_gate(desk.parts, store, data)
     try:
@@ -197,7 +216,7 @@ def shadow_cmd(
     from inspection.ml.registry import parse_model_ref
     from inspection.store import Version
 
-    desk, _ = open_desk(config, data_dir, line, weights_dir)
+    desk, _ = open_desk(config, data_dir, line, weights_dir, model=model)
     if stop:
         change = desk.stop_shadow(who(), reason)
         typer.echo(f"line {desk.line_id}: shadow {change.model if change else 'none'} stopped; {NOTE}")

@@ -396,7 +396,7 @@ def activate_cmd(
         from api.cli.model_delivery import NOTE, open_desk, who
         from inspection.store import Version
 
-        desk, _ = open_desk(config, data_dir, line, weights_dir)
+        desk, _ = open_desk(config, data_dir, line, weights_dir, model=model)
         change = desk.activate(Version(name, version), who(), reason)
         typer.echo(f"line {desk.line_id}: {change.model} active (was {change.previous or 'none'}); {NOTE}")
         return

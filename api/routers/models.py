@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import Principal, require
 from api.errors import Forbidden, NotFound
-from api.model_desk import GateRefused, ModelDesk
-from api.schemas_models import ChangeOut, ChangeResultOut, ModelLineOut, PromoteIn, ReasonIn, ShadowIn, VersionOut
+from api.model_desk import GateRefused, ModelDesk, role_of
+from api.schemas_models import ChangeOut, ChangeResultOut, ModelLineOut, PromoteIn, RollbackIn, ShadowIn, VersionOut
 from api.schemas_qa import ModelOut, ModelsOut
 from api.tokens import Role
 from inspection.core.errors import ModelError
@@ -45,21 +45,29 @@ def model_out(role: str, weights: Path) -> ModelOut:
     summary="The active models and their model cards",
 )
 def models(request: Request) -> ModelsOut:
-    dirs = dict(request.app.state.services.model_dirs)
-    desk: ModelDesk | None = request.app.state.services.model_desk
-    active = desk.active() if desk is not None else None
-    if desk is not None and active is not None:
-        dirs[desk.role] = desk.folder(active)  # what the line serves now (a promotion moved it)
+    services = request.app.state.services
+    dirs = dict(services.model_dirs)
+    for desk in (services.model_desk, services.part_desk):
+        active = desk.active() if desk is not None else None
+        if desk is not None and active is not None:
+            dirs[desk.role] = desk.folder(active)  # what the line serves now (a promotion moved it)
     return ModelsOut(models=[model_out(role, path) for role, path in sorted(dirs.items())])
 
 
-def _desk(request: Request, line_id: str) -> ModelDesk:
-    desk: ModelDesk | None = request.app.state.services.model_desk
+def _desk(request: Request, line_id: str, role: str = "defect") -> ModelDesk:
+    services = request.app.state.services
+    desk: ModelDesk | None = services.model_desk if role == "defect" else services.part_desk
     if desk is None:
         raise NotFound("this process delivers no models (it runs no inspection line)")
     if desk.line_id != line_id:
         raise NotFound(f"line {line_id!r}: this process runs line {desk.line_id!r}")
     return desk
+
+
+def _desk_of(request: Request, line_id: str, model: Version) -> ModelDesk:
+    """The desk of the role ``model`` has (its card's task)."""
+    defect = _desk(request, line_id)
+    return _desk(request, line_id, role_of(defect.parts.registry, model))
 
 
 def _principal(request: Request) -> Principal:
@@ -90,19 +98,19 @@ def change_out(c: Change | None) -> ChangeOut | None:
     dependencies=[Depends(require(Role.QA, Role.ML))],
     summary="Every registered version with its state on the line, and the line's model history",
 )
-def model_line(request: Request, line_id: str) -> ModelLineOut:
-    desk = _desk(request, line_id)
+def model_line(request: Request, line_id: str, role: Literal["defect", "part"] = Query("defect")) -> ModelLineOut:
+    desk = _desk(request, line_id, role)
     desk.sync_registry()
-    engine = desk.parts.engine
-    served = engine.defect_model if engine is not None else None
+    served = desk.served()
     active, shadow = desk.active(), desk.shadow()
     return ModelLineOut(
         line_id=line_id,
+        role=role,
         active=str(active) if active else None,
         shadow=str(shadow) if shadow else None,
         served=f"{served.name}:{served.version}" if served else None,
         versions=[VersionOut(**v) for v in desk.listing()],
-        history=[c for c in (change_out(x) for x in desk.states.history(line_id)) if c is not None],
+        history=[c for c in (change_out(x) for x in desk.changes()) if c is not None],
         shadow_run=desk.shadow_runner.figures() if desk.shadow_runner else None,
         watch=desk.watch(),
     )
@@ -115,11 +123,14 @@ def _ref(text: str) -> Version:
 @router.get(
     "/models/lines",
     dependencies=[Depends(require(Role.QA, Role.ML))],
-    summary="The lines this process delivers models to",
+    summary="The lines this process delivers models to, and the roles (defect, part) delivered on each",
 )
-def model_lines(request: Request) -> dict[str, list[str]]:
-    desk: ModelDesk | None = request.app.state.services.model_desk
-    return {"lines": [desk.line_id] if desk is not None else []}
+def model_lines(request: Request) -> dict[str, Any]:
+    services = request.app.state.services
+    desks = [d for d in (services.model_desk, services.part_desk) if d is not None]
+    lines = sorted({d.line_id for d in desks})
+    roles = {line: [d.role for d in desks if d.line_id == line] for line in lines}
+    return {"lines": lines, "roles": roles}
 
 
 @router.get(
@@ -152,7 +163,7 @@ def review_order(request: Request, line_id: str, limit: int = Query(100, ge=1, l
 def promote(request: Request, line_id: str, body: PromoteIn) -> ChangeResultOut | JSONResponse:
     from api.model_gate import line_gate
 
-    desk = _desk(request, line_id)
+    desk = _desk_of(request, line_id, _ref(body.model))
     who = _principal(request)
     if body.force and who.role is not Role.ADMIN:
         raise Forbidden("force: only the admin role may promote past the gate")
@@ -163,7 +174,7 @@ def promote(request: Request, line_id: str, body: PromoteIn) -> ChangeResultOut 
     except GateRefused as refused:
         content = {"detail": str(refused), "error": "GateRefused", "gate": refused.result.as_dict()}
         return JSONResponse(content, status_code=409)
-    return ChangeResultOut(change=change_out(desk.states.history(line_id, 1)[0]), gate=result.as_dict())
+    return ChangeResultOut(change=change_out(desk.changes()[0]), gate=result.as_dict())
 
 
 @router.post(
@@ -172,8 +183,8 @@ def promote(request: Request, line_id: str, body: PromoteIn) -> ChangeResultOut 
     dependencies=[Depends(require(Role.ML))],
     summary="Serve the version active before the current one again (hot swap)",
 )
-def rollback(request: Request, line_id: str, body: ReasonIn) -> ChangeResultOut:
-    desk = _desk(request, line_id)
+def rollback(request: Request, line_id: str, body: RollbackIn) -> ChangeResultOut:
+    desk = _desk(request, line_id, body.role)
     return ChangeResultOut(change=change_out(desk.rollback(_principal(request).name, body.reason)))
 
 
@@ -184,8 +195,8 @@ def rollback(request: Request, line_id: str, body: ReasonIn) -> ChangeResultOut:
     summary="Run a candidate beside the active model (off the critical path, stored apart); null stops it",
 )
 def shadow(request: Request, line_id: str, body: ShadowIn) -> ChangeResultOut:
-    desk = _desk(request, line_id)
     who = _principal(request).name
     if body.model is None:
-        return ChangeResultOut(change=change_out(desk.stop_shadow(who, body.reason)))
-    return ChangeResultOut(change=change_out(desk.start_shadow(_ref(body.model), who, body.reason)))
+        return ChangeResultOut(change=change_out(_desk(request, line_id).stop_shadow(who, body.reason)))
+    model = _ref(body.model)
+    return ChangeResultOut(change=change_out(_desk_of(request, line_id, model).start_shadow(model, who, body.reason)))

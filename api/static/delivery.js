@@ -1,5 +1,7 @@
 // Models page, model delivery: each line's versions with their state, the shadow report against QA's
 // reviewed verdicts (boards linked to their review), the history; promote / shadow / rollback for ml.
+// The part model (the one that finds the boards) has its own section: promote (gated on its validation
+// split and export parity) and roll back; no shadow runs (QA reviews defects, not board boxes).
 import { getJSON, postJSON } from "/static/api.js";
 import { badge, el, fmtPct, fmtTime, showError, toast } from "/static/ui.js";
 
@@ -27,16 +29,16 @@ async function act(line, what, body, out, refresh) {
   }
 }
 
-function versionsTable(info, canChange, run) {
+function versionsTable(info, canChange, run, role) {
   const ask = (label) => window.prompt(`${label}: why?`, "") || undefined;
-  return el("table", { class: "metrics" }, el("caption", {}, `Versions on ${info.line_id}`),
+  return el("table", { class: "metrics" }, el("caption", {}, `${role === "part" ? "Part model versions" : "Versions"} on ${info.line_id}`),
     el("thead", {}, el("tr", {}, ["version", "state", "input", "mAP50", "DeepPCB F", "created", ""]
       .map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, info.versions.map((v) => {
       const ref = `${v.name}:${v.version}`;
       const buttons = canChange && v.state !== "active" ? [
         el("button", { type: "button", class: "primary", onclick: () => run("promote", { model: ref, reason: ask(`promote ${ref}`) }) }, "Promote"),
-        v.state !== "shadow" ? el("button", { type: "button", onclick: () => run("shadow", { model: ref, reason: ask(`shadow ${ref}`) }) }, "Shadow") : null,
+        role === "defect" && v.state !== "shadow" ? el("button", { type: "button", onclick: () => run("shadow", { model: ref, reason: ask(`shadow ${ref}`) }) }, "Shadow") : null,
       ] : [];
       return el("tr", {}, el("th", { scope: "row", class: "mono" }, ref), el("td", {}, badge(STATE[v.state] || "ok", v.state)),
         el("td", {}, v.input), el("td", {}, num(v.val_metrics.map50)), el("td", {}, num(v.val_metrics.deeppcb_fscore)),
@@ -72,12 +74,13 @@ function watchView(w) {
     "Roll back below if this is the new model's doing.");
 }
 
-async function lineView(line, me, box) {
+async function lineView(line, me, box, role) {
   const canChange = me.role === "ml" || me.role === "admin";
   const out = el("div", { "aria-live": "polite" });
   const refresh = async () => {
-    const info = await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}`);
+    const info = await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}?role=${role}`);
     const run = (what, body) => act(line, what, body, out, refresh);
+    if (role === "part") return partView(line, info, canChange, run, out, box);
     let report = el("p", { class: "muted" }, "No shadow run on this line yet.");
     if (info.shadow || info.history.some((c) => c.action === "shadow_started")) {
       report = reportView(await getJSON(`/api/v1/models/lines/${encodeURIComponent(line)}/shadow-report`));
@@ -89,7 +92,7 @@ async function lineView(line, me, box) {
     const last = info.history.find((c) => c.action === "activated" || c.action === "rolled_back");
     box.replaceChildren(el("article", { class: "card" },
       el("h2", {}, `Line ${line}: serving ${info.served ?? info.active ?? "–"}`, info.shadow ? ` · shadow ${info.shadow}` : ""),
-      versionsTable(info, canChange, run),
+      versionsTable(info, canChange, run, role),
       canChange ? el("p", {}, el("button", { type: "button", class: "bad", onclick: () => run("rollback", { reason: window.prompt("rollback: why?", "") || "rollback" }) },
         "Roll back"), last ? ` last change: ${last.action} ${last.model} by ${last.who} ${fmtTime(last.at)}` : "") : null,
       watchView(info.watch), out, report, next,
@@ -99,12 +102,24 @@ async function lineView(line, me, box) {
   await refresh();
 }
 
+function partView(line, info, canChange, run, out, box) {
+  const last = info.history.find((c) => c.action === "activated" || c.action === "rolled_back");
+  box.replaceChildren(el("article", { class: "card", "aria-label": "part model delivery" },
+    el("h2", {}, `Line ${line}, part model: serving ${info.served ?? info.active ?? "–"}`),
+    versionsTable(info, canChange, run, "part"),
+    canChange ? el("p", {}, el("button", { type: "button", class: "bad", onclick: () => run("rollback", { role: "part", reason: window.prompt("rollback: why?", "") || "rollback" }) },
+      "Roll back the part model"), last ? ` last change: ${last.action} ${last.model} by ${last.who} ${fmtTime(last.at)}` : "") : null,
+    out, el("h3", {}, "History"), el("ul", {}, info.history.slice(0, 10).map((c) => el("li", {},
+      `${fmtTime(c.at)} ${c.action} ${c.model} (from ${c.previous ?? "–"}) by ${c.who}${c.forced ? " FORCED" : ""}: ${c.why}`)))));
+}
+
 export async function showDelivery(me) {
   const box = document.getElementById("delivery");
   try {
-    const { lines } = await getJSON("/api/v1/models/lines");
-    box.replaceChildren(...lines.map(() => el("div")));
-    await Promise.all(lines.map((line, i) => lineView(line, me, box.children[i])));
+    const { lines, roles } = await getJSON("/api/v1/models/lines");
+    const views = lines.flatMap((line) => (roles[line] || ["defect"]).map((role) => [line, role, el("div")]));
+    box.replaceChildren(...views.map(([, , div]) => div));
+    await Promise.all(views.map(([line, role, div]) => lineView(line, me, div, role)));
   } catch (e) {
     showError(box, e);
   }

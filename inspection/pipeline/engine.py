@@ -211,10 +211,11 @@ class Engine:
         evidence: EvidenceStore | None = None,
         recorder: Recorder | None = None,
         reference: ReferenceStage | None = None,
+        part_model: ModelInfo | None = None,
     ) -> None:
         """``recorder``: where results go (None: verdicts are only shown); ``evidence``: where evidence JPEGs
         go (None: no rows, events only); ``reference``: set when the defect model compares each board with its
-        golden."""
+        golden; ``part_model``: the part model's name and version, when it has them (a registry version)."""
         ids = [s.camera_id for s in sources]  # type: ignore[attr-defined]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
@@ -227,7 +228,7 @@ class Engine:
         self.clock = StageClock()
         self.listeners = Listeners(self.health)
         self.stopping = threading.Event()
-        self.part_worker = self._worker(part_detector, "part", config.part_runners, len(sources))
+        self.part_worker = self._worker(part_detector, "part", config.part_runners, len(sources), part_model)
         self.defect_worker = self._worker(defect_detector, "defect", config.defect_runners, 0, model)
         self.shadow: ShadowTap | None = None  # a shadow model beside the defect model (set_shadow)
         self.sink = VerdictSink(
@@ -469,6 +470,28 @@ class Engine:
             )
         before = self.defect_model
         self.defect_worker.swap(detector, model)
+        return before
+
+    @property
+    def part_model(self) -> ModelInfo | None:
+        """The part model that runs the next batch (None: a bare weights file, no registry version)."""
+        tag = self.part_worker.tag
+        return tag if isinstance(tag, ModelInfo) else None
+
+    def swap_part(self, detector: Detector, model: ModelInfo) -> ModelInfo | None:
+        """Find boards with ``detector`` from the next batch on (hot swap); returns the model it replaces.
+
+        Refused (ModelError, nothing changes) unless it has the served part model's classes (one: 'board'):
+        the tracker and the trigger line follow those boxes.
+        """
+        served = self.part_worker.detector
+        if tuple(detector.class_names) != tuple(served.class_names):
+            raise ModelError(
+                f"{model.name}:{model.version}: classes {list(detector.class_names)} differ from the served "
+                f"part model's {list(served.class_names)}"
+            )
+        before = self.part_model
+        self.part_worker.swap(detector, model)
         return before
 
     def set_shadow(self, shadow: ShadowTap | None) -> ShadowTap | None:

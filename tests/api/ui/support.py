@@ -171,7 +171,8 @@ def opened(browser: Any, url: str) -> Iterator[Any]:
     # the browser logs every 4xx: a 401 before the sign-in redirect and the 409 of the conflict
     # test are expected; anything else (a script error, a 404, a 422) is a bug
     expected = ("status of 401", "status of 409")
-    assert [e for e in errors if not any(x in e for x in expected)] == []
+    unexpected = [e for e in errors if not any(x in e for x in expected)]
+    assert unexpected == [], unexpected
 
 
 def sign_in_api(page: Any, server: Server) -> None:

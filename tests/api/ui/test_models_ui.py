@@ -56,3 +56,41 @@ def test_qa_reads_without_buttons(page: Any, server: Server, tmp_path):
     page.goto("/models")
     page.wait_for_selector("#delivery table caption:has-text('Versions on line-1')")
     assert page.locator("#delivery button").count() == 0
+
+
+def test_ml_sees_the_part_model_section_with_promote_and_rollback_and_no_shadow(page: Any, server: Server, tmp_path):
+    from tests.api.test_part_model_delivery import add_part_version
+
+    token = attach_desk(server, tmp_path)
+    registry = tmp_path / "weights"
+    add_part_version(registry, 2)
+    add_part_version(registry, 3)
+    sync = server.services.sync
+    assert sync is not None
+    gate = GateConfig(parity_images=0)  # no gate set here: the gate refuses (409 with its figures)
+    parts = DeskParts(
+        registry, "line-1", "edge-test", role="part", sync=sync, gate=gate, gate_data=tmp_path / "no.yaml"
+    )
+    part_desk = ModelDesk(ModelStates(sync.log.engine), parts)
+    part_desk.start_line(Version("part-yolov8n", 2))
+    server.services.part_desk = part_desk
+    try:
+        assert page.context.request.post(f"{server.url}/api/v1/session", data={"token": token}).ok
+        page.on("dialog", lambda d: d.accept("from the UI test"))
+        page.goto("/models")
+        section = "#delivery article[aria-label='part model delivery']"
+        page.wait_for_selector(f"{section} caption:has-text('Part model versions on line-1')")
+        assert "part model: serving part-yolov8n:2" in page.text_content(f"{section} h2")
+        row = page.locator(f"{section} tr:has-text('part-yolov8n:3')")
+        assert row.locator(".badge").text_content() == "registered"
+        assert (
+            row.locator("button:has-text('Shadow')").count() == 0 and row.locator("button:has-text('Promote')").count()
+        )
+        assert page.locator("#delivery tr:has-text('part-yolov8n')").count() == 2  # not in the defect table
+        row.locator("button:has-text('Promote')").click()
+        page.wait_for_selector(f"{section} caption:has-text('The gate refused')")
+        assert "QA reviews defects" in page.text_content(f"{section} table.metrics:has(caption:has-text('gate'))")
+        assert page.locator(f"{section} button:has-text('Roll back the part model')").count() == 1
+        shot(page, "models-part-delivery")
+    finally:
+        server.services.part_desk = None
