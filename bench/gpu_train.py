@@ -48,7 +48,7 @@ from gpu_dataset import build_dataset, write_json  # noqa: E402
 
 MODELS: dict[str, dict[str, str]] = {
     # the shipped plain model as the start (its 3 input planes become board, golden, difference)
-    "n": {"name": "defect-ref-yolov8n", "init": "weights/defect-yolov8n-v2/model.pt"},
+    "n": {"name": "defect-ref-yolov8n", "init": "weights/defect-yolov8n-v3/model.pt"},
     # no YOLOv8s weights exist offline: from the architecture, from scratch
     "s": {"name": "defect-ref-yolov8s", "init": "yolov8s.yaml"},
 }

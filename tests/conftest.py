@@ -249,7 +249,7 @@ def plain_model() -> Path:
 
 @pytest.fixture(scope="session")
 def reference_model() -> Path:
-    """The shipped default defect model (``defect-yolov8n``, v2): it takes reference input (board,
+    """The shipped default defect model (``defect-yolov8n``, v3): it takes reference input (board,
     golden, difference). Tests must not write into it."""
     import json
 

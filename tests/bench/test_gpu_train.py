@@ -178,7 +178,7 @@ def test_smoke_run_writes_the_outputs(smoke):
     assert set(model["final"]) == {"mAP50", "mAP50-95", "precision", "recall"}
     assert all(0.0 <= v <= 1.0 for v in model["final"].values())
     assert [row["epoch"] for row in model["curve"]] == [1]
-    assert model["init"] == "weights/defect-yolov8n-v2/model.pt"
+    assert model["init"] == "weights/defect-yolov8n-v3/model.pt"
     spec = load_data_yaml(REPO / "datasets" / "deeppcb-ref" / "data.yaml")
     assert spec.input == "reference"
     for key, value in augmentation(spec).items():  # the same plane-safe augmentation as twinspect train
