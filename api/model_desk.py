@@ -134,7 +134,7 @@ class ModelDesk:
         """This role's changes on the line, newest first."""
         return [c for c in self.states.history(self.line_id) if c.role == self.role]
 
-    def _require_defect(self, what: str) -> None:
+    def _refuse_shadow_unless_defect(self, what: str) -> None:
         if self.role != "defect":
             raise ModelError(
                 f"{what}: only the defect model runs in shadow (its verdicts are compared with QA's); "
@@ -281,7 +281,7 @@ class ModelDesk:
 
     def start_shadow(self, model: Version, who: str, why: str) -> Change:
         """Run ``model`` beside the active one on this line's boards (stored apart)."""
-        self._require_defect(f"{model}")
+        self._refuse_shadow_unless_defect(f"{model}")
         with self._lock:
             if model == self.active():
                 raise ModelError(f"{model}: is the active model of line {self.line_id!r}; shadow another version")

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from api.model_desk import ROLES, DeskParts, ModelDesk
 from api.runtime import _detector, model_info
-from api.settings import ModelSettings, Settings
+from api.settings import Settings
 from inspection.core.detections import Detector
 from inspection.core.errors import ModelError
 from inspection.inference.cards import CARD
@@ -24,11 +24,7 @@ log = logging.getLogger(__name__)
 
 def registry_of(settings: Settings, role: str = "defect") -> Path:
     """The registry folder: where the configured model of ``role`` lives (weights/NAME or weights/NAME-vN)."""
-    return Path(_model(settings, role).weights).resolve().parent
-
-
-def _model(settings: Settings, role: str) -> ModelSettings:
-    return settings.models.defect if role == "defect" else settings.models.part
+    return Path(settings.models.of(role).weights).resolve().parent
 
 
 def served_settings(settings: Settings, states: ModelStates) -> Settings:
@@ -46,7 +42,7 @@ def served_settings(settings: Settings, states: ModelStates) -> Settings:
 def _served(settings: Settings, states: ModelStates, role: str) -> Settings:
     line_id = settings.line.line_id
     active = states.in_state(line_id, role, "active")
-    weights = Path(_model(settings, role).weights)
+    weights = Path(settings.models.of(role).weights)
     configured = model_info(weights)
     if active is None or active.name != configured.name or not _pointer(weights):
         return settings
@@ -62,7 +58,7 @@ def _served(settings: Settings, states: ModelStates, role: str) -> Settings:
             "line %s: active %s model %s is not in the registry; serving the configured one", line_id, role, active
         )
         return settings
-    model = _model(settings, role).model_copy(update={"weights": folder})
+    model = settings.models.of(role).model_copy(update={"weights": folder})
     return settings.model_copy(update={"models": settings.models.model_copy(update={role: model})})
 
 
@@ -75,7 +71,7 @@ def build_desk(
     settings: Settings, engine: Engine, sync: SyncService | None, states: ModelStates, role: str = "defect"
 ) -> ModelDesk:
     """The line's desk of ``role`` around a built (not yet started) engine; the line's first activation recorded."""
-    configured = _model(settings, role)
+    configured = settings.models.of(role)
     conf = min(configured.conf, settings.line.rules.uncertain_low) if role == "defect" else configured.conf
 
     def build(folder: Path) -> Detector:

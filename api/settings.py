@@ -114,6 +114,10 @@ class ModelsSettings(BaseModel):
         default_factory=PartModelSettings, description="Part model that finds whole boards in the overview frame."
     )
 
+    def of(self, role: str) -> ModelSettings:
+        """The model of ``role`` ('defect' or 'part')."""
+        return self.defect if role == "defect" else self.part
+
 
 class LineSettings(BaseModel):
     """One inspection line: its cameras, how parts are tracked and triggered, and the verdict rules."""

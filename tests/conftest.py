@@ -112,13 +112,25 @@ def detections_factory() -> Callable[..., Detections]:
 
 
 def deeppcb_source() -> Path:
-    """The real DeepPCB train/val folder (CI has ../shared beside the checkout)."""
+    """The real DeepPCB train/val folder: $TWINSPECT_DEEPPCB, else ../shared beside the checkout (as CI has
+    it), else ../shared beside the checkout this one was cloned from (a clone made elsewhere, e.g. /tmp)."""
     import os
+    import subprocess
 
-    src = Path(os.environ.get("TWINSPECT_DEEPPCB", REPO.parent / "shared" / "datasets" / "deeppcb-trainval"))
-    if not (src / "PCBData" / "trainval.txt").is_file():
-        pytest.fail(f"real DeepPCB data not found at {src} (set TWINSPECT_DEEPPCB)")
-    return src
+    if "TWINSPECT_DEEPPCB" in os.environ:
+        candidates = [Path(os.environ["TWINSPECT_DEEPPCB"])]
+    else:
+        candidates = [REPO.parent / "shared" / "datasets" / "deeppcb-trainval"]
+        origin = subprocess.run(
+            ["git", "-C", str(REPO), "remote", "get-url", "origin"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if origin and Path(origin).is_dir():
+            candidates.append(Path(origin).resolve().parent / "shared" / "datasets" / "deeppcb-trainval")
+    for src in candidates:
+        if (src / "PCBData" / "trainval.txt").is_file():
+            os.environ.setdefault("TWINSPECT_DEEPPCB", str(src))  # the processes tests start find it too
+            return src
+    pytest.fail(f"real DeepPCB data not found at {', '.join(map(str, candidates))} (set TWINSPECT_DEEPPCB)")
 
 
 # How many real validation boards the real_deeppcb fixtures import: the tests read the first 24 of

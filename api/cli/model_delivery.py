@@ -78,7 +78,7 @@ def open_desk(
 
 def registry_of(settings: Settings, role: str = "defect") -> Path:
     """The registry folder: where the configured model of ``role`` lives."""
-    weights = Path((settings.models.defect if role == "defect" else settings.models.part).weights)
+    weights = Path(settings.models.of(role).weights)
     return weights.parent if weights.parent.name != weights.stem else weights.parent.parent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from api.runtime import build_engine
 from api.settings import Settings
 from camera.simulated import replay_sequence
 from inspection.ml.datasets.boards import board_pool
+from inspection.pipeline.engine import Engine
 from inspection.pipeline.events import EngineEvent, Inspected
 from inspection.store import ModelStates, Version, open_database
 from tests.api.test_model_delivery import add_version
@@ -42,6 +44,16 @@ class HeldPartModel:
         if self.asked.is_set():
             self.done.wait(60)
         return self.inner.detect(images)
+
+
+def run_to_the_end(engine: Engine, listen: Callable[[EngineEvent], None]) -> None:
+    """Run the line over all its boards with ``listen`` on its events, then stop it."""
+    engine.add_listener(listen)
+    engine.start()
+    try:
+        assert engine.wait(300)
+    finally:
+        engine.stop()
 
 
 def line_settings(tmp_path: Path, boards: Path, registry: Path) -> Settings:
@@ -85,12 +97,7 @@ def test_swap_between_batches_under_load_loses_no_board_and_each_verdict_names_i
                 asked.set()
                 threading.Thread(target=swap).start()
 
-    engine.add_listener(listen)
-    engine.start()
-    try:
-        assert engine.wait(300)
-    finally:
-        engine.stop()
+    run_to_the_end(engine, listen)
     assert swapped.wait(30)
 
     shown = len(replay_sequence(board_pool(boards), 0.5, seed=0))

@@ -22,7 +22,7 @@ from inspection.pipeline.events import EngineEvent, Inspected
 from inspection.store import ModelStates, Version, open_database
 from tests.api.conftest import Populated
 from tests.api.test_model_delivery import add_version
-from tests.api.test_model_hot_swap import HeldPartModel, line_settings
+from tests.api.test_model_hot_swap import HeldPartModel, line_settings, run_to_the_end
 from tests.api.test_models_api import URL
 from tests.cli import run_cli
 from tests.conftest import REPO, real_board_subset
@@ -107,12 +107,7 @@ def test_a_part_model_is_promoted_through_its_gate_and_swapped_in_a_running_line
                 asked.set()
                 threading.Thread(target=promote).start()
 
-    engine.add_listener(listen)
-    engine.start()
-    try:
-        assert engine.wait(300)
-    finally:
-        engine.stop()
+    run_to_the_end(engine, listen)
     assert swapped.wait(60) and len(gates) == 1, "the promotion did not finish"
 
     result = gates[0]
