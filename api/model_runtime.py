@@ -13,7 +13,7 @@ from api.runtime import _detector, model_info
 from api.settings import Settings
 from inspection.core.detections import Detector
 from inspection.core.errors import ModelError
-from inspection.inference.cards import CARD
+from inspection.inference.cards import CARD, registry_folder
 from inspection.pipeline.engine import Engine
 from inspection.store import ModelStates, Version
 from inspection.store.errors import StoreUnavailableError
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def registry_of(settings: Settings, role: str = "defect") -> Path:
     """The registry folder: where the configured model of ``role`` lives (weights/NAME or weights/NAME-vN)."""
-    return Path(settings.models.of(role).weights).resolve().parent
+    return registry_folder(Path(settings.models.of(role).weights))
 
 
 def served_settings(settings: Settings, states: ModelStates) -> Settings:

@@ -13,8 +13,9 @@ that anyone saw.
 - ``append(drafts)`` commits at once in the caller's thread and returns the events.
 - ``ingest(events)`` appends events that already carry their line's sequence (the hub,
   from edges), skipping any it already has by id or sequence.
-- ``read(after, limit)`` serves from an in-memory ring of recent events, else the
-  database; ``wait`` / ``async_wait`` block until something past an offset is committed.
+- ``read(after, limit)`` serves from an in-memory ring of recent events (the newest
+  ``ring_size``, 4,096 by default: a live reader is near the head; a bigger ring is only
+  memory that grows for hours before it stops, ~1 KB an event), else the database; ``wait`` / ``async_wait`` block until something past an offset is committed.
 - Listeners run in the committing thread, in offset order, after each commit.
 
 Retention (``prune_before``) deletes the oldest events; reading before the oldest kept
@@ -102,7 +103,7 @@ class EventLog:
         self,
         engine: Engine,
         *,
-        ring_size: int = 50_000,
+        ring_size: int = 4_096,
         batch_max: int = 5_000,
         max_queue: int = 50_000,
         retry_s: tuple[float, float] = (0.05, 2.0),

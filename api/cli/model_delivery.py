@@ -47,6 +47,7 @@ def open_desk(
     """The desk of ``line`` and ``role`` on the data dir's database (no engine, no event log: see the module
     docstring). ``model`` (NAME:VERSION) picks the role itself: its card's task."""
     from api.model_desk import ROLES, DeskParts, ModelDesk, role_of
+    from api.model_runtime import registry_of
     from inspection.core.errors import ModelError
     from inspection.ml.registry import parse_model_ref
     from inspection.store import ModelStates, Version, open_database
@@ -74,12 +75,6 @@ def open_desk(
     desk = ModelDesk(ModelStates(open_database(settings.database_url)), parts)
     desk.sync_registry()
     return desk, settings
-
-
-def registry_of(settings: Settings, role: str = "defect") -> Path:
-    """The registry folder: where the configured model of ``role`` lives."""
-    weights = Path(settings.models.of(role).weights)
-    return weights.parent if weights.parent.name != weights.stem else weights.parent.parent
 
 
 def status_cmd(

@@ -27,5 +27,15 @@ def resolve_model_dir(path: Path) -> Path:
     raise ModelError(f"{path}: not a registered model (no {CARD} beside it)")
 
 
+def registry_folder(weights: Path) -> Path:
+    """The registry a configured model lives in: the folder holding its entry (weights/NAME-vN), whether
+    ``weights`` names the entry, its version pointer (weights/NAME) or a file inside it."""
+    try:
+        return resolve_model_dir(weights).parent
+    except ModelError:
+        weights = Path(weights)
+        return weights.parent if weights.suffix == "" else weights.parent.parent
+
+
 def read_card(model_dir: Path) -> dict[str, Any]:
     return json.loads((resolve_model_dir(model_dir) / CARD).read_text())
