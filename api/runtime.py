@@ -46,6 +46,7 @@ def _detector(model: ModelSettings, conf: float) -> tuple[Detector, int]:
         precision=model.precision,
         threads=threads,
         device=model.device,
+        merge_iou=model.merge_iou,
     ), runners
 
 

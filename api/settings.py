@@ -19,6 +19,7 @@ from api.delivery_settings import DeliverySettings
 from camera.config import CameraConfig
 from floor.config import BeltSettings, GateSettings, OpcUaSettings, SparkplugSettings, SpcSettings
 from inspection.core.errors import InspectionError
+from inspection.inference.nms import DEFECT_MERGE_IOU
 from inspection.pipeline.parts import PartsConfig
 from inspection.pipeline.rules import RulesConfig
 from inspection.reference.recipes import NAME_RE as RECIPE_NAME_RE
@@ -45,6 +46,13 @@ class ModelSettings(BaseModel):
     weights: Path = Field(description="Model folder in weights/ (with card.json) or an .onnx/.pt file.")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum confidence of a kept box.")
     iou: float = Field(0.45, gt=0.0, le=1.0, description="IoU above which NMS suppresses the lower box.")
+    merge_iou: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="After the class-aware NMS, a box overlapping a higher-scored box of another class by "
+        "more than this is dropped: one place, one label (1.0: off).",
+    )
     backend: Literal["onnx", "torch"] = Field(
         "onnx",
         description="onnx: ONNX Runtime with our letterbox and NMS (the serving path); "
@@ -90,6 +98,13 @@ class DefectModelSettings(ModelSettings):
     weights: Path = Field(
         SHIPPED_WEIGHTS / "defect-yolov8n",
         description="Model folder in weights/ (with card.json) or an .onnx/.pt file.",
+    )
+    merge_iou: float = Field(
+        DEFECT_MERGE_IOU,
+        gt=0.0,
+        le=1.0,
+        description="After the class-aware NMS, a box overlapping a higher-scored box of another class by "
+        "more than this is dropped: one defect, one label (1.0: off; twinspect eval scores F this way).",
     )
 
 

@@ -74,6 +74,13 @@ def predict_cmd(
     weights: WeightsOption,
     conf: Annotated[float, typer.Option(help="Minimum confidence of a reported box.")] = 0.25,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.45,
+    merge_iou: Annotated[
+        float,
+        typer.Option(
+            help="One label per place: after NMS, drop a box overlapping a higher-scored one of "
+            "another class above this IoU (1.0: off; the defect model serves 0.5)."
+        ),
+    ] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image per line.")] = False,
     batch: Annotated[int, typer.Option(help="Images per inference call.")] = 1,
     runners: Annotated[
@@ -117,7 +124,17 @@ def predict_cmd(
         raise ModelError(f"--golden: {weights} takes 'image' input and compares no golden")
     runners, threads = concurrency(DEFAULT_PROVIDERS, "onnx", runners)
     _check_precision(precision)
-    detector = load_detector(weights, conf=conf, iou=iou, backend="onnx", threads=threads, precision=precision)  # type: ignore[arg-type]
+    if not 0.0 < merge_iou <= 1.0:
+        raise ModelError(f"merge-iou: must be above 0 and at most 1, got {merge_iou}")
+    detector = load_detector(
+        weights,
+        conf=conf,
+        iou=iou,
+        backend="onnx",
+        threads=threads,
+        precision=precision,
+        merge_iou=merge_iou,  # type: ignore[arg-type]
+    )
     worker = InferenceWorker(detector, "predict", max_batch=batch, max_wait_ms=0, runners=runners).start()
     try:
         if kind == "reference":

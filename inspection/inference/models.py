@@ -101,6 +101,7 @@ def load_detector(
     precision: PrecisionChoice = "auto",
     threads: int = 0,
     device: str = "auto",
+    merge_iou: float = 1.0,
 ) -> Detector:
     """An OnnxDetector for .onnx (the serving path), a TorchDetector for .pt (PyTorch on ``device``:
     'auto' is the first CUDA device PyTorch sees, else the CPU)."""
@@ -109,12 +110,14 @@ def load_detector(
     if kind == "onnx":
         if path.suffix != ".onnx":
             raise ModelError(f"{path}: expected an .onnx file for the ONNX Runtime backend")
-        return OnnxDetector(path, conf=conf, iou=iou, max_det=max_det, providers=providers, threads=threads)
+        return OnnxDetector(
+            path, conf=conf, iou=iou, max_det=max_det, providers=providers, threads=threads, merge_iou=merge_iou
+        )
     if path.suffix != ".pt":
         raise ModelError(f"{path}: expected a .pt file for the PyTorch backend")
     from inspection.inference.torch_detector import TorchDetector
 
-    return TorchDetector(path, conf=conf, iou=iou, max_det=max_det, device=device)
+    return TorchDetector(path, conf=conf, iou=iou, max_det=max_det, device=device, merge_iou=merge_iou)
 
 
 def model_input(weights: Path) -> str:

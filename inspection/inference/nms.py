@@ -36,10 +36,25 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-def decode(raw: np.ndarray, conf: float, iou: float, max_det: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+DEFECT_MERGE_IOU = 0.5  # one defect, one box: what the defect model serves (measured on the val split)
+
+
+def one_class_per_place(xyxy: np.ndarray, score: np.ndarray, merge_iou: float) -> np.ndarray:
+    """Indices (highest score first) left after class-aware NMS is followed by a class-agnostic pass:
+    a box that overlaps a higher-scored box of any class by more than ``merge_iou`` is dropped, so one
+    defect gets one label, not two (an open also scored as a mousebite). ``merge_iou`` 1.0: off."""
+    if merge_iou >= 1.0 or len(xyxy) < 2:
+        return np.argsort(-score, kind="stable")
+    return nms(xyxy, score, merge_iou)
+
+
+def decode(
+    raw: np.ndarray, conf: float, iou: float, max_det: int = 300, merge_iou: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's YOLOv8 output (4 + nc, anchors) -> kept xyxy, scores, class ids.
 
-    Boxes stay in model-input pixels; the caller maps them back through the letterbox.
+    Class-aware NMS at ``iou``, then ``one_class_per_place`` at ``merge_iou``. Boxes stay in
+    model-input pixels; the caller maps them back through the letterbox.
     """
     scores_all = raw[4:]
     class_id = scores_all.argmax(axis=0)
@@ -56,5 +71,6 @@ def decode(raw: np.ndarray, conf: float, iou: float, max_det: int = 300) -> tupl
     half = xywh[:, 2:] / 2
     xyxy[:, :2] = xywh[:, :2] - half
     xyxy[:, 2:] = xywh[:, :2] + half
-    keep = nms(xyxy + (class_id[:, None] * MAX_WH), score, iou)[:max_det]
+    keep = nms(xyxy + (class_id[:, None] * MAX_WH), score, iou)
+    keep = keep[one_class_per_place(xyxy[keep], score[keep], merge_iou)][:max_det]
     return xyxy[keep].astype(np.float32), score[keep].astype(np.float32), class_id[keep].astype(np.int64)

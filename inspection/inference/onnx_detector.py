@@ -119,6 +119,7 @@ class OnnxDetector:
         conf: float = 0.25,
         iou: float = 0.45,
         max_det: int = 300,
+        merge_iou: float = 1.0,
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         threads: int = 0,
     ) -> None:
@@ -149,7 +150,7 @@ class OnnxDetector:
         self.imgsz = (int(h), int(w))
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.dtype = np.float16 if "float16" in inp.type else np.float32
-        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.conf, self.iou, self.max_det, self.merge_iou = conf, iou, max_det, merge_iou
         self.provider = self.session.get_providers()[0]
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
@@ -171,5 +172,5 @@ class OnnxDetector:
         return np.concatenate(outs).astype(np.float32)
 
     def _postprocess(self, raw: np.ndarray, lb: Letterbox) -> Detections:
-        xyxy, score, cls = decode(raw, self.conf, self.iou, self.max_det)
+        xyxy, score, cls = decode(raw, self.conf, self.iou, self.max_det, self.merge_iou)
         return Detections(lb.to_source(xyxy), score, cls, self.class_names)

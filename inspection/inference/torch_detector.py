@@ -21,7 +21,7 @@ import numpy as np
 
 from inspection.core.detections import Detections
 from inspection.core.errors import ModelError
-from inspection.inference.nms import decode
+from inspection.inference.nms import decode, one_class_per_place
 from inspection.inference.offline import ultralytics
 from inspection.inference.preprocess import PAD_VALUE, Letterbox, as_bgr, fit
 
@@ -67,6 +67,7 @@ class TorchDetector:
         conf: float = 0.25,
         iou: float = 0.45,
         max_det: int = 300,
+        merge_iou: float = 1.0,
         device: str = "auto",
         half: bool | None = None,
         cuda_graphs: bool = False,
@@ -88,6 +89,7 @@ class TorchDetector:
             p.requires_grad_(False)
         self.imgsz = (size, size)
         self.path, self.conf, self.iou, self.max_det = path, conf, iou, max_det
+        self.merge_iou = merge_iou
         self.cuda_graphs = cuda_graphs and cuda
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}
         self._pinned_tensors: list[Any] = []
@@ -186,7 +188,10 @@ class TorchDetector:
         raw = raw.float()
         if self._batched_nms is None:  # no torchvision: our numpy NMS on the host, image by image
             host = raw.cpu().numpy()
-            return [self._detections(*decode(host[i], self.conf, self.iou, self.max_det), maps[i]) for i in range(n)]
+            return [
+                self._detections(*decode(host[i], self.conf, self.iou, self.max_det, self.merge_iou), maps[i])
+                for i in range(n)
+            ]
         nc = raw.shape[1] - 4
         score, cls = raw[:, 4:].max(1)
         img, anchor = (score > self.conf).nonzero(as_tuple=True)
@@ -198,7 +203,8 @@ class TorchDetector:
         host_xyxy, host_s, host_c = xyxy[keep].cpu().numpy(), s[keep].cpu().numpy(), c[keep].cpu().numpy()
         out = []
         for i in range(n):
-            sel = np.flatnonzero(host_img == i)[: self.max_det]
+            sel = np.flatnonzero(host_img == i)
+            sel = sel[one_class_per_place(host_xyxy[sel], host_s[sel], self.merge_iou)][: self.max_det]
             out.append(self._detections(host_xyxy[sel], host_s[sel], host_c[sel].astype(np.int64), maps[i]))
         return out
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from inspection.core.errors import DatasetError, ModelError
 from inspection.inference.models import Backend, PrecisionChoice, load_detector, require_input
+from inspection.inference.nms import DEFECT_MERGE_IOU
 from inspection.ml.datasets.yolo import load_data_yaml
 from inspection.ml.images import read_image
 from inspection.ml.metrics import DetectionMetrics
@@ -47,6 +48,7 @@ class EvalResult:
             "deeppcb_recall": r(m["deeppcb"]["recall"]),
             "deeppcb_best_fscore": r(m["deeppcb"]["best"]["fscore"]),
             "deeppcb_best_conf": m["deeppcb"]["best"]["conf"],
+            "deeppcb_merge_iou": m["deeppcb"]["merge_iou"],
             "per_class_ap50": {k: r(v["ap50"]) for k, v in m["per_class"].items()},
             "per_class_ap50_95": {k: r(v["ap50_95"]) for k, v in m["per_class"].items()},
         }
@@ -60,9 +62,12 @@ def evaluate_weights(
     backend: Backend | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
     precision: PrecisionChoice = "fp32",
+    merge_iou: float = DEFECT_MERGE_IOU,
 ) -> EvalResult:
     """Run the model over every image of ``split`` and compute all metrics (a registry entry's fp32
-    file unless ``precision`` says int8 or auto, the card's serving choice)."""
+    file unless ``precision`` says int8 or auto, the card's serving choice). mAP ranks the class-aware
+    NMS's boxes, as Ultralytics does; the DeepPCB F counts what is served (``merge_iou``: one label per
+    place, the defect model's serving setting)."""
     if not 0.0 <= conf <= 1.0:
         raise ModelError(f"conf: must be between 0 and 1, got {conf}")
     spec = load_data_yaml(data)
@@ -76,7 +81,7 @@ def evaluate_weights(
             f"{weights}: model classes {list(detector.class_names)} do not match "
             f"dataset {spec.yaml_path} {list(spec.names)}"
         )
-    metrics = DetectionMetrics(spec.names, conf=conf)
+    metrics = DetectionMetrics(spec.names, conf=conf, merge_iou=merge_iou)
     batches = [images[i : i + BATCH] for i in range(0, len(images), BATCH)]
     for batch in progress(batches):
         frames = [read_image(p) for p in batch]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inspection.inference.nms import box_iou
+from inspection.inference.nms import box_iou, one_class_per_place
 
 IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 DEEPPCB_IOU = 0.33
@@ -101,8 +101,10 @@ class DetectionMetrics:
 
     class_names: tuple[str, ...]
     conf: float = 0.25
+    merge_iou: float = 1.0  # the served one-label-per-place pass, applied to what the DeepPCB F counts (not AP)
     _tp: list[np.ndarray] = field(default_factory=list)  # (P, 10) per image
     _tp_pcb: list[np.ndarray] = field(default_factory=list)  # (P,) per image
+    _served: list[np.ndarray] = field(default_factory=list)  # (P,) per image: left by one_class_per_place
     _conf: list[np.ndarray] = field(default_factory=list)
     _pcls: list[np.ndarray] = field(default_factory=list)
     _gcls: list[np.ndarray] = field(default_factory=list)
@@ -123,11 +125,15 @@ class DetectionMetrics:
         pred_cls = np.asarray(pred_cls, dtype=np.int64)
         gt_cls = np.asarray(gt_cls, dtype=np.int64)
         self._tp.append(match(pred_xyxy, pred_cls, gt_xyxy, gt_cls, IOU_THRESHOLDS))
-        keep = pred_conf >= self.conf
+        served = one_class_per_place(pred_xyxy, np.asarray(pred_conf), self.merge_iou)
+        keep = served[pred_conf[served] >= self.conf]
         pcb = np.zeros(len(pred_xyxy), dtype=bool)
         pcb[keep] = match(pred_xyxy[keep], pred_cls[keep], gt_xyxy, gt_cls, np.array([DEEPPCB_IOU]), strict=True)[:, 0]
         self._tp_pcb.append(pcb)
-        self._pcb_curve.append(_deeppcb_counts(pred_xyxy, pred_conf, pred_cls, gt_xyxy, gt_cls))
+        kept = np.zeros(len(pred_xyxy), dtype=bool)
+        kept[served] = True
+        self._served.append(kept)
+        self._pcb_curve.append(_deeppcb_counts(pred_xyxy[served], pred_conf[served], pred_cls[served], gt_xyxy, gt_cls))
         self._conf.append(np.asarray(pred_conf, dtype=np.float64))
         self._pcls.append(pred_cls)
         self._gcls.append(gt_cls)
@@ -147,11 +153,12 @@ class DetectionMetrics:
         nc = len(self.class_names)
         tp = np.concatenate(self._tp) if self._tp else np.zeros((0, len(IOU_THRESHOLDS)), bool)
         tp_pcb = np.concatenate(self._tp_pcb) if self._tp_pcb else np.zeros(0, bool)
+        served = np.concatenate(self._served) if self._served else np.zeros(0, bool)
         conf = np.concatenate(self._conf) if self._conf else np.zeros(0)
         pcls = np.concatenate(self._pcls) if self._pcls else np.zeros(0, np.int64)
         gcls = np.concatenate(self._gcls) if self._gcls else np.zeros(0, np.int64)
         order = np.argsort(-conf, kind="stable")
-        tp, tp_pcb, conf, pcls = tp[order], tp_pcb[order], conf[order], pcls[order]
+        tp, tp_pcb, served, conf, pcls = tp[order], tp_pcb[order], served[order], conf[order], pcls[order]
         ap = np.full((nc, len(IOU_THRESHOLDS)), np.nan)
         per_class: dict[str, dict[str, float]] = {}
         at_conf = conf >= self.conf
@@ -171,7 +178,7 @@ class DetectionMetrics:
             }
         has_gt = ~np.isnan(ap[:, 0])
         p, r, f = _prf(int(tp[at_conf, 0].sum()), int(at_conf.sum()), int(gcls.size))
-        pp, pr, pf = _prf(int(tp_pcb[at_conf].sum()), int(at_conf.sum()), int(gcls.size))
+        pp, pr, pf = _prf(int(tp_pcb[at_conf].sum()), int((served & at_conf).sum()), int(gcls.size))
         return {
             "images": self.images,
             "instances": int(gcls.size),
@@ -186,6 +193,7 @@ class DetectionMetrics:
                 "recall": pr,
                 "fscore": pf,
                 "iou": DEEPPCB_IOU,
+                "merge_iou": self.merge_iou,
                 **self._deeppcb_curve(int(gcls.size)),
             },
             "per_class": per_class,

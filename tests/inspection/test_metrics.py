@@ -110,3 +110,22 @@ def test_deeppcb_f_is_swept_over_confidence_and_peaks_where_false_boxes_drop_out
     assert curve[0.3] == pytest.approx(2 / 3) and curve[0.35] == 1.0 and curve[0.95] == 0.0
     assert r["deeppcb"]["fscore"] == pytest.approx(2 / 3)  # at the fixed conf 0.25
     assert r["deeppcb"]["best"] == {"conf": 0.35, "precision": 1.0, "recall": 1.0, "fscore": 1.0}
+
+
+def test_deeppcb_f_counts_one_label_per_place_when_merged_but_ap_ranks_every_box():
+    # a defect found as open (0.9) and, in the same place, as short (0.6): two predictions, one TP
+    gts = [([10, 10, 50, 50], 0)]
+    preds = [([10, 10, 50, 50], 0.9, 0), ([11, 10, 50, 50], 0.6, 1)]
+    plain = run(preds, gts)
+    m = DetectionMetrics(NAMES, conf=0.25, merge_iou=0.5)
+    m.add(
+        np.array([x for x, _, _ in preds], np.float32),
+        np.array([c for _, c, _ in preds], np.float32),
+        np.array([k for _, _, k in preds]),
+        np.array([x for x, _ in gts], np.float32),
+        np.array([k for _, k in gts]),
+    )
+    merged = m.result()
+    assert plain["deeppcb"]["precision"] == 0.5 and merged["deeppcb"]["precision"] == 1.0
+    assert merged["deeppcb"]["fscore"] == 1.0 and merged["deeppcb"]["merge_iou"] == 0.5
+    assert merged["map50"] == plain["map50"]  # AP is scored on the class-aware NMS's boxes

@@ -67,3 +67,17 @@ def test_decode_is_class_aware_and_thresholded():
     assert sorted(cls.tolist()) == [0, 1]
     assert xyxy[0].tolist() == [40, 40, 60, 60]
     assert score.tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_merge_iou_keeps_one_label_per_place():
+    # the same two boxes of different classes: with merge_iou the higher-scored label alone is served;
+    # a box of the other class elsewhere (IoU 0 with it) stays
+    raw = np.zeros((4 + 2, 3), np.float32)
+    raw[:4, 0] = raw[:4, 1] = [50, 50, 20, 20]
+    raw[:4, 2] = [150, 150, 20, 20]
+    raw[4, 0], raw[5, 1], raw[5, 2] = 0.8, 0.9, 0.7
+    xyxy, score, cls = decode(raw, conf=0.25, iou=0.45, merge_iou=0.5)
+    assert cls.tolist() == [1, 1]
+    assert score.tolist() == pytest.approx([0.9, 0.7])
+    assert xyxy[1].tolist() == [140, 140, 160, 160]
+    assert len(decode(raw, conf=0.25, iou=0.45, merge_iou=1.0)[0]) == 3  # off: all three
