@@ -132,8 +132,8 @@ def predict_cmd(
         iou=iou,
         backend="onnx",
         threads=threads,
-        precision=precision,
-        merge_iou=merge_iou,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
+        merge_iou=merge_iou,
     )
     worker = InferenceWorker(detector, "predict", max_batch=batch, max_wait_ms=0, runners=runners).start()
     try:
