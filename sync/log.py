@@ -15,7 +15,8 @@ that anyone saw.
   from edges), skipping any it already has by id or sequence.
 - ``read(after, limit)`` serves from an in-memory ring of recent events (the newest
   ``ring_size``, 4,096 by default: a live reader is near the head; a bigger ring is only
-  memory that grows for hours before it stops, ~1 KB an event), else the database; ``wait`` / ``async_wait`` block until something past an offset is committed.
+  memory that grows for hours before it stops, ~1 KB an event), else the database;
+  ``wait`` / ``async_wait`` block until something past an offset is committed.
 - Listeners run in the committing thread, in offset order, after each commit.
 
 Retention (``prune_before``) deletes the oldest events; reading before the oldest kept
